@@ -1,0 +1,459 @@
+"""The HTTP API (JSON, under /v1). Handlers parse, call, respond; errors become
+`{"error": {"code", "message"}}` in one middleware; the TCP listener needs the bearer token and
+the Unix socket identifies callers by their peer credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import json
+import os
+import pwd
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from jobd import __version__
+from jobd.config import Config
+from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
+from jobd.jobs import Jobs, openapi_document
+from jobd.logs import LogLine, LogPump, LogQuery, RunLog
+from jobd.models import NodeCapacity, Owner, RunStatus
+from jobd.runtime.podman import PodmanRuntime
+from jobd.runtime.types import RuntimeInfo
+from jobd.store import JobFilter, Store
+
+MAX_BODY = 1024 * 1024
+DEFAULT_PAGE = 50
+MAX_PAGE = 1000
+DEFAULT_LOG_LIMIT = 1000
+MAX_LOG_LIMIT = 100_000
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    config: Config
+    store: Store
+    jobs: Jobs
+    pump: LogPump
+    runtime: PodmanRuntime
+    info: RuntimeInfo
+    capacity: NodeCapacity
+    token: str
+    started: float
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[error_middleware, auth_middleware]
+    )
+    app[SERVICES] = services
+    app.router.add_post("/v1/jobs", create_job)
+    app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_get("/v1/jobs/{job_id}", get_job)
+    app.router.add_get("/v1/jobs/{job_id}/runs", list_runs)
+    app.router.add_post("/v1/jobs/{job_id}/runs", rerun_job)
+    app.router.add_get("/v1/runs/{run_id}", get_run)
+    app.router.add_get("/v1/runs/{run_id}/events", get_run_events)
+    app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
+    app.router.add_get("/v1/runs/{run_id}/logs", get_run_logs)
+    app.router.add_get("/v1/plans", list_plans)
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/openapi.json", openapi)
+    return app
+
+
+# -- middleware -----------------------------------------------------------------------
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except JobdError as e:
+        return web.json_response(error_body(e.code, e.message), status=e.status)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            e.status, "http_error"
+        )
+        message = e.text if e.status != 413 else f"request body over {MAX_BODY} bytes"
+        return web.json_response(error_body(code, message or e.reason), status=e.status)
+
+
+def _is_unix(request: web.Request) -> bool:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    return sock is not None and sock.family == socket.AF_UNIX
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _is_unix(request):
+        token = request.app[SERVICES].token
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized()
+    return await handler(request)
+
+
+def caller(request: web.Request) -> Owner:
+    """Who is asking: the peer's uid on the Unix socket, the daemon's user over TCP."""
+    if _is_unix(request):
+        sock = request.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, _ = struct.unpack("3i", creds)
+        return Owner(uid=uid, user=_user_name(uid), via="unix")
+    uid = os.getuid()
+    return Owner(uid=uid, user=_user_name(uid), via="tcp")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+# -- jobs -----------------------------------------------------------------------------
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidRequest(f"body: invalid JSON: {e}") from e
+
+
+async def create_job(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    job, run = await services.jobs.create(await _json_body(request), caller(request))
+    return web.json_response(job.to_api(latest_run=run), status=201)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    store = request.app[SERVICES].store
+    limit, cursor = _page(request)
+    page = await store.list_jobs(_job_filter(request), limit=limit, cursor=cursor)
+    latest = await store.get_runs(j.latest_run_id for j in page.items if j.latest_run_id)
+    jobs = [j.to_api(latest_run=latest.get(j.latest_run_id or "")) for j in page.items]
+    return web.json_response({"jobs": jobs, "nextCursor": page.next_cursor})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    store = request.app[SERVICES].store
+    job = await store.get_job(request.match_info["job_id"])
+    runs = await store.get_runs([job.latest_run_id] if job.latest_run_id else [])
+    return web.json_response(job.to_api(latest_run=runs.get(job.latest_run_id or "")))
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    limit, cursor = _page(request)
+    page = await request.app[SERVICES].store.list_runs(
+        request.match_info["job_id"], limit=limit, cursor=cursor
+    )
+    return web.json_response(
+        {"runs": [r.to_api() for r in page.items], "nextCursor": page.next_cursor}
+    )
+
+
+async def rerun_job(request: web.Request) -> web.Response:
+    run = await request.app[SERVICES].jobs.rerun(request.match_info["job_id"])
+    return web.json_response(run.to_api(), status=201)
+
+
+def _page(request: web.Request) -> tuple[int, str | None]:
+    limit = _int_param(request, "limit", DEFAULT_PAGE)
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit: must be between 1 and {MAX_PAGE}")
+    return limit, request.query.get("cursor") or None
+
+
+def _job_filter(request: web.Request) -> JobFilter:
+    status = request.query.get("status")
+    if status is not None and status not in RunStatus.__members__.values():
+        raise InvalidRequest(f"status: unknown status {status!r}")
+    labels = {}
+    for item in request.query.getall("label", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"label: expected key=value, got {item!r}")
+        labels[key] = value
+    return JobFilter(
+        status=RunStatus(status) if status else None,
+        labels=labels,
+        created_after=_time_param(request, "createdAfter"),
+        created_before=_time_param(request, "createdBefore"),
+    )
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise InvalidRequest(f"{name}: not an integer: {raw!r}") from e
+
+
+def _time_param(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError as e:
+        raise InvalidRequest(f"{name}: not an RFC 3339 time: {raw!r}") from e
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{name}: needs a UTC offset: {raw!r}")
+    return moment
+
+
+# -- runs -----------------------------------------------------------------------------
+
+
+async def get_run(request: web.Request) -> web.Response:
+    run = await request.app[SERVICES].store.get_run(request.match_info["run_id"])
+    return web.json_response(run.to_api())
+
+
+async def get_run_events(request: web.Request) -> web.Response:
+    store = request.app[SERVICES].store
+    run = await store.get_run(request.match_info["run_id"])
+    events = [
+        {"at": datetime.fromtimestamp(e["at"]).astimezone().isoformat(timespec="milliseconds"),
+         "from": e["from_status"], "to": e["to_status"], "detail": e["detail"]}
+        for e in await store.run_events(run.id)
+    ]
+    return web.json_response({"events": events})
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    run = await request.app[SERVICES].jobs.cancel(request.match_info["run_id"])
+    return web.json_response(run.to_api(), status=202)
+
+
+# -- logs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogRequest:
+    query: LogQuery
+    limit: int
+    tail: int | None
+    follow: bool
+    format: str
+
+
+def _log_request(request: web.Request) -> LogRequest:
+    limit = _int_param(request, "limit", DEFAULT_LOG_LIMIT)
+    tail = _int_param(request, "tail", 0) or None
+    if not 1 <= limit <= MAX_LOG_LIMIT or (tail is not None and not 1 <= tail <= MAX_LOG_LIMIT):
+        raise InvalidRequest(f"limit and tail must be between 1 and {MAX_LOG_LIMIT}")
+    fmt = request.query.get("format", "json")
+    if fmt not in {"json", "ndjson", "text"}:
+        raise InvalidRequest("format: one of json, ndjson, text")
+    follow = request.query.get("follow", "false").lower() in {"1", "true", "yes"}
+    return LogRequest(
+        query=LogQuery(
+            since=_time_param(request, "since"), until=_time_param(request, "until"),
+            contains=request.query.get("filter") or None,
+        ),
+        limit=limit, tail=tail, follow=follow, format=fmt,
+    )
+
+
+async def get_run_logs(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    run = await services.store.get_run(request.match_info["run_id"])
+    wanted = _log_request(request)
+    run_log = services.pump.open(run.id)
+    if wanted.follow or wanted.format != "json":
+        return await _stream_logs(request, run.id, run_log, wanted)
+    lines, truncated = await asyncio.to_thread(_collect, run_log, wanted)
+    return web.json_response({
+        "runId": run.id,
+        "lines": [line.to_api(run.id) for line in lines],
+        "omittedBytes": run_log.omitted_bytes,
+        "truncated": truncated,
+    })
+
+
+def _collect(run_log: RunLog, wanted: LogRequest) -> tuple[list[LogLine], bool]:
+    if wanted.tail is not None:
+        last = collections.deque(run_log.lines(wanted.query), maxlen=wanted.tail)
+        return list(last), False
+    lines: list[LogLine] = []
+    for line in run_log.lines(wanted.query):
+        if len(lines) == wanted.limit:
+            return lines, True
+        lines.append(line)
+    return lines, False
+
+
+def _render(line: LogLine, run_id: str, fmt: str) -> bytes:
+    if fmt == "text":
+        return (line.text + "\n").encode()
+    return (json.dumps(line.to_api(run_id)) + "\n").encode()
+
+
+async def _stream_logs(
+    request: web.Request, run_id: str, run_log: RunLog, wanted: LogRequest
+) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    content_type = "text/plain" if wanted.format == "text" else "application/x-ndjson"
+    response = web.StreamResponse(headers={"Content-Type": f"{content_type}; charset=utf-8"})
+    await response.prepare(request)
+    if wanted.tail is not None:
+        lines, _ = await asyncio.to_thread(_collect, run_log, wanted)
+        await response.write(b"".join(_render(line, run_id, wanted.format) for line in lines))
+        if not wanted.follow:
+            await response.write_eof()
+            return response
+    follower = LogFollower(run_log, wanted.query, skip_existing=wanted.tail is not None)
+    while True:
+        changed = services.pump.changed(run_id)
+        batch = await asyncio.to_thread(follower.read_new)
+        if batch:
+            await response.write(b"".join(_render(line, run_id, wanted.format) for line in batch))
+        if not wanted.follow:
+            break
+        if not batch and await _run_over(services, run_id, run_log):
+            break
+        try:
+            await asyncio.wait_for(changed.wait(), timeout=1.0)
+        except TimeoutError:
+            pass
+    await response.write_eof()
+    return response
+
+
+async def _run_over(services: Services, run_id: str, run_log: RunLog) -> bool:
+    run = await services.store.get_run(run_id)
+    if not run.status.is_terminal:
+        return False
+    return run_log.finished or not run_log.directory.exists() or run.started_at is None
+
+
+class LogFollower:
+    """Reads the lines appended to a run's log files since the last call."""
+
+    def __init__(self, run_log: RunLog, query: LogQuery, *, skip_existing: bool) -> None:
+        self.run_log = run_log
+        self.query = query
+        self.offsets: dict[Path, int] = {}
+        self.marked = False
+        if skip_existing:
+            for path in run_log.files():
+                self.offsets[path] = _size(path)
+
+    def read_new(self) -> list[LogLine]:
+        lines: list[LogLine] = []
+        for index, path in enumerate(self.run_log.files()):
+            if index == 1 and self.run_log.omitted_bytes and not self.marked:
+                self.marked = True
+                lines.append(self.run_log.marker())
+            lines.extend(self._read(path))
+        return lines
+
+    def _read(self, path: Path) -> Iterator[LogLine]:
+        from jobd.logs import parse_k8s_line
+
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            return
+        with f:
+            f.seek(self.offsets.get(path, 0))
+            data = f.read()
+        cut = data.rfind(b"\n") + 1
+        self.offsets[path] = self.offsets.get(path, 0) + cut
+        pending = ""
+        for raw in data[:cut].splitlines(keepends=True):
+            line, complete = parse_k8s_line(raw)
+            if line is None:
+                continue
+            if not complete:
+                pending += line.text
+                continue
+            line = LogLine(time=line.time, stream=line.stream, text=pending + line.text)
+            pending = ""
+            if self.query.matches(line):
+                yield line
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+# -- about ----------------------------------------------------------------------------
+
+
+async def list_plans(request: web.Request) -> web.Response:
+    config = request.app[SERVICES].config
+    plans = [p.to_api() for p in config.plans.values()]
+    return web.json_response({"plans": plans, "defaultPlan": config.default_plan})
+
+
+async def health(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    podman: dict[str, Any]
+    try:
+        info = await asyncio.wait_for(services.runtime.info(), timeout=5)
+        podman = {"reachable": True, **_podman_doc(info)}
+    except (RuntimeFailure, TimeoutError) as e:
+        info = services.info
+        podman = {"reachable": False, "error": str(e), **_podman_doc(info)}
+    uid = os.getuid()
+    return web.json_response({
+        "status": "ok" if podman["reachable"] else "degraded",
+        "version": __version__,
+        "podman": podman,
+        "limits": {
+            "enforced": info.limits_enforced,
+            "missingControllers": list(info.missing_controllers),
+            "note": info.limits_note,
+        },
+        "node": {
+            "cpus": services.capacity.cpus,
+            "memoryBytes": services.capacity.memory_bytes,
+        },
+        "daemon": {"uid": uid, "user": _user_name(uid), "pid": os.getpid(),
+                   "dataDir": str(services.config.data_dir)},
+        "uptimeSeconds": round(time.time() - services.started, 3),
+    })
+
+
+def _podman_doc(info: RuntimeInfo) -> dict[str, Any]:
+    return {
+        "version": info.version,
+        "apiVersion": info.api_version,
+        "rootless": info.rootless,
+        "cgroupVersion": info.cgroup_version,
+        "cgroupManager": info.cgroup_manager,
+        "ociRuntime": info.oci_runtime,
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())

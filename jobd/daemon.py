@@ -1,0 +1,235 @@
+"""`jobd`: the daemon's phases.
+
+startup  — load the configuration, open the store, connect to podman (starting a private
+           `podman system service` when none is configured), recover runs left by the last start
+serve    — one aiohttp app on a Unix socket (0660) and, unless turned off, loopback TCP with a
+           bearer token; the supervisor, the exit watcher and the log pump run as named tasks
+shutdown — on SIGTERM/SIGINT: stop accepting, let in-flight writes finish, leave containers
+           running (the next start adopts them), stop the private podman service
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+from aiohttp import web
+
+from jobd import __version__
+from jobd.api import Services, create_app
+from jobd.config import Config, load
+from jobd.errors import JobdError
+from jobd.jobs import Jobs
+from jobd.logs import LogPump
+from jobd.models import NodeCapacity
+from jobd.runtime.podman import PodmanRuntime
+from jobd.runtime.service import PodmanService
+from jobd.store import Store
+from jobd.supervisor import Supervisor
+
+log = logging.getLogger("jobd")
+
+
+def node_capacity() -> NodeCapacity:
+    return NodeCapacity(
+        cpus=float(psutil.cpu_count() or 1), memory_bytes=psutil.virtual_memory().total
+    )
+
+
+def ensure_token(path: Path) -> str:
+    """The TCP API's bearer token, created on first start in a 0600 file."""
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def _socket_in_use(path: Path) -> bool:
+    if not path.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stop_requested = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.failure: BaseException | None = None
+
+    async def run(self) -> None:
+        async with AsyncExitStack() as stack:
+            services, supervisor = await self._startup(stack)
+            runner = await self._serve(services)
+            stack.push_async_callback(runner.cleanup)
+            self._start_tasks(supervisor, services.pump)
+            log.info("jobd %s ready", __version__)
+            await self.stop_requested.wait()
+            log.info("shutting down: running containers are left running")
+            await runner.shutdown()
+            await self._stop_tasks()
+        if self.failure is not None:
+            raise SystemExit(f"jobd: a background task failed: {self.failure!r}")
+
+    async def _startup(self, stack: AsyncExitStack) -> tuple[Services, Supervisor]:
+        config = self.config
+        for directory in (config.data_dir, config.log_dir):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if _socket_in_use(config.socket):
+            raise JobdError(f"another jobd is already serving {config.socket}")
+        token = ensure_token(config.token_file)
+        store = await Store.open(config.database)
+        stack.push_async_callback(store.close)
+        podman_socket = await self._podman_socket(stack)
+        runtime = PodmanRuntime(podman_socket, oci_runtime=config.podman_runtime)
+        stack.push_async_callback(runtime.close)
+        info = await runtime.info()
+        if not info.limits_enforced:
+            log.warning("%s", info.limits_note)
+        capacity = node_capacity()
+        pump = LogPump(config.log_dir, config.logs)
+        supervisor = Supervisor(
+            store=store, runtime=runtime, pump=pump, config=config, capacity=capacity,
+            info=info,
+        )
+        await supervisor.recover()
+        jobs = Jobs(store, config, capacity, supervisor.wake)
+        services = Services(
+            config=config, store=store, jobs=jobs, pump=pump, runtime=runtime, info=info,
+            capacity=capacity, token=token, started=time.time(),
+        )
+        return services, supervisor
+
+    async def _podman_socket(self, stack: AsyncExitStack) -> Path:
+        if self.config.podman_socket is not None:
+            return self.config.podman_socket
+        service = PodmanService(
+            self.config.data_dir / "podman", oci_runtime=self.config.podman_runtime
+        )
+        await service.start()
+        stack.push_async_callback(service.stop)
+        return service.socket
+
+    async def _serve(self, services: Services) -> web.AppRunner:
+        config = self.config
+        runner = web.AppRunner(create_app(services), handle_signals=False, access_log=None)
+        await runner.setup()
+        config.socket.unlink(missing_ok=True)
+        await web.UnixSite(runner, str(config.socket)).start()
+        _share_socket(config.socket)
+        if config.tcp:
+            await web.TCPSite(runner, config.host, config.port, reuse_address=True).start()
+            log.info("serving on %s and http://%s:%d", config.socket, config.host, config.port)
+        else:
+            log.info("serving on %s", config.socket)
+        return runner
+
+    def _start_tasks(self, supervisor: Supervisor, pump: LogPump) -> None:
+        for name, work in (
+            ("supervisor", supervisor.run()),
+            ("exit-watcher", supervisor.watch_exits()),
+            ("log-pump", pump.run()),
+        ):
+            self._tasks.append(self._supervised(name, work))
+        supervisor.wake()
+
+    def _supervised(self, name: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+
+        def done(t: asyncio.Task[None]) -> None:
+            if t.cancelled() or self.stop_requested.is_set():
+                return
+            self.failure = t.exception() or RuntimeError(f"{name} stopped")
+            log.critical("background task %s died: %r", name, self.failure)
+            self.stop_requested.set()
+
+        task.add_done_callback(done)
+        return task
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _share_socket(path: Path) -> None:
+    """0660, and group jobd when that group exists, so its members can use jobctl."""
+    with contextlib.suppress(KeyError, PermissionError):
+        os.chown(path, -1, grp.getgrnam("jobd").gr_gid)
+    os.chmod(path, 0o660)
+
+
+@contextlib.asynccontextmanager
+async def _signals(daemon: Daemon) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.stop_requested.set)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _main(config: Config) -> None:
+    daemon = Daemon(config)
+    async with _signals(daemon):
+        await daemon.run()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Database and logs.")
+@click.option("--socket", type=click.Path(path_type=Path), help="Unix socket to serve on.")
+@click.option("--host", help="TCP address (default 127.0.0.1).")
+@click.option("--port", type=int, help="TCP port (default 8427).")
+@click.option("--no-tcp", is_flag=True, help="Serve on the Unix socket only.")
+@click.option("--podman-socket", type=click.Path(path_type=Path),
+              help="Use this podman API socket instead of starting a private service.")
+@click.option("--system", is_flag=True, help="System paths: /var/lib/jobd, /run/jobd.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.version_option(__version__, prog_name="jobd")
+def main(
+    config_file: Path | None, data_dir: Path | None, socket: Path | None, host: str | None,
+    port: int | None, no_tcp: bool, podman_socket: Path | None, system: bool, log_level: str,
+) -> None:
+    """The jobd daemon: runs containerized jobs on Podman with plan limits and deadlines."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides: dict[str, Any] = {
+        "data_dir": data_dir, "socket": socket, "host": host, "port": port,
+        "podman_socket": podman_socket, "tcp": False if no_tcp else None,
+    }
+    try:
+        config = load(config_file=config_file, overrides=overrides, system=system)
+        asyncio.run(_main(config))
+    except JobdError as e:
+        raise SystemExit(f"jobd: {e}") from None

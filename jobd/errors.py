@@ -1,0 +1,97 @@
+"""jobd's errors. Each class's docstring is its default message.
+
+    JobdError
+    ├── InvalidRequest          400  the request is malformed or breaks a rule
+    │   └── PlanTooLarge        422  the plan needs more than the node has
+    ├── Unauthorized            401  the TCP API needs the bearer token
+    ├── NotFound                404  no such job or run
+    ├── Conflict                409  the run is not in a state that allows this
+    ├── StoreError              500  the database refused an operation
+    └── RuntimeFailure          502  podman failed; the runtime module raises only these
+        ├── RuntimeUnavailable  503  the podman API can't be reached
+        ├── ImageNotFound            the image is not in local storage and can't be pulled
+        └── ContainerGone            the container no longer exists
+"""
+
+from __future__ import annotations
+
+
+class JobdError(Exception):
+    """jobd failed."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidRequest(JobdError):
+    """The request is invalid."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class PlanTooLarge(InvalidRequest):
+    """The plan needs more CPUs or memory than this machine has."""
+
+    status = 422
+    code = "plan_exceeds_node"
+
+
+class Unauthorized(JobdError):
+    """A valid bearer token is required on the TCP API."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(JobdError):
+    """No such object."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(JobdError):
+    """The object is not in a state that allows this."""
+
+    status = 409
+    code = "conflict"
+
+
+class StoreError(JobdError):
+    """The store refused the operation."""
+
+    code = "store_error"
+
+
+class RuntimeFailure(JobdError):
+    """The container runtime failed."""
+
+    status = 502
+    code = "runtime_error"
+
+
+class RuntimeUnavailable(RuntimeFailure):
+    """The podman API can't be reached."""
+
+    status = 503
+    code = "runtime_unavailable"
+
+
+class ImageNotFound(RuntimeFailure):
+    """The image is not in local storage and could not be pulled."""
+
+    code = "image_not_found"
+
+
+class ContainerGone(RuntimeFailure):
+    """The container no longer exists."""
+
+    code = "container_gone"

@@ -1,0 +1,133 @@
+"""What the API asks of jobd: create jobs, run them again, cancel runs. Writes intent to the store
+and wakes the supervisor; never touches the runtime."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from jobd.config import Config
+from jobd.errors import Conflict, InvalidRequest, PlanTooLarge
+from jobd.models import (
+    Failure,
+    FailureType,
+    Job,
+    JobSpec,
+    NodeCapacity,
+    Owner,
+    Plan,
+    Run,
+    RunStatus,
+    new_id,
+    now,
+)
+from jobd.store import Store
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    text = resources.files("jobd").joinpath("openapi.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    document = openapi_document()
+    schema = {"$ref": f"#/components/schemas/{schema_name}", **document}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate(body: Any, schema_name: str) -> None:
+    """Raise InvalidRequest naming the first offending field."""
+    error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(body))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "body"
+        raise InvalidRequest(f"{where}: {_friendly(error)}")
+
+
+def _friendly(error: jsonschema.ValidationError) -> str:
+    if error.validator == "pattern" and error.absolute_path and error.absolute_path[0] == "image":
+        return f"{error.instance!r} is not a valid image reference"
+    if error.validator == "not":
+        return "give either command (a list) or startCommand (a string), not both"
+    return error.message
+
+
+class Jobs:
+    def __init__(
+        self, store: Store, config: Config, capacity: NodeCapacity, wake: Callable[[], None]
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.capacity = capacity
+        self.wake = wake
+
+    def plan(self, plan_id: str) -> Plan:
+        plan = self.config.plans.get(plan_id)
+        if plan is None:
+            known = ", ".join(sorted(self.config.plans))
+            raise InvalidRequest(f"plan: unknown plan {plan_id!r}; known plans: {known}")
+        if not self.capacity.admits(plan):
+            raise PlanTooLarge(
+                f"plan {plan_id!r} needs {plan.cpus:g} CPUs and {plan.memory_bytes // 2**20} MiB;"
+                f" this machine has {self.capacity.cpus:g} CPUs and"
+                f" {self.capacity.memory_bytes // 2**20} MiB"
+            )
+        return plan
+
+    async def create(self, body: Mapping[str, Any], owner: Owner) -> tuple[Job, Run]:
+        validate(body, "JobCreate")
+        body = {"plan": self.config.default_plan, **body}
+        spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
+        plan = self.plan(spec.plan)
+        created = now()
+        job = Job(
+            id=new_id("job"), name=body.get("name"), spec=spec,
+            labels=dict(body.get("labels", {})), owner=owner, created_at=created,
+        )
+        run = self._new_run(job, plan)
+        await self.store.create_job(job, run)
+        self.wake()
+        job = await self.store.get_job(job.id)
+        return job, run
+
+    async def rerun(self, job_id: str) -> Run:
+        job = await self.store.get_job(job_id)
+        run = self._new_run(job, self.plan(job.spec.plan))
+        await self.store.add_run(run)
+        self.wake()
+        return run
+
+    def _new_run(self, job: Job, plan: Plan) -> Run:
+        return Run(
+            id=new_id("run"), job_id=job.id, status=RunStatus.PENDING, plan=plan,
+            created_at=now(), timeout_seconds=job.spec.timeout_seconds,
+        )
+
+    async def cancel(self, run_id: str) -> Run:
+        """A pending run ends cancelled at once; an assigned or running one becomes cancelling
+        and the supervisor stops it. A run that already ended is a conflict."""
+        run = await self.store.get_run(run_id)
+        if run.status is RunStatus.PENDING:
+            cancelled = await self.store.transition(
+                run_id, RunStatus.CANCELLED, detail="cancelled before it started",
+                finished_at=now(),
+                failure=Failure(type=FailureType.CANCELLED, message="cancelled before it started"),
+            )
+            if cancelled is not None:
+                return cancelled
+        cancelling = await self.store.transition(
+            run_id, RunStatus.CANCELLING, detail="cancel requested"
+        )
+        if cancelling is not None:
+            self.wake()
+            return cancelling
+        run = await self.store.get_run(run_id)
+        if run.status.is_terminal:
+            raise Conflict(f"run {run_id} already ended ({run.status.value}); nothing to cancel")
+        return run  # already cancelling

@@ -1,0 +1,300 @@
+"""The podman runtime: create/init/start, watch exits, stop, remove, inspect, list, recover.
+
+podman-py blocks (requests under the hood), so every call runs in a bounded thread pool, and the
+event stream runs in one thread of its own. Podman's dicts and exceptions never leave this
+module: they become jobd's `ContainerState`/`ContainerExit` and `RuntimeFailure` subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import podman
+import podman.errors
+import requests.exceptions
+
+from jobd.errors import ContainerGone, ImageNotFound, RuntimeFailure, RuntimeUnavailable
+from jobd.runtime.types import (
+    MANAGED_LABEL,
+    RUN_LABEL,
+    ContainerExit,
+    ContainerSpec,
+    ContainerState,
+    RuntimeInfo,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+ZERO_TIME = "0001-01-01"
+
+
+@contextlib.contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """Map podman-py and requests exceptions to jobd's runtime errors."""
+    try:
+        yield
+    except podman.errors.ImageNotFound as e:
+        raise ImageNotFound(f"{what}: image not found: {e}") from e
+    except podman.errors.NotFound as e:
+        raise ContainerGone(f"{what}: {e}") from e
+    except (requests.exceptions.ConnectionError, podman.errors.APIError) as e:
+        if isinstance(e, podman.errors.APIError) and e.status_code is not None:
+            raise _api_failure(what, e) from e
+        raise RuntimeUnavailable(f"{what}: podman API unreachable: {e}") from e
+    except (podman.errors.PodmanError, requests.exceptions.RequestException) as e:
+        raise RuntimeFailure(f"{what}: {e}") from e
+
+
+def _api_failure(what: str, e: podman.errors.APIError) -> RuntimeFailure:
+    text = str(e.explanation or e)
+    if e.status_code == 404 and "image" in text.lower():
+        return ImageNotFound(f"{what}: {text}")
+    if e.status_code == 404:
+        return ContainerGone(f"{what}: {text}")
+    return RuntimeFailure(f"{what}: {text}")
+
+
+class PodmanRuntime:
+    def __init__(self, socket: Path, *, oci_runtime: str | None, workers: int = 8) -> None:
+        self._socket = socket
+        self._oci_runtime = oci_runtime
+        self._client = podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=120)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def guarded() -> T:
+            with translated_errors(what):
+                return fn(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, guarded)
+
+    # -- about podman -------------------------------------------------------------------
+
+    async def info(self) -> RuntimeInfo:
+        return await self._call("info", self._info)
+
+    def _info(self) -> RuntimeInfo:
+        version = self._client.version()
+        host = self._client.info()["host"]
+        return RuntimeInfo(
+            version=str(version.get("Version", "?")),
+            api_version=str(version.get("ApiVersion", "?")),
+            rootless=bool(host.get("security", {}).get("rootless", False)),
+            cgroup_version=str(host.get("cgroupVersion", "?")),
+            cgroup_manager=str(host.get("cgroupManager", "?")),
+            cgroup_controllers=tuple(host.get("cgroupControllers") or ()),
+            oci_runtime=self._oci_runtime or str(host.get("ociRuntime", {}).get("name", "?")),
+        )
+
+    async def image_exists(self, reference: str) -> bool:
+        return await self._call("image exists", self._client.images.exists, reference)
+
+    async def pull(self, reference: str) -> None:
+        await self._call("pull", self._pull, reference)
+
+    def _pull(self, reference: str) -> None:
+        try:
+            self._client.images.pull(reference)
+        except (podman.errors.APIError, podman.errors.ImageNotFound) as e:
+            raise ImageNotFound(
+                f"image {reference!r} is not in local storage and could not be pulled: "
+                f"{getattr(e, 'explanation', None) or e}"
+            ) from e
+
+    async def build_image(self, context: Path, tag: str) -> None:
+        await self._call("build", self._client.images.build, path=str(context), tag=tag,
+                         dockerfile="Containerfile", rm=True)
+
+    # -- one container's life ---------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> str:
+        """Create and init the container: its cgroup exists, its process has not started."""
+        return await self._call(f"create {spec.name}", self._create, spec)
+
+    def _create(self, spec: ContainerSpec) -> str:
+        options: dict[str, Any] = {
+            "name": spec.name,
+            "labels": spec.all_labels,
+            "environment": dict(spec.env),
+            "mem_limit": spec.memory_bytes,
+            "memswap_limit": spec.memory_bytes,  # no swap beyond the plan's memory
+            "cpu_period": 100_000,
+            "cpu_quota": int(spec.cpus * 100_000),  # nano_cpus is silently dropped
+            "pids_limit": spec.pids_limit,
+            "ulimits": [
+                {"Name": "nofile", "Soft": spec.nofile, "Hard": spec.nofile},
+                {"Name": "nproc", "Soft": spec.nproc, "Hard": spec.nproc},
+            ],
+            "log_config": {
+                "Type": "k8s-file",
+                "Config": {"path": str(spec.log_path), "max-size": str(spec.log_max_bytes)},
+            },
+            "stop_signal": int(signal.SIGTERM),
+            "stop_timeout": spec.stop_grace_seconds,
+        }
+        if spec.command:
+            options["command"] = list(spec.command)
+        if spec.network == "none":
+            options["network_mode"] = "none"
+        if self._oci_runtime:
+            options["runtime"] = self._oci_runtime
+        container = self._client.containers.create(spec.image, **options)
+        try:
+            container.init()
+        except Exception:
+            with contextlib.suppress(podman.errors.PodmanError):
+                container.remove(force=True)
+            raise
+        return str(container.id)
+
+    async def start(self, container_id: str) -> None:
+        await self._call("start", lambda: self._client.containers.get(container_id).start())
+
+    async def inspect(self, container_id: str) -> ContainerState:
+        return await self._call("inspect", self._inspect, container_id)
+
+    def _inspect(self, container_id: str) -> ContainerState:
+        container = self._client.containers.get(container_id)
+        return _state(container.attrs)
+
+    async def stop(self, container_id: str, grace_seconds: int) -> None:
+        """SIGTERM, then SIGKILL after the grace period. Stopping a gone container succeeds."""
+        with contextlib.suppress(ContainerGone):
+            await self._call("stop", self._stop, container_id, grace_seconds)
+
+    def _stop(self, container_id: str, grace_seconds: int) -> None:
+        try:
+            self._client.containers.get(container_id).stop(timeout=grace_seconds)
+        except podman.errors.APIError as e:
+            # 304: already stopped; a stopped container is what we wanted
+            if e.status_code not in (304, 404):
+                raise
+
+    async def remove(self, container_id: str) -> None:
+        """Removing a gone container succeeds."""
+        with contextlib.suppress(ContainerGone):
+            await self._call("remove", self._remove, container_id)
+
+    def _remove(self, container_id: str) -> None:
+        self._client.containers.get(container_id).remove(force=True)
+
+    # -- all of jobd's containers ------------------------------------------------------
+
+    async def list_managed(self) -> list[ContainerState]:
+        return await self._call("list", self._list_managed)
+
+    def _list_managed(self) -> list[ContainerState]:
+        found = self._client.containers.list(all=True, filters={"label": [MANAGED_LABEL]})
+        states = []
+        for summary in found:
+            with contextlib.suppress(podman.errors.NotFound):
+                states.append(self._inspect(summary.id))
+        return states
+
+    async def exits(self, since: float) -> AsyncIterator[ContainerExit]:
+        """Every death of a jobd container from `since` on, forever. Reconnects (replaying with
+        since=) when the stream breaks; a death may be reported twice, never missed."""
+        queue: asyncio.Queue[ContainerExit] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._follow_events,
+            args=(since, functools.partial(loop.call_soon_threadsafe, queue.put_nowait), stop),
+            name="podman-events",
+            daemon=True,
+        )
+        thread.start()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            stop.set()
+
+    def _follow_events(
+        self, since: float, emit: Callable[[ContainerExit], Any], stop: threading.Event
+    ) -> None:
+        client = podman.PodmanClient(base_url=f"http+unix://{self._socket}", timeout=None)
+        last = since
+        while not stop.is_set():
+            try:
+                for event in client.events(
+                    since=int(last) - 1,
+                    filters=["type=container", "event=died", f"label={MANAGED_LABEL}=true"],
+                    decode=True,
+                ):
+                    if stop.is_set():
+                        return
+                    last = max(last, float(event.get("time", last)))
+                    exit_ = _exit_event(event)
+                    if exit_ is not None:
+                        emit(exit_)
+            except Exception as e:  # the stream broke (podman restarted?): replay with since=
+                log.warning("podman event stream broke (%s); reconnecting", e)
+                stop.wait(1.0)
+        client.close()
+
+
+def _exit_event(event: dict[str, Any]) -> ContainerExit | None:
+    actor = event.get("Actor", {})
+    attributes = actor.get("Attributes", {})
+    run_id = attributes.get(RUN_LABEL)
+    if not run_id:
+        return None
+    code = attributes.get("containerExitCode")
+    return ContainerExit(
+        container_id=actor.get("ID", ""),
+        run_id=run_id,
+        exit_code=int(code) if code not in (None, "") else None,
+    )
+
+
+def _state(attrs: dict[str, Any]) -> ContainerState:
+    state = attrs.get("State", {})
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    status = str(state.get("Status", "unknown"))
+    return ContainerState(
+        container_id=str(attrs["Id"]),
+        run_id=labels.get(RUN_LABEL),
+        status=status,
+        exit_code=state.get("ExitCode") if status in {"exited", "stopped"} else None,
+        started_at=_timestamp(state.get("StartedAt")),
+        finished_at=_timestamp(state.get("FinishedAt")),
+        oom_killed=bool(state.get("OOMKilled", False)),
+        pid=state.get("Pid") or None,
+    )
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if not value or value.startswith(ZERO_TIME):
+        return None
+    return datetime.fromisoformat(value)
+
+
+def wait_for_socket(socket: Path, timeout: float) -> bool:
+    """Block until the podman API answers on `socket`, up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if socket.exists():
+            try:
+                with podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=2) as c:
+                    if c.ping():
+                        return True
+            except Exception:  # not up yet
+                pass
+        time.sleep(0.05)
+    return False

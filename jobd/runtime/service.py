@@ -1,0 +1,96 @@
+"""jobd's own `podman system service`, used when no podman socket is configured.
+
+It runs in a private working directory (conmon drops `oom` marker files in the service's cwd),
+on a private socket, and dies with jobd (PR_SET_PDEATHSIG) so a SIGKILLed jobd never leaves an
+orphan holding the socket. Containers are not its children: they live on under conmon and the
+next jobd start recovers them. If the service exits while jobd runs, it is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from jobd.errors import RuntimeUnavailable
+from jobd.runtime.podman import wait_for_socket
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class PodmanService:
+    def __init__(self, workdir: Path, *, oci_runtime: str | None) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "podman.sock"
+        self._oci_runtime = oci_runtime
+        self._process: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        podman = shutil.which("podman")
+        if podman is None:
+            raise RuntimeUnavailable("podman is not installed (apt-get install podman)")
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._spawn(podman)
+        self._supervisor = asyncio.create_task(self._supervise(podman), name="podman-service")
+
+    async def _spawn(self, podman: str) -> None:
+        self.socket.unlink(missing_ok=True)
+        args = [podman]
+        if self._oci_runtime:
+            args += ["--runtime", self._oci_runtime]
+        args += ["system", "service", "--time=0", f"unix://{self.socket}"]
+        with (self.workdir / "service.log").open("ab") as out:
+            self._process = await asyncio.create_subprocess_exec(
+                *args, cwd=self.workdir, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                stderr=out, preexec_fn=_die_with_parent,
+            )
+        up = await asyncio.to_thread(wait_for_socket, self.socket, 30.0)
+        if not up:
+            raise RuntimeUnavailable(
+                f"podman system service did not come up; see {self.workdir / 'service.log'}"
+            )
+
+    async def _supervise(self, podman: str) -> None:
+        delay = 0.5
+        while not self._stopping:
+            assert self._process is not None
+            code = await self._process.wait()
+            if self._stopping:
+                return
+            log.error("podman system service exited (%s); restarting in %.1fs", code, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            try:
+                await self._spawn(podman)
+                delay = 0.5
+            except RuntimeUnavailable as e:
+                log.error("%s", e)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        self.socket.unlink(missing_ok=True)
+        if os.path.exists(self.socket):
+            log.warning("podman socket %s left behind", self.socket)

@@ -1,0 +1,409 @@
+"""The embedded store: jobs, runs and run events in one SQLite file (WAL mode).
+
+Every run state change goes through `transition`: a guarded `UPDATE ... WHERE status IN (...)`
+plus an event row, in one transaction. Zero rows changed means the transition was illegal
+(another writer got there first), which is what makes cancel-vs-exit races and restarts safe.
+Writes share one connection behind a lock; reads use a second connection (WAL lets them run
+beside a write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+
+from jobd.errors import InvalidRequest, NotFound, StoreError
+from jobd.models import (
+    Failure,
+    Job,
+    Limits,
+    Run,
+    RunStatus,
+    StopReason,
+    sources_of,
+)
+
+T = TypeVar("T")
+
+# Each entry migrates the schema from version N to N+1. Never edit a released entry: append.
+MIGRATIONS: Sequence[str] = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        image TEXT NOT NULL,
+        command TEXT NOT NULL,
+        env TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        timeout_seconds INTEGER NOT NULL,
+        network TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        latest_run_id TEXT,
+        status TEXT
+    );
+    CREATE INDEX jobs_created ON jobs (created_at DESC, id DESC);
+    CREATE INDEX jobs_status_created ON jobs (status, created_at DESC, id DESC);
+    CREATE TABLE job_labels (
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (job_id, key)
+    );
+    CREATE INDEX job_labels_kv ON job_labels (key, value);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        timeout_seconds INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        deadline_at REAL,
+        exit_code INTEGER,
+        failure_type TEXT,
+        failure_message TEXT,
+        limits TEXT,
+        stop_reason TEXT,
+        container_id TEXT
+    );
+    CREATE INDEX runs_job_created ON runs (job_id, created_at DESC, id DESC);
+    CREATE INDEX runs_status_created ON runs (status, created_at, id);
+    CREATE TABLE run_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        from_status TEXT,
+        to_status TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX run_events_run ON run_events (run_id, id);
+    """,
+)
+
+RUN_COLUMNS = {
+    "started_at", "finished_at", "deadline_at", "exit_code", "limits", "stop_reason",
+    "container_id", "failure",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFilter:
+    status: RunStatus | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class Store:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path)
+        await writer.execute("PRAGMA journal_mode=WAL")
+        await _migrate(writer)
+        reader = await _connect(path)
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            await self._writer.close()
+        await self._reader.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.rollback()
+                raise
+            else:
+                await self._writer.commit()
+
+    # -- jobs and runs: creation ------------------------------------------------------------
+
+    async def create_job(self, job: Job, run: Run) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO jobs (id, name, image, command, env, plan, timeout_seconds,"
+                " network, labels, owner, created_at, latest_run_id, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                (
+                    job.id, job.name, job.spec.image, json.dumps(list(job.spec.command)),
+                    json.dumps(dict(job.spec.env)), job.spec.plan, job.spec.timeout_seconds,
+                    job.spec.network, json.dumps(dict(job.labels)),
+                    json.dumps(job.owner.to_api()), job.created_at.timestamp(),
+                ),
+            )
+            await db.executemany(
+                "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
+                [(job.id, k, v) for k, v in job.labels.items()],
+            )
+            await _insert_run(db, run)
+
+    async def add_run(self, run: Run) -> None:
+        async with self._transaction() as db:
+            cursor = await db.execute("SELECT 1 FROM jobs WHERE id = ?", (run.job_id,))
+            if await cursor.fetchone() is None:
+                raise NotFound(f"job {run.job_id} not found")
+            await _insert_run(db, run)
+
+    # -- state changes --------------------------------------------------------------------
+
+    async def transition(
+        self, run_id: str, to: RunStatus, *, detail: str | None = None, **changes: Any
+    ) -> Run | None:
+        """Move a run to `to` if the state machine allows it from its current status, setting
+        `changes` (run columns; `failure` as a Failure) in the same transaction. Returns the
+        updated run, or None when the run was not in a status that may move to `to`."""
+        allowed = sorted(sources_of(to))
+        assignments, values = _assignments(changes)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "SELECT status FROM runs WHERE id = ?", (run_id,)
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            marks = ", ".join("?" * len(allowed))
+            cursor = await db.execute(
+                f"UPDATE runs SET status = ?{assignments} WHERE id = ? AND status IN ({marks})",
+                (to.value, *values, run_id, *allowed),
+            )
+            if cursor.rowcount == 0:
+                return None
+            await db.execute(
+                "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (run_id, time.time(), row["status"], to.value, detail),
+            )
+            await db.execute(
+                "UPDATE jobs SET status = ? WHERE latest_run_id = ?", (to.value, run_id)
+            )
+            return await _fetch_run(db, run_id)
+
+    async def update_run(self, run_id: str, *, detail: str, **changes: Any) -> None:
+        """Record facts about a run without changing its status (e.g. the stop reason)."""
+        assignments, values = _assignments(changes)
+        async with self._transaction() as db:
+            await db.execute(
+                f"UPDATE runs SET id = id{assignments} WHERE id = ?", (*values, run_id)
+            )
+            await db.execute(
+                "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
+                " SELECT id, ?, status, status, ? FROM runs WHERE id = ?",
+                (time.time(), detail, run_id),
+            )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        cursor = await self._reader.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = await cursor.fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return Job.from_row(row)
+
+    async def get_run(self, run_id: str) -> Run:
+        run = await _fetch_run(self._reader, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} not found")
+        return run
+
+    async def get_runs(self, run_ids: Iterable[str]) -> dict[str, Run]:
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        cursor = await self._reader.execute(f"SELECT * FROM runs WHERE id IN ({marks})", ids)
+        return {row["id"]: Run.from_row(row) for row in await cursor.fetchall()}
+
+    async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
+        values = [s.value for s in statuses]
+        marks = ", ".join("?" * len(values))
+        cursor = await self._reader.execute(
+            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY created_at, id", values
+        )
+        return [Run.from_row(row) for row in await cursor.fetchall()]
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int, cursor: str | None
+    ) -> Page[Job]:
+        clauses, params = _job_clauses(where)
+        if cursor:
+            created, last_id = _decode_cursor(cursor)
+            clauses.append("(j.created_at < ? OR (j.created_at = ? AND j.id < ?))")
+            params += [created, created, last_id]
+        sql = "SELECT j.* FROM jobs j"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
+        rows = await (await self._reader.execute(sql, (*params, limit + 1))).fetchall()
+        jobs = [Job.from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items=jobs, next_cursor=_page_cursor(jobs[-1]) if more and jobs else None)
+
+    async def list_runs(self, job_id: str, *, limit: int, cursor: str | None) -> Page[Run]:
+        await self.get_job(job_id)
+        params: list[Any] = [job_id]
+        sql = "SELECT * FROM runs WHERE job_id = ?"
+        if cursor:
+            created, last_id = _decode_cursor(cursor)
+            sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+            params += [created, created, last_id]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = await (await self._reader.execute(sql, (*params, limit + 1))).fetchall()
+        runs = [Run.from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items=runs, next_cursor=_page_cursor(runs[-1]) if more and runs else None)
+
+    async def run_events(self, run_id: str) -> list[dict[str, Any]]:
+        cursor = await self._reader.execute(
+            "SELECT at, from_status, to_status, detail FROM run_events WHERE run_id = ?"
+            " ORDER BY id",
+            (run_id,),
+        )
+        return [dict(row) for row in await cursor.fetchall()]
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    db.row_factory = aiosqlite.Row
+    await db.execute("PRAGMA foreign_keys=ON")
+    await db.execute("PRAGMA busy_timeout=5000")
+    await db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]  # type: ignore[index]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database schema (version {version}) is newer than this jobd knows"
+            f" ({len(MIGRATIONS)}): upgrade jobd"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        try:
+            await db.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
+                " COMMIT;"
+            )
+        except sqlite3.Error as e:
+            await db.rollback()
+            raise StoreError(f"schema migration {number + 1} failed: {e}") from e
+
+
+async def _insert_run(db: aiosqlite.Connection, run: Run) -> None:
+    await db.execute(
+        "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            run.id, run.job_id, run.status.value, json.dumps(run.plan.to_api()),
+            run.timeout_seconds, run.created_at.timestamp(),
+        ),
+    )
+    await db.execute(
+        "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
+        " VALUES (?, ?, NULL, ?, 'created')",
+        (run.id, run.created_at.timestamp(), run.status.value),
+    )
+    await db.execute(
+        "UPDATE jobs SET latest_run_id = ?, status = ? WHERE id = ?",
+        (run.id, run.status.value, run.job_id),
+    )
+
+
+async def _fetch_run(db: aiosqlite.Connection, run_id: str) -> Run | None:
+    cursor = await db.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+    row = await cursor.fetchone()
+    return Run.from_row(row) if row else None
+
+
+def _assignments(changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    unknown = set(changes) - RUN_COLUMNS
+    if unknown:
+        raise StoreError(f"not run columns: {sorted(unknown)}")
+    parts: list[str] = []
+    values: list[Any] = []
+    for name, value in changes.items():
+        if name == "failure":
+            parts += ["failure_type = ?", "failure_message = ?"]
+            values += _failure_values(value)
+            continue
+        parts.append(f"{name} = ?")
+        values.append(_column_value(value))
+    return "".join(f", {p}" for p in parts), values
+
+
+def _failure_values(failure: Failure | None) -> list[Any]:
+    return [failure.type.value, failure.message] if failure else [None, None]
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, Limits):
+        return json.dumps(value.to_api())
+    if isinstance(value, StopReason):
+        return value.value
+    return value
+
+
+def _job_clauses(where: JobFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.status is not None:
+        clauses.append("j.status = ?")
+        params.append(where.status.value)
+    for key, value in where.labels.items():
+        clauses.append(
+            "EXISTS (SELECT 1 FROM job_labels l WHERE l.job_id = j.id AND l.key = ? AND l.value = ?)"
+        )
+        params += [key, value]
+    if where.created_after is not None:
+        clauses.append("j.created_at >= ?")
+        params.append(where.created_after.timestamp())
+    if where.created_before is not None:
+        clauses.append("j.created_at < ?")
+        params.append(where.created_before.timestamp())
+    return clauses, params
+
+
+def _page_cursor(item: Job | Run) -> str:
+    raw = json.dumps([item.created_at.timestamp(), item.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, last_id = json.loads(base64.urlsafe_b64decode(padded))
+        return float(created), str(last_id)
+    except (ValueError, TypeError) as e:
+        raise InvalidRequest("invalid cursor") from e

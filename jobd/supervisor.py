@@ -1,0 +1,408 @@
+"""The supervisor: the only part of jobd that talks to the container runtime.
+
+Its loop reads like its own description — reap what exited, apply cancellations, enforce
+deadlines, start what fits — woken by an event (a new run, a cancel, a container's death) or by a
+timeout (the next deadline, the periodic reconcile). Each run's launch and each stop are named
+tasks of their own, so a slow `podman create` or a 10-second stop grace never stalls the loop.
+Every state change is a guarded transition through the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jobd.config import Config
+from jobd.errors import ImageNotFound, JobdError, RuntimeFailure
+from jobd.logs import LogPump
+from jobd.models import (
+    ACTIVE_STATUSES,
+    Failure,
+    FailureType,
+    Job,
+    Limits,
+    NodeCapacity,
+    Run,
+    RunStatus,
+    StopReason,
+    now,
+    outcome,
+    place,
+)
+from jobd.runtime.image import DEFAULT_IMAGE, prepare_context, temporary_context
+from jobd.runtime.oom import OomWatch
+from jobd.runtime.podman import PodmanRuntime
+from jobd.runtime.types import ContainerExit, ContainerSpec, ContainerState, RuntimeInfo
+from jobd.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RECONCILE_SECONDS = 30.0
+NOFILE = 4096
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runtime: PodmanRuntime,
+        pump: LogPump,
+        config: Config,
+        capacity: NodeCapacity,
+        info: RuntimeInfo,
+    ) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.pump = pump
+        self.config = config
+        self.capacity = capacity
+        self.info = info
+        self._wake = asyncio.Event()
+        self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
+        self._launching: dict[str, asyncio.Task[None]] = {}
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._watches: dict[str, OomWatch] = {}
+        self._image_lock = asyncio.Lock()
+        self._last_reconcile = 0.0
+        self.started_at = time.time()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=await self._sleep_seconds())
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.step()
+            except JobdError as e:  # podman or the store hiccuped: try again on the next wake
+                log.error("supervisor step failed: %s", e)
+                await asyncio.sleep(0.5)
+
+    async def step(self) -> None:
+        await self.reap_exits()
+        await self.apply_cancellations()
+        await self.enforce_deadlines()
+        await self.start_what_fits()
+        if time.monotonic() - self._last_reconcile > RECONCILE_SECONDS:
+            await self.reconcile()
+
+    async def watch_exits(self) -> None:
+        """Feed container deaths from podman's event stream into the loop."""
+        async for exit_ in self.runtime.exits(since=self.started_at):
+            self._exits.put_nowait(exit_)
+            self.wake()
+
+    async def _sleep_seconds(self) -> float:
+        running = await self.store.runs_with_status([RunStatus.RUNNING])
+        deadlines = [r.deadline_at for r in running if r.deadline_at and not r.stop_reason]
+        if not deadlines:
+            return RECONCILE_SECONDS
+        soonest = (min(deadlines) - now()).total_seconds()
+        return max(0.05, min(RECONCILE_SECONDS, soonest))
+
+    # -- step 1: reap -----------------------------------------------------------------
+
+    async def reap_exits(self) -> None:
+        seen: set[str] = set()
+        while not self._exits.empty():
+            exit_ = self._exits.get_nowait()
+            if exit_.run_id in seen:
+                continue
+            seen.add(exit_.run_id)
+            await self._reap(exit_.run_id, exit_.container_id)
+
+    async def _reap(self, run_id: str, container_id: str) -> None:
+        runs = await self.store.get_runs([run_id])
+        run = runs.get(run_id)
+        if run is None or run.status.is_terminal:
+            await self.runtime.remove(container_id)
+            return
+        if run_id in self._launching:
+            return  # the launch task is still deciding this run's fate
+        try:
+            state = await self.runtime.inspect(container_id)
+        except RuntimeFailure:
+            return  # gone already: reconcile ends it as lost
+        if state.exited:
+            await self.finish(run, state)
+
+    async def finish(self, run: Run, state: ContainerState) -> None:
+        """The container exited: record the outcome, keep the logs, remove the container."""
+        watch = self._watches.pop(run.id, None)
+        oom = state.oom_killed or (watch is not None and watch.check())
+        if watch is not None:
+            watch.close()
+        await self.pump.finish(run.id)
+        status, failure = outcome(run, exit_code=state.exit_code, oom_killed=oom)
+        await self._shielded(
+            self.store.transition(
+                run.id,
+                status,
+                detail=f"container exited ({state.exit_code})",
+                finished_at=state.finished_at or now(),
+                started_at=run.started_at or state.started_at,
+                exit_code=state.exit_code,
+                failure=failure,
+            )
+        )
+        await self.runtime.remove(state.container_id)
+
+    # -- step 2: cancellations --------------------------------------------------------
+
+    async def apply_cancellations(self) -> None:
+        for run in await self.store.runs_with_status([RunStatus.CANCELLING]):
+            if run.id in self._stopping or run.id in self._launching:
+                continue
+            if run.container_id is None:
+                await self._end_without_container(run, "cancelled before its container existed")
+                continue
+            self._stop(run)
+
+    async def _end_without_container(self, run: Run, message: str) -> None:
+        await self._shielded(
+            self.store.transition(
+                run.id,
+                RunStatus.CANCELLED,
+                detail=message,
+                finished_at=now(),
+                failure=Failure(type=FailureType.CANCELLED, message=message),
+            )
+        )
+
+    def _stop(self, run: Run) -> None:
+        assert run.container_id is not None
+        self._stopping[run.id] = asyncio.create_task(
+            self._stop_container(run.id, run.container_id), name=f"stop-{run.id}"
+        )
+
+    async def _stop_container(self, run_id: str, container_id: str) -> None:
+        try:
+            await self.runtime.stop(container_id, self.config.stop_grace_seconds)
+        except RuntimeFailure as e:
+            log.error("stopping %s failed: %s", run_id, e)
+        finally:
+            self._stopping.pop(run_id, None)
+        self._exits.put_nowait(
+            ContainerExit(container_id=container_id, run_id=run_id, exit_code=None)
+        )
+        self.wake()
+
+    # -- step 3: deadlines ------------------------------------------------------------
+
+    async def enforce_deadlines(self) -> None:
+        moment = now()
+        for run in await self.store.runs_with_status([RunStatus.RUNNING]):
+            if run.deadline_at is None or run.deadline_at > moment or run.id in self._stopping:
+                continue
+            if run.stop_reason is None:
+                await self.store.update_run(
+                    run.id, detail="deadline reached", stop_reason=StopReason.TIMEOUT
+                )
+            self._stop(run)
+
+    # -- step 4: start what fits ------------------------------------------------------
+
+    async def start_what_fits(self) -> None:
+        queue = await self.store.runs_with_status([RunStatus.PENDING])
+        if not queue:
+            return
+        active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        for run in place(queue, active, self.capacity):
+            assigned = await self.store.transition(run.id, RunStatus.ASSIGNED, detail="placed")
+            if assigned is not None:
+                self._launching[run.id] = asyncio.create_task(
+                    self._launch(assigned), name=f"launch-{run.id}"
+                )
+
+    async def _launch(self, run: Run) -> None:
+        try:
+            await self._launch_steps(run)
+        except Exception as e:  # never leave a run stuck in assigned
+            log.exception("launching %s failed", run.id)
+            await self._fail(run, FailureType.RUNTIME_ERROR, f"launch failed: {e}")
+        finally:
+            self._launching.pop(run.id, None)
+            self.wake()
+
+    async def _launch_steps(self, run: Run) -> None:
+        job = await self.store.get_job(run.job_id)
+        spec = self._container_spec(run, job)
+        try:
+            await self._ensure_image(job.spec.image)
+            container_id = await self.runtime.create(spec)
+        except ImageNotFound as e:
+            await self._fail(run, FailureType.IMAGE_NOT_FOUND, str(e))
+            return
+        except RuntimeFailure as e:
+            await self._fail(run, FailureType.RUNTIME_ERROR, str(e))
+            return
+        await self.store.update_run(
+            run.id, detail="container created", container_id=container_id,
+            limits=self._limits(run),
+        )
+        await self._arm_oom_watch(run.id, container_id)
+        self.pump.track(run.id)
+        await self._start(run, container_id)
+
+    async def _start(self, run: Run, container_id: str) -> None:
+        try:
+            await self.runtime.start(container_id)
+            state = await self.runtime.inspect(container_id)
+        except RuntimeFailure as e:
+            await self.pump.finish(run.id)
+            await self._fail(run, FailureType.RUNTIME_ERROR, f"start failed: {e}")
+            await self.runtime.remove(container_id)
+            return
+        started = state.started_at or now()
+        running = await self._shielded(
+            self.store.transition(
+                run.id, RunStatus.RUNNING, detail="container started", started_at=started,
+                deadline_at=started + timedelta(seconds=run.timeout_seconds),
+            )
+        )
+        if running is None:
+            log.info("run %s was cancelled while its container started", run.id)
+        if state.exited:
+            self._exits.put_nowait(
+                ContainerExit(container_id=container_id, run_id=run.id, exit_code=None)
+            )
+
+    async def _fail(self, run: Run, kind: FailureType, message: str) -> None:
+        failed = await self._shielded(
+            self.store.transition(
+                run.id, RunStatus.FAILED, detail=message, finished_at=now(),
+                failure=Failure(type=kind, message=message),
+            )
+        )
+        if failed is None:  # cancelled while launching: it ends cancelled, not failed
+            await self._end_without_container(run, "cancelled while its container was created")
+
+    async def _arm_oom_watch(self, run_id: str, container_id: str) -> None:
+        state = await self.runtime.inspect(container_id)
+        if state.pid:
+            watch = OomWatch.start(state.pid)
+            if watch is not None:
+                self._watches[run_id] = watch
+
+    async def _ensure_image(self, image: str) -> None:
+        if await self.runtime.image_exists(image):
+            return
+        async with self._image_lock:
+            if await self.runtime.image_exists(image):
+                return
+            if image == DEFAULT_IMAGE:
+                with temporary_context() as directory:
+                    context = await asyncio.to_thread(prepare_context, Path(directory))
+                    await self.runtime.build_image(context, DEFAULT_IMAGE)
+                return
+            await self.runtime.pull(image)
+
+    def _container_spec(self, run: Run, job: Job) -> ContainerSpec:
+        logs = self.config.logs
+        return ContainerSpec(
+            name=run.id,
+            run_id=run.id,
+            job_id=run.job_id,
+            image=job.spec.image,
+            command=job.spec.command,
+            env=job.spec.env,
+            memory_bytes=run.plan.memory_bytes,
+            cpus=run.plan.cpus,
+            pids_limit=run.plan.pids_limit,
+            nofile=NOFILE,
+            nproc=run.plan.pids_limit,
+            network=job.spec.network,
+            log_path=self.pump.prepare(run.id),
+            log_max_bytes=logs.source_rotate_bytes,
+            stop_grace_seconds=self.config.stop_grace_seconds,
+        )
+
+    def _limits(self, run: Run) -> Limits:
+        return Limits(
+            memory_bytes=run.plan.memory_bytes,
+            cpus=run.plan.cpus,
+            pids_limit=run.plan.pids_limit,
+            nofile=NOFILE,
+            nproc=run.plan.pids_limit,
+            enforced=self.info.limits_enforced,
+            note=self.info.limits_note,
+        )
+
+    # -- recovery and reconcile -------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At startup: adopt running containers, finish those that exited while jobd was
+        down, requeue runs that never got a container, end the rest as lost."""
+        await self.reconcile(recovering=True)
+
+    async def reconcile(self, *, recovering: bool = False) -> None:
+        self._last_reconcile = time.monotonic()
+        containers = {c.run_id: c for c in await self.runtime.list_managed() if c.run_id}
+        active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        for run in active:
+            if run.id in self._launching or run.id in self._stopping:
+                containers.pop(run.id, None)
+                continue
+            await self._reconcile_run(run, containers.pop(run.id, None), recovering)
+        for run_id, state in containers.items():
+            if run_id not in self._launching:
+                await self._reap(run_id, state.container_id)
+
+    async def _reconcile_run(
+        self, run: Run, state: ContainerState | None, recovering: bool
+    ) -> None:
+        if state is None:
+            await self._end_lost(run)
+        elif state.exited:
+            await self.finish(run, state)
+        elif state.running:
+            if recovering:
+                await self._adopt(run, state)
+        elif recovering:  # created but never started: start over
+            await self.runtime.remove(state.container_id)
+            await self._requeue(run)
+
+    async def _end_lost(self, run: Run) -> None:
+        if run.status is RunStatus.ASSIGNED:
+            await self._requeue(run)
+        elif run.status is RunStatus.CANCELLING:
+            await self._end_without_container(run, "cancelled; its container was gone")
+        else:
+            await self.pump.finish(run.id)
+            await self._fail(run, FailureType.LOST, "the container vanished while jobd was away")
+
+    async def _requeue(self, run: Run) -> None:
+        await self.store.transition(
+            run.id, RunStatus.PENDING, detail="requeued: jobd stopped before its container ran"
+        )
+
+    async def _adopt(self, run: Run, state: ContainerState) -> None:
+        self.pump.track(run.id)
+        if state.pid:
+            watch = OomWatch.start(state.pid)
+            if watch is not None:
+                self._watches[run.id] = watch
+        if run.status is RunStatus.ASSIGNED:
+            started = state.started_at or now()
+            await self.store.transition(
+                run.id, RunStatus.RUNNING, detail="adopted after restart", started_at=started,
+                deadline_at=started + timedelta(seconds=run.timeout_seconds),
+            )
+        log.info("adopted running container of %s", run.id)
+
+    @staticmethod
+    async def _shielded(operation: Coroutine[Any, Any, T]) -> T:
+        """Final status writes finish even if the daemon is shutting down."""
+        return await asyncio.shield(operation)
