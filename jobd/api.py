@@ -30,6 +30,7 @@ from jobd.models import NodeCapacity, Owner, RunStatus
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
 from jobd.store import JobFilter, Store
+import contextlib
 
 MAX_BODY = 1024 * 1024
 DEFAULT_PAGE = 50
@@ -56,9 +57,7 @@ SERVICES = web.AppKey("services", Services)
 
 
 def create_app(services: Services) -> web.Application:
-    app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[error_middleware, auth_middleware]
-    )
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware, auth_middleware])
     app[SERVICES] = services
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs", list_jobs)
@@ -238,8 +237,12 @@ async def get_run_events(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     run = await store.get_run(request.match_info["run_id"])
     events = [
-        {"at": datetime.fromtimestamp(e["at"]).astimezone().isoformat(timespec="milliseconds"),
-         "from": e["from_status"], "to": e["to_status"], "detail": e["detail"]}
+        {
+            "at": datetime.fromtimestamp(e["at"]).astimezone().isoformat(timespec="milliseconds"),
+            "from": e["from_status"],
+            "to": e["to_status"],
+            "detail": e["detail"],
+        }
         for e in await store.run_events(run.id)
     ]
     return web.json_response({"events": events})
@@ -273,10 +276,14 @@ def _log_request(request: web.Request) -> LogRequest:
     follow = request.query.get("follow", "false").lower() in {"1", "true", "yes"}
     return LogRequest(
         query=LogQuery(
-            since=_time_param(request, "since"), until=_time_param(request, "until"),
+            since=_time_param(request, "since"),
+            until=_time_param(request, "until"),
             contains=request.query.get("filter") or None,
         ),
-        limit=limit, tail=tail, follow=follow, format=fmt,
+        limit=limit,
+        tail=tail,
+        follow=follow,
+        format=fmt,
     )
 
 
@@ -288,12 +295,14 @@ async def get_run_logs(request: web.Request) -> web.StreamResponse:
     if wanted.follow or wanted.format != "json":
         return await _stream_logs(request, run.id, run_log, wanted)
     lines, truncated = await asyncio.to_thread(_collect, run_log, wanted)
-    return web.json_response({
-        "runId": run.id,
-        "lines": [line.to_api(run.id) for line in lines],
-        "omittedBytes": run_log.omitted_bytes,
-        "truncated": truncated,
-    })
+    return web.json_response(
+        {
+            "runId": run.id,
+            "lines": [line.to_api(run.id) for line in lines],
+            "omittedBytes": run_log.omitted_bytes,
+            "truncated": truncated,
+        }
+    )
 
 
 def _collect(run_log: RunLog, wanted: LogRequest) -> tuple[list[LogLine], bool]:
@@ -337,10 +346,8 @@ async def _stream_logs(
             break
         if not batch and await _run_over(services, run_id, run_log):
             break
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout=1.0)
-        except TimeoutError:
-            pass
     await response.write_eof()
     return response
 
@@ -425,23 +432,29 @@ async def health(request: web.Request) -> web.Response:
         info = services.info
         podman = {"reachable": False, "error": str(e), **_podman_doc(info)}
     uid = os.getuid()
-    return web.json_response({
-        "status": "ok" if podman["reachable"] else "degraded",
-        "version": __version__,
-        "podman": podman,
-        "limits": {
-            "enforced": info.limits_enforced,
-            "missingControllers": list(info.missing_controllers),
-            "note": info.limits_note,
-        },
-        "node": {
-            "cpus": services.capacity.cpus,
-            "memoryBytes": services.capacity.memory_bytes,
-        },
-        "daemon": {"uid": uid, "user": _user_name(uid), "pid": os.getpid(),
-                   "dataDir": str(services.config.data_dir)},
-        "uptimeSeconds": round(time.time() - services.started, 3),
-    })
+    return web.json_response(
+        {
+            "status": "ok" if podman["reachable"] else "degraded",
+            "version": __version__,
+            "podman": podman,
+            "limits": {
+                "enforced": info.limits_enforced,
+                "missingControllers": list(info.missing_controllers),
+                "note": info.limits_note,
+            },
+            "node": {
+                "cpus": services.capacity.cpus,
+                "memoryBytes": services.capacity.memory_bytes,
+            },
+            "daemon": {
+                "uid": uid,
+                "user": _user_name(uid),
+                "pid": os.getpid(),
+                "dataDir": str(services.config.data_dir),
+            },
+            "uptimeSeconds": round(time.time() - services.started, 3),
+        }
+    )
 
 
 def _podman_doc(info: RuntimeInfo) -> dict[str, Any]:

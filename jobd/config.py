@@ -118,9 +118,7 @@ def is_cgroup_v2_only() -> bool:
     return Path("/sys/fs/cgroup/cgroup.controllers").exists()
 
 
-def load(
-    *, config_file: Path | None, overrides: Mapping[str, Any], system: bool = False
-) -> Config:
+def load(*, config_file: Path | None, overrides: Mapping[str, Any], system: bool = False) -> Config:
     """Layers: defaults < TOML file < JOBD_* environment < explicit overrides (flags)."""
     settings: dict[str, Any] = {}
     path = config_file or _env_path("JOBD_CONFIG")
@@ -185,7 +183,8 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             tcp=_as_bool(settings.get("tcp", True)),
             host=str(settings.get("host", "127.0.0.1")),
             port=int(settings.get("port", DEFAULT_PORT)),
-            podman_socket=Path(settings["podman_socket"]) if settings.get("podman_socket")
+            podman_socket=Path(settings["podman_socket"])
+            if settings.get("podman_socket")
             else None,
             podman_runtime=settings.get("podman_runtime") or default_podman_runtime(),
             default_timeout_seconds=int(
@@ -215,13 +214,12 @@ def _plans(extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Plan]:
         base = plans.get(pid)
         plans[pid] = Plan(
             id=pid,
-            memory_bytes=int(fields["memory_mb"]) * MIB if "memory_mb" in fields
+            memory_bytes=int(fields["memory_mb"]) * MIB
+            if "memory_mb" in fields
             else _required(base, pid).memory_bytes,
             cpus=float(fields["cpus"]) if "cpus" in fields else _required(base, pid).cpus,
             pids_limit=int(fields.get("pids_limit", base.pids_limit if base else 4096)),
-            price_per_month=fields.get(
-                "price_per_month", base.price_per_month if base else None
-            ),
+            price_per_month=fields.get("price_per_month", base.price_per_month if base else None),
         )
     return plans
 

@@ -61,6 +61,16 @@ def ensure_token(path: Path) -> str:
     return token
 
 
+def ensure_instance_id(path: Path) -> str:
+    """This data directory's identity, on every container it creates, so that several jobd
+    instances sharing one podman never adopt or remove each other's containers."""
+    if path.exists():
+        return path.read_text().strip()
+    instance = secrets.token_hex(8)
+    path.write_text(instance + "\n")
+    return instance
+
+
 def _socket_in_use(path: Path) -> bool:
     if not path.exists():
         return False
@@ -106,22 +116,36 @@ class Daemon:
         store = await Store.open(config.database)
         stack.push_async_callback(store.close)
         podman_socket = await self._podman_socket(stack)
-        runtime = PodmanRuntime(podman_socket, oci_runtime=config.podman_runtime)
+        instance = ensure_instance_id(config.data_dir / "instance-id")
+        runtime = PodmanRuntime(podman_socket, instance=instance, oci_runtime=config.podman_runtime)
         stack.push_async_callback(runtime.close)
         info = await runtime.info()
         if not info.limits_enforced:
             log.warning("%s", info.limits_note)
         capacity = node_capacity()
         pump = LogPump(config.log_dir, config.logs)
+        stack.callback(pump.close)
         supervisor = Supervisor(
-            store=store, runtime=runtime, pump=pump, config=config, capacity=capacity,
+            store=store,
+            runtime=runtime,
+            pump=pump,
+            config=config,
+            capacity=capacity,
             info=info,
+            instance=instance,
         )
         await supervisor.recover()
         jobs = Jobs(store, config, capacity, supervisor.wake)
         services = Services(
-            config=config, store=store, jobs=jobs, pump=pump, runtime=runtime, info=info,
-            capacity=capacity, token=token, started=time.time(),
+            config=config,
+            store=store,
+            jobs=jobs,
+            pump=pump,
+            runtime=runtime,
+            info=info,
+            capacity=capacity,
+            token=token,
+            started=time.time(),
         )
         return services, supervisor
 
@@ -209,24 +233,44 @@ async def _main(config: Config) -> None:
 @click.option("--host", help="TCP address (default 127.0.0.1).")
 @click.option("--port", type=int, help="TCP port (default 8427).")
 @click.option("--no-tcp", is_flag=True, help="Serve on the Unix socket only.")
-@click.option("--podman-socket", type=click.Path(path_type=Path),
-              help="Use this podman API socket instead of starting a private service.")
+@click.option(
+    "--podman-socket",
+    type=click.Path(path_type=Path),
+    help="Use this podman API socket instead of starting a private service.",
+)
 @click.option("--system", is_flag=True, help="System paths: /var/lib/jobd, /run/jobd.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 @click.version_option(__version__, prog_name="jobd")
 def main(
-    config_file: Path | None, data_dir: Path | None, socket: Path | None, host: str | None,
-    port: int | None, no_tcp: bool, podman_socket: Path | None, system: bool, log_level: str,
+    config_file: Path | None,
+    data_dir: Path | None,
+    socket: Path | None,
+    host: str | None,
+    port: int | None,
+    no_tcp: bool,
+    podman_socket: Path | None,
+    system: bool,
+    log_level: str,
 ) -> None:
     """The jobd daemon: runs containerized jobs on Podman with plan limits and deadlines."""
     logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
+        level=log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)  # it logs every statement at debug
     overrides: dict[str, Any] = {
-        "data_dir": data_dir, "socket": socket, "host": host, "port": port,
-        "podman_socket": podman_socket, "tcp": False if no_tcp else None,
+        "data_dir": data_dir,
+        "socket": socket,
+        "host": host,
+        "port": port,
+        "podman_socket": podman_socket,
+        "tcp": False if no_tcp else None,
     }
     try:
         config = load(config_file=config_file, overrides=overrides, system=system)

@@ -1,16 +1,16 @@
 """jobd's errors. Each class's docstring is its default message.
 
-    JobdError
-    ├── InvalidRequest          400  the request is malformed or breaks a rule
-    │   └── PlanTooLarge        422  the plan needs more than the node has
-    ├── Unauthorized            401  the TCP API needs the bearer token
-    ├── NotFound                404  no such job or run
-    ├── Conflict                409  the run is not in a state that allows this
-    ├── StoreError              500  the database refused an operation
-    └── RuntimeFailure          502  podman failed; the runtime module raises only these
-        ├── RuntimeUnavailable  503  the podman API can't be reached
-        ├── ImageNotFound            the image is not in local storage and can't be pulled
-        └── ContainerGone            the container no longer exists
+JobdError
+├── InvalidRequest          400  the request is malformed or breaks a rule
+│   └── PlanTooLarge        422  the plan needs more than the node has
+├── Unauthorized            401  the TCP API needs the bearer token
+├── NotFound                404  no such job or run
+├── Conflict                409  the run is not in a state that allows this
+├── StoreError              500  the database refused an operation
+└── RuntimeFailure          502  podman failed; the runtime module raises only these
+    ├── RuntimeUnavailable  503  the podman API can't be reached
+    ├── ImageNotFound            the image is not in local storage and can't be pulled
+    └── ContainerGone            the container no longer exists
 """
 
 from __future__ import annotations

@@ -87,8 +87,12 @@ class Jobs:
         plan = self.plan(spec.plan)
         created = now()
         job = Job(
-            id=new_id("job"), name=body.get("name"), spec=spec,
-            labels=dict(body.get("labels", {})), owner=owner, created_at=created,
+            id=new_id("job"),
+            name=body.get("name"),
+            spec=spec,
+            labels=dict(body.get("labels", {})),
+            owner=owner,
+            created_at=created,
         )
         run = self._new_run(job, plan)
         await self.store.create_job(job, run)
@@ -105,8 +109,12 @@ class Jobs:
 
     def _new_run(self, job: Job, plan: Plan) -> Run:
         return Run(
-            id=new_id("run"), job_id=job.id, status=RunStatus.PENDING, plan=plan,
-            created_at=now(), timeout_seconds=job.spec.timeout_seconds,
+            id=new_id("run"),
+            job_id=job.id,
+            status=RunStatus.PENDING,
+            plan=plan,
+            created_at=now(),
+            timeout_seconds=job.spec.timeout_seconds,
         )
 
     async def cancel(self, run_id: str) -> Run:
@@ -115,7 +123,9 @@ class Jobs:
         run = await self.store.get_run(run_id)
         if run.status is RunStatus.PENDING:
             cancelled = await self.store.transition(
-                run_id, RunStatus.CANCELLED, detail="cancelled before it started",
+                run_id,
+                RunStatus.CANCELLED,
+                detail="cancelled before it started",
                 finished_at=now(),
                 failure=Failure(type=FailureType.CANCELLED, message="cancelled before it started"),
             )

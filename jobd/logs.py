@@ -137,6 +137,14 @@ class RunLog:
                 self._source = None
             self.source_path.unlink(missing_ok=True)
 
+    def close(self) -> None:
+        """Let go of conmon's file without finishing (the daemon is stopping; the next start
+        resumes from state.json)."""
+        with self._lock:
+            if self._source is not None:
+                self._source.close()
+                self._source = None
+
     def _drain_source(self) -> bool:
         got = False
         while True:
@@ -200,7 +208,7 @@ class RunLog:
             self._state.head_bytes += len(take)
         if len(take) < len(data):
             self._state.head_full = True
-        return data[len(take):]
+        return data[len(take) :]
 
     def _append_tail(self, data: bytes) -> bytes:
         state = self._state
@@ -214,7 +222,7 @@ class RunLog:
         with self._segment(state.last_segment).open("ab") as f:
             f.write(take)
         state.segment_size += len(take)
-        return data[len(take):]
+        return data[len(take) :]
 
     def _drop_old_segments(self) -> None:
         state = self._state
@@ -276,8 +284,11 @@ def _read_file(path: Path, query: LogQuery) -> Iterator[LogLine]:
                 pending.append(line)
                 continue
             if pending:
-                line = LogLine(time=pending[0].time, stream=line.stream,
-                               text="".join(p.text for p in pending) + line.text)
+                line = LogLine(
+                    time=pending[0].time,
+                    stream=line.stream,
+                    text="".join(p.text for p in pending) + line.text,
+                )
                 pending = []
             if query.matches(line):
                 yield line
@@ -349,6 +360,10 @@ class LogPump:
         event = self._changed.pop(run_id, None)
         if event is not None:
             event.set()
+
+    def close(self) -> None:
+        for run_log in self._active.values():
+            run_log.close()
 
     async def run(self) -> None:
         """The pump loop: a named background task for the daemon's lifetime."""

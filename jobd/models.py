@@ -18,13 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 SECONDS_PER_MONTH = 30 * 24 * 3600  # plan prices are prorated over a 30-day month
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
 DEFAULT_PLAN = "standard"
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+
+
+class Row(Protocol):
+    """A database row: sqlite3.Row, or a plain mapping in tests."""
+
+    def __getitem__(self, key: str) -> Any: ...
 
 
 class RunStatus(StrEnum):
@@ -52,12 +58,16 @@ ACTIVE_STATUSES = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING, RunStatus.CA
 TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
     RunStatus.PENDING: frozenset({RunStatus.ASSIGNED, RunStatus.CANCELLED}),
     RunStatus.ASSIGNED: frozenset(
-        {RunStatus.PENDING, RunStatus.RUNNING, RunStatus.CANCELLING, RunStatus.FAILED,
-         RunStatus.SUCCEEDED, RunStatus.CANCELLED}
+        {
+            RunStatus.PENDING,
+            RunStatus.RUNNING,
+            RunStatus.CANCELLING,
+            RunStatus.FAILED,
+            RunStatus.SUCCEEDED,
+            RunStatus.CANCELLED,
+        }
     ),
-    RunStatus.RUNNING: frozenset(
-        {RunStatus.CANCELLING, RunStatus.SUCCEEDED, RunStatus.FAILED}
-    ),
+    RunStatus.RUNNING: frozenset({RunStatus.CANCELLING, RunStatus.SUCCEEDED, RunStatus.FAILED}),
     RunStatus.CANCELLING: frozenset({RunStatus.CANCELLED}),
     RunStatus.SUCCEEDED: frozenset(),
     RunStatus.FAILED: frozenset(),
@@ -219,7 +229,7 @@ class Job:
     status: RunStatus | None = None  # the latest run's status
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Row) -> Job:
         owner = json.loads(row["owner"])
         return cls(
             id=row["id"],
@@ -314,7 +324,7 @@ class Run:
     container_id: str | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Run:
+    def from_row(cls, row: Row) -> Run:
         failure = None
         if row["failure_type"]:
             failure = Failure(

@@ -95,8 +95,14 @@ MIGRATIONS: Sequence[str] = (
 )
 
 RUN_COLUMNS = {
-    "started_at", "finished_at", "deadline_at", "exit_code", "limits", "stop_reason",
-    "container_id", "failure",
+    "started_at",
+    "finished_at",
+    "deadline_at",
+    "exit_code",
+    "limits",
+    "stop_reason",
+    "container_id",
+    "failure",
 }
 
 
@@ -124,8 +130,12 @@ class Store:
     async def open(cls, path: Path) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _connect(path)
-        await writer.execute("PRAGMA journal_mode=WAL")
-        await _migrate(writer)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await _migrate(writer)
+        except BaseException:
+            await writer.close()
+            raise
         reader = await _connect(path)
         return cls(writer, reader)
 
@@ -155,10 +165,17 @@ class Store:
                 " network, labels, owner, created_at, latest_run_id, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
                 (
-                    job.id, job.name, job.spec.image, json.dumps(list(job.spec.command)),
-                    json.dumps(dict(job.spec.env)), job.spec.plan, job.spec.timeout_seconds,
-                    job.spec.network, json.dumps(dict(job.labels)),
-                    json.dumps(job.owner.to_api()), job.created_at.timestamp(),
+                    job.id,
+                    job.name,
+                    job.spec.image,
+                    json.dumps(list(job.spec.command)),
+                    json.dumps(dict(job.spec.env)),
+                    job.spec.plan,
+                    job.spec.timeout_seconds,
+                    job.spec.network,
+                    json.dumps(dict(job.labels)),
+                    json.dumps(job.owner.to_api()),
+                    job.created_at.timestamp(),
                 ),
             )
             await db.executemany(
@@ -185,9 +202,7 @@ class Store:
         allowed = sorted(sources_of(to))
         assignments, values = _assignments(changes)
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "SELECT status FROM runs WHERE id = ?", (run_id,)
-            )
+            cursor = await db.execute("SELECT status FROM runs WHERE id = ?", (run_id,))
             row = await cursor.fetchone()
             if row is None:
                 return None
@@ -252,9 +267,7 @@ class Store:
         )
         return [Run.from_row(row) for row in await cursor.fetchall()]
 
-    async def list_jobs(
-        self, where: JobFilter, *, limit: int, cursor: str | None
-    ) -> Page[Job]:
+    async def list_jobs(self, where: JobFilter, *, limit: int, cursor: str | None) -> Page[Job]:
         clauses, params = _job_clauses(where)
         if cursor:
             created, last_id = _decode_cursor(cursor)
@@ -264,7 +277,7 @@ class Store:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
-        rows = await (await self._reader.execute(sql, (*params, limit + 1))).fetchall()
+        rows = list(await (await self._reader.execute(sql, (*params, limit + 1))).fetchall())
         jobs = [Job.from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items=jobs, next_cursor=_page_cursor(jobs[-1]) if more and jobs else None)
@@ -278,7 +291,7 @@ class Store:
             sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
             params += [created, created, last_id]
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = await (await self._reader.execute(sql, (*params, limit + 1))).fetchall()
+        rows = list(await (await self._reader.execute(sql, (*params, limit + 1))).fetchall())
         runs = [Run.from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items=runs, next_cursor=_page_cursor(runs[-1]) if more and runs else None)
@@ -324,8 +337,12 @@ async def _insert_run(db: aiosqlite.Connection, run: Run) -> None:
         "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (
-            run.id, run.job_id, run.status.value, json.dumps(run.plan.to_api()),
-            run.timeout_seconds, run.created_at.timestamp(),
+            run.id,
+            run.job_id,
+            run.status.value,
+            json.dumps(run.plan.to_api()),
+            run.timeout_seconds,
+            run.created_at.timestamp(),
         ),
     )
     await db.execute(
@@ -383,7 +400,8 @@ def _job_clauses(where: JobFilter) -> tuple[list[str], list[Any]]:
         params.append(where.status.value)
     for key, value in where.labels.items():
         clauses.append(
-            "EXISTS (SELECT 1 FROM job_labels l WHERE l.job_id = j.id AND l.key = ? AND l.value = ?)"
+            "EXISTS (SELECT 1 FROM job_labels l"
+            " WHERE l.job_id = j.id AND l.key = ? AND l.value = ?)"
         )
         params += [key, value]
     if where.created_after is not None:

@@ -39,6 +39,7 @@ from jobd.runtime.oom import OomWatch
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import ContainerExit, ContainerSpec, ContainerState, RuntimeInfo
 from jobd.store import Store
+import contextlib
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +57,9 @@ class Supervisor:
         config: Config,
         capacity: NodeCapacity,
         info: RuntimeInfo,
+        instance: str,
     ) -> None:
+        self.instance = instance
         self.store = store
         self.runtime = runtime
         self.pump = pump
@@ -79,10 +82,8 @@ class Supervisor:
 
     async def run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=await self._sleep_seconds())
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.step()
@@ -249,7 +250,9 @@ class Supervisor:
             await self._fail(run, FailureType.RUNTIME_ERROR, str(e))
             return
         await self.store.update_run(
-            run.id, detail="container created", container_id=container_id,
+            run.id,
+            detail="container created",
+            container_id=container_id,
             limits=self._limits(run),
         )
         await self._arm_oom_watch(run.id, container_id)
@@ -268,7 +271,10 @@ class Supervisor:
         started = state.started_at or now()
         running = await self._shielded(
             self.store.transition(
-                run.id, RunStatus.RUNNING, detail="container started", started_at=started,
+                run.id,
+                RunStatus.RUNNING,
+                detail="container started",
+                started_at=started,
                 deadline_at=started + timedelta(seconds=run.timeout_seconds),
             )
         )
@@ -282,7 +288,10 @@ class Supervisor:
     async def _fail(self, run: Run, kind: FailureType, message: str) -> None:
         failed = await self._shielded(
             self.store.transition(
-                run.id, RunStatus.FAILED, detail=message, finished_at=now(),
+                run.id,
+                RunStatus.FAILED,
+                detail=message,
+                finished_at=now(),
                 failure=Failure(type=kind, message=message),
             )
         )
@@ -326,6 +335,7 @@ class Supervisor:
             network=job.spec.network,
             log_path=self.pump.prepare(run.id),
             log_max_bytes=logs.source_rotate_bytes,
+            instance=self.instance,
             stop_grace_seconds=self.config.stop_grace_seconds,
         )
 
@@ -397,7 +407,10 @@ class Supervisor:
         if run.status is RunStatus.ASSIGNED:
             started = state.started_at or now()
             await self.store.transition(
-                run.id, RunStatus.RUNNING, detail="adopted after restart", started_at=started,
+                run.id,
+                RunStatus.RUNNING,
+                detail="adopted after restart",
+                started_at=started,
                 deadline_at=started + timedelta(seconds=run.timeout_seconds),
             )
         log.info("adopted running container of %s", run.id)

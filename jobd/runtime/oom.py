@@ -17,6 +17,7 @@ import ctypes
 import logging
 import os
 from pathlib import Path
+import contextlib
 
 log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -131,10 +132,8 @@ class OomWatch:
                 pass
             self._reader_fd = None
         for fd in self._fds:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._fds.clear()
 
 
@@ -159,5 +158,3 @@ def _v2_oom_kills(cgroup: Path) -> int:
         return _counter((cgroup / "memory.events").read_text(), "oom_kill")
     except OSError:
         return 0
-
-

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 import threading
@@ -26,7 +25,7 @@ import requests.exceptions
 
 from jobd.errors import ContainerGone, ImageNotFound, RuntimeFailure, RuntimeUnavailable
 from jobd.runtime.types import (
-    MANAGED_LABEL,
+    INSTANCE_LABEL,
     RUN_LABEL,
     ContainerExit,
     ContainerSpec,
@@ -66,8 +65,12 @@ def _api_failure(what: str, e: podman.errors.APIError) -> RuntimeFailure:
 
 
 class PodmanRuntime:
-    def __init__(self, socket: Path, *, oci_runtime: str | None, workers: int = 8) -> None:
+    def __init__(
+        self, socket: Path, *, instance: str, oci_runtime: str | None, workers: int = 8
+    ) -> None:
         self._socket = socket
+        self.instance = instance
+        self._mine = f"{INSTANCE_LABEL}={instance}"  # only this jobd's containers are touched
         self._oci_runtime = oci_runtime
         self._client = podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=120)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
@@ -108,17 +111,30 @@ class PodmanRuntime:
         await self._call("pull", self._pull, reference)
 
     def _pull(self, reference: str) -> None:
+        # podman-py reports a failed pull in the progress stream, not as an exception
+        errors: list[str] = []
         try:
-            self._client.images.pull(reference)
+            reports: Any = self._client.images.pull(reference, stream=True, decode=True)
+            for report in reports:
+                if isinstance(report, dict) and report.get("error"):
+                    errors.append(str(report["error"]))
         except (podman.errors.APIError, podman.errors.ImageNotFound) as e:
+            errors.append(str(getattr(e, "explanation", None) or e))
+        if errors or not self._client.images.exists(reference):
+            why = "; ".join(errors) or "the pull produced no image"
             raise ImageNotFound(
-                f"image {reference!r} is not in local storage and could not be pulled: "
-                f"{getattr(e, 'explanation', None) or e}"
-            ) from e
+                f"image {reference!r} is not in local storage and could not be pulled: {why}"
+            )
 
     async def build_image(self, context: Path, tag: str) -> None:
-        await self._call("build", self._client.images.build, path=str(context), tag=tag,
-                         dockerfile="Containerfile", rm=True)
+        await self._call(
+            "build",
+            self._client.images.build,
+            path=str(context),
+            tag=tag,
+            dockerfile="Containerfile",
+            rm=True,
+        )
 
     # -- one container's life ---------------------------------------------------------
 
@@ -142,7 +158,7 @@ class PodmanRuntime:
             ],
             "log_config": {
                 "Type": "k8s-file",
-                "Config": {"path": str(spec.log_path), "max-size": str(spec.log_max_bytes)},
+                "Config": {"path": str(spec.log_path), "size": spec.log_max_bytes},
             },
             "stop_signal": int(signal.SIGTERM),
             "stop_timeout": spec.stop_grace_seconds,
@@ -199,7 +215,8 @@ class PodmanRuntime:
         return await self._call("list", self._list_managed)
 
     def _list_managed(self) -> list[ContainerState]:
-        found = self._client.containers.list(all=True, filters={"label": [MANAGED_LABEL]})
+        # podman-py mangles a list of label filters: one string
+        found = self._client.containers.list(all=True, filters={"label": self._mine})
         states = []
         for summary in found:
             with contextlib.suppress(podman.errors.NotFound):
@@ -212,9 +229,13 @@ class PodmanRuntime:
         queue: asyncio.Queue[ContainerExit] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         stop = threading.Event()
+
+        def emit(exit_: ContainerExit) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, exit_)
+
         thread = threading.Thread(
             target=self._follow_events,
-            args=(since, functools.partial(loop.call_soon_threadsafe, queue.put_nowait), stop),
+            args=(since, emit, stop),
             name="podman-events",
             daemon=True,
         )
@@ -234,7 +255,7 @@ class PodmanRuntime:
             try:
                 for event in client.events(
                     since=int(last) - 1,
-                    filters=["type=container", "event=died", f"label={MANAGED_LABEL}=true"],
+                    filters=["type=container", "event=died", f"label={self._mine}"],
                     decode=True,
                 ):
                     if stop.is_set():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-import os
 import shutil
 import signal
 from pathlib import Path
@@ -53,8 +52,12 @@ class PodmanService:
         args += ["system", "service", "--time=0", f"unix://{self.socket}"]
         with (self.workdir / "service.log").open("ab") as out:
             self._process = await asyncio.create_subprocess_exec(
-                *args, cwd=self.workdir, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                stderr=out, preexec_fn=_die_with_parent,
+                *args,
+                cwd=self.workdir,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                preexec_fn=_die_with_parent,
             )
         up = await asyncio.to_thread(wait_for_socket, self.socket, 30.0)
         if not up:
@@ -92,5 +95,3 @@ class PodmanService:
             process.kill()
             await process.wait()
         self.socket.unlink(missing_ok=True)
-        if os.path.exists(self.socket):
-            log.warning("podman socket %s left behind", self.socket)

@@ -10,6 +10,7 @@ from pathlib import Path
 RUN_LABEL = "io.jobd.run-id"
 JOB_LABEL = "io.jobd.job-id"
 MANAGED_LABEL = "io.jobd.managed"
+INSTANCE_LABEL = "io.jobd.instance"  # which jobd (data directory) owns the container
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +31,7 @@ class ContainerSpec:
     network: str
     log_path: Path
     log_max_bytes: int
+    instance: str
     labels: Mapping[str, str] = field(default_factory=dict)
     stop_grace_seconds: int = 10
 
@@ -38,6 +40,7 @@ class ContainerSpec:
         return {
             **self.labels,
             MANAGED_LABEL: "true",
+            INSTANCE_LABEL: self.instance,
             RUN_LABEL: self.run_id,
             JOB_LABEL: self.job_id,
         }

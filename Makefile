@@ -1,0 +1,45 @@
+# One entry point for every check, used by people and CI alike.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install deps lint format typecheck test test-unit test-acceptance check quickstart bench clean
+
+deps:            ## system packages: podman, runc, busybox (needs root or sudo)
+	scripts/install-deps
+
+install:         ## the virtualenv with jobd, jobctl and the dev tools
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+
+lint:
+	$(BIN)/ruff check jobd jobctl tests
+	$(BIN)/ruff format --check jobd jobctl tests
+
+format:
+	$(BIN)/ruff format jobd jobctl tests
+	$(BIN)/ruff check --fix jobd jobctl tests
+
+typecheck:
+	$(BIN)/mypy
+
+test:            ## the whole suite: unit, integration (real podman), acceptance (real jobd)
+	$(BIN)/pytest
+
+test-unit:
+	$(BIN)/pytest tests/unit
+
+test-acceptance:
+	$(BIN)/pytest tests/acceptance
+
+check: lint typecheck test
+
+quickstart:      ## set everything up, start jobd, run a first job on the embedded image
+	scripts/quickstart
+
+bench:
+	@echo "the benchmark suite is tracked in issue 3 and not written yet" >&2; exit 2
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

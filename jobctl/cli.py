@@ -1,0 +1,414 @@
+"""jobctl: the command line for jobd, a client of its HTTP API like any other.
+
+Errors the daemon reports print as `jobctl: <message>` and exit 1; usage errors exit 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from jobctl import render
+from jobctl.client import Client, Endpoint, JobctlError, check_url, load_token, segment
+from jobctl.defaults import default_data_dir, default_socket
+from jobctl.parsing import check_id, id_kind, parse_duration, parse_pair, parse_since
+from jobctl.waiting import copy_log, exit_status, failure_note, wait_for_run
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+Callback = Callable[[click.Context, click.Parameter, Any], Any]
+
+
+# -- option types ---------------------------------------------------------------------
+
+
+def converted(parse: Callable[[str], object]) -> Callback:
+    """A click callback that parses an option's value (or each of a repeated option's)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            if isinstance(value, tuple):
+                return tuple(parse(item) for item in value)
+            return None if value is None else parse(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), ctx, param) from None
+
+    return callback
+
+
+DURATION = converted(parse_duration)
+PAIRS = converted(parse_pair)
+SINCE = converted(parse_since)
+JOB_ID = converted(lambda value: check_id(value, "job"))
+ANY_ID = converted(lambda value: check_id(value, "job", "run"))
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table."
+)
+
+
+# -- connection -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connection:
+    """The global options. The client is built on first use, so that `--help` needs no token."""
+
+    socket: Path | None
+    url: str | None
+    token: str | None
+    data_dir: Path | None
+
+    def client(self) -> Client:
+        if self.url is None:
+            return Client(Endpoint(socket=self.socket or default_socket()))
+        token = self.token or load_token(self.data_dir or default_data_dir())
+        return Client(Endpoint(url=self.url, token=token))
+
+
+def pick_transport(
+    socket: Path | None,
+    socket_source: ParameterSource | None,
+    url: str | None,
+    url_source: ParameterSource | None,
+) -> tuple[Path | None, str | None]:
+    """A flag beats an environment variable; a URL beats a socket from the same place."""
+    if socket is None or url is None:
+        return socket, url
+    if socket_source == url_source == ParameterSource.COMMANDLINE:
+        raise click.UsageError("--socket and --url are mutually exclusive")
+    if socket_source == ParameterSource.COMMANDLINE:
+        return socket, None
+    return None, url
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return check_url(value) if value else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+pass_connection = click.make_pass_decorator(Connection)
+
+
+class JobctlGroup(click.Group):
+    """Prints jobctl's own errors as `jobctl: <message>` and exits 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JobctlError as e:
+            click.echo(f"jobctl: {e}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=JobctlGroup, context_settings=CONTEXT)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="JOBD_SOCKET",
+    help="jobd's Unix socket [env JOBD_SOCKET; default: where jobd puts it]",
+)
+@click.option(
+    "--url",
+    envvar="JOBD_URL",
+    callback=_check_url,
+    help="Use jobd's TCP API instead, e.g. http://127.0.0.1:8427 [env JOBD_URL]",
+)
+@click.option("--token", envvar="JOBD_TOKEN", help="Bearer token for --url [env JOBD_TOKEN]")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="JOBD_DATA_DIR",
+    help="jobd's data directory, where --url finds its token [env JOBD_DATA_DIR]",
+)
+@click.version_option(package_name="jobd", prog_name="jobctl")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    socket_path: Path | None,
+    url: str | None,
+    token: str | None,
+    data_dir: Path | None,
+) -> None:
+    """Run and inspect containerized jobs on jobd."""
+    socket_path, url = pick_transport(
+        socket_path, ctx.get_parameter_source("socket_path"), url, ctx.get_parameter_source("url")
+    )
+    ctx.obj = Connection(socket=socket_path, url=url, token=token, data_dir=data_dir)
+
+
+# -- shared steps ---------------------------------------------------------------------
+
+
+def show(doc: object, as_json: bool, text: Callable[[], str]) -> None:
+    """The API's JSON, or the readable text (built only when wanted: tables cost imports)."""
+    click.echo(render.as_json(doc) if as_json else text())
+
+
+def finish(client: Client, run_id: str) -> None:
+    """Wait for the run and exit as it did; say why when its exit code does not."""
+    run = wait_for_run(client, run_id)
+    note = failure_note(run)
+    if note:
+        click.echo(f"jobctl: {note}", err=True)
+    click.get_current_context().exit(exit_status(run))
+
+
+def resolve_run(client: Client, any_id: str) -> str:
+    """A run id as given; a job id as its latest run."""
+    if id_kind(any_id) == "run":
+        return any_id
+    job = client.get(f"/v1/jobs/{segment(any_id)}")
+    run_id = job.get("latestRunId")
+    if not run_id:
+        raise JobctlError(f"job {any_id} has no runs")
+    return str(run_id)
+
+
+def collect(
+    client: Client, path: str, query: Mapping[str, Any], key: str, every: bool
+) -> dict[str, Any]:
+    """One page as the API sent it, or with --all every page's items in one."""
+    page = client.get(path, query)
+    items = list(page[key])
+    while every and page.get("nextCursor"):
+        page = client.get(path, {**query, "cursor": page["nextCursor"]})
+        items.extend(page[key])
+    return {key: items, "nextCursor": page.get("nextCursor")}
+
+
+def job_body(
+    *,
+    image: str,
+    command: Sequence[str],
+    env: Sequence[tuple[str, str]],
+    plan: str | None,
+    timeout: int | None,
+    name: str | None,
+    labels: Sequence[tuple[str, str]],
+    network: str | None,
+) -> dict[str, Any]:
+    """POST /v1/jobs's body; what was not given is left out for the daemon's defaults."""
+    optional = {
+        "command": list(command),
+        "plan": plan,
+        "timeoutSeconds": timeout,
+        "name": name,
+        "network": network,
+    }
+    body: dict[str, Any] = {"image": image, "env": dict(env), "labels": dict(labels)}
+    body.update({k: v for k, v in optional.items() if v})
+    return body
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--plan", help="Plan id (see `jobctl plans`).")
+@click.option(
+    "--env",
+    multiple=True,
+    callback=PAIRS,
+    metavar="KEY=VALUE",
+    help="Environment variable; repeatable.",
+)
+@click.option(
+    "--timeout",
+    callback=DURATION,
+    metavar="DURATION",
+    help="Deadline: 90, 90s, 15m, 2h, 3d, 1h30m.",
+)
+@click.option("--name", help="A name for the job.")
+@click.option(
+    "--label", multiple=True, callback=PAIRS, metavar="KEY=VALUE", help="Label; repeatable."
+)
+@click.option("--network", type=click.Choice(["default", "none"]), help="none: no network.")
+@click.option("--wait", is_flag=True, help="Wait for the run; exit with its exit code.")
+@click.option("--follow", is_flag=True, help="Stream its logs while waiting (implies --wait).")
+@json_option
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
+def run(
+    connection: Connection,
+    *,
+    plan: str | None,
+    env: tuple[tuple[str, str], ...],
+    timeout: int | None,
+    name: str | None,
+    label: tuple[tuple[str, str], ...],
+    network: str | None,
+    wait: bool,
+    follow: bool,
+    as_json: bool,
+    image: str,
+    command: tuple[str, ...],
+) -> None:
+    """Create a job and start its first run: IMAGE [-- COMMAND ARGS...].
+
+    Prints `<job-id> <run-id>`."""
+    client = connection.client()
+    body = job_body(
+        image=image,
+        command=command,
+        env=env,
+        plan=plan,
+        timeout=timeout,
+        name=name,
+        labels=label,
+        network=network,
+    )
+    job = client.post("/v1/jobs", body)
+    run_id = job["latestRunId"]
+    show(job, as_json, lambda: f"{job['id']} {run_id}")
+    if follow:
+        copy_log(client, run_id, {"follow": "true", "format": "text"}, sys.stdout.buffer)
+    if wait or follow:
+        finish(client, run_id)
+
+
+@main.command("ls", context_settings=CONTEXT)
+@click.option("--status", help="Only jobs whose latest run has this status.")
+@click.option(
+    "--label",
+    multiple=True,
+    callback=PAIRS,
+    metavar="KEY=VALUE",
+    help="Only jobs with this label; repeatable.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@json_option
+@pass_connection
+def list_jobs(
+    connection: Connection,
+    *,
+    status: str | None,
+    label: tuple[tuple[str, str], ...],
+    limit: int | None,
+    every: bool,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    query = {"status": status, "label": [f"{k}={v}" for k, v in label], "limit": limit}
+    page = collect(connection.client(), "/v1/jobs", query, "jobs", every)
+    show(page, as_json, lambda: render.table(render.JOB_HEADERS, map(render.job_row, page["jobs"])))
+
+
+@main.command("show", context_settings=CONTEXT)
+@click.argument("object_id", metavar="ID", callback=ANY_ID)
+@json_option
+@pass_connection
+def show_object(connection: Connection, *, object_id: str, as_json: bool) -> None:
+    """Show a job (job-...) or a run (run-...) and its events."""
+    client = connection.client()
+    if id_kind(object_id) == "job":
+        job = client.get(f"/v1/jobs/{segment(object_id)}")
+        show(job, as_json, lambda: render.job_details(job))
+        return
+    run_doc = client.get(f"/v1/runs/{segment(object_id)}")
+    show(run_doc, as_json, lambda: run_with_events(client, run_doc))
+
+
+def run_with_events(client: Client, run_doc: Mapping[str, Any]) -> str:
+    events = client.get(f"/v1/runs/{segment(run_doc['id'])}/events")["events"]
+    events_table = render.table(render.EVENT_HEADERS, map(render.event_row, events))
+    return f"{render.run_details(run_doc)}\n\n{events_table}"
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
+@json_option
+@pass_connection
+def runs(connection: Connection, *, job_id: str, limit: int | None, as_json: bool) -> None:
+    """List a job's runs, newest first."""
+    path = f"/v1/jobs/{segment(job_id)}/runs"
+    page = connection.client().get(path, {"limit": limit})
+    show(page, as_json, lambda: render.table(render.RUN_HEADERS, map(render.run_row, page["runs"])))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming until the run ends.")
+@click.option(
+    "--since", callback=SINCE, metavar="TIME", help="RFC 3339 time, or a duration ago (10m)."
+)
+@click.option("--tail", type=click.IntRange(min=1), help="Only the last N lines.")
+@click.option("--grep", help="Only lines containing this text.")
+@json_option
+@pass_connection
+def logs(
+    connection: Connection,
+    *,
+    any_id: str,
+    follow: bool,
+    since: str | None,
+    tail: int | None,
+    grep: str | None,
+    as_json: bool,
+) -> None:
+    """Print a run's output (a job id means its latest run)."""
+    client = connection.client()
+    query = {
+        "format": "ndjson" if as_json else "text",
+        "follow": "true" if follow else None,
+        "since": since,
+        "tail": tail,
+        "filter": grep,
+    }
+    copy_log(client, resolve_run(client, any_id), query, sys.stdout.buffer)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@json_option
+@pass_connection
+def cancel(connection: Connection, *, any_id: str, as_json: bool) -> None:
+    """Cancel a run (a job id means its latest run). Prints `<run-id> <status>`."""
+    client = connection.client()
+    run_id = resolve_run(client, any_id)
+    run_doc = client.post(f"/v1/runs/{segment(run_id)}/cancel")
+    show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.option("--wait", is_flag=True, help="Wait for the run; exit with its exit code.")
+@json_option
+@pass_connection
+def rerun(connection: Connection, *, job_id: str, wait: bool, as_json: bool) -> None:
+    """Run a job again with the same spec. Prints the new run's id."""
+    client = connection.client()
+    run_doc = client.post(f"/v1/jobs/{segment(job_id)}/runs")
+    show(run_doc, as_json, lambda: str(run_doc["id"]))
+    if wait:
+        finish(client, run_doc["id"])
+
+
+@main.command(context_settings=CONTEXT)
+@json_option
+@pass_connection
+def plans(connection: Connection, *, as_json: bool) -> None:
+    """List the plans: the resources and price of each."""
+    doc = connection.client().get("/v1/plans")
+    rows = (render.plan_row(plan, doc.get("defaultPlan")) for plan in doc["plans"])
+    show(doc, as_json, lambda: render.table(render.PLAN_HEADERS, rows))
+
+
+@main.command(context_settings=CONTEXT)
+@json_option
+@pass_connection
+def health(connection: Connection, *, as_json: bool) -> None:
+    """Show the daemon's health; exit 1 unless it is ok."""
+    doc = connection.client().get("/v1/health")
+    show(doc, as_json, lambda: render.health_details(doc))
+    if doc.get("status") != "ok":
+        click.get_current_context().exit(1)

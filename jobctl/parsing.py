@@ -1,0 +1,80 @@
+"""The pure parts of jobctl's command line: durations, KEY=VALUE pairs, times and ids.
+
+Each parser raises ValueError with a message fit to follow "Invalid value for '--option': "."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+IdKind = Literal["job", "run"]
+
+UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# Units largest first, each at most once: 1h30m, 2d12h, 90s. ASCII digits only (no '²').
+DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+
+
+def parse_duration(text: str) -> int:
+    """`90`, `90s`, `15m`, `2h`, `3d`, `1h30m` -> whole seconds (at least 1)."""
+    raw = text.strip().lower()
+    seconds = _duration_seconds(raw)
+    if seconds is None:
+        raise ValueError(f"{text!r} is not a duration (examples: 90, 90s, 15m, 2h, 3d, 1h30m)")
+    if seconds < 1:
+        raise ValueError(f"{text!r}: a duration must be at least 1 second")
+    return seconds
+
+
+def _duration_seconds(raw: str) -> int | None:
+    if raw.isascii() and raw.isdigit():
+        return int(raw)
+    match = DURATION.fullmatch(raw)
+    if not raw or match is None:
+        return None
+    counts = zip(match.groups(), UNIT_SECONDS.values(), strict=True)
+    return sum(int(count) * unit for count, unit in counts if count is not None)
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` -> (KEY, VALUE). The value may be empty or contain '='."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """A relative duration (`10m`: ten minutes before now) or an RFC 3339 time, as RFC 3339 UTC.
+
+    A time without an offset is taken as local time, which is what a person typing it means."""
+    try:
+        moment = (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        moment = _parse_time(text)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a duration (10m, 2h) nor an RFC 3339 time") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def id_kind(value: str) -> IdKind:
+    """Whether an id names a job or a run; the daemon's ids carry their kind as a prefix."""
+    if value.startswith("job-"):
+        return "job"
+    if value.startswith("run-"):
+        return "run"
+    raise ValueError(f"{value!r} is neither a job id (job-...) nor a run id (run-...)")
+
+
+def check_id(value: str, *kinds: IdKind) -> str:
+    """The id, if it is of one of the kinds a command accepts."""
+    kind = id_kind(value)
+    if kind not in kinds:
+        raise ValueError(f"{value!r} is a {kind} id; expected a {' or '.join(kinds)} id")
+    return value

@@ -1,0 +1,93 @@
+"""Waiting for a run to end, following its log, and what its end means as an exit status."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+from jobctl.client import Client, JobctlError, Query, Stream, segment
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+FIRST_DELAY = 0.1
+FAST_POLLS = 5  # short jobs end within half a second; answer them without lag
+MAX_DELAY = 1.0
+BACKOFF = 1.5
+# jobd ends a followed log within a second of its run's end; past this, stop reading ourselves.
+LOG_GRACE = 2.0
+
+
+def poll_delays() -> Iterator[float]:
+    """0.1 s for the first half second, then backing off to one poll a second."""
+    delay = FIRST_DELAY
+    for _ in range(FAST_POLLS):
+        yield delay
+    while True:
+        delay = min(MAX_DELAY, delay * BACKOFF)
+        yield delay
+
+
+def wait_for_run(client: Client, run_id: str) -> dict[str, Any]:
+    """The run, once it has ended."""
+    path = f"/v1/runs/{segment(run_id)}"
+    for delay in poll_delays():
+        run = client.get(path)
+        if run["status"] in TERMINAL:
+            return run
+        time.sleep(delay)
+    raise AssertionError("poll_delays never ends")
+
+
+def copy_log(client: Client, run_id: str, query: Query, out: BinaryIO) -> None:
+    """Write a run's log to `out` as it arrives; a followed one until the run has ended."""
+    with client.stream(f"/v1/runs/{segment(run_id)}/logs", query) as stream:
+        done = threading.Event()
+        if query.get("follow"):
+            watch = threading.Thread(
+                target=_end_after_run, args=(client, run_id, stream, done), daemon=True
+            )
+            watch.start()
+        try:
+            for chunk in stream.chunks():
+                out.write(chunk)
+                out.flush()  # a person or a pipe reads a followed log as it happens
+        finally:
+            done.set()
+
+
+def _end_after_run(client: Client, run_id: str, stream: Stream, done: threading.Event) -> None:
+    """Abort a followed log that outlives its run: jobd (0.1.0) never ends one whose follow
+    began before the run was under way, so `run --follow` would hang."""
+    path = f"/v1/runs/{segment(run_id)}"
+    for delay in poll_delays():
+        if done.wait(delay):
+            return
+        try:
+            if client.get(path)["status"] in TERMINAL:
+                break
+        except JobctlError:
+            return  # the reader meets the same trouble and reports it
+    if not done.wait(LOG_GRACE):
+        stream.abort()
+
+
+def exit_status(run: Mapping[str, Any]) -> int:
+    """The container's exit code; 1 for a run that did not succeed without one.
+
+    A run that failed or was cancelled never exits 0, even when its container did (it caught
+    SIGTERM at a deadline or a cancel): a script must not take it for a success."""
+    if run["status"] == "succeeded":
+        return 0
+    code = run.get("exitCode")
+    if isinstance(code, int) and 0 < code < 256:
+        return code
+    return 1
+
+
+def failure_note(run: Mapping[str, Any]) -> str | None:
+    """Why a run ended badly, when its exit code alone does not say it."""
+    reason = run.get("failureReason")
+    if not reason or reason.get("type") == "exit_code":
+        return None
+    return f"run {run['id']} {run['status']}: {reason['type']}: {reason['message']}"

@@ -1,0 +1,72 @@
+"""Configuration layers: defaults < TOML < environment < flags; bad files are clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobd.config import default_socket, load
+from jobd.errors import InvalidRequest
+from jobd.models import MIB
+
+
+def test_defaults_work_without_any_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    config = load(config_file=None, overrides={})
+    assert config.data_dir == tmp_path / "data" / "jobd"
+    assert config.socket == tmp_path / "run" / "jobd" / "jobd.sock"
+    assert (config.host, config.port, config.tcp) == ("127.0.0.1", 8427, True)
+    assert config.default_plan == "standard"
+    assert config.default_timeout_seconds == 30 * 24 * 3600
+
+
+def test_system_mode_uses_system_paths() -> None:
+    config = load(config_file=None, overrides={}, system=True)
+    assert config.data_dir == Path("/var/lib/jobd")
+    assert config.socket == Path("/run/jobd/jobd.sock")
+
+
+def test_layers_override_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    toml = tmp_path / "jobd.toml"
+    toml.write_text(
+        'port = 9000\nhost = "127.0.0.2"\ndefault_plan = "starter"\n'
+        "[plans.starter]\nprice_per_month = 9\n"
+        "[plans.big]\nmemory_mb = 1024\ncpus = 1\n"
+        "[logs]\nmax_bytes = 2097152\nhead_bytes = 1048576\n"
+    )
+    monkeypatch.setenv("JOBD_PORT", "9100")
+    config = load(config_file=toml, overrides={"port": 9200, "data_dir": tmp_path})
+    assert config.port == 9200
+    assert config.host == "127.0.0.2"
+    assert config.plans["starter"].price_per_month == 9
+    assert config.plans["starter"].memory_bytes == 512 * MIB
+    assert config.plans["big"].memory_bytes == 1024 * MIB
+    assert config.logs.max_bytes == 2 * MIB
+    monkeypatch.delenv("JOBD_PORT")
+    assert load(config_file=toml, overrides={}).port == 9000
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("port = ", "config file"),
+        ("bogus = 1\n", "unknown configuration keys: bogus"),
+        ('default_plan = "nope"\n', "default_plan"),
+        ("[plans.new]\ncpus = 1\n", "memory_mb"),
+        ("[logs]\nmax_bytes = 10\nhead_bytes = 20\n", "head_bytes"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
+    toml = tmp_path / "jobd.toml"
+    toml.write_text(text)
+    with pytest.raises(InvalidRequest, match=fragment):
+        load(config_file=toml, overrides={})
+
+
+def test_socket_without_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    assert default_socket().name == "jobd.sock"

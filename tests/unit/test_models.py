@@ -1,0 +1,123 @@
+"""The state machine, placement, outcomes and cost: pure logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobd.models import (
+    DEFAULT_PLANS,
+    GIB,
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    FailureType,
+    NodeCapacity,
+    Plan,
+    Run,
+    RunStatus,
+    StopReason,
+    new_id,
+    outcome,
+    place,
+    sources_of,
+)
+
+
+def make_run(plan: str = "standard", **changes: object) -> Run:
+    run = Run(
+        id=new_id("run"),
+        job_id="job-x",
+        status=RunStatus.RUNNING,
+        plan=DEFAULT_PLANS[plan],
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        timeout_seconds=60,
+    )
+    return run.with_changes(**changes)
+
+
+def test_terminal_statuses_have_no_way_out() -> None:
+    for status in TERMINAL_STATUSES:
+        assert TRANSITIONS[status] == frozenset()
+        assert status.is_terminal
+
+
+def test_a_pending_run_can_only_be_placed_or_cancelled() -> None:
+    assert TRANSITIONS[RunStatus.PENDING] == {RunStatus.ASSIGNED, RunStatus.CANCELLED}
+    assert sources_of(RunStatus.CANCELLING) == {RunStatus.ASSIGNED, RunStatus.RUNNING}
+    assert RunStatus.PENDING not in sources_of(RunStatus.RUNNING)
+
+
+def test_cancelling_ends_only_as_cancelled() -> None:
+    assert TRANSITIONS[RunStatus.CANCELLING] == {RunStatus.CANCELLED}
+
+
+def test_ids_are_prefixed_and_unguessable() -> None:
+    ids = {new_id("run") for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(i.startswith("run-") and len(i) == 36 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("run_changes", "exit_code", "oom", "status", "failure"),
+    [
+        ({}, 0, False, RunStatus.SUCCEEDED, None),
+        ({}, 3, False, RunStatus.FAILED, FailureType.EXIT_CODE),
+        ({}, 137, True, RunStatus.FAILED, FailureType.OOM_KILLED),
+        ({}, 0, True, RunStatus.SUCCEEDED, None),  # the job survived an OOM in a child
+        ({"stop_reason": StopReason.TIMEOUT}, 143, False, RunStatus.FAILED, FailureType.TIMEOUT),
+        ({"status": RunStatus.CANCELLING}, 0, False, RunStatus.CANCELLED, FailureType.CANCELLED),
+        (
+            {"status": RunStatus.CANCELLING, "stop_reason": StopReason.TIMEOUT},
+            137,
+            False,
+            RunStatus.CANCELLED,
+            FailureType.CANCELLED,
+        ),
+        ({}, None, False, RunStatus.FAILED, FailureType.LOST),
+    ],
+)
+def test_outcome(
+    run_changes: dict[str, object],
+    exit_code: int | None,
+    oom: bool,
+    status: RunStatus,
+    failure: FailureType | None,
+) -> None:
+    got_status, got_failure = outcome(make_run(**run_changes), exit_code=exit_code, oom_killed=oom)
+    assert got_status is status
+    assert (got_failure.type if got_failure else None) is failure
+
+
+def test_placement_is_fifo_and_never_starves_the_head() -> None:
+    capacity = NodeCapacity(cpus=4, memory_bytes=8 * GIB)
+    running = [make_run("pro")]  # 2 CPUs, 4 GiB
+    big, small = make_run("pro-plus"), make_run("starter")  # 4 CPUs waits; starter would fit
+    assert place([big, small], running, capacity) == []
+    assert place([small, big], running, capacity) == [small]
+    assert place([small, small.with_changes(id="run-2")], [], capacity) == [
+        small,
+        small.with_changes(id="run-2"),
+    ]
+
+
+def test_placement_fills_exactly_to_capacity() -> None:
+    capacity = NodeCapacity(cpus=2, memory_bytes=4 * GIB)
+    queue = [make_run("standard").with_changes(id=f"run-{i}") for i in range(3)]
+    assert [r.id for r in place(queue, [], capacity)] == ["run-0", "run-1"]
+
+
+def test_capacity_admits_only_plans_that_fit_the_node() -> None:
+    capacity = NodeCapacity(cpus=2, memory_bytes=24 * GIB)
+    assert capacity.admits(DEFAULT_PLANS["pro"])
+    assert not capacity.admits(DEFAULT_PLANS["pro-plus"])
+
+
+def test_cost_is_the_monthly_price_prorated_to_the_second() -> None:
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    run = make_run("standard", started_at=started, finished_at=started + timedelta(hours=24))
+    assert run.cost == pytest.approx(25.0 / 30)
+    assert make_run("pro-max", started_at=started, finished_at=started).cost is None
+    assert make_run("standard").cost == 0.0
+    free = Plan(id="free", memory_bytes=GIB, cpus=1, price_per_month=None)
+    assert make_run().with_changes(plan=free).to_api()["cost"] is None

@@ -1,0 +1,176 @@
+"""The real SQLite store on a temporary file: guarded transitions, events, lists, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from jobd.errors import InvalidRequest, NotFound, StoreError
+from jobd.models import (
+    DEFAULT_PLANS,
+    Failure,
+    FailureType,
+    Job,
+    JobSpec,
+    Owner,
+    Run,
+    RunStatus,
+    new_id,
+    now,
+)
+from jobd.store import MIGRATIONS, JobFilter, Store
+
+OWNER = Owner(uid=1000, user="dev", via="unix")
+
+
+def make_job(**labels: str) -> tuple[Job, Run]:
+    job = Job(
+        id=new_id("job"),
+        name="n",
+        spec=JobSpec(image="busybox", command=("true",)),
+        labels=labels,
+        owner=OWNER,
+        created_at=now(),
+    )
+    return job, new_run(job.id)
+
+
+def new_run(job_id: str) -> Run:
+    return Run(
+        id=new_id("run"),
+        job_id=job_id,
+        status=RunStatus.PENDING,
+        plan=DEFAULT_PLANS["standard"],
+        created_at=now(),
+        timeout_seconds=60,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "jobd.db")
+    yield s
+    await s.close()
+
+
+async def test_a_legal_transition_changes_the_run_and_writes_an_event(store: Store) -> None:
+    job, run = make_job()
+    await store.create_job(job, run)
+    assigned = await store.transition(run.id, RunStatus.ASSIGNED, detail="placed")
+    assert assigned is not None and assigned.status is RunStatus.ASSIGNED
+    assert (await store.get_job(job.id)).status is RunStatus.ASSIGNED
+    events = await store.run_events(run.id)
+    assert [(e["from_status"], e["to_status"]) for e in events] == [
+        (None, "pending"),
+        ("pending", "assigned"),
+    ]
+
+
+async def test_an_illegal_transition_changes_nothing(store: Store) -> None:
+    job, run = make_job()
+    await store.create_job(job, run)
+    assert await store.transition(run.id, RunStatus.SUCCEEDED) is None
+    assert (await store.get_run(run.id)).status is RunStatus.PENDING
+    assert len(await store.run_events(run.id)) == 1
+    assert await store.transition("run-missing", RunStatus.ASSIGNED) is None
+
+
+async def test_racing_terminal_transitions_let_exactly_one_win(store: Store) -> None:
+    job, run = make_job()
+    await store.create_job(job, run)
+    await store.transition(run.id, RunStatus.ASSIGNED)
+    await store.transition(run.id, RunStatus.RUNNING, started_at=now())
+    results = await asyncio.gather(
+        store.transition(run.id, RunStatus.CANCELLING),
+        store.transition(run.id, RunStatus.SUCCEEDED, exit_code=0, finished_at=now()),
+        store.transition(
+            run.id,
+            RunStatus.FAILED,
+            exit_code=1,
+            finished_at=now(),
+            failure=Failure(type=FailureType.EXIT_CODE, message="1"),
+        ),
+    )
+    winners = [r for r in results if r is not None]
+    final = await store.get_run(run.id)
+    if final.status is RunStatus.CANCELLING:
+        assert len(winners) == 1
+    else:
+        assert len([w for w in winners if w.status.is_terminal]) == 1
+
+
+async def test_fields_round_trip(store: Store) -> None:
+    job, run = make_job(team="a")
+    await store.create_job(job, run)
+    started = now()
+    await store.transition(run.id, RunStatus.ASSIGNED)
+    await store.transition(
+        run.id, RunStatus.RUNNING, started_at=started, deadline_at=started + timedelta(seconds=60)
+    )
+    failure = Failure(type=FailureType.OOM_KILLED, message="oom")
+    done = await store.transition(
+        run.id,
+        RunStatus.FAILED,
+        exit_code=137,
+        failure=failure,
+        finished_at=started + timedelta(seconds=2),
+    )
+    assert done is not None
+    assert done.failure == failure and done.exit_code == 137
+    assert done.running_seconds == pytest.approx(2.0, abs=0.01)
+    loaded = await store.get_job(job.id)
+    assert loaded.labels == {"team": "a"} and loaded.owner == OWNER
+    assert loaded.spec == job.spec
+
+
+async def test_list_jobs_filters_and_pages(store: Store) -> None:
+    created = []
+    for i in range(7):
+        job, run = make_job(parity="odd" if i % 2 else "even")
+        await store.create_job(job, run)
+        created.append(job.id)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_jobs(JobFilter(), limit=3, cursor=cursor)
+        seen += [j.id for j in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == list(reversed(created))
+    odd = await store.list_jobs(JobFilter(labels={"parity": "odd"}), limit=50, cursor=None)
+    assert {j.id for j in odd.items} == set(created[1::2])
+    pending = await store.list_jobs(JobFilter(status=RunStatus.PENDING), limit=50, cursor=None)
+    assert len(pending.items) == 7
+    with pytest.raises(InvalidRequest):
+        await store.list_jobs(JobFilter(), limit=3, cursor="garbage!")
+
+
+async def test_reruns_list_newest_first_and_move_the_job_status(store: Store) -> None:
+    job, run = make_job()
+    await store.create_job(job, run)
+    await store.transition(run.id, RunStatus.CANCELLED)
+    second = new_run(job.id)
+    await store.add_run(second)
+    assert (await store.get_job(job.id)).status is RunStatus.PENDING
+    page = await store.list_runs(job.id, limit=10, cursor=None)
+    assert [r.id for r in page.items] == [second.id, run.id]
+    with pytest.raises(NotFound):
+        await store.add_run(new_run("job-missing"))
+
+
+async def test_migrations_are_versioned_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobd.db"
+    store = await Store.open(path)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer"):
+        await Store.open(path)
