@@ -46,7 +46,7 @@ SINCE = converted(parse_since)
 JOB_ID = converted(lambda value: check_id(value, "job"))
 ANY_ID = converted(lambda value: check_id(value, "job", "run"))
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table."
+    "--json", "as_json", is_flag=True, help="Print the API's JSON object instead."
 )
 
 
@@ -253,7 +253,7 @@ def run(
 ) -> None:
     """Create a job and start its first run: IMAGE [-- COMMAND ARGS...].
 
-    Prints `<job-id> <run-id>`."""
+    Prints `<job-id> <run-id>`. Put `--` before a command that has options of its own."""
     client = connection.client()
     body = job_body(
         image=image,
@@ -343,7 +343,7 @@ def runs(connection: Connection, *, job_id: str, limit: int | None, as_json: boo
 )
 @click.option("--tail", type=click.IntRange(min=1), help="Only the last N lines.")
 @click.option("--grep", help="Only lines containing this text.")
-@json_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (ndjson).")
 @pass_connection
 def logs(
     connection: Connection,

@@ -51,9 +51,21 @@ def local_time(value: str | None) -> str:
 
 
 def memory(size: int) -> str:
-    if size >= GIB:
-        return f"{size / GIB:g} GiB"
-    return f"{size / MIB:g} MiB"
+    """512 MiB, 2 GiB, 23.5 GiB."""
+    unit, name = (GIB, "GiB") if size >= GIB else (MIB, "MiB")
+    return f"{round(size / unit, 1):g} {name}"
+
+
+def duration(seconds: int | None) -> str | None:
+    """Seconds as jobctl's own durations read: 2592000 -> 30d, 5400 -> 1h30m."""
+    if seconds is None:
+        return None
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 def price(amount: float | None) -> str:
@@ -142,7 +154,7 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("command", shlex.join(job.get("command") or []) or "(the image's own)"),
             ("env", pairs(job.get("env"))),
             ("plan", job.get("plan")),
-            ("timeout", f"{job.get('timeoutSeconds')}s"),
+            ("timeout", duration(job.get("timeoutSeconds"))),
             ("network", job.get("network")),
             ("labels", pairs(job.get("labels"))),
             ("owner", f"{owner.get('user')} (uid {owner.get('uid')}, via {owner.get('via')})"),
@@ -169,7 +181,7 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("started", local_time(run.get("startedAt"))),
             ("finished", local_time(run.get("finishedAt"))),
             ("deadline", local_time(run.get("deadlineAt"))),
-            ("timeout", f"{run.get('timeoutSeconds')}s"),
+            ("timeout", duration(run.get("timeoutSeconds"))),
             ("running", _seconds(run.get("runningSeconds"))),
             ("cost", cost(run)),
         ]
@@ -203,8 +215,7 @@ def health_details(health: Mapping[str, Any]) -> str:
             ("status", health.get("status")),
             ("version", health.get("version")),
             ("podman", _podman(podman)),
-            ("podman error", podman.get("error")),
-            ("cgroups", f"v{podman.get('cgroupVersion')} ({podman.get('cgroupManager')})"),
+            ("cgroups", f"{podman.get('cgroupVersion')} ({podman.get('cgroupManager')})"),
             ("limits enforced", yes_no(limit_doc.get("enforced"))),
             ("missing controllers", ", ".join(limit_doc.get("missingControllers") or []) or None),
             ("limits note", limit_doc.get("note")),
@@ -222,9 +233,12 @@ def health_details(health: Mapping[str, Any]) -> str:
 def _podman(podman: Mapping[str, Any]) -> str:
     reachable = "reachable" if podman.get("reachable") else "UNREACHABLE"
     mode = "rootless" if podman.get("rootless") else "rootful"
-    return f"{podman.get('version')} ({reachable}, {mode}, {podman.get('ociRuntime')})"
+    text = f"{podman.get('version')} ({reachable}, {mode}, {podman.get('ociRuntime')})"
+    return f"{text}\n{podman['error']}" if podman.get("error") else text
 
 
 def _node(node: Mapping[str, Any]) -> str:
     size = node.get("memoryBytes")
-    return f"{node.get('cpus')} CPUs, {memory(size) if size else NONE} memory"
+    cpus = node.get("cpus")
+    cpu_text = f"{cpus:g}" if isinstance(cpus, int | float) else NONE
+    return f"{cpu_text} CPUs, {memory(size) if size else NONE} memory"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hmac
 import json
 import os
@@ -13,10 +14,9 @@ import pwd
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,12 +25,11 @@ from jobd import __version__
 from jobd.config import Config
 from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
 from jobd.jobs import Jobs, openapi_document
-from jobd.logs import LogLine, LogPump, LogQuery, RunLog
+from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog
 from jobd.models import NodeCapacity, Owner, RunStatus
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
 from jobd.store import JobFilter, Store
-import contextlib
 
 MAX_BODY = 1024 * 1024
 DEFAULT_PAGE = 50
@@ -336,81 +335,23 @@ async def _stream_logs(
         if not wanted.follow:
             await response.write_eof()
             return response
-    follower = LogFollower(run_log, wanted.query, skip_existing=wanted.tail is not None)
+    follower = LogFollower(
+        lambda: services.pump.open(run_id), wanted.query, skip_existing=wanted.tail is not None
+    )
     while True:
         changed = services.pump.changed(run_id)
+        # every path that ends a run finishes its log first: once the run is terminal, one
+        # more read gets everything
+        over = (await services.store.get_run(run_id)).status.is_terminal
         batch = await asyncio.to_thread(follower.read_new)
         if batch:
             await response.write(b"".join(_render(line, run_id, wanted.format) for line in batch))
-        if not wanted.follow:
-            break
-        if not batch and await _run_over(services, run_id, run_log):
+        if not wanted.follow or over:
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout=1.0)
     await response.write_eof()
     return response
-
-
-async def _run_over(services: Services, run_id: str, run_log: RunLog) -> bool:
-    run = await services.store.get_run(run_id)
-    if not run.status.is_terminal:
-        return False
-    return run_log.finished or not run_log.directory.exists() or run.started_at is None
-
-
-class LogFollower:
-    """Reads the lines appended to a run's log files since the last call."""
-
-    def __init__(self, run_log: RunLog, query: LogQuery, *, skip_existing: bool) -> None:
-        self.run_log = run_log
-        self.query = query
-        self.offsets: dict[Path, int] = {}
-        self.marked = False
-        if skip_existing:
-            for path in run_log.files():
-                self.offsets[path] = _size(path)
-
-    def read_new(self) -> list[LogLine]:
-        lines: list[LogLine] = []
-        for index, path in enumerate(self.run_log.files()):
-            if index == 1 and self.run_log.omitted_bytes and not self.marked:
-                self.marked = True
-                lines.append(self.run_log.marker())
-            lines.extend(self._read(path))
-        return lines
-
-    def _read(self, path: Path) -> Iterator[LogLine]:
-        from jobd.logs import parse_k8s_line
-
-        try:
-            f = path.open("rb")
-        except FileNotFoundError:
-            return
-        with f:
-            f.seek(self.offsets.get(path, 0))
-            data = f.read()
-        cut = data.rfind(b"\n") + 1
-        self.offsets[path] = self.offsets.get(path, 0) + cut
-        pending = ""
-        for raw in data[:cut].splitlines(keepends=True):
-            line, complete = parse_k8s_line(raw)
-            if line is None:
-                continue
-            if not complete:
-                pending += line.text
-                continue
-            line = LogLine(time=line.time, stream=line.stream, text=pending + line.text)
-            pending = ""
-            if self.query.matches(line):
-                yield line
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 # -- about ----------------------------------------------------------------------------

@@ -50,7 +50,6 @@ class LogLimits:
     max_bytes: int = 100 * MIB  # kept per run: the head, a marker, then the newest output
     head_bytes: int = 10 * MIB
     segment_bytes: int = 8 * MIB  # the tail is kept in segments, the oldest dropped first
-    source_rotate_bytes: int = 64 * MIB  # conmon's own file is rotated at this size
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -161,7 +161,10 @@ class Daemon:
 
     async def _serve(self, services: Services) -> web.AppRunner:
         config = self.config
-        runner = web.AppRunner(create_app(services), handle_signals=False, access_log=None)
+        # a log follower must not hold up shutdown for aiohttp's default 60 s
+        runner = web.AppRunner(
+            create_app(services), handle_signals=False, access_log=None, shutdown_timeout=5.0
+        )
         await runner.setup()
         config.socket.unlink(missing_ok=True)
         await web.UnixSite(runner, str(config.socket)).start()

@@ -1,8 +1,10 @@
 """Run logs: kept under the data directory, bounded, never silently losing their beginning.
 
-conmon writes each container's output to a k8s-file (`<RFC3339Nano> <stream> <F|P> <text>`) that
-it rotates by renaming a fresh file over the old one when it reaches its size cap. The pump copies
-that file, line-aligned, into the run's retained log:
+conmon writes each container's output to a k8s-file (`<RFC3339Nano> <stream> <F|P> <text>`).
+conmon's own size cap would throw away the start of the output (and a fast writer can rotate it
+twice between two reads), so jobd gives it none: the pump copies the file, line-aligned, into the
+run's retained log and punches holes (FALLOC_FL_PUNCH_HOLE) behind what it has copied, so the disk
+holds only what the pump has not read yet. The retained log:
 
     logs/<run-id>/head.log          the first `head_bytes` of output, kept forever
     logs/<run-id>/tail-NNNNNN.log   the newest output, in segments; the oldest is dropped first
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +35,22 @@ from jobd.config import LogLimits
 log = logging.getLogger(__name__)
 SOURCE_NAME = "container.log"
 CHUNK = 1024 * 1024
+PUNCH_EVERY = 4 * 1024 * 1024  # free conmon's copied bytes once this many have piled up
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def punch_hole(fd: int, length: int) -> bool:
+    """Free the disk blocks of a file's first `length` bytes (they read back as zeros).
+    False where the filesystem can't (then the file just keeps its size until the run ends)."""
+    mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    result = _libc.fallocate(fd, mode, ctypes.c_int64(0), ctypes.c_int64(length))
+    if result == 0:
+        return True
+    if ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        log.warning("punching a hole in a run log: %s", os.strerror(ctypes.get_errno()))
+    return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +92,7 @@ class _State:
     omitted_bytes: int = 0
     source_inode: int | None = None
     source_offset: int = 0
+    punched: int = 0
     finished: bool = False
 
 
@@ -85,6 +106,7 @@ class RunLog:
         self._state = self._load()
         self._source: Any = None  # the open conmon file
         self._partial = b""
+        self._can_punch = True
 
     @property
     def source_path(self) -> Path:
@@ -118,6 +140,7 @@ class RunLog:
                 return False
             got = self._drain_source()
             if got:
+                self._free_copied()
                 self._save()
             return got
 
@@ -158,10 +181,21 @@ class RunLog:
             self._source = None
             self._state.source_inode = None
             self._state.source_offset = 0
+            self._state.punched = 0
+
+    def _free_copied(self) -> None:
+        state = self._state
+        if not self._can_punch or self._source is None:
+            return
+        if state.source_offset - state.punched < PUNCH_EVERY:
+            return
+        self._can_punch = punch_hole(self._source.fileno(), state.source_offset)
+        if self._can_punch:
+            state.punched = state.source_offset
 
     def _open_source(self) -> bool:
         try:
-            source = self.source_path.open("rb")
+            source = self.source_path.open("r+b")
         except FileNotFoundError:
             return False
         inode = os.fstat(source.fileno()).st_ino
@@ -170,6 +204,7 @@ class RunLog:
         else:
             self._state.source_inode = inode
             self._state.source_offset = 0
+            self._state.punched = 0
         self._source = source
         return True
 
@@ -273,25 +308,71 @@ def _read_file(path: Path, query: LogQuery) -> Iterator[LogLine]:
     except FileNotFoundError:
         return
     with f:
-        pending: list[LogLine] = []
-        for raw in f:
-            if needle is not None and needle not in raw and not _is_partial(raw):
-                continue
-            line, complete = parse_k8s_line(raw)
-            if line is None:
-                continue
-            if not complete:
-                pending.append(line)
-                continue
-            if pending:
-                line = LogLine(
-                    time=pending[0].time,
-                    stream=line.stream,
-                    text="".join(p.text for p in pending) + line.text,
-                )
-                pending = []
-            if query.matches(line):
-                yield line
+        # cheap pre-filter on the raw bytes; partial lines must reach the parser whole
+        raws = (r for r in f if needle is None or needle in r or _is_partial(r))
+        yield from _parse_lines(raws, query)
+
+
+def _parse_lines(raws: Iterable[bytes], query: LogQuery) -> Iterator[LogLine]:
+    """k8s-file lines to LogLines, partial (P) pieces joined to the line they end in."""
+    pending: list[LogLine] = []
+    for raw in raws:
+        line, complete = parse_k8s_line(raw)
+        if line is None:
+            continue
+        if not complete:
+            pending.append(line)
+            continue
+        if pending:
+            text = "".join(p.text for p in pending) + line.text
+            line = LogLine(time=pending[0].time, stream=line.stream, text=text)
+            pending = []
+        if query.matches(line):
+            yield line
+
+
+class LogFollower:
+    """Reads the lines appended to a run's retained log since its last call. It re-opens the
+    log each time: a run that was pending when following began gets its live log later."""
+
+    def __init__(
+        self, open_log: Callable[[], RunLog], query: LogQuery, *, skip_existing: bool
+    ) -> None:
+        self.open_log = open_log
+        self.query = query
+        self.offsets: dict[Path, int] = {}
+        self.marked = False
+        if skip_existing:
+            self.offsets = {path: _size(path) for path in open_log().files()}
+
+    def read_new(self) -> list[LogLine]:
+        run_log = self.open_log()
+        lines: list[LogLine] = []
+        for index, path in enumerate(run_log.files()):
+            if index == 1 and run_log.omitted_bytes and not self.marked:
+                self.marked = True
+                lines.append(run_log.marker())
+            lines.extend(_parse_lines(self._new_raw_lines(path), self.query))
+        return lines
+
+    def _new_raw_lines(self, path: Path) -> list[bytes]:
+        offset = self.offsets.get(path, 0)
+        try:
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        cut = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+        self.offsets[path] = offset + cut
+        return data[:cut].splitlines(keepends=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _is_partial(raw: bytes) -> bool:

@@ -10,6 +10,7 @@ Every state change is a guarded transition through the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -39,7 +40,6 @@ from jobd.runtime.oom import OomWatch
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import ContainerExit, ContainerSpec, ContainerState, RuntimeInfo
 from jobd.store import Store
-import contextlib
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +69,7 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
         self._launching: dict[str, asyncio.Task[None]] = {}
+        self._deferred: dict[str, str] = {}  # exits seen while their launch was in flight
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._watches: dict[str, OomWatch] = {}
         self._image_lock = asyncio.Lock()
@@ -131,7 +132,8 @@ class Supervisor:
             await self.runtime.remove(container_id)
             return
         if run_id in self._launching:
-            return  # the launch task is still deciding this run's fate
+            self._deferred[run_id] = container_id  # reaped once the launch has finished
+            return
         try:
             state = await self.runtime.inspect(container_id)
         except RuntimeFailure:
@@ -235,6 +237,11 @@ class Supervisor:
             await self._fail(run, FailureType.RUNTIME_ERROR, f"launch failed: {e}")
         finally:
             self._launching.pop(run.id, None)
+            container_id = self._deferred.pop(run.id, None)
+            if container_id is not None:
+                self._exits.put_nowait(
+                    ContainerExit(container_id=container_id, run_id=run.id, exit_code=None)
+                )
             self.wake()
 
     async def _launch_steps(self, run: Run) -> None:
@@ -319,7 +326,6 @@ class Supervisor:
             await self.runtime.pull(image)
 
     def _container_spec(self, run: Run, job: Job) -> ContainerSpec:
-        logs = self.config.logs
         return ContainerSpec(
             name=run.id,
             run_id=run.id,
@@ -334,7 +340,6 @@ class Supervisor:
             nproc=run.plan.pids_limit,
             network=job.spec.network,
             log_path=self.pump.prepare(run.id),
-            log_max_bytes=logs.source_rotate_bytes,
             instance=self.instance,
             stop_grace_seconds=self.config.stop_grace_seconds,
         )
@@ -391,7 +396,9 @@ class Supervisor:
             await self._end_without_container(run, "cancelled; its container was gone")
         else:
             await self.pump.finish(run.id)
-            await self._fail(run, FailureType.LOST, "the container vanished while jobd was away")
+            await self._fail(
+                run, FailureType.LOST, "its container vanished (removed outside jobd, or a reboot)"
+            )
 
     async def _requeue(self, run: Run) -> None:
         await self.store.transition(

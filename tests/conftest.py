@@ -63,8 +63,8 @@ def daemon_factory(tmp_path: Path, podman_socket: Path, test_image: str) -> Iter
     def start(**kwargs: Any) -> Daemon:
         kwargs.setdefault("podman_socket", podman_socket)
         d = Daemon(tmp_path / f"d{len(started)}", **kwargs)
+        started.append(d)  # before start: a daemon that fails to start is still stopped
         d.start()
-        started.append(d)
         return d
 
     yield start

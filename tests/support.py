@@ -234,7 +234,11 @@ class Daemon:
 
     def stop(self, *, kill_containers: bool) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.terminate()
+            try:
+                self.terminate()
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
         if kill_containers and self.user is None:
             self.remove_containers()
 

@@ -13,11 +13,11 @@ watches each container's memory cgroup from the moment it exists (after `init`, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
 from pathlib import Path
-import contextlib
 
 log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -126,10 +126,8 @@ class OomWatch:
 
     def close(self) -> None:
         if self._reader_fd is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is gone already
                 asyncio.get_running_loop().remove_reader(self._reader_fd)
-            except RuntimeError:  # the loop is gone already
-                pass
             self._reader_fd = None
         for fd in self._fds:
             with contextlib.suppress(OSError):

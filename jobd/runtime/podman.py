@@ -158,7 +158,9 @@ class PodmanRuntime:
             ],
             "log_config": {
                 "Type": "k8s-file",
-                "Config": {"path": str(spec.log_path), "size": spec.log_max_bytes},
+                # no cap (-1 overrides containers.conf): conmon's cap drops the start of the
+                # output; jobd's log pump bounds what is kept instead
+                "Config": {"path": str(spec.log_path), "size": -1},
             },
             "stop_signal": int(signal.SIGTERM),
             "stop_timeout": spec.stop_grace_seconds,

@@ -30,7 +30,6 @@ class ContainerSpec:
     nproc: int
     network: str
     log_path: Path
-    log_max_bytes: int
     instance: str
     labels: Mapping[str, str] = field(default_factory=dict)
     stop_grace_seconds: int = 10

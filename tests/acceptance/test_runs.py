@@ -212,10 +212,7 @@ def test_logs_are_bounded_but_keep_their_beginning_and_end(
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = daemon_factory(
-        config=(
-            "[logs]\nmax_bytes = 262144\nhead_bytes = 65536\nsegment_bytes = 65536\n"
-            "source_rotate_bytes = 4194304\n"
-        )
+        config=("[logs]\nmax_bytes = 262144\nhead_bytes = 65536\nsegment_bytes = 65536\n")
     )
     job = daemon.submit(command=["seq", "1", "200000"])
     run = daemon.wait_status(job["latestRunId"], timeout=120)
@@ -303,6 +300,7 @@ def test_tcp_needs_the_bearer_token(daemon: Daemon) -> None:
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{daemon.url}/v1/health", timeout=5)
+    refused.value.close()
     assert refused.value.code == 401
     request = urllib.request.Request(
         f"{daemon.url}/v1/jobs", headers={"Authorization": f"Bearer {daemon.token}"}

@@ -50,7 +50,6 @@ def spec(
         nproc=64,
         network="none",
         log_path=tmp_path / run_id / "container.log",
-        log_max_bytes=MIB,
         instance=runtime.instance,
     )
 

@@ -114,3 +114,17 @@ def test_k8s_lines_parse() -> None:
     line, complete = parse_k8s_line(b"2026-11-23T10:00:00Z stderr P  spaced text\n")
     assert line is not None and not complete
     assert (line.stream, line.text) == ("stderr", " spaced text")
+
+
+def test_copied_source_bytes_are_freed_from_disk(tmp_path: Path) -> None:
+    run_log = RunLog(tmp_path, LogLimits())
+    line = k8s("x" * 1000)
+    write(run_log.source_path, line * 6000)  # ~6 MB, more than one punch interval
+    run_log.pump()
+    source = run_log.source_path.stat()
+    assert source.st_size == len(line) * 6000, "the file keeps its size for conmon"
+    assert source.st_blocks * 512 < 2 * 1024 * 1024, "but its copied blocks are freed"
+    write(run_log.source_path, k8s("after the hole"))
+    run_log.finish()
+    lines = texts(run_log)
+    assert len(lines) == 6001 and lines[-1] == "after the hole"

@@ -1,0 +1,485 @@
+"""jobctl end to end against a fake jobd: a real HTTP server on a Unix socket (or loopback TCP)
+that answers from a script, so the transport, errors, exit statuses and query strings are real."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from click.testing import CliRunner, Result
+
+from jobctl import waiting
+from jobctl.cli import main
+
+HANG = object()  # a followed log that jobd never ends
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    raw_query: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeJobd:
+    """Answers (method, path) from a script; the last answer for a route repeats."""
+
+    answers: dict[tuple[str, str], list[tuple[int, Any]]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def on(self, method: str, path: str, *answers: tuple[int, Any]) -> None:
+        self.answers[(method, path)] = list(answers)
+
+    def answer(self, method: str, path: str) -> tuple[int, Any]:
+        queue = self.answers.get((method, path))
+        if not queue:
+            return 404, {"error": {"code": "not_found", "message": f"no route {path}"}}
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def requests(self, method: str, path: str) -> list[Seen]:
+        return [s for s in self.seen if s.method == method and s.path == path]
+
+
+def handler_for(fake: FakeJobd) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            fake.seen.append(
+                Seen(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    parts.query,
+                    dict(self.headers),
+                    json.loads(raw) if raw else None,
+                )
+            )
+            status, body = fake.answer(self.command, parts.path)
+            if body is HANG:
+                self._hang()
+            elif isinstance(body, str):
+                self._send(status, body.encode(), "text/plain")
+            else:
+                self._send(status, json.dumps(body).encode(), "application/json")
+
+        def _send(self, status: int, data: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _hang(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"3\r\nhi\n\r\n")
+            self.wfile.flush()
+            fake.release.wait(10)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # a Unix peer has no address to log, and tests want quiet
+
+    return Handler
+
+
+class UnixServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def fake() -> FakeJobd:
+    return FakeJobd()
+
+
+def _serving(server: socketserver.BaseServer, fake: FakeJobd) -> Iterator[None]:
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        fake.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def sock(fake: FakeJobd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in ("JOBD_URL", "JOBD_TOKEN", "JOBD_SOCKET", "JOBD_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "jobd.sock"
+    server = UnixServer(str(path), handler_for(fake))
+    yield from (path for _ in _serving(server, fake))
+
+
+def jobctl(sock: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--socket", str(sock), *args])
+
+
+def job(status: str = "pending") -> dict[str, Any]:
+    return {
+        "id": "job-1",
+        "name": None,
+        "image": "busybox",
+        "status": status,
+        "plan": "standard",
+        "createdAt": "2024-05-01T10:00:00.000+00:00",
+        "latestRunId": "run-1",
+    }
+
+
+def run(status: str, exit_code: int | None = None, kind: str | None = None) -> dict[str, Any]:
+    reason = {"type": kind, "message": f"{kind} happened"} if kind else None
+    return {
+        "id": "run-1",
+        "jobId": "job-1",
+        "status": status,
+        "exitCode": exit_code,
+        "failureReason": reason,
+        "createdAt": "2024-05-01T10:00:00.000+00:00",
+    }
+
+
+# -- run ------------------------------------------------------------------------------
+
+
+def test_run_wait_prints_the_ids_and_exits_with_the_code(fake: FakeJobd, sock: Path) -> None:
+    fake.on("POST", "/v1/jobs", (201, job()))
+    fake.on("GET", "/v1/runs/run-1", (200, run("running")), (200, run("failed", 3, "exit_code")))
+    result = jobctl(sock, "run", "--wait", "busybox", "--", "sh", "-c", "echo hi; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "job-1 run-1\n", "")
+    assert fake.requests("POST", "/v1/jobs")[0].body == {
+        "image": "busybox",
+        "command": ["sh", "-c", "echo hi; exit 3"],
+        "env": {},
+        "labels": {},
+    }
+    assert len(fake.requests("GET", "/v1/runs/run-1")) == 2
+
+
+def test_run_sends_every_option(fake: FakeJobd, sock: Path) -> None:
+    fake.on("POST", "/v1/jobs", (201, job()))
+    result = jobctl(
+        sock,
+        "run",
+        "--plan",
+        "pro",
+        "--env",
+        "A=1",
+        "--env",
+        "B=x=y",
+        "--timeout",
+        "1h30m",
+        "--name",
+        "n",
+        "--label",
+        "team=a",
+        "--network",
+        "none",
+        "busybox",
+    )
+    assert result.exit_code == 0, result.output
+    assert fake.requests("POST", "/v1/jobs")[0].body == {
+        "image": "busybox",
+        "env": {"A": "1", "B": "x=y"},
+        "plan": "pro",
+        "timeoutSeconds": 5400,
+        "name": "n",
+        "labels": {"team": "a"},
+        "network": "none",
+    }
+    assert "Authorization" not in fake.requests("POST", "/v1/jobs")[0].headers
+
+
+def test_run_wait_says_why_a_run_failed_without_an_exit_code(fake: FakeJobd, sock: Path) -> None:
+    fake.on("POST", "/v1/jobs", (201, job()))
+    fake.on("GET", "/v1/runs/run-1", (200, run("failed", 137, "oom_killed")))
+    result = jobctl(sock, "run", "--wait", "busybox")
+    assert result.exit_code == 137
+    assert result.stdout == "job-1 run-1\n"
+    assert result.stderr == "jobctl: run run-1 failed: oom_killed: oom_killed happened\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--timeout", "5x"], "--timeout"),
+        (["--env", "NOEQUALS"], "--env"),
+        (["--label", "=v"], "--label"),
+        (["--network", "host"], "--network"),
+    ],
+)
+def test_bad_options_are_usage_errors(sock: Path, args: list[str], option: str) -> None:
+    result = jobctl(sock, "run", *args, "busybox")
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.stderr
+
+
+def test_follow_streams_then_exits_like_wait(fake: FakeJobd, sock: Path) -> None:
+    fake.on("POST", "/v1/jobs", (201, job()))
+    fake.on("GET", "/v1/runs/run-1/logs", (200, "a\nb\n"))
+    fake.on("GET", "/v1/runs/run-1", (200, run("succeeded", 0)))
+    result = jobctl(sock, "run", "--follow", "busybox")
+    assert (result.exit_code, result.stdout) == (0, "job-1 run-1\na\nb\n")
+    assert fake.requests("GET", "/v1/runs/run-1/logs")[0].query == {
+        "follow": ["true"],
+        "format": ["text"],
+    }
+
+
+def test_follow_ends_a_log_that_outlives_its_run(
+    fake: FakeJobd, sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(waiting, "LOG_GRACE", 0.2)
+    fake.on("POST", "/v1/jobs", (201, job()))
+    fake.on("GET", "/v1/runs/run-1/logs", (200, HANG))
+    fake.on("GET", "/v1/runs/run-1", (200, run("running")), (200, run("failed", 2, "exit_code")))
+    result = jobctl(sock, "run", "--follow", "busybox")
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "job-1 run-1\nhi\n", "")
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def test_api_errors_print_the_daemons_message(fake: FakeJobd, sock: Path) -> None:
+    message = "run run-1 already ended (failed); nothing to cancel"
+    fake.on(
+        "POST", "/v1/runs/run-1/cancel", (409, {"error": {"code": "conflict", "message": message}})
+    )
+    result = jobctl(sock, "cancel", "run-1")
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"jobctl: {message}\n")
+
+
+def test_a_missing_daemon_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nobody.sock"
+    result = jobctl(missing, "ls")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"jobctl: can't connect to jobd at socket {missing}")
+    assert "is jobd running?" in result.stderr
+
+
+def test_errors_that_are_not_json_still_read(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/plans", (500, "boom"))
+    result = jobctl(sock, "plans")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "jobctl: HTTP 500 Internal Server Error: boom\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "abc"], "neither a job id"),
+        (["runs", "run-1"], "expected a job id"),
+        (["rerun", "run-1"], "expected a job id"),
+        (["logs", "pod-1"], "neither a job id"),
+    ],
+)
+def test_ids_of_the_wrong_kind_are_usage_errors(sock: Path, args: list[str], message: str) -> None:
+    result = jobctl(sock, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+# -- reading --------------------------------------------------------------------------
+
+
+def test_ls_encodes_its_filters_and_follows_pages(fake: FakeJobd, sock: Path) -> None:
+    fake.on(
+        "GET",
+        "/v1/jobs",
+        (200, {"jobs": [job()], "nextCursor": "c+1"}),
+        (200, {"jobs": [job("running")], "nextCursor": None}),
+    )
+    result = jobctl(
+        sock,
+        "ls",
+        "--label",
+        "a=1",
+        "--label",
+        "b=x y",
+        "--status",
+        "running",
+        "--limit",
+        "1",
+        "--all",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    first, second = fake.requests("GET", "/v1/jobs")
+    assert first.raw_query == "status=running&label=a%3D1&label=b%3Dx+y&limit=1"
+    assert second.query["cursor"] == ["c+1"]
+    assert [j["status"] for j in json.loads(result.stdout)["jobs"]] == ["pending", "running"]
+
+
+def test_ls_table(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/jobs", (200, {"jobs": [job()], "nextCursor": None}))
+    lines = jobctl(sock, "ls").stdout.splitlines()
+    assert lines[0].split() == [
+        "JOB",
+        "NAME",
+        "IMAGE",
+        "STATUS",
+        "PLAN",
+        "CREATED",
+        "LATEST",
+        "RUN",
+    ]
+    assert lines[1].split()[:5] == ["job-1", "-", "busybox", "pending", "standard"]
+    assert lines[1].split()[-1] == "run-1"
+
+
+def test_logs_of_a_job_are_its_latest_runs(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/jobs/job-1", (200, job()))
+    fake.on("GET", "/v1/runs/run-1/logs", (200, "hi\n"))
+    result = jobctl(
+        sock,
+        "logs",
+        "job-1",
+        "--since",
+        "2024-05-01T12:00:00+02:00",
+        "--tail",
+        "5",
+        "--grep",
+        "a&b",
+    )
+    assert (result.exit_code, result.stdout) == (0, "hi\n")
+    seen = fake.requests("GET", "/v1/runs/run-1/logs")[0]
+    assert seen.query == {
+        "format": ["text"],
+        "since": ["2024-05-01T10:00:00.000+00:00"],
+        "tail": ["5"],
+        "filter": ["a&b"],
+    }
+    assert "%2B00%3A00" in seen.raw_query  # a raw '+' would reach the daemon as a space
+
+
+def test_logs_json_is_ndjson(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/runs/run-1/logs", (200, '{"text": "hi"}\n'))
+    result = jobctl(sock, "logs", "--json", "-f", "run-1")
+    assert result.stdout == '{"text": "hi"}\n'
+    assert fake.requests("GET", "/v1/runs/run-1/logs")[0].query == {
+        "format": ["ndjson"],
+        "follow": ["true"],
+    }
+
+
+def test_show_run_has_its_events(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/runs/run-1", (200, run("failed", 3, "exit_code")))
+    events = [
+        {"at": "2024-05-01T10:00:00.000+00:00", "from": None, "to": "pending", "detail": "created"}
+    ]
+    fake.on("GET", "/v1/runs/run-1/events", (200, {"events": events}))
+    text = jobctl(sock, "show", "run-1").stdout
+    assert "failure:" in text and "exit_code: exit_code happened" in text
+    assert text.splitlines()[-1].split()[-3:] == ["-", "pending", "created"]
+    assert json.loads(jobctl(sock, "show", "--json", "run-1").stdout)["exitCode"] == 3
+
+
+def test_cancel_a_job_cancels_its_latest_run(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/jobs/job-1", (200, job()))
+    fake.on("POST", "/v1/runs/run-1/cancel", (202, run("cancelling")))
+    result = jobctl(sock, "cancel", "job-1")
+    assert (result.exit_code, result.stdout) == (0, "run-1 cancelling\n")
+
+
+def test_rerun_wait(fake: FakeJobd, sock: Path) -> None:
+    fake.on("POST", "/v1/jobs/job-1/runs", (201, run("pending")))
+    fake.on("GET", "/v1/runs/run-1", (200, run("succeeded", 0)))
+    result = jobctl(sock, "rerun", "--wait", "job-1")
+    assert (result.exit_code, result.stdout) == (0, "run-1\n")
+
+
+def test_plans_mark_the_default(fake: FakeJobd, sock: Path) -> None:
+    plans = [
+        {
+            "id": "starter",
+            "memoryBytes": 512 * 1024**2,
+            "cpus": 0.5,
+            "pidsLimit": 4096,
+            "pricePerMonth": 7.0,
+        },
+        {
+            "id": "pro-max",
+            "memoryBytes": 16 * 1024**3,
+            "cpus": 8,
+            "pidsLimit": 4096,
+            "pricePerMonth": None,
+        },
+    ]
+    fake.on("GET", "/v1/plans", (200, {"plans": plans, "defaultPlan": "pro-max"}))
+    lines = jobctl(sock, "plans").stdout.splitlines()
+    assert lines[1].split() == ["starter", "512", "MiB", "0.5", "4096", "$7.00"]
+    assert lines[2].split() == ["pro-max", "(default)", "16", "GiB", "8", "4096", "-"]
+
+
+def test_health_exits_1_unless_ok(fake: FakeJobd, sock: Path) -> None:
+    doc = {
+        "status": "degraded",
+        "version": "0.1.0",
+        "podman": {"reachable": False},
+        "limits": {"enforced": False, "note": "no cgroup controllers"},
+    }
+    fake.on("GET", "/v1/health", (200, doc))
+    result = jobctl(sock, "health")
+    assert result.exit_code == 1
+    assert "limits enforced:" in result.stdout and "no cgroup controllers" in result.stdout
+    assert json.loads(jobctl(sock, "health", "--json").stdout) == doc
+
+
+# -- TCP ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def url(fake: FakeJobd, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    for name in ("JOBD_URL", "JOBD_TOKEN", "JOBD_SOCKET", "JOBD_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
+    server.daemon_threads = True
+    yield from (f"http://127.0.0.1:{server.server_port}" for _ in _serving(server, fake))
+
+
+def test_tcp_sends_the_token_from_the_data_dir(fake: FakeJobd, url: str, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret\n")
+    fake.on("GET", "/v1/plans", (200, {"plans": [], "defaultPlan": "standard"}))
+    result = CliRunner().invoke(
+        main, ["plans", "--json"], env={"JOBD_URL": url, "JOBD_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 0, result.output
+    assert fake.requests("GET", "/v1/plans")[0].headers["Authorization"] == "Bearer s3cret"
+
+
+def test_tcp_token_flag_wins(fake: FakeJobd, url: str, tmp_path: Path) -> None:
+    fake.on("GET", "/v1/plans", (200, {"plans": [], "defaultPlan": "standard"}))
+    result = CliRunner().invoke(
+        main, ["--url", url, "--token", "t", "plans"], env={"JOBD_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 0, result.output
+    assert fake.requests("GET", "/v1/plans")[0].headers["Authorization"] == "Bearer t"

@@ -1,0 +1,335 @@
+"""jobctl's pure parts: durations, KEY=VALUE pairs, times, ids, default paths, exit statuses."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import pytest
+from click.core import ParameterSource
+
+from jobctl import defaults, render
+from jobctl.cli import job_body, pick_transport
+from jobctl.client import check_url, load_token, segment
+from jobctl.parsing import check_id, id_kind, parse_duration, parse_pair, parse_since
+from jobctl.waiting import MAX_DELAY, exit_status, failure_note, poll_delays
+
+# -- durations ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("15m", 900),
+        ("2h", 7200),
+        ("3d", 259200),
+        ("1h30m", 5400),
+        ("1d2h3m4s", 93784),
+        (" 2H ", 7200),
+        ("0h1s", 1),
+    ],
+)
+def test_duration_in_seconds(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["", "s", "1x", "1.5h", "-5", "5 m", "30m1h", "1h1h", "h1", "1m30", "²", "0", "0s"]
+)
+def test_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [1, 59, 90, 3600, 5400, 86400, 93784, 2592000])
+def test_rendered_durations_parse_back(seconds: int) -> None:
+    assert parse_duration(render.duration(seconds) or "") == seconds
+
+
+# -- KEY=VALUE ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "pair"),
+    [("A=1", ("A", "1")), ("A=", ("A", "")), ("url=a=b", ("url", "a=b")), ("k= x ", ("k", " x "))],
+)
+def test_pair(text: str, pair: tuple[str, str]) -> None:
+    assert parse_pair(text) == pair
+
+
+@pytest.mark.parametrize("text", ["A", "", "=1", "=", "A-1"])
+def test_pair_needs_a_key_and_an_equals_sign(text: str) -> None:
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_pair(text)
+
+
+def test_job_body_leaves_out_what_was_not_given() -> None:
+    body = job_body(
+        image="busybox",
+        command=(),
+        env=(),
+        plan=None,
+        timeout=None,
+        name=None,
+        labels=(),
+        network=None,
+    )
+    assert body == {"image": "busybox", "env": {}, "labels": {}}
+
+
+def test_job_body_carries_every_option_and_repeated_pairs() -> None:
+    body = job_body(
+        image="busybox",
+        command=("sh", "-c", "exit 3"),
+        env=(("A", "1"), ("A", "2")),
+        plan="pro",
+        timeout=5400,
+        name="n",
+        labels=(("team", "x"),),
+        network="none",
+    )
+    assert body == {
+        "image": "busybox",
+        "command": ["sh", "-c", "exit 3"],
+        "env": {"A": "2"},
+        "plan": "pro",
+        "timeoutSeconds": 5400,
+        "name": "n",
+        "labels": {"team": "x"},
+        "network": "none",
+    }
+
+
+# -- times ----------------------------------------------------------------------------
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_since_relative_is_now_minus_the_duration_in_utc() -> None:
+    assert parse_since("10m", now=NOW) == "2024-05-01T11:50:00.000+00:00"
+    assert parse_since("1h30m", now=NOW) == "2024-05-01T10:30:00.000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00.000+00:00"),
+        ("2024-05-01T12:00:00+02:00", "2024-05-01T10:00:00.000+00:00"),
+        ("2024-05-01T10:00:00.25-01:00", "2024-05-01T11:00:00.250+00:00"),
+    ],
+)
+def test_since_rfc3339_is_sent_in_utc(text: str, utc: str) -> None:
+    assert parse_since(text, now=NOW) == utc
+
+
+def test_since_without_offset_is_local_time() -> None:
+    local = datetime(2024, 5, 1, 10, 0).astimezone()
+    assert parse_since("2024-05-01T10:00:00", now=NOW) == local.astimezone(UTC).isoformat(
+        timespec="milliseconds"
+    )
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2024-13-01T00:00:00Z", "10x"])
+def test_since_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="neither a duration"):
+        parse_since(text, now=NOW)
+
+
+# -- ids ------------------------------------------------------------------------------
+
+
+def test_id_kind_comes_from_the_prefix() -> None:
+    assert id_kind("job-0123abcd") == "job"
+    assert id_kind("run-0123abcd") == "run"
+
+
+@pytest.mark.parametrize("value", ["abc", "", "Job-1", "jobs-1", "run_1", "pod-1"])
+def test_other_prefixes_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="neither a job id"):
+        id_kind(value)
+
+
+def test_commands_take_only_the_kinds_they_name() -> None:
+    assert check_id("job-1", "job") == "job-1"
+    assert check_id("run-1", "job", "run") == "run-1"
+    with pytest.raises(ValueError, match="'run-1' is a run id; expected a job id"):
+        check_id("run-1", "job")
+
+
+def test_ids_stay_one_path_segment() -> None:
+    assert segment("job-1") == "job-1"
+    assert segment("job-x/../../v1/plans") == "job-x%2F..%2F..%2Fv1%2Fplans"
+    assert segment("run-a?b#c") == "run-a%3Fb%23c"
+
+
+# -- default paths --------------------------------------------------------------------
+
+
+def test_socket_under_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert defaults.default_socket() == Path("/run/user/1000/jobd/jobd.sock")
+
+
+def test_socket_for_root_without_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    assert defaults.default_socket() == Path("/run/jobd/jobd.sock")
+
+
+def test_socket_for_a_user_without_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "")
+    monkeypatch.setattr(os, "getuid", lambda: 1234)
+    assert defaults.default_socket() == Path("/tmp/jobd-1234/jobd.sock")
+
+
+def test_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert defaults.default_data_dir() == tmp_path / "jobd"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert defaults.default_data_dir() == Path("/home/someone/.local/share/jobd")
+
+
+@pytest.mark.parametrize("xdg", ["/run/user/7", ""])
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_paths_match_the_daemons(monkeypatch: pytest.MonkeyPatch, xdg: str, uid: int) -> None:
+    from jobd import config
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", xdg)
+    monkeypatch.setenv("XDG_DATA_HOME", xdg)
+    monkeypatch.setattr(os, "getuid", lambda: uid)  # jobd reads it from os too
+    assert defaults.default_socket() == config.default_socket(system=False)
+    assert defaults.default_data_dir() == config.default_data_dir(system=False)
+
+
+def test_token_is_read_and_stripped(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("  s3cret\n")
+    assert load_token(tmp_path) == "s3cret"
+
+
+def test_missing_or_empty_token_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="--token or set JOBD_TOKEN"):
+        load_token(tmp_path)
+    (tmp_path / "token").write_text("\n")
+    with pytest.raises(Exception, match="is empty"):
+        load_token(tmp_path)
+
+
+# -- transport choice -----------------------------------------------------------------
+
+FLAG, ENV = ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT
+SOCK, URL = Path("/s.sock"), "http://127.0.0.1:8427"
+
+
+def test_one_transport_given_is_used() -> None:
+    assert pick_transport(SOCK, FLAG, None, None) == (SOCK, None)
+    assert pick_transport(None, None, URL, ENV) == (None, URL)
+
+
+def test_a_flag_beats_the_environment() -> None:
+    assert pick_transport(SOCK, FLAG, URL, ENV) == (SOCK, None)
+    assert pick_transport(SOCK, ENV, URL, FLAG) == (None, URL)
+
+
+def test_url_beats_socket_from_the_environment() -> None:
+    assert pick_transport(SOCK, ENV, URL, ENV) == (None, URL)
+
+
+def test_both_flags_is_a_usage_error() -> None:
+    with pytest.raises(click.UsageError, match="mutually exclusive"):
+        pick_transport(SOCK, FLAG, URL, FLAG)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8427", "https://h", "http://h:1/prefix"])
+def test_urls_accepted(url: str) -> None:
+    assert check_url(url) == url
+
+
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:8427", "ftp://h", "http://", "http://h:99999", "http://h/?a"]
+)
+def test_urls_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"(?i)URL|port|query"):
+        check_url(url)
+
+
+# -- a run's end as an exit status ----------------------------------------------------
+
+
+def _run(status: str, exit_code: int | None, kind: str | None = None) -> dict[str, object]:
+    reason = {"type": kind, "message": "why"} if kind else None
+    return {"id": "run-1", "status": status, "exitCode": exit_code, "failureReason": reason}
+
+
+@pytest.mark.parametrize(
+    ("run", "status"),
+    [
+        (_run("succeeded", 0), 0),
+        (_run("failed", 3, "exit_code"), 3),
+        (_run("failed", 137, "oom_killed"), 137),
+        (_run("failed", None, "image_not_found"), 1),
+        (_run("cancelled", None, "cancelled"), 1),
+        (_run("cancelled", 143, "cancelled"), 143),
+        # the container caught SIGTERM at its deadline and exited 0: still not a success
+        (_run("failed", 0, "timeout"), 1),
+        (_run("failed", 300, "runtime_error"), 1),
+    ],
+)
+def test_exit_status(run: dict[str, object], status: int) -> None:
+    assert exit_status(run) == status
+
+
+def test_failure_note_only_when_the_exit_code_does_not_explain() -> None:
+    assert failure_note(_run("succeeded", 0)) is None
+    assert failure_note(_run("failed", 3, "exit_code")) is None
+    assert failure_note(_run("failed", 137, "oom_killed")) == "run run-1 failed: oom_killed: why"
+    assert (
+        failure_note(_run("cancelled", None, "cancelled")) == "run run-1 cancelled: cancelled: why"
+    )
+
+
+def test_polls_fast_then_back_off_to_a_second() -> None:
+    delays = poll_delays()
+    first = [next(delays) for _ in range(5)]
+    later = [next(delays) for _ in range(20)]
+    assert first == [0.1] * 5
+    assert later == sorted(later)
+    assert later[0] > 0.1
+    assert later[-1] == MAX_DELAY
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (512 * 1024**2, "512 MiB"),
+        (1024**3, "1 GiB"),
+        (3 * 1024**3, "3 GiB"),
+        (25275000000, "23.5 GiB"),
+    ],
+)
+def test_memory(size: int, text: str) -> None:
+    assert render.memory(size) == text
+
+
+def test_table_keeps_ids_as_given() -> None:
+    text = render.table(["RUN", "EXIT"], [["1e5", "007"]])
+    assert text.splitlines()[1].split() == ["1e5", "007"]
+
+
+def test_startup_imports_neither_jobd_nor_tabulate() -> None:
+    code = (
+        "import sys, jobctl.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'jobd', 'tabulate'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
