@@ -13,7 +13,10 @@ install:         ## the virtualenv with jobd, jobctl and the dev tools
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 
-lint:
+$(BIN)/pytest $(BIN)/ruff $(BIN)/mypy:
+	$(MAKE) install
+
+lint: $(BIN)/ruff
 	$(BIN)/ruff check jobd jobctl tests
 	$(BIN)/ruff format --check jobd jobctl tests
 
@@ -21,16 +24,16 @@ format:
 	$(BIN)/ruff format jobd jobctl tests
 	$(BIN)/ruff check --fix jobd jobctl tests
 
-typecheck:
+typecheck: $(BIN)/mypy
 	$(BIN)/mypy
 
-test:            ## the whole suite: unit, integration (real podman), acceptance (real jobd)
+test: $(BIN)/pytest  ## the whole suite: unit, integration (real podman), acceptance (real jobd)
 	$(BIN)/pytest
 
-test-unit:
+test-unit: $(BIN)/pytest
 	$(BIN)/pytest tests/unit
 
-test-acceptance:
+test-acceptance: $(BIN)/pytest
 	$(BIN)/pytest tests/acceptance
 
 check: lint typecheck test

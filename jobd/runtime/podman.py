@@ -308,16 +308,19 @@ def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
+def _answers(socket: Path) -> bool:
+    try:
+        with podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=2) as client:
+            return bool(client.ping())
+    except (podman.errors.PodmanError, requests.exceptions.RequestException, OSError):
+        return False  # not up yet
+
+
 def wait_for_socket(socket: Path, timeout: float) -> bool:
     """Block until the podman API answers on `socket`, up to `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if socket.exists():
-            try:
-                with podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=2) as c:
-                    if c.ping():
-                        return True
-            except Exception:  # not up yet
-                pass
+        if socket.exists() and _answers(socket):
+            return True
         time.sleep(0.05)
     return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import time
 
@@ -100,3 +101,39 @@ def test_jobd_runs_its_own_podman_service_when_none_is_configured(
     assert (daemon.data_dir / "podman" / "podman.sock").exists()
     assert daemon.terminate() == 0
     assert not (daemon.data_dir / "podman" / "podman.sock").exists()
+
+
+def test_a_crash_between_placement_and_container_creation_requeues_the_run_once(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory(config="[plans.whole-node]\nmemory_mb = 256\ncpus = 2\n")
+    blocker = daemon.submit(plan="whole-node", command=["sleep", "300"])
+    daemon.wait_status(blocker["latestRunId"], {"running"})
+    queued = daemon.submit(plan="whole-node", command=["echo", "once"])
+    run_id = queued["latestRunId"]
+    daemon.kill()
+    # what a SIGKILL right after the `pending -> assigned` transition leaves behind
+    with sqlite3.connect(daemon.data_dir / "jobd.db") as db:
+        db.execute("UPDATE runs SET status = 'assigned' WHERE id = ?", (run_id,))
+        db.execute(
+            "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
+            " VALUES (?, ?, 'pending', 'assigned', 'placed')",
+            (run_id, time.time()),
+        )
+    subprocess.run(
+        ["podman", "rm", "-f", "-t", "0", blocker["latestRunId"]], check=True, capture_output=True
+    )
+    daemon.start()
+    run = daemon.wait_status(run_id, timeout=60)
+    assert run["status"] == "succeeded"
+    assert daemon.logs_text(run_id) == "once\n"
+    statuses = [e["to"] for e in daemon.events(run_id)]
+    assert statuses == [
+        "pending",
+        "assigned",
+        "pending",
+        "assigned",
+        "assigned",
+        "running",
+        "succeeded",
+    ]
