@@ -37,8 +37,13 @@ from jobd.models import (
 )
 from jobd.runtime.image import DEFAULT_IMAGE, prepare_context, temporary_context
 from jobd.runtime.oom import OomWatch
-from jobd.runtime.podman import PodmanRuntime
-from jobd.runtime.types import ContainerExit, ContainerSpec, ContainerState, RuntimeInfo
+from jobd.runtime.types import (
+    ContainerExit,
+    ContainerRuntime,
+    ContainerSpec,
+    ContainerState,
+    RuntimeInfo,
+)
 from jobd.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,7 @@ class Supervisor:
         self,
         *,
         store: Store,
-        runtime: PodmanRuntime,
+        runtime: ContainerRuntime,
         pump: LogPump,
         config: Config,
         capacity: NodeCapacity,
@@ -262,6 +267,10 @@ class Supervisor:
             container_id=container_id,
             limits=self._limits(run),
         )
+        if (await self.store.get_run(run.id)).status is RunStatus.CANCELLING:
+            await self.runtime.remove(container_id)  # cancelled during create: never start it
+            await self._end_without_container(run, "cancelled before its container started")
+            return
         await self._arm_oom_watch(run.id, container_id)
         self.pump.track(run.id)
         await self._start(run, container_id)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 RUN_LABEL = "io.jobd.run-id"
 JOB_LABEL = "io.jobd.job-id"
@@ -110,3 +111,23 @@ class RuntimeInfo:
         else:
             why = "the cgroup controllers are not available"
         return f"limits not enforced ({missing}): {why}"
+
+
+class ContainerRuntime(Protocol):
+    """The runtime contract the supervisor relies on (after nomad-driver-podman's driver):
+    create (+init) / start, exits as a stream, stop (idempotent), remove (idempotent),
+    inspect, list this jobd's containers for recovery."""
+
+    instance: str
+
+    async def info(self) -> RuntimeInfo: ...
+    async def image_exists(self, reference: str) -> bool: ...
+    async def pull(self, reference: str) -> None: ...
+    async def build_image(self, context: Path, tag: str) -> None: ...
+    async def create(self, spec: ContainerSpec) -> str: ...
+    async def start(self, container_id: str) -> None: ...
+    async def inspect(self, container_id: str) -> ContainerState: ...
+    async def stop(self, container_id: str, grace_seconds: int) -> None: ...
+    async def remove(self, container_id: str) -> None: ...
+    async def list_managed(self) -> list[ContainerState]: ...
+    def exits(self, since: float) -> AsyncIterator[ContainerExit]: ...

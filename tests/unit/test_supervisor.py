@@ -1,0 +1,262 @@
+"""The supervisor's races against a fake runtime (pure scheduling logic; real podman is
+exercised by the integration and acceptance tests): cancel while launching, an exit that
+arrives while the launch is still in flight, create failures, deadlines, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from jobd.config import Config
+from jobd.errors import ContainerGone, ImageNotFound, RuntimeFailure
+from jobd.jobs import Jobs
+from jobd.logs import LogPump
+from jobd.models import GIB, NodeCapacity, Owner, RunStatus, now
+from jobd.runtime.types import ContainerExit, ContainerSpec, ContainerState, RuntimeInfo
+from jobd.store import Store
+from jobd.supervisor import Supervisor
+
+OWNER = Owner(uid=0, user="root", via="unix")
+INFO = RuntimeInfo(
+    version="4.3.1",
+    api_version="1.41",
+    rootless=False,
+    cgroup_version="v1",
+    cgroup_manager="cgroupfs",
+    cgroup_controllers=("memory", "cpu", "pids"),
+    oci_runtime="runc",
+)
+
+
+class FakeRuntime:
+    """Containers in memory. `gate` holds create() until released; exits are pushed
+    to the stream as podman's died events would be."""
+
+    def __init__(self) -> None:
+        self.instance = "fake"
+        self.containers: dict[str, ContainerState] = {}
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.create_error: Exception | None = None
+        self.exit_on_start: int | None = None
+        self.stopped: list[str] = []
+        self.removed: list[str] = []
+        self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
+
+    async def info(self) -> RuntimeInfo:
+        return INFO
+
+    async def image_exists(self, reference: str) -> bool:
+        return reference != "missing"
+
+    async def pull(self, reference: str) -> None:
+        raise ImageNotFound(f"{reference} can't be pulled")
+
+    async def build_image(self, context: Path, tag: str) -> None:
+        return None
+
+    async def create(self, spec: ContainerSpec) -> str:
+        await self.gate.wait()
+        if self.create_error is not None:
+            raise self.create_error
+        container_id = secrets.token_hex(8)
+        self.containers[container_id] = ContainerState(
+            container_id=container_id,
+            run_id=spec.run_id,
+            status="initialized",
+            exit_code=None,
+            started_at=None,
+            finished_at=None,
+            oom_killed=False,
+            pid=None,
+        )
+        return container_id
+
+    async def start(self, container_id: str) -> None:
+        state = self.containers[container_id]
+        self.containers[container_id] = replace(state, status="running", started_at=now())
+        if self.exit_on_start is not None:
+            self.exit(container_id, self.exit_on_start)
+
+    def exit(self, container_id: str, code: int) -> None:
+        state = self.containers[container_id]
+        self.containers[container_id] = replace(
+            state, status="exited", exit_code=code, finished_at=now()
+        )
+        assert state.run_id is not None
+        self._exits.put_nowait(
+            ContainerExit(container_id=container_id, run_id=state.run_id, exit_code=code)
+        )
+
+    async def inspect(self, container_id: str) -> ContainerState:
+        if container_id not in self.containers:
+            raise ContainerGone(container_id)
+        return self.containers[container_id]
+
+    async def stop(self, container_id: str, grace_seconds: int) -> None:
+        self.stopped.append(container_id)
+        if container_id in self.containers and self.containers[container_id].running:
+            self.exit(container_id, 143)
+
+    async def remove(self, container_id: str) -> None:
+        self.removed.append(container_id)
+        self.containers.pop(container_id, None)
+
+    async def list_managed(self) -> list[ContainerState]:
+        return list(self.containers.values())
+
+    async def exits(self, since: float) -> AsyncIterator[ContainerExit]:
+        while True:
+            yield await self._exits.get()
+
+
+class Harness:
+    def __init__(self, store: Store, runtime: FakeRuntime, tmp_path: Path) -> None:
+        config = Config(data_dir=tmp_path, socket=tmp_path / "jobd.sock", stop_grace_seconds=0)
+        capacity = NodeCapacity(cpus=2, memory_bytes=8 * GIB)
+        self.store = store
+        self.runtime = runtime
+        self.supervisor = Supervisor(
+            store=store,
+            runtime=runtime,
+            pump=LogPump(tmp_path / "logs", config.logs),
+            config=config,
+            capacity=capacity,
+            info=INFO,
+            instance="fake",
+        )
+        self.jobs = Jobs(store, config, capacity, self.supervisor.wake)
+
+    async def submit(self, image: str = "img", **body: object) -> str:
+        _, run = await self.jobs.create({"image": image, "command": ["x"], **body}, OWNER)
+        return run.id
+
+    async def status(self, run_id: str) -> RunStatus:
+        return (await self.store.get_run(run_id)).status
+
+    async def until(self, run_id: str, *statuses: RunStatus) -> None:
+        async with asyncio.timeout(5):
+            while await self.status(run_id) not in statuses:
+                await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    store = await Store.open(tmp_path / "jobd.db")
+    h = Harness(store, FakeRuntime(), tmp_path)
+    tasks = [
+        asyncio.create_task(h.supervisor.run()),
+        asyncio.create_task(h.supervisor.watch_exits()),
+    ]
+    yield h
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await store.close()
+
+
+async def terminal_events(h: Harness, run_id: str) -> list[str]:
+    events = await h.store.run_events(run_id)
+    return [e["to_status"] for e in events if RunStatus(e["to_status"]).is_terminal]
+
+
+async def test_a_run_goes_through_its_states_to_its_exit_code(harness: Harness) -> None:
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.RUNNING)
+    container_id = (await harness.store.get_run(run_id)).container_id
+    assert container_id is not None
+    harness.runtime.exit(container_id, 5)
+    await harness.until(run_id, RunStatus.FAILED)
+    run = await harness.store.get_run(run_id)
+    assert run.exit_code == 5 and run.failure is not None
+    assert container_id in harness.runtime.removed
+
+
+async def test_cancel_while_the_container_is_created_ends_cancelled_once(
+    harness: Harness,
+) -> None:
+    harness.runtime.gate.clear()
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.ASSIGNED)
+    cancelled = await harness.jobs.cancel(run_id)
+    assert cancelled.status is RunStatus.CANCELLING
+    harness.runtime.gate.set()
+    await harness.until(run_id, RunStatus.CANCELLED)
+    run = await harness.store.get_run(run_id)
+    assert run.container_id in harness.runtime.removed, "created, never started, removed"
+    assert run.started_at is None
+    assert await terminal_events(harness, run_id) == ["cancelled"]
+
+
+async def test_cancel_while_a_failing_create_ends_cancelled_not_failed(harness: Harness) -> None:
+    harness.runtime.gate.clear()
+    harness.runtime.create_error = RuntimeFailure("boom")
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.ASSIGNED)
+    await harness.jobs.cancel(run_id)
+    harness.runtime.gate.set()
+    await harness.until(run_id, RunStatus.CANCELLED)
+    assert await terminal_events(harness, run_id) == ["cancelled"]
+
+
+async def test_an_exit_during_the_launch_is_reaped_without_waiting_for_reconcile(
+    harness: Harness,
+) -> None:
+    harness.runtime.exit_on_start = 0
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.SUCCEEDED)  # within 5 s; reconcile runs every 30 s
+    assert await terminal_events(harness, run_id) == ["succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "failure"),
+    [("missing", None, "image_not_found"), ("img", RuntimeFailure("no"), "runtime_error")],
+)
+async def test_create_failures_end_the_run_failed_with_a_reason(
+    harness: Harness, image: str, error: Exception | None, failure: str
+) -> None:
+    harness.runtime.create_error = error
+    run_id = await harness.submit(image=image)
+    await harness.until(run_id, RunStatus.FAILED)
+    run = await harness.store.get_run(run_id)
+    assert run.failure is not None and run.failure.type.value == failure
+
+
+async def test_a_deadline_stops_the_run_and_fails_it_as_timeout(harness: Harness) -> None:
+    run_id = await harness.submit(timeoutSeconds=1)
+    await harness.until(run_id, RunStatus.RUNNING)
+    await harness.until(run_id, RunStatus.FAILED)
+    run = await harness.store.get_run(run_id)
+    assert run.failure is not None and run.failure.type.value == "timeout"
+    assert run.container_id in harness.runtime.stopped
+
+
+async def test_runs_wait_for_room_in_fifo_order(harness: Harness) -> None:
+    first = await harness.submit(plan="pro")  # 2 CPUs: the whole fake node
+    second = await harness.submit(plan="starter")
+    await harness.until(first, RunStatus.RUNNING)
+    await asyncio.sleep(0.1)
+    assert await harness.status(second) is RunStatus.PENDING
+    container_id = (await harness.store.get_run(first)).container_id
+    assert container_id is not None
+    harness.runtime.exit(container_id, 0)
+    await harness.until(second, RunStatus.RUNNING)
+
+
+async def test_recovery_requeues_assigned_runs_without_a_container(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "jobd.db")
+    try:
+        h = Harness(store, FakeRuntime(), tmp_path)
+        run_id = await h.submit()
+        await store.transition(run_id, RunStatus.ASSIGNED)  # the crash came right after this
+        await h.supervisor.recover()
+        assert await h.status(run_id) is RunStatus.PENDING
+    finally:
+        await store.close()
