@@ -12,6 +12,15 @@ SYSTEM_SOCKET = Path("/run/jobd/jobd.sock")
 
 
 def default_socket() -> Path:
+    """The user's own daemon's socket when it exists, else the system daemon's: on a shared
+    server running `jobd --system`, team members need no JOBD_SOCKET."""
+    own = user_socket()
+    if own.exists() or not SYSTEM_SOCKET.exists():
+        return own
+    return SYSTEM_SOCKET
+
+
+def user_socket() -> Path:
     """$XDG_RUNTIME_DIR/jobd/jobd.sock; without it /run/jobd for root, /tmp/jobd-UID for others."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg:

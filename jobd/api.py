@@ -259,6 +259,7 @@ async def cancel_run(request: web.Request) -> web.Response:
 class LogRequest:
     query: LogQuery
     limit: int
+    limited: bool  # limit given explicitly: it applies to streams too
     tail: int | None
     follow: bool
     format: str
@@ -280,6 +281,7 @@ def _log_request(request: web.Request) -> LogRequest:
             contains=request.query.get("filter") or None,
         ),
         limit=limit,
+        limited="limit" in request.query,
         tail=tail,
         follow=follow,
         format=fmt,
@@ -338,12 +340,15 @@ async def _stream_logs(
     follower = LogFollower(
         lambda: services.pump.open(run_id), wanted.query, skip_existing=wanted.tail is not None
     )
-    while True:
+    remaining = wanted.limit if wanted.limited else None
+    while remaining is None or remaining > 0:
         changed = services.pump.changed(run_id)
         # every path that ends a run finishes its log first: once the run is terminal, one
         # more read gets everything
         over = (await services.store.get_run(run_id)).status.is_terminal
         batch = await asyncio.to_thread(follower.read_new)
+        if remaining is not None:
+            batch, remaining = batch[:remaining], remaining - min(remaining, len(batch))
         if batch:
             await response.write(b"".join(_render(line, run_id, wanted.format) for line in batch))
         if not wanted.follow or over:

@@ -2,6 +2,7 @@
 
 A TOML file looks like this (every key optional):
 
+    # read from /etc/jobd/jobd.toml (--system) or $XDG_CONFIG_HOME/jobd/jobd.toml when present
     data_dir = "/var/lib/jobd"
     socket = "/run/jobd/jobd.sock"
     tcp = true
@@ -41,6 +42,7 @@ from jobd.errors import InvalidRequest
 from jobd.models import DEFAULT_PLAN, DEFAULT_PLANS, DEFAULT_TIMEOUT_SECONDS, MIB, Plan
 
 DEFAULT_PORT = 8427
+MAX_TIMEOUT_SECONDS = 365 * 24 * 3600  # as the API's timeoutSeconds
 SYSTEM_DATA_DIR = Path("/var/lib/jobd")
 SYSTEM_RUNTIME_DIR = Path("/run/jobd")
 
@@ -120,13 +122,26 @@ def is_cgroup_v2_only() -> bool:
 def load(*, config_file: Path | None, overrides: Mapping[str, Any], system: bool = False) -> Config:
     """Layers: defaults < TOML file < JOBD_* environment < explicit overrides (flags)."""
     settings: dict[str, Any] = {}
-    path = config_file or _env_path("JOBD_CONFIG")
+    path = config_file or _env_path("JOBD_CONFIG") or _existing(default_config_file(system))
     if path is not None:
         settings.update(_read_toml(path))
     settings.update(_from_env())
     settings.update({k: v for k, v in overrides.items() if v is not None})
     system = system or bool(settings.pop("system", False))
     return _build(settings, system=system)
+
+
+def default_config_file(system: bool = False) -> Path:
+    """/etc/jobd/jobd.toml for --system; $XDG_CONFIG_HOME/jobd/jobd.toml otherwise. Read
+    when it exists; --config or JOBD_CONFIG name another."""
+    if system:
+        return Path("/etc/jobd/jobd.toml")
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".config") / "jobd" / "jobd.toml"
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
 
 
 def _env_path(name: str) -> Path | None:
@@ -140,6 +155,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
             raw = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise InvalidRequest(f"config file {path}: {e}") from e
+    _check_tables(raw, path)
     settings: dict[str, Any] = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     podman = raw.get("podman", {})
     if "socket" in podman:
@@ -151,6 +167,37 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if "plans" in raw:
         settings["plans"] = raw["plans"]
     return settings
+
+
+PLAN_KEYS = frozenset({"memory_mb", "cpus", "pids_limit", "price_per_month"})
+
+
+def _check_tables(raw: dict[str, Any], path: Path) -> None:
+    """A typo in a table is an error, as at the top level: never silently ignored."""
+    known = {
+        "podman": frozenset({"socket", "runtime"}),
+        "logs": frozenset(f.name for f in dataclasses.fields(LogLimits)),
+    }
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            continue
+        if name == "plans":
+            for plan, fields in table.items():
+                _only(fields, PLAN_KEYS, f"[plans.{plan}]", path)
+        elif name in known:
+            _only(table, known[name], f"[{name}]", path)
+        else:
+            raise InvalidRequest(f"config file {path}: unknown table [{name}]")
+
+
+def _only(table: Any, allowed: frozenset[str], where: str, path: Path) -> None:
+    if not isinstance(table, dict):
+        raise InvalidRequest(f"config file {path}: {where} must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise InvalidRequest(
+            f"config file {path}: unknown keys in {where}: {', '.join(sorted(unknown))}"
+        )
 
 
 _ENV = {
@@ -232,8 +279,10 @@ def _required(base: Plan | None, pid: str) -> Plan:
 def _check(config: Config) -> None:
     if config.default_plan not in config.plans:
         raise InvalidRequest(f"default_plan {config.default_plan!r} is not a known plan")
-    if config.default_timeout_seconds <= 0 or config.stop_grace_seconds < 0:
-        raise InvalidRequest("timeouts must be positive")
+    if not 0 < config.default_timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        raise InvalidRequest(f"default_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")
+    if config.stop_grace_seconds < 0:
+        raise InvalidRequest("stop_grace_seconds must not be negative")
     if config.logs.head_bytes >= config.logs.max_bytes:
         raise InvalidRequest("logs.head_bytes must be smaller than logs.max_bytes")
     for plan in config.plans.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import grp
 import logging
 import os
@@ -23,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import psutil
@@ -42,6 +43,7 @@ from jobd.store import Store
 from jobd.supervisor import Supervisor
 
 log = logging.getLogger("jobd")
+MIN_TOKEN_LENGTH = 32
 
 
 def node_capacity() -> NodeCapacity:
@@ -51,14 +53,44 @@ def node_capacity() -> NodeCapacity:
 
 
 def ensure_token(path: Path) -> str:
-    """The TCP API's bearer token, created on first start in a 0600 file."""
+    """The TCP API's bearer token, created on first start in a 0600 file. An empty or
+    too-short token is replaced; a file others can read is made private again."""
     if path.exists():
-        return path.read_text().strip()
+        token = path.read_text().strip()
+        if len(token) >= MIN_TOKEN_LENGTH:
+            if path.stat().st_mode & 0o077:
+                log.warning("%s was readable by others; made it 0600", path)
+                path.chmod(0o600)
+            return token
+        path.unlink()
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
+
+
+def lock_data_dir(data_dir: Path) -> TextIO:
+    """One jobd per data directory: two would requeue and remove each other's runs."""
+    lock = (data_dir / "jobd.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise JobdError(f"another jobd is already using {data_dir}") from None
+    return lock
+
+
+def prepare_runtime_dir(config: Config) -> None:
+    """The socket's directory. A per-user one (possibly under /tmp) must be the user's own
+    and private, so nobody else can plant a socket or a symlink there."""
+    directory = config.runtime_dir
+    directory.mkdir(parents=True, exist_ok=True, mode=0o755 if config.system else 0o700)
+    if config.system:
+        return
+    owner = directory.stat().st_uid
+    if owner != os.getuid():
+        raise JobdError(f"{directory} belongs to uid {owner}, not to this user")
 
 
 def ensure_instance_id(path: Path) -> str:
@@ -102,6 +134,7 @@ class Daemon:
             log.info("shutting down: running containers are left running")
             await runner.shutdown()
             await self._stop_tasks()
+            await supervisor.shutdown()  # before the runtime and the store close
         if self.failure is not None:
             raise SystemExit(f"jobd: a background task failed: {self.failure!r}")
 
@@ -109,7 +142,8 @@ class Daemon:
         config = self.config
         for directory in (config.data_dir, config.log_dir):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        stack.callback(lock_data_dir(config.data_dir).close)
+        prepare_runtime_dir(config)
         if _socket_in_use(config.socket):
             raise JobdError(f"another jobd is already serving {config.socket}")
         token = ensure_token(config.token_file)
@@ -168,7 +202,7 @@ class Daemon:
         await runner.setup()
         config.socket.unlink(missing_ok=True)
         await web.UnixSite(runner, str(config.socket)).start()
-        _share_socket(config.socket)
+        _share_socket(config.socket, system=config.system)
         if config.tcp:
             await web.TCPSite(runner, config.host, config.port, reuse_address=True).start()
             log.info("serving on %s and http://%s:%d", config.socket, config.host, config.port)
@@ -204,10 +238,12 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _share_socket(path: Path) -> None:
-    """0660, and group jobd when that group exists, so its members can use jobctl."""
-    with contextlib.suppress(KeyError, PermissionError):
-        os.chown(path, -1, grp.getgrnam("jobd").gr_gid)
+def _share_socket(path: Path, *, system: bool) -> None:
+    """0660. The system daemon's socket goes to group jobd when that group exists, so its
+    members can use jobctl; a user's own daemon is never shared this way."""
+    if system:
+        with contextlib.suppress(KeyError, PermissionError):
+            os.chown(path, -1, grp.getgrnam("jobd").gr_gid)
     os.chmod(path, 0o660)
 
 

@@ -125,6 +125,7 @@ class Jobs:
             cancelled = await self.store.transition(
                 run_id,
                 RunStatus.CANCELLED,
+                expect={RunStatus.PENDING},
                 detail="cancelled before it started",
                 finished_at=now(),
                 failure=Failure(type=FailureType.CANCELLED, message="cancelled before it started"),
@@ -132,7 +133,10 @@ class Jobs:
             if cancelled is not None:
                 return cancelled
         cancelling = await self.store.transition(
-            run_id, RunStatus.CANCELLING, detail="cancel requested"
+            run_id,
+            RunStatus.CANCELLING,
+            expect={RunStatus.ASSIGNED, RunStatus.RUNNING},
+            detail="cancel requested",
         )
         if cancelling is not None:
             self.wake()

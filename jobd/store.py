@@ -194,22 +194,34 @@ class Store:
     # -- state changes --------------------------------------------------------------------
 
     async def transition(
-        self, run_id: str, to: RunStatus, *, detail: str | None = None, **changes: Any
+        self,
+        run_id: str,
+        to: RunStatus,
+        *,
+        expect: Iterable[RunStatus] | None = None,
+        detail: str | None = None,
+        **changes: Any,
     ) -> Run | None:
-        """Move a run to `to` if the state machine allows it from its current status, setting
+        """Move a run to `to` if it is now in a status the state machine allows it to leave
+        for `to` and, when given, in `expect` (the status the caller decided from), setting
         `changes` (run columns; `failure` as a Failure) in the same transaction. Returns the
-        updated run, or None when the run was not in a status that may move to `to`."""
-        allowed = sorted(sources_of(to))
+        updated run, or None when the run was elsewhere: someone else moved it first."""
+        allowed = sources_of(to)
+        if expect is not None:
+            allowed = allowed & frozenset(expect)
+        if not allowed:
+            return None
+        sources = sorted(s.value for s in allowed)
         assignments, values = _assignments(changes)
         async with self._transaction() as db:
-            cursor = await db.execute("SELECT status FROM runs WHERE id = ?", (run_id,))
+            cursor = await db.execute("SELECT status, job_id FROM runs WHERE id = ?", (run_id,))
             row = await cursor.fetchone()
             if row is None:
                 return None
-            marks = ", ".join("?" * len(allowed))
+            marks = ", ".join("?" * len(sources))
             cursor = await db.execute(
                 f"UPDATE runs SET status = ?{assignments} WHERE id = ? AND status IN ({marks})",
-                (to.value, *values, run_id, *allowed),
+                (to.value, *values, run_id, *sources),
             )
             if cursor.rowcount == 0:
                 return None
@@ -219,22 +231,40 @@ class Store:
                 (run_id, time.time(), row["status"], to.value, detail),
             )
             await db.execute(
-                "UPDATE jobs SET status = ? WHERE latest_run_id = ?", (to.value, run_id)
+                "UPDATE jobs SET status = ? WHERE id = ? AND latest_run_id = ?",
+                (to.value, row["job_id"], run_id),
             )
             return await _fetch_run(db, run_id)
 
-    async def update_run(self, run_id: str, *, detail: str, **changes: Any) -> None:
-        """Record facts about a run without changing its status (e.g. the stop reason)."""
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        detail: str,
+        expect: Iterable[RunStatus] | None = None,
+        **changes: Any,
+    ) -> bool:
+        """Record facts about a run without changing its status (the container id, the stop
+        reason), only while it is in `expect` when given. Returns whether it was recorded."""
         assignments, values = _assignments(changes)
+        guard, guard_values = "", []
+        if expect is not None:
+            statuses = [s.value for s in expect]
+            guard = f" AND status IN ({', '.join('?' * len(statuses))})"
+            guard_values = statuses
         async with self._transaction() as db:
-            await db.execute(
-                f"UPDATE runs SET id = id{assignments} WHERE id = ?", (*values, run_id)
+            cursor = await db.execute(
+                f"UPDATE runs SET id = id{assignments} WHERE id = ?{guard}",
+                (*values, run_id, *guard_values),
             )
+            if cursor.rowcount == 0:
+                return False
             await db.execute(
                 "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
                 " SELECT id, ?, status, status, ? FROM runs WHERE id = ?",
                 (time.time(), detail, run_id),
             )
+            return True
 
     # -- reads ----------------------------------------------------------------------------
 

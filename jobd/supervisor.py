@@ -4,7 +4,10 @@ Its loop reads like its own description — reap what exited, apply cancellation
 deadlines, start what fits — woken by an event (a new run, a cancel, a container's death) or by a
 timeout (the next deadline, the periodic reconcile). Each run's launch and each stop are named
 tasks of their own, so a slow `podman create` or a 10-second stop grace never stalls the loop.
-Every state change is a guarded transition through the store.
+
+Every state change is a guarded transition through the store that names the status it was
+decided from (`expect=`): when another writer (a cancel, a reconcile) got there first, the
+change is refused and the decision is made again from the run as it is now.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jobd.config import Config
-from jobd.errors import ImageNotFound, JobdError, RuntimeFailure
+from jobd.errors import ContainerGone, ImageNotFound, JobdError, RuntimeFailure
 from jobd.logs import LogPump
 from jobd.models import (
     ACTIVE_STATUSES,
@@ -49,7 +52,10 @@ from jobd.store import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RECONCILE_SECONDS = 30.0
+STOP_RETRY_SECONDS = 5.0  # after a failed stop, before trying again
+FINISH_ATTEMPTS = 5
 NOFILE = 4096
+RUNNING_OR_ASSIGNED = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING})
 
 
 class Supervisor:
@@ -76,6 +82,7 @@ class Supervisor:
         self._launching: dict[str, asyncio.Task[None]] = {}
         self._deferred: dict[str, str] = {}  # exits seen while their launch was in flight
         self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._stop_failed: dict[str, float] = {}  # run id -> when its last stop failed
         self._watches: dict[str, OomWatch] = {}
         self._image_lock = asyncio.Lock()
         self._last_reconcile = 0.0
@@ -88,13 +95,14 @@ class Supervisor:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=await self._sleep_seconds())
-            self._wake.clear()
             try:
+                timeout = await self._sleep_seconds()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                self._wake.clear()
                 await self.step()
-            except JobdError as e:  # podman or the store hiccuped: try again on the next wake
-                log.error("supervisor step failed: %s", e)
+            except Exception:  # podman, the disk or the store hiccuped: the daemon goes on
+                log.exception("supervisor step failed; trying again")
                 await asyncio.sleep(0.5)
 
     async def step(self) -> None:
@@ -104,6 +112,17 @@ class Supervisor:
         await self.start_what_fits()
         if time.monotonic() - self._last_reconcile > RECONCILE_SECONDS:
             await self.reconcile()
+
+    async def shutdown(self) -> None:
+        """Before the runtime and the store close: cancel launches and stops and wait for
+        them. What they leave (an assigned run, a cancelling one) the next start recovers."""
+        tasks = [*self._launching.values(), *self._stopping.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
 
     async def watch_exits(self) -> None:
         """Feed container deaths from podman's event stream into the loop."""
@@ -131,58 +150,84 @@ class Supervisor:
             await self._reap(exit_.run_id, exit_.container_id)
 
     async def _reap(self, run_id: str, container_id: str) -> None:
-        runs = await self.store.get_runs([run_id])
-        run = runs.get(run_id)
-        if run is None or run.status.is_terminal:
-            await self.runtime.remove(container_id)
-            return
         if run_id in self._launching:
             self._deferred[run_id] = container_id  # reaped once the launch has finished
             return
+        run = (await self.store.get_runs([run_id])).get(run_id)
+        if run is None or run.status.is_terminal:
+            await self.runtime.remove(container_id)
+            return
         try:
             state = await self.runtime.inspect(container_id)
-        except RuntimeFailure:
-            return  # gone already: reconcile ends it as lost
+        except ContainerGone:
+            return  # reconcile decides: adopted elsewhere, or lost
         if state.exited:
-            await self.finish(run, state)
+            await self.finish(run.id, state)
 
-    async def finish(self, run: Run, state: ContainerState) -> None:
-        """The container exited: record the outcome, keep the logs, remove the container."""
-        watch = self._watches.pop(run.id, None)
-        oom = state.oom_killed or (watch is not None and watch.check())
-        if watch is not None:
-            watch.close()
-        await self.pump.finish(run.id)
+    async def finish(self, run_id: str, state: ContainerState) -> None:
+        """The container exited: record the outcome, keep the logs, remove the container.
+        The outcome is decided from the run as it is now; if a cancel lands meanwhile, it is
+        decided again. The container goes only once the run has ended."""
+        self._stop_failed.pop(run_id, None)
+        oom = self._close_watch(run_id) or state.oom_killed
+        await self.pump.finish(run_id)
+        for _ in range(FINISH_ATTEMPTS):
+            run = await self.store.get_run(run_id)
+            if run.status.is_terminal or await self._record_exit(run, state, oom):
+                await self.runtime.remove(state.container_id)
+                return
+        log.error("run %s kept changing while it finished; reconcile will retry", run_id)
+
+    async def _record_exit(self, run: Run, state: ContainerState, oom: bool) -> bool:
         status, failure = outcome(run, exit_code=state.exit_code, oom_killed=oom)
-        await self._shielded(
+        finished = max(state.finished_at or now(), run.started_at or state.started_at or now())
+        ended = await self._shielded(
             self.store.transition(
                 run.id,
                 status,
+                expect={run.status},
                 detail=f"container exited ({state.exit_code})",
-                finished_at=state.finished_at or now(),
+                finished_at=finished,
                 started_at=run.started_at or state.started_at,
                 exit_code=state.exit_code,
                 failure=failure,
             )
         )
-        await self.runtime.remove(state.container_id)
+        return ended is not None
+
+    def _close_watch(self, run_id: str) -> bool:
+        """Stop watching the run's cgroup; whether it saw an OOM kill."""
+        watch = self._watches.pop(run_id, None)
+        if watch is None:
+            return False
+        oom = watch.check()
+        watch.close()
+        return oom
 
     # -- step 2: cancellations --------------------------------------------------------
 
     async def apply_cancellations(self) -> None:
         for run in await self.store.runs_with_status([RunStatus.CANCELLING]):
-            if run.id in self._stopping or run.id in self._launching:
+            if self._busy(run.id):
                 continue
             if run.container_id is None:
-                await self._end_without_container(run, "cancelled before its container existed")
+                await self._end_cancelled(run, "cancelled before its container existed")
                 continue
             self._stop(run)
 
-    async def _end_without_container(self, run: Run, message: str) -> None:
+    def _busy(self, run_id: str) -> bool:
+        """A launch or a stop is in flight, or the last stop failed a moment ago."""
+        if run_id in self._launching or run_id in self._stopping:
+            return True
+        failed_at = self._stop_failed.get(run_id)
+        return failed_at is not None and time.monotonic() - failed_at < STOP_RETRY_SECONDS
+
+    async def _end_cancelled(self, run: Run, message: str) -> None:
         await self._shielded(
             self.store.transition(
                 run.id,
                 RunStatus.CANCELLED,
+                expect={RunStatus.CANCELLING},
                 detail=message,
                 finished_at=now(),
                 failure=Failure(type=FailureType.CANCELLED, message=message),
@@ -199,7 +244,9 @@ class Supervisor:
         try:
             await self.runtime.stop(container_id, self.config.stop_grace_seconds)
         except RuntimeFailure as e:
-            log.error("stopping %s failed: %s", run_id, e)
+            log.error("stopping %s failed (retrying in %ss): %s", run_id, STOP_RETRY_SECONDS, e)
+            self._stop_failed[run_id] = time.monotonic()
+            return
         finally:
             self._stopping.pop(run_id, None)
         self._exits.put_nowait(
@@ -212,12 +259,17 @@ class Supervisor:
     async def enforce_deadlines(self) -> None:
         moment = now()
         for run in await self.store.runs_with_status([RunStatus.RUNNING]):
-            if run.deadline_at is None or run.deadline_at > moment or run.id in self._stopping:
+            if run.deadline_at is None or run.deadline_at > moment or self._busy(run.id):
                 continue
             if run.stop_reason is None:
-                await self.store.update_run(
-                    run.id, detail="deadline reached", stop_reason=StopReason.TIMEOUT
+                recorded = await self.store.update_run(
+                    run.id,
+                    detail="deadline reached",
+                    expect={RunStatus.RUNNING},
+                    stop_reason=StopReason.TIMEOUT,
                 )
+                if not recorded:
+                    continue  # cancelled or ended meanwhile
             self._stop(run)
 
     # -- step 4: start what fits ------------------------------------------------------
@@ -228,7 +280,9 @@ class Supervisor:
             return
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
         for run in place(queue, active, self.capacity):
-            assigned = await self.store.transition(run.id, RunStatus.ASSIGNED, detail="placed")
+            assigned = await self.store.transition(
+                run.id, RunStatus.ASSIGNED, expect={RunStatus.PENDING}, detail="placed"
+            )
             if assigned is not None:
                 self._launching[run.id] = asyncio.create_task(
                     self._launch(assigned), name=f"launch-{run.id}"
@@ -237,8 +291,11 @@ class Supervisor:
     async def _launch(self, run: Run) -> None:
         try:
             await self._launch_steps(run)
-        except Exception as e:  # never leave a run stuck in assigned
+        except asyncio.CancelledError:
+            raise  # shutdown: the run stays assigned; the next start requeues or adopts it
+        except Exception as e:  # never leave a run stuck in assigned, nor its container behind
             log.exception("launching %s failed", run.id)
+            await self._abandon(run.id)
             await self._fail(run, FailureType.RUNTIME_ERROR, f"launch failed: {e}")
         finally:
             self._launching.pop(run.id, None)
@@ -261,58 +318,77 @@ class Supervisor:
         except RuntimeFailure as e:
             await self._fail(run, FailureType.RUNTIME_ERROR, str(e))
             return
-        await self.store.update_run(
+        recorded = await self.store.update_run(
             run.id,
             detail="container created",
+            expect={RunStatus.ASSIGNED},
             container_id=container_id,
             limits=self._limits(run),
         )
-        if (await self.store.get_run(run.id)).status is RunStatus.CANCELLING:
-            await self.runtime.remove(container_id)  # cancelled during create: never start it
-            await self._end_without_container(run, "cancelled before its container started")
+        if not recorded:
+            await self._drop_unstarted(run, container_id)
             return
         await self._arm_oom_watch(run.id, container_id)
         self.pump.track(run.id)
         await self._start(run, container_id)
 
+    async def _drop_unstarted(self, run: Run, container_id: str) -> None:
+        """Cancelled while its container was created: the container never starts."""
+        await self.runtime.remove(container_id)
+        await self._end_cancelled(run, "cancelled before its container started")
+
     async def _start(self, run: Run, container_id: str) -> None:
+        if (await self.store.get_run(run.id)).status is not RunStatus.ASSIGNED:
+            await self._abandon(run.id, container_id)
+            await self._end_cancelled(run, "cancelled before its container started")
+            return
         try:
             await self.runtime.start(container_id)
             state = await self.runtime.inspect(container_id)
         except RuntimeFailure as e:
-            await self.pump.finish(run.id)
+            await self._abandon(run.id, container_id)
             await self._fail(run, FailureType.RUNTIME_ERROR, f"start failed: {e}")
-            await self.runtime.remove(container_id)
             return
         started = state.started_at or now()
-        running = await self._shielded(
+        await self._shielded(
             self.store.transition(
                 run.id,
                 RunStatus.RUNNING,
+                expect={RunStatus.ASSIGNED},
                 detail="container started",
                 started_at=started,
                 deadline_at=started + timedelta(seconds=run.timeout_seconds),
             )
-        )
-        if running is None:
-            log.info("run %s was cancelled while its container started", run.id)
+        )  # refused when cancelled meanwhile: apply_cancellations stops it once we are done
         if state.exited:
             self._exits.put_nowait(
                 ContainerExit(container_id=container_id, run_id=run.id, exit_code=None)
             )
+
+    async def _abandon(self, run_id: str, container_id: str | None = None) -> None:
+        """A launch that will not go on: let go of its cgroup watch and logs, remove its
+        container (if it got one)."""
+        self._close_watch(run_id)
+        await self.pump.finish(run_id)
+        if container_id is None:
+            container_id = (await self.store.get_run(run_id)).container_id
+        if container_id is not None:
+            await self.runtime.remove(container_id)
 
     async def _fail(self, run: Run, kind: FailureType, message: str) -> None:
         failed = await self._shielded(
             self.store.transition(
                 run.id,
                 RunStatus.FAILED,
+                expect=RUNNING_OR_ASSIGNED,
                 detail=message,
                 finished_at=now(),
                 failure=Failure(type=kind, message=message),
             )
         )
         if failed is None:  # cancelled while launching: it ends cancelled, not failed
-            await self._end_without_container(run, "cancelled while its container was created")
+            current = await self.store.get_run(run.id)
+            await self._end_cancelled(current, "cancelled while its container was created")
 
     async def _arm_oom_watch(self, run_id: str, container_id: str) -> None:
         state = await self.runtime.inspect(container_id)
@@ -373,46 +449,73 @@ class Supervisor:
 
     async def reconcile(self, *, recovering: bool = False) -> None:
         self._last_reconcile = time.monotonic()
-        containers = {c.run_id: c for c in await self.runtime.list_managed() if c.run_id}
+        # the runs first, then the containers: a container listed is never older than the
+        # snapshot of its run, so a run launched meanwhile is not judged by a stale list
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        containers = {c.run_id: c for c in await self.runtime.list_managed() if c.run_id}
         for run in active:
+            state = containers.pop(run.id, None)
             if run.id in self._launching or run.id in self._stopping:
-                containers.pop(run.id, None)
                 continue
-            await self._reconcile_run(run, containers.pop(run.id, None), recovering)
+            await self._isolated(run.id, self._reconcile_run(run, state, recovering))
         for run_id, state in containers.items():
-            if run_id not in self._launching:
-                await self._reap(run_id, state.container_id)
+            await self._isolated(run_id, self._reap(run_id, state.container_id))
+
+    async def _isolated(self, run_id: str, work: Coroutine[Any, Any, None]) -> None:
+        """One run's trouble (a podman error, a full disk) must not stop the others."""
+        try:
+            await work
+        except (JobdError, OSError) as e:
+            log.error("reconciling %s failed: %s", run_id, e)
 
     async def _reconcile_run(
         self, run: Run, state: ContainerState | None, recovering: bool
     ) -> None:
+        if state is None and run.container_id is not None:
+            state = await self._inspect_or_none(run.container_id)  # the list may predate it
         if state is None:
             await self._end_lost(run)
         elif state.exited:
-            await self.finish(run, state)
+            await self.finish(run.id, state)
         elif state.running:
             if recovering:
                 await self._adopt(run, state)
         elif recovering:  # created but never started: start over
             await self.runtime.remove(state.container_id)
-            await self._requeue(run)
+            await self._end_lost(run)
+
+    async def _inspect_or_none(self, container_id: str) -> ContainerState | None:
+        try:
+            return await self.runtime.inspect(container_id)
+        except ContainerGone:
+            return None
 
     async def _end_lost(self, run: Run) -> None:
+        """No container (or one that never started): an assigned run goes back to the queue,
+        a cancelling one is cancelled, a running one is lost. Each only from the status it
+        had in the snapshot: if it moved on since, nothing happens."""
         if run.status is RunStatus.ASSIGNED:
-            await self._requeue(run)
+            await self.store.transition(
+                run.id,
+                RunStatus.PENDING,
+                expect={RunStatus.ASSIGNED},
+                detail="requeued: jobd stopped before its container ran",
+            )
         elif run.status is RunStatus.CANCELLING:
-            await self._end_without_container(run, "cancelled; its container was gone")
+            await self._end_cancelled(run, "cancelled; its container was gone")
         else:
             await self.pump.finish(run.id)
-            await self._fail(
-                run, FailureType.LOST, "its container vanished (removed outside jobd, or a reboot)"
+            message = "its container vanished (removed outside jobd, or a reboot)"
+            await self._shielded(
+                self.store.transition(
+                    run.id,
+                    RunStatus.FAILED,
+                    expect={RunStatus.RUNNING},
+                    detail=message,
+                    finished_at=now(),
+                    failure=Failure(type=FailureType.LOST, message=message),
+                )
             )
-
-    async def _requeue(self, run: Run) -> None:
-        await self.store.transition(
-            run.id, RunStatus.PENDING, detail="requeued: jobd stopped before its container ran"
-        )
 
     async def _adopt(self, run: Run, state: ContainerState) -> None:
         self.pump.track(run.id)
@@ -425,6 +528,7 @@ class Supervisor:
             await self.store.transition(
                 run.id,
                 RunStatus.RUNNING,
+                expect={RunStatus.ASSIGNED},
                 detail="adopted after restart",
                 started_at=started,
                 deadline_at=started + timedelta(seconds=run.timeout_seconds),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TEST_IMAGE = "localhost/jobd-test-busybox:latest"
 APPLETS = (
     "sh",
     "echo",
@@ -36,6 +36,10 @@ APPLETS = (
     "trap",
     "kill",
 )
+# tagged by its contents: built once per machine, not re-imported (and left dangling) per run
+TEST_IMAGE = (
+    "localhost/jobd-test-busybox:" + hashlib.sha256(" ".join(APPLETS).encode()).hexdigest()[:12]
+)
 VENV_BIN = Path(sys.executable).parent
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -49,6 +53,9 @@ def podman_runtime_flag() -> list[str]:
 
 def build_test_image(user: str | None = None) -> None:
     """A busybox rootfs imported with `podman import`: ~1 MB, built offline in a second."""
+    exists = ["podman", "image", "exists", TEST_IMAGE]
+    if subprocess.run(as_user(user, exists) if user else exists, check=False).returncode == 0:
+        return
     busybox = shutil.which("busybox") or "/bin/busybox"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "rootfs"

@@ -69,6 +69,7 @@ class OomWatch:
             log.warning("cannot watch %s for OOM kills: %s", cgroup, e)
             watch.close()
             return None
+        watch.check()  # an adopted container may have been OOM-killed before jobd came back
         return watch
 
     def _arm_v1(self) -> None:

@@ -1,30 +1,23 @@
 """jobd's own `podman system service`, used when no podman socket is configured.
 
 It runs in a private working directory (conmon drops `oom` marker files in the service's cwd),
-on a private socket, and dies with jobd (PR_SET_PDEATHSIG) so a SIGKILLed jobd never leaves an
-orphan holding the socket. Containers are not its children: they live on under conmon and the
-next jobd start recovers them. If the service exits while jobd runs, it is restarted.
+on a private socket, and dies with jobd (a parent-death signal, set by `setpriv --pdeathsig`
+rather than a preexec_fn, which is unsafe in a threaded process) so a SIGKILLed jobd never
+leaves an orphan holding the socket. Containers are not its children: they live on under
+conmon and the next jobd start recovers them. If the service exits while jobd runs, it is restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import shutil
-import signal
 from pathlib import Path
 
 from jobd.errors import RuntimeUnavailable
 from jobd.runtime.podman import wait_for_socket
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class PodmanService:
@@ -40,13 +33,15 @@ class PodmanService:
         podman = shutil.which("podman")
         if podman is None:
             raise RuntimeUnavailable("podman is not installed (apt-get install podman)")
+        if shutil.which("setpriv") is None:
+            raise RuntimeUnavailable("setpriv is not installed (apt-get install util-linux)")
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self._spawn(podman)
         self._supervisor = asyncio.create_task(self._supervise(podman), name="podman-service")
 
     async def _spawn(self, podman: str) -> None:
         self.socket.unlink(missing_ok=True)
-        args = [podman]
+        args = ["setpriv", "--pdeathsig", "TERM", podman]
         if self._oci_runtime:
             args += ["--runtime", self._oci_runtime]
         args += ["system", "service", "--time=0", f"unix://{self.socket}"]
@@ -57,7 +52,6 @@ class PodmanService:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
-                preexec_fn=_die_with_parent,
             )
         up = await asyncio.to_thread(wait_for_socket, self.socket, 30.0)
         if not up:

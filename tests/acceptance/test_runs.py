@@ -75,6 +75,22 @@ def test_plan_memory_limit_is_visible_inside_and_exceeding_it_is_oom_killed(
     assert run["limits"]["memoryBytes"] == 512 * 1024 * 1024
     assert run["limits"]["enforced"] is True
 
+    limits = daemon.submit(
+        plan="starter",
+        command=[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"
+            " /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/cpu.max"
+            " /sys/fs/cgroup/pids.max; ulimit -n; ulimit -u",
+        ],
+    )
+    run = daemon.wait_status(limits["latestRunId"])
+    seen = daemon.logs_text(run["id"]).split()
+    quota, period, pids, nofile, nproc = seen  # v1: two files for cpu; v2: cpu.max's pair
+    assert int(quota) / int(period) == 0.5, "starter: half a CPU"
+    assert (pids, nofile, nproc) == ("4096", "4096", "4096")
+
     hog = daemon.submit(
         plan="starter",
         command=["sh", "-c", "echo allocating; dd if=/dev/zero of=/dev/null bs=700M count=1"],
@@ -139,7 +155,8 @@ def test_cancel_racing_the_exit_ends_each_run_exactly_once(daemon: Daemon) -> No
     answers = [daemon.post(f"/v1/runs/{run_id}/cancel").status for run_id in runs]
     assert set(answers) <= {202, 409}
     for run_id, answer in zip(runs, answers, strict=True):
-        run = daemon.wait_status(run_id)
+        # well under the 30 s reconcile: the supervisor itself must settle the race
+        run = daemon.wait_status(run_id, timeout=10)
         terminal = [
             e for e in daemon.events(run_id) if e["to"] in {"succeeded", "failed", "cancelled"}
         ]

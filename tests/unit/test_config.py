@@ -16,6 +16,7 @@ def test_defaults_work_without_any_configuration(
 ) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     config = load(config_file=None, overrides={})
     assert config.data_dir == tmp_path / "data" / "jobd"
     assert config.socket == tmp_path / "run" / "jobd" / "jobd.sock"
@@ -58,6 +59,10 @@ def test_layers_override_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         ('default_plan = "nope"\n', "default_plan"),
         ("[plans.new]\ncpus = 1\n", "memory_mb"),
         ("[logs]\nmax_bytes = 10\nhead_bytes = 20\n", "head_bytes"),
+        ("[plan.gpu]\ncpus = 1\n", "unknown table \\[plan\\]"),
+        ("[podman]\nsockett = 1\n", "unknown keys in \\[podman\\]: sockett"),
+        ("[plans.x]\nmemory = 1\n", "unknown keys in \\[plans.x\\]"),
+        ("default_timeout_seconds = 99999999999\n", "default_timeout_seconds"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
@@ -70,3 +75,13 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, fragment:
 def test_socket_without_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     assert default_socket().name == "jobd.sock"
+
+
+def test_the_user_config_file_is_read_when_present(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("JOBD_CONFIG", raising=False)
+    (tmp_path / "jobd").mkdir()
+    (tmp_path / "jobd" / "jobd.toml").write_text("port = 9999\n")
+    assert load(config_file=None, overrides={}).port == 9999

@@ -174,7 +174,7 @@ def test_ids_stay_one_path_segment() -> None:
 
 def test_socket_under_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-    assert defaults.default_socket() == Path("/run/user/1000/jobd/jobd.sock")
+    assert defaults.user_socket() == Path("/run/user/1000/jobd/jobd.sock")
 
 
 def test_socket_for_root_without_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,7 +186,7 @@ def test_socket_for_root_without_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_socket_for_a_user_without_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "")
     monkeypatch.setattr(os, "getuid", lambda: 1234)
-    assert defaults.default_socket() == Path("/tmp/jobd-1234/jobd.sock")
+    assert defaults.user_socket() == Path("/tmp/jobd-1234/jobd.sock")
 
 
 def test_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_paths_match_the_daemons(monkeypatch: pytest.MonkeyPatch, xdg: str, uid:
     monkeypatch.setenv("XDG_RUNTIME_DIR", xdg)
     monkeypatch.setenv("XDG_DATA_HOME", xdg)
     monkeypatch.setattr(os, "getuid", lambda: uid)  # jobd reads it from os too
-    assert defaults.default_socket() == config.default_socket(system=False)
+    assert defaults.user_socket() == config.default_socket(system=False)
     assert defaults.default_data_dir() == config.default_data_dir(system=False)
 
 
@@ -333,3 +333,17 @@ def test_startup_imports_neither_jobd_nor_tabulate() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_without_a_daemon_of_their_own_users_reach_the_system_daemon(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    system = tmp_path / "system.sock"
+    system.touch()
+    monkeypatch.setattr(defaults, "SYSTEM_SOCKET", system)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "user"))
+    assert defaults.default_socket() == system
+    own = tmp_path / "user" / "jobd" / "jobd.sock"
+    own.parent.mkdir(parents=True)
+    own.touch()
+    assert defaults.default_socket() == own

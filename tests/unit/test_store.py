@@ -97,11 +97,22 @@ async def test_racing_terminal_transitions_let_exactly_one_win(store: Store) -> 
         ),
     )
     winners = [r for r in results if r is not None]
+    assert len(winners) == 1, "whichever lands first makes the others illegal"
     final = await store.get_run(run.id)
-    if final.status is RunStatus.CANCELLING:
-        assert len(winners) == 1
-    else:
-        assert len([w for w in winners if w.status.is_terminal]) == 1
+    assert final.status is winners[0].status
+    changes = [e["to_status"] for e in await store.run_events(run.id)][3:]
+    assert changes == [final.status.value]
+
+
+async def test_expect_refuses_a_transition_decided_from_a_stale_status(store: Store) -> None:
+    job, run = make_job()
+    await store.create_job(job, run)
+    await store.transition(run.id, RunStatus.ASSIGNED)
+    assert await store.transition(run.id, RunStatus.CANCELLED, expect={RunStatus.PENDING}) is None
+    assert not await store.update_run(
+        run.id, detail="x", expect={RunStatus.RUNNING}, container_id="c"
+    )
+    assert (await store.get_run(run.id)).container_id is None
 
 
 async def test_fields_round_trip(store: Store) -> None:

@@ -44,6 +44,7 @@ class FakeRuntime:
         self.gate.set()
         self.create_error: Exception | None = None
         self.exit_on_start: int | None = None
+        self.list_delay = 0.0
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
@@ -108,7 +109,9 @@ class FakeRuntime:
         self.containers.pop(container_id, None)
 
     async def list_managed(self) -> list[ContainerState]:
-        return list(self.containers.values())
+        listed = list(self.containers.values())
+        await asyncio.sleep(self.list_delay)  # the answer ages while launches go on
+        return listed
 
     async def exits(self, since: float) -> AsyncIterator[ContainerExit]:
         while True:
@@ -188,7 +191,8 @@ async def test_cancel_while_the_container_is_created_ends_cancelled_once(
     harness.runtime.gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
     run = await harness.store.get_run(run_id)
-    assert run.container_id in harness.runtime.removed, "created, never started, removed"
+    assert len(harness.runtime.removed) == 1, "its container was created, then removed"
+    assert harness.runtime.stopped == [], "and never started, so never stopped"
     assert run.started_at is None
     assert await terminal_events(harness, run_id) == ["cancelled"]
 
@@ -260,3 +264,40 @@ async def test_recovery_requeues_assigned_runs_without_a_container(
         assert await h.status(run_id) is RunStatus.PENDING
     finally:
         await store.close()
+
+
+async def test_a_cancel_decided_on_pending_does_not_end_an_assigned_run(
+    harness: Harness,
+) -> None:
+    harness.runtime.gate.clear()
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.ASSIGNED)
+    # what a cancel that read `pending` just before the placement would try
+    refused = await harness.store.transition(
+        run_id, RunStatus.CANCELLED, expect={RunStatus.PENDING}
+    )
+    assert refused is None
+    assert (await harness.jobs.cancel(run_id)).status is RunStatus.CANCELLING
+    harness.runtime.gate.set()
+    await harness.until(run_id, RunStatus.CANCELLED)
+
+
+async def test_a_reconcile_racing_a_launch_does_not_lose_the_run(harness: Harness) -> None:
+    harness.runtime.list_delay = 0.3
+    run_id = await harness.submit()
+    await asyncio.sleep(0)  # placed and launching while the slow list is taken
+    await harness.supervisor.reconcile()
+    await harness.until(run_id, RunStatus.RUNNING)
+    await asyncio.sleep(0.5)
+    assert await harness.status(run_id) is RunStatus.RUNNING
+
+
+async def test_shutdown_leaves_launching_runs_assigned_for_the_next_start(
+    harness: Harness,
+) -> None:
+    harness.runtime.gate.clear()
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.ASSIGNED)
+    await harness.supervisor.shutdown()
+    assert await harness.status(run_id) is RunStatus.ASSIGNED
+    assert await terminal_events(harness, run_id) == []
