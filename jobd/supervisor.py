@@ -222,16 +222,31 @@ class Supervisor:
         failed_at = self._stop_failed.get(run_id)
         return failed_at is not None and time.monotonic() - failed_at < STOP_RETRY_SECONDS
 
-    async def _end_cancelled(self, run: Run, message: str) -> None:
-        await self._shielded(
+    async def _end(
+        self,
+        run_id: str,
+        status: RunStatus,
+        kind: FailureType,
+        message: str,
+        *,
+        expect: frozenset[RunStatus],
+    ) -> Run | None:
+        """End a run that has no exit code to tell: cancelled, failed to launch, or lost."""
+        return await self._shielded(
             self.store.transition(
-                run.id,
-                RunStatus.CANCELLED,
-                expect={RunStatus.CANCELLING},
+                run_id,
+                status,
+                expect=expect,
                 detail=message,
                 finished_at=now(),
-                failure=Failure(type=FailureType.CANCELLED, message=message),
+                failure=Failure(type=kind, message=message),
             )
+        )
+
+    async def _end_cancelled(self, run: Run, message: str) -> None:
+        cancelling = frozenset({RunStatus.CANCELLING})
+        await self._end(
+            run.id, RunStatus.CANCELLED, FailureType.CANCELLED, message, expect=cancelling
         )
 
     def _stop(self, run: Run) -> None:
@@ -376,15 +391,8 @@ class Supervisor:
             await self.runtime.remove(container_id)
 
     async def _fail(self, run: Run, kind: FailureType, message: str) -> None:
-        failed = await self._shielded(
-            self.store.transition(
-                run.id,
-                RunStatus.FAILED,
-                expect=RUNNING_OR_ASSIGNED,
-                detail=message,
-                finished_at=now(),
-                failure=Failure(type=kind, message=message),
-            )
+        failed = await self._end(
+            run.id, RunStatus.FAILED, kind, message, expect=RUNNING_OR_ASSIGNED
         )
         if failed is None:  # cancelled while launching: it ends cancelled, not failed
             current = await self.store.get_run(run.id)
@@ -506,15 +514,12 @@ class Supervisor:
         else:
             await self.pump.finish(run.id)
             message = "its container vanished (removed outside jobd, or a reboot)"
-            await self._shielded(
-                self.store.transition(
-                    run.id,
-                    RunStatus.FAILED,
-                    expect={RunStatus.RUNNING},
-                    detail=message,
-                    finished_at=now(),
-                    failure=Failure(type=FailureType.LOST, message=message),
-                )
+            await self._end(
+                run.id,
+                RunStatus.FAILED,
+                FailureType.LOST,
+                message,
+                expect=frozenset({RunStatus.RUNNING}),
             )
 
     async def _adopt(self, run: Run, state: ContainerState) -> None:
