@@ -186,8 +186,7 @@ class Store:
 
     async def add_run(self, run: Run) -> None:
         async with self._transaction() as db:
-            cursor = await db.execute("SELECT 1 FROM jobs WHERE id = ?", (run.job_id,))
-            if await cursor.fetchone() is None:
+            if await _one(db, "SELECT 1 FROM jobs WHERE id = ?", (run.job_id,)) is None:
                 raise NotFound(f"job {run.job_id} not found")
             await _insert_run(db, run)
 
@@ -214,8 +213,7 @@ class Store:
         sources = sorted(s.value for s in allowed)
         assignments, values = _assignments(changes)
         async with self._transaction() as db:
-            cursor = await db.execute("SELECT status, job_id FROM runs WHERE id = ?", (run_id,))
-            row = await cursor.fetchone()
+            row = await _one(db, "SELECT status, job_id FROM runs WHERE id = ?", (run_id,))
             if row is None:
                 return None
             marks = ", ".join("?" * len(sources))
@@ -269,8 +267,7 @@ class Store:
     # -- reads ----------------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job:
-        cursor = await self._reader.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        row = await cursor.fetchone()
+        row = await _one(self._reader, "SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return Job.from_row(row)
@@ -286,16 +283,18 @@ class Store:
         if not ids:
             return {}
         marks = ", ".join("?" * len(ids))
-        cursor = await self._reader.execute(f"SELECT * FROM runs WHERE id IN ({marks})", ids)
-        return {row["id"]: Run.from_row(row) for row in await cursor.fetchall()}
+        rows = await _all(self._reader, f"SELECT * FROM runs WHERE id IN ({marks})", ids)
+        return {row["id"]: Run.from_row(row) for row in rows}
 
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         values = [s.value for s in statuses]
         marks = ", ".join("?" * len(values))
-        cursor = await self._reader.execute(
-            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY created_at, id", values
+        rows = await _all(
+            self._reader,
+            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY created_at, id",
+            values,
         )
-        return [Run.from_row(row) for row in await cursor.fetchall()]
+        return [Run.from_row(row) for row in rows]
 
     async def list_jobs(self, where: JobFilter, *, limit: int, cursor: str | None) -> Page[Job]:
         clauses, params = _job_clauses(where)
@@ -307,7 +306,7 @@ class Store:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
-        rows = list(await (await self._reader.execute(sql, (*params, limit + 1))).fetchall())
+        rows = await _all(self._reader, sql, (*params, limit + 1))
         jobs = [Job.from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items=jobs, next_cursor=_page_cursor(jobs[-1]) if more and jobs else None)
@@ -321,18 +320,19 @@ class Store:
             sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
             params += [created, created, last_id]
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = list(await (await self._reader.execute(sql, (*params, limit + 1))).fetchall())
+        rows = await _all(self._reader, sql, (*params, limit + 1))
         runs = [Run.from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items=runs, next_cursor=_page_cursor(runs[-1]) if more and runs else None)
 
     async def run_events(self, run_id: str) -> list[dict[str, Any]]:
-        cursor = await self._reader.execute(
+        rows = await _all(
+            self._reader,
             "SELECT at, from_status, to_status, detail FROM run_events WHERE run_id = ?"
             " ORDER BY id",
             (run_id,),
         )
-        return [dict(row) for row in await cursor.fetchall()]
+        return [dict(row) for row in rows]
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -344,8 +344,21 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return db
 
 
+async def _all(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Every row, in one call to the connection's thread. With execute() and fetchall() as two
+    calls, another coroutine's query runs in between while the first statement is still
+    active: it shares that statement's read snapshot and misses what was just committed."""
+    return list(await db.execute_fetchall(sql, params))
+
+
+async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
+    """The first row, or None (see _all)."""
+    rows = await _all(db, sql, params)
+    return rows[0] if rows else None
+
+
 async def _migrate(db: aiosqlite.Connection) -> None:
-    version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]  # type: ignore[index]
+    version = (await db.execute_fetchall("PRAGMA user_version"))[0][0]  # type: ignore[index]
     if version > len(MIGRATIONS):
         raise StoreError(
             f"the database schema (version {version}) is newer than this jobd knows"
@@ -387,8 +400,7 @@ async def _insert_run(db: aiosqlite.Connection, run: Run) -> None:
 
 
 async def _fetch_run(db: aiosqlite.Connection, run_id: str) -> Run | None:
-    cursor = await db.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
-    row = await cursor.fetchone()
+    row = await _one(db, "SELECT * FROM runs WHERE id = ?", (run_id,))
     return Run.from_row(row) if row else None
 
 

@@ -185,3 +185,21 @@ async def test_migrations_are_versioned_and_a_newer_schema_is_refused(tmp_path: 
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(StoreError, match="newer"):
         await Store.open(path)
+
+
+async def test_a_write_is_visible_to_the_next_read_under_concurrency(store: Store) -> None:
+    """A half-read statement pins its WAL snapshot; every read must see the latest commit."""
+
+    async def create_then_read() -> None:
+        job, run = make_job()
+        await store.create_job(job, run)
+        assert (await store.get_job(job.id)).id == job.id
+        assert (await store.get_run(run.id)).id == run.id
+
+    async def list_pending() -> None:  # the supervisor's reads, interleaved on one connection
+        for _ in range(20):
+            await store.runs_with_status([RunStatus.PENDING])
+
+    await asyncio.gather(
+        *(create_then_read() for _ in range(200)), *(list_pending() for _ in range(10))
+    )
