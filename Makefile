@@ -17,12 +17,12 @@ $(BIN)/pytest $(BIN)/ruff $(BIN)/mypy:
 	$(MAKE) install
 
 lint: $(BIN)/ruff
-	$(BIN)/ruff check jobd jobctl tests
-	$(BIN)/ruff format --check jobd jobctl tests
+	$(BIN)/ruff check jobd jobctl tests bench
+	$(BIN)/ruff format --check jobd jobctl tests bench
 
 format:
-	$(BIN)/ruff format jobd jobctl tests
-	$(BIN)/ruff check --fix jobd jobctl tests
+	$(BIN)/ruff format jobd jobctl tests bench
+	$(BIN)/ruff check --fix jobd jobctl tests bench
 
 typecheck: $(BIN)/mypy
 	$(BIN)/mypy
@@ -41,8 +41,8 @@ check: lint typecheck test
 quickstart:      ## set everything up, start jobd, run a first job on the embedded image
 	scripts/quickstart
 
-bench:
-	@echo "the benchmark suite is tracked in issue 3 and not written yet" >&2; exit 2
+bench: $(BIN)/pytest  ## jobd against podman, the podman API, Slurm and task-spooler (not in CI)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

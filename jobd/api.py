@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hmac
 import json
 import os
@@ -122,6 +123,7 @@ def caller(request: web.Request) -> Owner:
     return Owner(uid=uid, user=_user_name(uid), via="tcp")
 
 
+@functools.lru_cache(maxsize=256)
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name

@@ -133,8 +133,11 @@ class Daemon:
             await self.stop_requested.wait()
             log.info("shutting down: running containers are left running")
             await runner.shutdown()
+            log.debug("stopped serving")
             await self._stop_tasks()
+            log.debug("background tasks stopped")
             await supervisor.shutdown()  # before the runtime and the store close
+            log.debug("launches and stops settled")
         if self.failure is not None:
             raise SystemExit(f"jobd: a background task failed: {self.failure!r}")
 

@@ -286,6 +286,20 @@ class Store:
         rows = await _all(self._reader, f"SELECT * FROM runs WHERE id IN ({marks})", ids)
         return {row["id"]: Run.from_row(row) for row in rows}
 
+    async def queue_head(self, limit: int, after: Run | None = None) -> list[Run]:
+        """The oldest pending runs (after `after`, for the next page), from the
+        (status, created_at, id) index: a placement pass costs the same with 10 or 10,000
+        runs queued."""
+        sql = "SELECT * FROM runs WHERE status = 'pending'"
+        params: list[Any] = []
+        if after is not None:
+            created = after.created_at.timestamp()
+            sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+            params += [created, created, after.id]
+        sql += " ORDER BY created_at, id LIMIT ?"
+        rows = await _all(self._reader, sql, (*params, limit))
+        return [Run.from_row(row) for row in rows]
+
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         values = [s.value for s in statuses]
         marks = ", ".join("?" * len(values))

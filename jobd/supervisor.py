@@ -55,6 +55,8 @@ RECONCILE_SECONDS = 30.0
 STOP_RETRY_SECONDS = 5.0  # after a failed stop, before trying again
 FINISH_ATTEMPTS = 5
 NOFILE = 4096
+FIRST_PAGE = 4
+QUEUE_PAGE = 256
 RUNNING_OR_ASSIGNED = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING})
 
 
@@ -290,18 +292,29 @@ class Supervisor:
     # -- step 4: start what fits ------------------------------------------------------
 
     async def start_what_fits(self) -> None:
-        queue = await self.store.runs_with_status([RunStatus.PENDING])
-        if not queue:
-            return
+        """Place runs from the head of the queue until one does not fit. Placement is FIFO
+        and stops at the first misfit, so only the head is read, a page at a time."""
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
-        for run in place(queue, active, self.capacity):
-            assigned = await self.store.transition(
-                run.id, RunStatus.ASSIGNED, expect={RunStatus.PENDING}, detail="placed"
+        size = FIRST_PAGE  # usually the head does not fit: read little to find that out
+        page = await self.store.queue_head(size)
+        while page:
+            chosen = place(page, active, self.capacity)
+            for run in chosen:
+                await self._assign(run)
+            if len(chosen) < len(page):
+                return
+            active += chosen
+            size = min(size * 4, QUEUE_PAGE)
+            page = await self.store.queue_head(size, after=page[-1])
+
+    async def _assign(self, run: Run) -> None:
+        assigned = await self.store.transition(
+            run.id, RunStatus.ASSIGNED, expect={RunStatus.PENDING}, detail="placed"
+        )
+        if assigned is not None:
+            self._launching[run.id] = asyncio.create_task(
+                self._launch(assigned), name=f"launch-{run.id}"
             )
-            if assigned is not None:
-                self._launching[run.id] = asyncio.create_task(
-                    self._launch(assigned), name=f"launch-{run.id}"
-                )
 
     async def _launch(self, run: Run) -> None:
         try:

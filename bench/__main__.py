@@ -1,0 +1,75 @@
+"""`python -m bench`: run the scenarios, print one table, write it as Markdown and JSON."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import psutil
+
+from bench.report import Report
+from bench.scenarios import submit
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("submit", "dispatch", "completion", "store", "logs", "scheduler")
+
+
+def _ints(value: str) -> list[int]:
+    return [int(v) for v in value.split(",") if v]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--scenarios",
+    default=",".join(SCENARIOS),
+    show_default=True,
+    help="Comma-separated subset to run.",
+)
+@click.option("--repeats", default=3, show_default=True)
+@click.option("--submit-n", default=10_000, show_default=True, help="Jobs per API submit run.")
+@click.option("--clients", default="1,8,64", show_default=True)
+@click.option("--jobctl-n", default=300, show_default=True, help="Jobs submitted via jobctl.")
+@click.option("--peer-n", default=2_000, show_default=True, help="Jobs per peer submit run.")
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+def main(
+    scenarios: str, repeats: int, submit_n: int, clients: str, jobctl_n: int, peer_n: int, out: Path
+) -> None:
+    """jobd against raw podman, the podman API, Slurm and task-spooler, side by side."""
+    chosen = [s for s in scenarios.split(",") if s]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        raise click.BadParameter(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    report = Report(
+        parameters={
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total // 2**30} GiB,"
+            f" {platform.platform()}",
+            "repeats": repeats,
+            "submitN": submit_n,
+            "clients": clients,
+            "jobctlN": jobctl_n,
+            "peerN": peer_n,
+        }
+    )
+    if "submit" in chosen:
+        submit.run(
+            report,
+            n=submit_n,
+            clients=_ints(clients),
+            repeats=repeats,
+            jobctl_n=jobctl_n,
+            peer_n=peer_n,
+        )
+    for name in chosen:
+        if name != "submit":
+            report.missing(name, "jobd", "this scenario is not written yet (issue 3)")
+    markdown, data = report.write(out)
+    click.echo(report.markdown())
+    click.echo(f"written: {markdown} and {data}")
+
+
+if __name__ == "__main__":
+    main()
