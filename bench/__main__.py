@@ -32,7 +32,12 @@ def _ints(value: str) -> list[int]:
 @click.option("--submit-n", default=10_000, show_default=True, help="Jobs per API submit run.")
 @click.option("--clients", default="1,8,64", show_default=True)
 @click.option("--jobctl-n", default=300, show_default=True, help="Jobs submitted via jobctl.")
-@click.option("--peer-n", default=2_000, show_default=True, help="Jobs per peer submit run.")
+@click.option(
+    "--peer-n",
+    default=900,
+    show_default=True,
+    help="Jobs per peer submit run (task-spooler queues at most ~990).",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
 def main(
     scenarios: str, repeats: int, submit_n: int, clients: str, jobctl_n: int, peer_n: int, out: Path

@@ -356,7 +356,8 @@ async def _stream_logs(
         if not wanted.follow or over:
             break
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await changed.wait()
     await response.write_eof()
     return response
 
@@ -374,7 +375,8 @@ async def health(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     podman: dict[str, Any]
     try:
-        info = await asyncio.wait_for(services.runtime.info(), timeout=5)
+        async with asyncio.timeout(5):
+            info = await services.runtime.info()
         podman = {"reachable": True, **_podman_doc(info)}
     except (RuntimeFailure, TimeoutError) as e:
         info = services.info

@@ -44,6 +44,7 @@ from jobd.supervisor import Supervisor
 
 log = logging.getLogger("jobd")
 MIN_TOKEN_LENGTH = 32
+STOP_TASKS_SECONDS = 10
 
 
 def node_capacity() -> NodeCapacity:
@@ -134,6 +135,7 @@ class Daemon:
             log.info("shutting down: running containers are left running")
             await runner.shutdown()
             log.debug("stopped serving")
+            supervisor.close()
             await self._stop_tasks()
             log.debug("background tasks stopped")
             await supervisor.shutdown()  # before the runtime and the store close
@@ -238,7 +240,11 @@ class Daemon:
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TASKS_SECONDS)
+        for task in stuck:  # never hang the shutdown: say which one would not stop
+            log.error(
+                "background task %s did not stop within %ss", task.get_name(), STOP_TASKS_SECONDS
+            )
 
 
 def _share_socket(path: Path, *, system: bool) -> None:

@@ -88,7 +88,14 @@ class Supervisor:
         self._watches: dict[str, OomWatch] = {}
         self._image_lock = asyncio.Lock()
         self._last_reconcile = 0.0
+        self._closing = False  # no new steps once shutdown began
         self.started_at = time.time()
+
+    def close(self) -> None:
+        """Shutdown has begun: the loop takes no further step, even if its cancellation
+        were lost."""
+        self._closing = True
+        self.wake()
 
     def wake(self) -> None:
         self._wake.set()
@@ -96,13 +103,17 @@ class Supervisor:
     # -- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 timeout = await self._sleep_seconds()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that lands as the event fires, and the loop would run on
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 self._wake.clear()
-                await self.step()
+                if not self._closing:
+                    await self.step()
             except Exception:  # podman, the disk or the store hiccuped: the daemon goes on
                 log.exception("supervisor step failed; trying again")
                 await asyncio.sleep(0.5)
@@ -118,6 +129,7 @@ class Supervisor:
     async def shutdown(self) -> None:
         """Before the runtime and the store close: cancel launches and stops and wait for
         them. What they leave (an assigned run, a cancelling one) the next start recovers."""
+        self._closing = True
         tasks = [*self._launching.values(), *self._stopping.values()]
         for task in tasks:
             task.cancel()

@@ -66,8 +66,9 @@ def command_runner(
 
 
 def peers() -> dict[str, Any]:
-    """The peers' status, setting them up first when that has not happened on this boot."""
-    if not PEERS_STATUS.exists() and PEERS_SETUP.exists():
+    """The peers' status, after (re)running their setup: idempotent, and a quick no-op when
+    they are already up."""
+    if PEERS_SETUP.exists():
         subprocess.run(["bash", str(PEERS_SETUP)], check=False)
     try:
         return json.loads(PEERS_STATUS.read_text())  # type: ignore[no-any-return]

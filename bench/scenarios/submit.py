@@ -6,6 +6,8 @@ accepting work (and a queue that grows to N), not running it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ def run(
                 results.setdefault((peer, c), []).append(
                     asyncio.run(concurrently(peer_n, c, command_runner(command, env)))
                 )
+                _clear_peer_queues(status)
     for peer in ("tsp", "slurm"):
         if not status.get(peer, {}).get("available"):
             report.missing(SCENARIO, peer, status.get(peer, {}).get("reason", "not set up"))
@@ -42,10 +45,31 @@ def _peer_commands(status: dict[str, Any]) -> list[tuple[str, list[str], dict[st
     commands = []
     tsp = status.get("tsp", {})
     if tsp.get("available"):
-        commands.append(("tsp", ["tsp", "true"], {"TS_SOCKET": tsp["socket"]}))
+        # -n: no output file per job; tsp queues at most ~990 jobs (keep --peer-n below)
+        commands.append(("tsp", ["tsp", "-n", "true"], {"TS_SOCKET": tsp["socket"]}))
     if status.get("slurm", {}).get("available"):
-        commands.append(("slurm", ["sbatch", "--wrap", "true", "-o", "/dev/null", "-Q"], {}))
+        commands.append(
+            (
+                "slurm",
+                ["sbatch", "--parsable", "-Q", "-p", "bench", "-o", "/dev/null", "--wrap", "true"],
+                {},
+            )
+        )
     return commands
+
+
+def _clear_peer_queues(status: dict[str, Any]) -> None:
+    """Slurm drains ~30 jobs/s: a run's leftovers must not slow the next one."""
+    if status.get("slurm", {}).get("available"):
+        subprocess.run(["scancel", "-p", "bench"], check=False, capture_output=True)
+    tsp = status.get("tsp", {})
+    if tsp.get("available"):
+        subprocess.run(
+            ["tsp", "-C"],
+            env={**os.environ, "TS_SOCKET": tsp["socket"]},
+            check=False,
+            capture_output=True,
+        )
 
 
 async def _jobd(n: int, clients: int) -> tuple[float, list[float]]:
