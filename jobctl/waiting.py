@@ -14,7 +14,8 @@ FIRST_DELAY = 0.1
 FAST_POLLS = 5  # short jobs end within half a second; answer them without lag
 MAX_DELAY = 1.0
 BACKOFF = 1.5
-# jobd ends a followed log within a second of its run's end; past this, stop reading ourselves.
+# jobd ends a followed log within a second of its run's end; past this, stop reading ourselves
+# (a safety net against a stream that never ends, e.g. a proxy or an older daemon).
 LOG_GRACE = 2.0
 
 
@@ -57,8 +58,9 @@ def copy_log(client: Client, run_id: str, query: Query, out: BinaryIO) -> None:
 
 
 def _end_after_run(client: Client, run_id: str, stream: Stream, done: threading.Event) -> None:
-    """Abort a followed log that outlives its run: jobd (0.1.0) never ends one whose follow
-    began before the run was under way, so `run --follow` would hang."""
+    """Abort a followed log that outlives its run by LOG_GRACE. jobd ends a followed log
+    itself once the run has ended; this keeps `run --follow` from hanging on a stream that
+    does not (an early jobd did not when following began before the run started)."""
     path = f"/v1/runs/{segment(run_id)}"
     for delay in poll_delays():
         if done.wait(delay):

@@ -27,7 +27,7 @@ from jobd.config import Config
 from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
 from jobd.jobs import Jobs, openapi_document
 from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog
-from jobd.models import NodeCapacity, Owner, RunStatus
+from jobd.models import NodeCapacity, Owner, RunStatus, from_epoch, rfc3339
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
 from jobd.store import JobFilter, Store
@@ -239,7 +239,7 @@ async def get_run_events(request: web.Request) -> web.Response:
     run = await store.get_run(request.match_info["run_id"])
     events = [
         {
-            "at": datetime.fromtimestamp(e["at"]).astimezone().isoformat(timespec="milliseconds"),
+            "at": rfc3339(from_epoch(e["at"])),
             "from": e["from_status"],
             "to": e["to_status"],
             "detail": e["detail"],

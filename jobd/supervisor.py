@@ -374,13 +374,12 @@ class Supervisor:
 
     async def _drop_unstarted(self, run: Run, container_id: str) -> None:
         """Cancelled while its container was created: the container never starts."""
-        await self.runtime.remove(container_id)
+        await self._abandon(run.id, container_id)
         await self._end_cancelled(run, "cancelled before its container started")
 
     async def _start(self, run: Run, container_id: str) -> None:
         if (await self.store.get_run(run.id)).status is not RunStatus.ASSIGNED:
-            await self._abandon(run.id, container_id)
-            await self._end_cancelled(run, "cancelled before its container started")
+            await self._drop_unstarted(run, container_id)
             return
         try:
             await self.runtime.start(container_id)
