@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,18 +60,25 @@ def main(
             "peerN": peer_n,
         }
     )
-    if "submit" in chosen:
-        submit.run(
+    # each scenario, with the parameters it takes; run in the order of SCENARIOS
+    runners: dict[str, Callable[[], None]] = {
+        "submit": lambda: submit.run(
             report,
             n=submit_n,
             clients=_ints(clients),
             repeats=repeats,
             jobctl_n=jobctl_n,
             peer_n=peer_n,
-        )
-    for name in chosen:
-        if name != "submit":
+        ),
+    }
+    for name in SCENARIOS:
+        if name not in chosen:
+            continue
+        runner = runners.get(name)
+        if runner is None:
             report.missing(name, "jobd", "this scenario is not written yet (issue 3)")
+        else:
+            runner()
     markdown, data = report.write(out)
     click.echo(report.markdown())
     click.echo(f"written: {markdown} and {data}")

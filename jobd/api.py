@@ -27,7 +27,7 @@ from jobd.config import Config
 from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
 from jobd.jobs import Jobs, openapi_document
 from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog
-from jobd.models import NodeCapacity, Owner, RunStatus, from_epoch, rfc3339
+from jobd.models import NodeCapacity, Owner, PassTimes, RunStatus, from_epoch, rfc3339
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
 from jobd.store import JobFilter, Store
@@ -51,6 +51,7 @@ class Services:
     capacity: NodeCapacity
     token: str
     started: float
+    passes: PassTimes
 
 
 SERVICES = web.AppKey("services", Services)
@@ -402,9 +403,23 @@ async def health(request: web.Request) -> web.Response:
                 "pid": os.getpid(),
                 "dataDir": str(services.config.data_dir),
             },
+            "scheduler": _scheduler_doc(services.passes),
             "uptimeSeconds": round(time.time() - services.started, 3),
         }
     )
+
+
+def _scheduler_doc(passes: PassTimes) -> dict[str, Any]:
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000, 3)
+
+    return {
+        "passes": passes.count,
+        "lastPassMs": ms(passes.last),
+        "slowestPassMs": ms(passes.slowest),
+        "recentP50Ms": ms(passes.percentile(50)),
+        "recentP99Ms": ms(passes.percentile(99)),
+    }
 
 
 def _podman_doc(info: RuntimeInfo) -> dict[str, Any]:

@@ -185,6 +185,7 @@ class Daemon:
             capacity=capacity,
             token=token,
             started=time.time(),
+            passes=supervisor.passes,
         )
         return services, supervisor
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -437,3 +438,29 @@ def outcome(
     return RunStatus.FAILED, Failure(
         type=FailureType.EXIT_CODE, message=f"exited with code {exit_code}"
     )
+
+
+RECENT_PASSES = 1000
+
+
+class PassTimes:
+    """How long placement passes take (store reads included): the last, the slowest, and
+    percentiles over the recent ones. Served by /v1/health; the benchmark reads it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0.0
+        self.slowest = 0.0
+        self.recent: deque[float] = deque(maxlen=RECENT_PASSES)
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.last = seconds
+        self.slowest = max(self.slowest, seconds)
+        self.recent.append(seconds)
+
+    def percentile(self, pct: float) -> float:
+        if not self.recent:
+            return 0.0
+        ordered = sorted(self.recent)
+        return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]

@@ -31,6 +31,7 @@ from jobd.models import (
     Job,
     Limits,
     NodeCapacity,
+    PassTimes,
     Run,
     RunStatus,
     StopReason,
@@ -89,6 +90,7 @@ class Supervisor:
         self._image_lock = asyncio.Lock()
         self._last_reconcile = 0.0
         self._closing = False  # no new steps once shutdown began
+        self.passes = PassTimes()
         self.started_at = time.time()
 
     def close(self) -> None:
@@ -306,6 +308,13 @@ class Supervisor:
     async def start_what_fits(self) -> None:
         """Place runs from the head of the queue until one does not fit. Placement is FIFO
         and stops at the first misfit, so only the head is read, a page at a time."""
+        began = time.perf_counter()
+        try:
+            await self._place_from_head()
+        finally:
+            self.passes.add(time.perf_counter() - began)
+
+    async def _place_from_head(self) -> None:
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
         size = FIRST_PAGE  # usually the head does not fit: read little to find that out
         page = await self.store.queue_head(size)
