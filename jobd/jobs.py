@@ -3,6 +3,7 @@ and wakes the supervisor; never touches the runtime."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -10,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 
 from jobd.config import Config
 from jobd.errors import Conflict, InvalidRequest, PlanTooLarge
@@ -43,8 +45,18 @@ def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+@functools.cache
+def _checker(schema_name: str) -> jsonschema_rs.Draft202012Validator:
+    schema = openapi_document()["components"]["schemas"][schema_name]
+    return jsonschema_rs.Draft202012Validator(schema)
+
+
 def validate(body: Any, schema_name: str) -> None:
-    """Raise InvalidRequest naming the first offending field."""
+    """Raise InvalidRequest naming the first offending field. jsonschema-rs tells whether the
+    body is valid, in about a microsecond (every submission takes this path); jsonschema,
+    a hundred times slower, words what is wrong and has the last word."""
+    if _checker(schema_name).is_valid(body):
+        return
     error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(body))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "body"
@@ -98,8 +110,8 @@ class Jobs:
         run = self._new_run(job, plan)
         await self.store.create_job(job, run)
         self.wake()
-        job = await self.store.get_job(job.id)
-        return job, run
+        # as written: the answer needs no read back
+        return dataclasses.replace(job, latest_run_id=run.id, status=run.status), run
 
     async def rerun(self, job_id: str) -> Run:
         job = await self.store.get_job(job_id)

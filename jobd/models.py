@@ -444,8 +444,9 @@ RECENT_PASSES = 1000
 
 
 class PassTimes:
-    """How long placement passes take (store reads included): the last, the slowest, and
-    percentiles over the recent ones. Served by /v1/health; the benchmark reads it."""
+    """How long scheduling passes take (reading the active runs and the queue's head,
+    deciding, recording what was placed): the last, the slowest, and percentiles over the
+    recent ones. Served by /v1/health; the benchmark reads it."""
 
     def __init__(self) -> None:
         self.count = 0

@@ -3,19 +3,18 @@
 Every run state change goes through `transition`: a guarded `UPDATE ... WHERE status IN (...)`
 plus an event row, in one transaction. Zero rows changed means the transition was illegal
 (another writer got there first), which is what makes cancel-vs-exit races and restarts safe.
-Writes share one connection behind a lock; reads use a second connection (WAL lets them run
-beside a write).
+Writes go to one connection on a writer thread of their own, each a function that runs whole
+there, committed in groups (jobd/writer.py); reads use a second connection (aiosqlite; WAL lets
+them run beside a write).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from jobd.models import (
     StopReason,
     sources_of,
 )
+from jobd.writer import Writer
 
 T = TypeVar("T")
 
@@ -121,74 +121,32 @@ class Page(Generic[T]):
 
 
 class Store:
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: Writer, reader: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path)
+        writer = await Writer.open(path, _prepare)
         try:
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await _migrate(writer)
+            reader = await _connect(path)
         except BaseException:
             await writer.close()
             raise
-        reader = await _connect(path)
         return cls(writer, reader)
 
     async def close(self) -> None:
-        async with self._write_lock:
-            await self._writer.close()
+        await self._writer.close()
         await self._reader.close()
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._writer
-            except BaseException:
-                await self._writer.rollback()
-                raise
-            else:
-                await self._writer.commit()
 
     # -- jobs and runs: creation ------------------------------------------------------------
 
     async def create_job(self, job: Job, run: Run) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO jobs (id, name, image, command, env, plan, timeout_seconds,"
-                " network, labels, owner, created_at, latest_run_id, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                (
-                    job.id,
-                    job.name,
-                    job.spec.image,
-                    json.dumps(list(job.spec.command)),
-                    json.dumps(dict(job.spec.env)),
-                    job.spec.plan,
-                    job.spec.timeout_seconds,
-                    job.spec.network,
-                    json.dumps(dict(job.labels)),
-                    json.dumps(job.owner.to_api()),
-                    job.created_at.timestamp(),
-                ),
-            )
-            await db.executemany(
-                "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
-                [(job.id, k, v) for k, v in job.labels.items()],
-            )
-            await _insert_run(db, run)
+        await self._writer.write(lambda db: _create_job(db, job, run))
 
     async def add_run(self, run: Run) -> None:
-        async with self._transaction() as db:
-            if await _one(db, "SELECT 1 FROM jobs WHERE id = ?", (run.job_id,)) is None:
-                raise NotFound(f"job {run.job_id} not found")
-            await _insert_run(db, run)
+        await self._writer.write(lambda db: _add_run(db, run))
 
     # -- state changes --------------------------------------------------------------------
 
@@ -212,27 +170,9 @@ class Store:
             return None
         sources = sorted(s.value for s in allowed)
         assignments, values = _assignments(changes)
-        async with self._transaction() as db:
-            row = await _one(db, "SELECT status, job_id FROM runs WHERE id = ?", (run_id,))
-            if row is None:
-                return None
-            marks = ", ".join("?" * len(sources))
-            cursor = await db.execute(
-                f"UPDATE runs SET status = ?{assignments} WHERE id = ? AND status IN ({marks})",
-                (to.value, *values, run_id, *sources),
-            )
-            if cursor.rowcount == 0:
-                return None
-            await db.execute(
-                "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (run_id, time.time(), row["status"], to.value, detail),
-            )
-            await db.execute(
-                "UPDATE jobs SET status = ? WHERE id = ? AND latest_run_id = ?",
-                (to.value, row["job_id"], run_id),
-            )
-            return await _fetch_run(db, run_id)
+        return await self._writer.write(
+            lambda db: _transition(db, run_id, to, sources, assignments, values, detail)
+        )
 
     async def update_run(
         self,
@@ -245,24 +185,10 @@ class Store:
         """Record facts about a run without changing its status (the container id, the stop
         reason), only while it is in `expect` when given. Returns whether it was recorded."""
         assignments, values = _assignments(changes)
-        guard, guard_values = "", []
-        if expect is not None:
-            statuses = [s.value for s in expect]
-            guard = f" AND status IN ({', '.join('?' * len(statuses))})"
-            guard_values = statuses
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE runs SET id = id{assignments} WHERE id = ?{guard}",
-                (*values, run_id, *guard_values),
-            )
-            if cursor.rowcount == 0:
-                return False
-            await db.execute(
-                "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
-                " SELECT id, ?, status, status, ? FROM runs WHERE id = ?",
-                (time.time(), detail, run_id),
-            )
-            return True
+        statuses = None if expect is None else [s.value for s in expect]
+        return await self._writer.write(
+            lambda db: _update_run(db, run_id, statuses, assignments, values, detail)
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -352,10 +278,12 @@ class Store:
 async def _connect(path: Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, isolation_level=None)
     db.row_factory = aiosqlite.Row
-    await db.execute("PRAGMA foreign_keys=ON")
-    await db.execute("PRAGMA busy_timeout=5000")
-    await db.execute("PRAGMA synchronous=NORMAL")
+    for pragma in PRAGMAS:
+        await db.execute(pragma)
     return db
+
+
+PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")
 
 
 async def _all(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -371,8 +299,18 @@ async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any
     return rows[0] if rows else None
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
-    version = (await db.execute_fetchall("PRAGMA user_version"))[0][0]  # type: ignore[index]
+# -- in the writer thread: each function is one write, inside the writer's transaction ----
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    for pragma in PRAGMAS:
+        db.execute(pragma)
+    _migrate(db)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise StoreError(
             f"the database schema (version {version}) is newer than this jobd knows"
@@ -380,17 +318,57 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         )
     for number in range(version, len(MIGRATIONS)):
         try:
-            await db.executescript(
+            db.executescript(
                 f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
                 " COMMIT;"
             )
         except sqlite3.Error as e:
-            await db.rollback()
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise StoreError(f"schema migration {number + 1} failed: {e}") from e
 
 
-async def _insert_run(db: aiosqlite.Connection, run: Run) -> None:
-    await db.execute(
+def _create_job(db: sqlite3.Connection, job: Job, run: Run) -> None:
+    db.execute(
+        "INSERT INTO jobs (id, name, image, command, env, plan, timeout_seconds,"
+        " network, labels, owner, created_at, latest_run_id, status)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            job.name,
+            job.spec.image,
+            json.dumps(list(job.spec.command)),
+            json.dumps(dict(job.spec.env)),
+            job.spec.plan,
+            job.spec.timeout_seconds,
+            job.spec.network,
+            json.dumps(dict(job.labels)),
+            json.dumps(job.owner.to_api()),
+            job.created_at.timestamp(),
+            run.id,
+            run.status.value,
+        ),
+    )
+    if job.labels:
+        db.executemany(
+            "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
+            [(job.id, k, v) for k, v in job.labels.items()],
+        )
+    _insert_run(db, run)
+
+
+def _add_run(db: sqlite3.Connection, run: Run) -> None:
+    if db.execute("SELECT 1 FROM jobs WHERE id = ?", (run.job_id,)).fetchone() is None:
+        raise NotFound(f"job {run.job_id} not found")
+    _insert_run(db, run)
+    db.execute(
+        "UPDATE jobs SET latest_run_id = ?, status = ? WHERE id = ?",
+        (run.id, run.status.value, run.job_id),
+    )
+
+
+def _insert_run(db: sqlite3.Connection, run: Run) -> None:
+    db.execute(
         "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (
@@ -402,15 +380,66 @@ async def _insert_run(db: aiosqlite.Connection, run: Run) -> None:
             run.created_at.timestamp(),
         ),
     )
-    await db.execute(
+    db.execute(
         "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
         " VALUES (?, ?, NULL, ?, 'created')",
         (run.id, run.created_at.timestamp(), run.status.value),
     )
-    await db.execute(
-        "UPDATE jobs SET latest_run_id = ?, status = ? WHERE id = ?",
-        (run.id, run.status.value, run.job_id),
+
+
+def _transition(
+    db: sqlite3.Connection,
+    run_id: str,
+    to: RunStatus,
+    sources: list[str],
+    assignments: str,
+    values: list[Any],
+    detail: str | None,
+) -> Run | None:
+    row = db.execute("SELECT status, job_id FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        return None
+    marks = ", ".join("?" * len(sources))
+    cursor = db.execute(
+        f"UPDATE runs SET status = ?{assignments} WHERE id = ? AND status IN ({marks})",
+        (to.value, *values, run_id, *sources),
     )
+    if cursor.rowcount == 0:
+        return None
+    db.execute(
+        "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (run_id, time.time(), row["status"], to.value, detail),
+    )
+    db.execute(
+        "UPDATE jobs SET status = ? WHERE id = ? AND latest_run_id = ?",
+        (to.value, row["job_id"], run_id),
+    )
+    updated = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return Run.from_row(updated)
+
+
+def _update_run(
+    db: sqlite3.Connection,
+    run_id: str,
+    statuses: list[str] | None,
+    assignments: str,
+    values: list[Any],
+    detail: str,
+) -> bool:
+    guard = "" if statuses is None else f" AND status IN ({', '.join('?' * len(statuses))})"
+    cursor = db.execute(
+        f"UPDATE runs SET id = id{assignments} WHERE id = ?{guard}",
+        (*values, run_id, *(statuses or [])),
+    )
+    if cursor.rowcount == 0:
+        return False
+    db.execute(
+        "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
+        " SELECT id, ?, status, status, ? FROM runs WHERE id = ?",
+        (time.time(), detail, run_id),
+    )
+    return True
 
 
 async def _fetch_run(db: aiosqlite.Connection, run_id: str) -> Run | None:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +58,7 @@ FINISH_ATTEMPTS = 5
 NOFILE = 4096
 FIRST_PAGE = 4
 QUEUE_PAGE = 256
+STEP_GAP = 0.005  # seconds; see _pace
 RUNNING_OR_ASSIGNED = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING})
 
 
@@ -89,6 +90,8 @@ class Supervisor:
         self._watches: dict[str, OomWatch] = {}
         self._image_lock = asyncio.Lock()
         self._last_reconcile = 0.0
+        self._last_step = 0.0
+        self._deadlines: list[datetime] = []  # of running runs, as the last step saw them
         self._closing = False  # no new steps once shutdown began
         self.passes = PassTimes()
         self.started_at = time.time()
@@ -105,14 +108,15 @@ class Supervisor:
     # -- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.wake()  # a first step at once: recovery may have left runs to place or stop
         while not self._closing:
             try:
-                timeout = await self._sleep_seconds()
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
                 # cancellation that lands as the event fires, and the loop would run on
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(self._sleep_seconds()):
                         await self._wake.wait()
+                await self._pace()
                 self._wake.clear()
                 if not self._closing:
                     await self.step()
@@ -120,11 +124,31 @@ class Supervisor:
                 log.exception("supervisor step failed; trying again")
                 await asyncio.sleep(0.5)
 
+    async def _pace(self) -> None:
+        """At most one step per STEP_GAP: a burst of wakes (a script submitting thousands
+        of jobs) is served by a few steps, each seeing many changes. A wake after a quiet
+        spell steps at once, so a lone submission is not delayed."""
+        wait = self._last_step + STEP_GAP - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_step = time.monotonic()
+
     async def step(self) -> None:
+        """One pass over what needs doing, from one read of the active runs."""
         await self.reap_exits()
-        await self.apply_cancellations()
-        await self.enforce_deadlines()
-        await self.start_what_fits()
+        began = time.perf_counter()  # a scheduling pass: its reads, decisions and writes
+        active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        ended = await self.apply_cancellations(active)
+        await self.enforce_deadlines(active)
+        if ended:  # capacity freed: place from the runs as they are now
+            active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        await self.start_what_fits(active)
+        self.passes.add(time.perf_counter() - began)
+        self._deadlines = [
+            r.deadline_at
+            for r in active
+            if r.status is RunStatus.RUNNING and r.deadline_at and not r.stop_reason
+        ]
         if time.monotonic() - self._last_reconcile > RECONCILE_SECONDS:
             await self.reconcile()
 
@@ -146,12 +170,12 @@ class Supervisor:
             self._exits.put_nowait(exit_)
             self.wake()
 
-    async def _sleep_seconds(self) -> float:
-        running = await self.store.runs_with_status([RunStatus.RUNNING])
-        deadlines = [r.deadline_at for r in running if r.deadline_at and not r.stop_reason]
-        if not deadlines:
+    def _sleep_seconds(self) -> float:
+        """Until the soonest deadline seen by the last step, or the next reconcile. A run
+        that starts meanwhile wakes the loop, so its deadline is seen by the step after."""
+        if not self._deadlines:
             return RECONCILE_SECONDS
-        soonest = (min(deadlines) - now()).total_seconds()
+        soonest = (min(self._deadlines) - now()).total_seconds()
         return max(0.05, min(RECONCILE_SECONDS, soonest))
 
     # -- step 1: reap -----------------------------------------------------------------
@@ -222,14 +246,18 @@ class Supervisor:
 
     # -- step 2: cancellations --------------------------------------------------------
 
-    async def apply_cancellations(self) -> None:
-        for run in await self.store.runs_with_status([RunStatus.CANCELLING]):
-            if self._busy(run.id):
+    async def apply_cancellations(self, active: list[Run]) -> bool:
+        """Stop the runs being cancelled; whether any ended here and now."""
+        ended = False
+        for run in active:
+            if run.status is not RunStatus.CANCELLING or self._busy(run.id):
                 continue
             if run.container_id is None:
                 await self._end_cancelled(run, "cancelled before its container existed")
+                ended = True
                 continue
             self._stop(run)
+        return ended
 
     def _busy(self, run_id: str) -> bool:
         """A launch or a stop is in flight, or the last stop failed a moment ago."""
@@ -287,9 +315,11 @@ class Supervisor:
 
     # -- step 3: deadlines ------------------------------------------------------------
 
-    async def enforce_deadlines(self) -> None:
+    async def enforce_deadlines(self, active: list[Run]) -> None:
         moment = now()
-        for run in await self.store.runs_with_status([RunStatus.RUNNING]):
+        for run in active:
+            if run.status is not RunStatus.RUNNING:
+                continue
             if run.deadline_at is None or run.deadline_at > moment or self._busy(run.id):
                 continue
             if run.stop_reason is None:
@@ -305,17 +335,10 @@ class Supervisor:
 
     # -- step 4: start what fits ------------------------------------------------------
 
-    async def start_what_fits(self) -> None:
+    async def start_what_fits(self, active: list[Run]) -> None:
         """Place runs from the head of the queue until one does not fit. Placement is FIFO
         and stops at the first misfit, so only the head is read, a page at a time."""
-        began = time.perf_counter()
-        try:
-            await self._place_from_head()
-        finally:
-            self.passes.add(time.perf_counter() - began)
-
-    async def _place_from_head(self) -> None:
-        active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        active = list(active)
         size = FIRST_PAGE  # usually the head does not fit: read little to find that out
         page = await self.store.queue_head(size)
         while page:

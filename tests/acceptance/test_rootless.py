@@ -23,17 +23,14 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 def install_for(home: Path) -> Path:
     """A venv the test user can execute: the development venv may live where only root can
-    reach (e.g. under /root). Dependencies are installed once; jobd itself on every run, so
-    the test always runs the code under test."""
+    reach (e.g. under /root). The venv is kept between runs; jobd is reinstalled on every
+    run, so the test always runs the code under test, and so are dependencies it gained."""
     venv = home.parent / "venv"
+    pip = str(venv / "bin" / "pip")
     if not (venv / "bin" / "pip").exists():
         subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(REPO)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run([pip, "install", "-q", "--no-deps", "--force-reinstall", str(REPO)], check=True)
+    subprocess.run([pip, "install", "-q", str(REPO)], check=True)  # what is missing, if any
     return venv / "bin"
 
 
