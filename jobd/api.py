@@ -26,7 +26,7 @@ from jobd import __version__
 from jobd.config import Config
 from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
 from jobd.jobs import Jobs, openapi_document
-from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog
+from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog, k8s_text
 from jobd.models import NodeCapacity, Owner, PassTimes, RunStatus, from_epoch, rfc3339
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
@@ -37,6 +37,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 1000
 DEFAULT_LOG_LIMIT = 1000
 MAX_LOG_LIMIT = 100_000
+STREAM_PIECE = 4 * 1024 * 1024  # bytes of log read per write to a streaming response
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -327,6 +328,10 @@ def _render(line: LogLine, run_id: str, fmt: str) -> bytes:
     return (json.dumps(line.to_api(run_id)) + "\n").encode()
 
 
+def _text(item: bytes | LogLine) -> bytes:
+    return k8s_text(item) if isinstance(item, bytes) else (item.text + "\n").encode()
+
+
 async def _stream_logs(
     request: web.Request, run_id: str, run_log: RunLog, wanted: LogRequest
 ) -> web.StreamResponse:
@@ -343,17 +348,27 @@ async def _stream_logs(
     follower = LogFollower(
         lambda: services.pump.open(run_id), wanted.query, skip_existing=wanted.tail is not None
     )
+    # plain text of a whole log: k8s lines to text a block at a time, not line by line
+    as_text = wanted.format == "text" and wanted.query == LogQuery() and not wanted.limited
     remaining = wanted.limit if wanted.limited else None
     while remaining is None or remaining > 0:
         changed = services.pump.changed(run_id)
         # every path that ends a run finishes its log first: once the run is terminal, one
         # more read gets everything
         over = (await services.store.get_run(run_id)).status.is_terminal
-        batch = await asyncio.to_thread(follower.read_new)
-        if remaining is not None:
-            batch, remaining = batch[:remaining], remaining - min(remaining, len(batch))
-        if batch:
-            await response.write(b"".join(_render(line, run_id, wanted.format) for line in batch))
+        more = True
+        while more and (remaining is None or remaining > 0):
+            items, more = await asyncio.to_thread(follower.read, STREAM_PIECE)
+            if as_text:
+                await response.write(b"".join(_text(item) for item in items))
+                continue
+            batch = follower.lines(items)
+            if remaining is not None:
+                batch, remaining = batch[:remaining], remaining - min(remaining, len(batch))
+            if batch:
+                await response.write(
+                    b"".join(_render(line, run_id, wanted.format) for line in batch)
+                )
         if not wanted.follow or over:
             break
         with contextlib.suppress(TimeoutError):

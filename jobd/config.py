@@ -51,7 +51,7 @@ SYSTEM_RUNTIME_DIR = Path("/run/jobd")
 class LogLimits:
     max_bytes: int = 100 * MIB  # kept per run: the head, a marker, then the newest output
     head_bytes: int = 10 * MIB
-    segment_bytes: int = 8 * MIB  # the tail is kept in segments, the oldest dropped first
+    segment_bytes: int = 8 * MIB  # the tail is trimmed, oldest first, this much at a time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

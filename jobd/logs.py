@@ -1,24 +1,25 @@
 """Run logs: kept under the data directory, bounded, never silently losing their beginning.
 
-conmon writes each container's output to a k8s-file (`<RFC3339Nano> <stream> <F|P> <text>`).
-conmon's own size cap would throw away the start of the output (and a fast writer can rotate it
-twice between two reads), so jobd gives it none: the pump copies the file, line-aligned, into the
-run's retained log and punches holes (FALLOC_FL_PUNCH_HOLE) behind what it has copied, so the disk
-holds only what the pump has not read yet. The retained log:
+conmon writes each container's output to a k8s-file (`<RFC3339Nano> <stream> <F|P> <text>`),
+`logs/<run-id>/container.log`, with no size cap (conmon's cap would throw away the start of the
+output). That file *is* the run's log: jobd never copies it. The pump follows how far conmon
+has written whole lines and keeps, in `state.json`:
 
-    logs/<run-id>/head.log          the first `head_bytes` of output, kept forever
-    logs/<run-id>/tail-NNNNNN.log   the newest output, in segments; the oldest is dropped first
-    logs/<run-id>/state.json        where the pump is, and how many bytes were dropped
+    [0, head_end)            the head: the first `head_bytes` of output, kept forever
+    [head_end, tail_start)   dropped: its disk blocks are punched out (FALLOC_FL_PUNCH_HOLE)
+    [tail_start, end)        the tail: the newest `max_bytes - head_bytes` of output
 
-Readers see head, then a `[jobd] N bytes omitted` marker line when something was dropped, then
-the tail. The retained log outlives the container and the daemon.
+The tail is trimmed in steps of `segment_bytes`, always at a line boundary. Readers see the
+head, a `[jobd] N bytes omitted` marker line when something was dropped, then the tail. A
+pump that only moves offsets costs almost no CPU however fast a job writes: the bytes go from
+conmon to the page cache once. The log outlives the container and the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
+import dataclasses
 import errno
 import json
 import logging
@@ -28,29 +29,52 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from jobd.config import LogLimits
 
 log = logging.getLogger(__name__)
 SOURCE_NAME = "container.log"
-CHUNK = 1024 * 1024
-PUNCH_EVERY = 4 * 1024 * 1024  # free conmon's copied bytes once this many have piled up
+READ_CHUNK = 1024 * 1024  # readers take the log in pieces of about this size
+SCAN_WINDOW = 64 * 1024  # looking for a line boundary: read this much at a time
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def punch_hole(fd: int, length: int) -> bool:
-    """Free the disk blocks of a file's first `length` bytes (they read back as zeros).
-    False where the filesystem can't (then the file just keeps its size until the run ends)."""
+def punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free the disk blocks of a file's bytes [offset, offset + length) (they read back as
+    zeros). False where the filesystem can't (then the file keeps them)."""
     mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-    result = _libc.fallocate(fd, mode, ctypes.c_int64(0), ctypes.c_int64(length))
+    result = _libc.fallocate(fd, mode, ctypes.c_int64(offset), ctypes.c_int64(length))
     if result == 0:
         return True
     if ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
         log.warning("punching a hole in a run log: %s", os.strerror(ctypes.get_errno()))
     return False
+
+
+def last_line_end(fd: int, start: int, end: int) -> int:
+    """The offset just after the last newline in [start, end), or start if there is none."""
+    position = end
+    while position > start:
+        window = max(start, position - SCAN_WINDOW)
+        found = os.pread(fd, position - window, window).rfind(b"\n")
+        if found >= 0:
+            return window + found + 1
+        position = window
+    return start
+
+
+def next_line_start(fd: int, start: int, end: int) -> int:
+    """The offset just after the first newline in [start - 1, end), or end if there is none:
+    where the first whole line at or after `start` begins."""
+    position = max(0, start - 1)
+    while position < end:
+        found = os.pread(fd, min(SCAN_WINDOW, end - position), position).find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += SCAN_WINDOW
+    return end
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,28 +108,32 @@ class LogQuery:
 
 @dataclass(slots=True, kw_only=True)
 class _State:
-    head_bytes: int = 0
-    head_full: bool = False
-    first_segment: int = 1
-    last_segment: int = 0
-    segment_size: int = 0
+    end: int = 0  # whole lines up to here are the log's
+    head_end: int | None = None  # where the head ends, once it is full
+    tail_start: int = 0  # where the kept tail starts (once the head is full)
     omitted_bytes: int = 0
+    punched: int = 0  # holes are punched from head_end up to here
     source_inode: int | None = None
-    source_offset: int = 0
-    punched: int = 0
     finished: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What a reader may read now: byte ranges of the file, the marker between them."""
+
+    ranges: tuple[tuple[int, int], ...]
+    omitted_bytes: int
+
+
 class RunLog:
-    """One run's retained log. Writers (the pump) and readers may be in different threads."""
+    """One run's log. The pump and readers may be in different threads."""
 
     def __init__(self, directory: Path, limits: LogLimits) -> None:
         self.directory = directory
         self.limits = limits
         self._lock = threading.Lock()
         self._state = self._load()
-        self._source: Any = None  # the open conmon file
-        self._partial = b""
+        self._fd: int | None = None  # conmon's file, open for pumping
         self._can_punch = True
 
     @property
@@ -131,162 +159,155 @@ class RunLog:
         tmp.write_text(json.dumps(asdict(self._state)))
         tmp.replace(self.directory / "state.json")
 
-    # -- writing: the pump ------------------------------------------------------------
+    # -- the pump ---------------------------------------------------------------------
 
     def pump(self) -> bool:
-        """Copy whatever conmon wrote since the last call. Returns whether anything came."""
+        """Take in the whole lines conmon wrote since the last call. Whether any came."""
         with self._lock:
-            if self._state.finished:
+            if self._state.finished or not self._open_source():
                 return False
-            got = self._drain_source()
-            if got:
-                self._free_copied()
-                self._save()
-            return got
+            assert self._fd is not None
+            return self._advance(os.fstat(self._fd).st_size)
 
     def finish(self) -> None:
-        """The container has exited: copy the rest, close the log, drop conmon's file."""
+        """The container has exited: take in the rest (a last line without its newline gets
+        one) and close the log."""
         with self._lock:
             if self._state.finished:
                 return
-            self._drain_source()
-            if self._partial:
-                self._append(self._partial + b"\n")
-                self._partial = b""
+            if self._open_source():
+                assert self._fd is not None
+                size = os.fstat(self._fd).st_size
+                self._advance(size)
+                if size > self._state.end:  # conmon's last line, cut short
+                    os.pwrite(self._fd, b"\n", size)
+                    self._advance(size + 1)
             self._state.finished = True
             self._save()
-            if self._source is not None:
-                self._source.close()
-                self._source = None
-            self.source_path.unlink(missing_ok=True)
+            self._close_source()
 
     def close(self) -> None:
         """Let go of conmon's file without finishing (the daemon is stopping; the next start
         resumes from state.json)."""
         with self._lock:
-            if self._source is not None:
-                self._source.close()
-                self._source = None
-
-    def _drain_source(self) -> bool:
-        got = False
-        while True:
-            if self._source is None and not self._open_source():
-                return got
-            rotated = self._source_rotated()
-            got = self._read_to_end() or got
-            if not rotated:
-                return got
-            self._source.close()
-            self._source = None
-            self._state.source_inode = None
-            self._state.source_offset = 0
-            self._state.punched = 0
-
-    def _free_copied(self) -> None:
-        state = self._state
-        if not self._can_punch or self._source is None:
-            return
-        if state.source_offset - state.punched < PUNCH_EVERY:
-            return
-        self._can_punch = punch_hole(self._source.fileno(), state.source_offset)
-        if self._can_punch:
-            state.punched = state.source_offset
+            self._close_source()
 
     def _open_source(self) -> bool:
+        if self._fd is not None:
+            return True
         try:
-            source = self.source_path.open("r+b")
+            fd = os.open(self.source_path, os.O_RDWR)
         except FileNotFoundError:
             return False
-        inode = os.fstat(source.fileno()).st_ino
-        if inode == self._state.source_inode:
-            source.seek(self._state.source_offset)
-        else:
-            self._state.source_inode = inode
-            self._state.source_offset = 0
-            self._state.punched = 0
-        self._source = source
+        inode = os.fstat(fd).st_ino
+        if self._state.source_inode not in (None, inode):
+            log.warning("%s was replaced; its log starts over", self.source_path)
+            self._state = _State()
+        self._state.source_inode = inode
+        self._fd = fd
         return True
 
-    def _source_rotated(self) -> bool:
-        try:
-            current = self.source_path.stat().st_ino
-        except FileNotFoundError:
+    def _close_source(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _advance(self, size: int) -> bool:
+        assert self._fd is not None
+        state = self._state
+        end = last_line_end(self._fd, state.end, size)
+        if end == state.end:
             return False
-        return bool(current != os.fstat(self._source.fileno()).st_ino)
+        state.end = end
+        self._fill_head()
+        self._trim_tail()
+        self._save()
+        return True
 
-    def _read_to_end(self) -> bool:
-        got = False
-        while chunk := self._source.read(CHUNK):
-            got = True
-            data = self._partial + chunk
-            cut = data.rfind(b"\n") + 1
-            self._partial = data[cut:]
-            if cut:
-                self._append(data[:cut])
-            self._state.source_offset = self._source.tell() - len(self._partial)
-        return got
-
-    def _append(self, data: bytes) -> None:
-        if not self._state.head_full:
-            data = self._append_head(data)
-        while data:
-            data = self._append_tail(data)
-        self._drop_old_segments()
-
-    def _append_head(self, data: bytes) -> bytes:
-        room = self.limits.head_bytes - self._state.head_bytes
-        take = data if len(data) <= room else data[: data.rfind(b"\n", 0, room) + 1]
-        if take:
-            with (self.directory / "head.log").open("ab") as f:
-                f.write(take)
-            self._state.head_bytes += len(take)
-        if len(take) < len(data):
-            self._state.head_full = True
-        return data[len(take) :]
-
-    def _append_tail(self, data: bytes) -> bytes:
+    def _fill_head(self) -> None:
         state = self._state
-        if state.last_segment == 0 or state.segment_size >= self.limits.segment_bytes:
-            state.last_segment += 1
-            state.segment_size = 0
-        room = self.limits.segment_bytes - state.segment_size
-        take = data if len(data) <= room else data[: data.rfind(b"\n", 0, room) + 1]
-        if not take:  # one line longer than a segment: keep it whole
-            take = data[: data.find(b"\n") + 1] or data
-        with self._segment(state.last_segment).open("ab") as f:
-            f.write(take)
-        state.segment_size += len(take)
-        return data[len(take) :]
+        if state.head_end is None and state.end > self.limits.head_bytes:
+            assert self._fd is not None
+            state.head_end = last_line_end(self._fd, 0, self.limits.head_bytes)
+            state.tail_start = state.punched = state.head_end
 
-    def _drop_old_segments(self) -> None:
+    def _trim_tail(self) -> None:
+        """Drop the oldest output beyond the tail's bound, a segment or more at a time."""
         state = self._state
-        keep = max(2, (self.limits.max_bytes - self.limits.head_bytes) // self.limits.segment_bytes)
-        while state.last_segment - state.first_segment + 1 > keep:
-            path = self._segment(state.first_segment)
-            with contextlib.suppress(FileNotFoundError):
-                state.omitted_bytes += path.stat().st_size
-                path.unlink()
-            state.first_segment += 1
-
-    def _segment(self, number: int) -> Path:
-        return self.directory / f"tail-{number:06d}.log"
+        keep = self.limits.max_bytes - self.limits.head_bytes
+        if (
+            state.head_end is None
+            or state.end - state.tail_start <= keep + self.limits.segment_bytes
+        ):
+            return
+        assert self._fd is not None
+        start = next_line_start(self._fd, state.end - keep, state.end)
+        state.omitted_bytes += start - state.tail_start
+        state.tail_start = start
+        if self._can_punch:
+            self._can_punch = punch_hole(self._fd, state.punched, start - state.punched)
+            if self._can_punch:
+                state.punched = start
 
     # -- reading ----------------------------------------------------------------------
 
-    def files(self) -> list[Path]:
+    def kept(self) -> Kept:
         with self._lock:
-            state = self._state
-            segments = range(state.first_segment, state.last_segment + 1)
-            return [self.directory / "head.log", *(self._segment(n) for n in segments)]
+            state = dataclasses.replace(self._state)
+        if state.head_end is None:
+            return Kept(ranges=((0, state.end),), omitted_bytes=0)
+        return Kept(
+            ranges=((0, state.head_end), (state.tail_start, state.end)),
+            omitted_bytes=state.omitted_bytes,
+        )
+
+    def read(self, start: int, end: int) -> tuple[int, bytes]:
+        """Whole lines from [start, end), about READ_CHUNK bytes of them (more only to finish
+        a longer line): (where they start, the bytes). When the tail was trimmed past `start`
+        meanwhile, what is left of them starts later, at the new tail."""
+        try:
+            fd = os.open(self.source_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return end, b""
+        try:
+            data = os.pread(fd, min(READ_CHUNK, end - start), start)
+            while b"\n" not in data and start + len(data) < end:  # a line longer than a chunk
+                more = os.pread(fd, min(READ_CHUNK, end - start - len(data)), start + len(data))
+                if not more:
+                    break
+                data += more
+        finally:
+            os.close(fd)
+        data = data[: data.rfind(b"\n") + 1]
+        kept = self.kept()  # after the read: a trim that freed these bytes shows here
+        if len(kept.ranges) == 2:
+            head_end, tail_start = kept.ranges[0][1], kept.ranges[1][0]
+            if head_end <= start < tail_start:
+                return tail_start, data[tail_start - start :]
+        return start, data
+
+    def blocks(self, start: int = 0) -> Iterator[bytes | LogLine]:
+        """The kept log from `start` on: blocks of whole k8s-file lines, with the omission
+        marker (a LogLine) where the head ends."""
+        kept = self.kept()
+        for index, (first, end) in enumerate(kept.ranges):
+            if index == 1 and kept.omitted_bytes:
+                yield self.marker()
+            position = max(first, start)
+            while position < end:
+                at, data = self.read(position, end)
+                if data:
+                    yield data
+                position = at + len(data)
 
     def lines(self, query: LogQuery) -> Iterator[LogLine]:
-        """Every retained line that matches, oldest first, with the omission marker."""
-        files = self.files()
-        for index, path in enumerate(files):
-            if index == 1 and self.omitted_bytes:
-                yield self.marker()
-            yield from _read_file(path, query)
+        """Every kept line that matches, oldest first, with the marker."""
+        joiner = LineJoiner(query)
+        for block in self.blocks():
+            if isinstance(block, LogLine):
+                yield block
+            else:
+                yield from joiner.lines(block)
 
     def marker(self) -> LogLine:
         limits = self.limits
@@ -301,22 +322,55 @@ class RunLog:
         )
 
 
-def _read_file(path: Path, query: LogQuery) -> Iterator[LogLine]:
-    needle = query.contains.encode() if query.contains else None
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return
-    with f:
-        # cheap pre-filter on the raw bytes; partial lines must reach the parser whole
-        raws = (r for r in f if needle is None or needle in r or _is_partial(r))
-        yield from _parse_lines(raws, query)
+def k8s_text(block: bytes) -> bytes:
+    """Whole k8s-file lines as plain output, without a LogLine per line: prefixes stripped,
+    partial pieces joined to the line they end in (a piece at the end of a block joins the
+    next block's first line)."""
+    out: list[bytes] = []
+    for raw in block.splitlines(keepends=True):
+        parts = raw.split(b" ", 3)
+        if len(parts) == 4 and parts[2] == b"F":
+            out.append(parts[3])
+            continue
+        line, complete = parse_k8s_line(raw)  # the uncommon shapes
+        if line is not None and not raw.startswith(b"\0"):
+            out.append(line.text.encode() + (b"\n" if complete else b""))
+    return b"".join(out)
 
 
-def _parse_lines(raws: Iterable[bytes], query: LogQuery) -> Iterator[LogLine]:
-    """k8s-file lines to LogLines, partial (P) pieces joined to the line they end in."""
-    pending: list[LogLine] = []
+def _has_partial(block: bytes) -> bool:
+    return b" stdout P " in block or b" stderr P " in block
+
+
+class LineJoiner:
+    """k8s-file lines to LogLines that match a query, partial (P) pieces joined to the line
+    they end in, across the blocks it is given. With a substring to find, a block without it
+    (and without partial pieces) is skipped without being split into lines."""
+
+    def __init__(self, query: LogQuery) -> None:
+        self.query = query
+        self._needle = query.contains.encode() if query.contains else None
+        self._pending: list[LogLine] = []
+
+    def lines(self, block: bytes) -> Iterator[LogLine]:
+        needle = self._needle
+        skip = needle is not None and not self._pending and needle not in block
+        if skip and not _has_partial(block):
+            return
+        raws: Iterable[bytes] = block.splitlines(keepends=True)
+        if needle is not None:
+            raws = (r for r in raws if needle in r or _is_partial(r) or self._pending)
+        yield from _parse_lines(raws, self.query, self._pending)
+
+
+def _parse_lines(
+    raws: Iterable[bytes], query: LogQuery, pending: list[LogLine]
+) -> Iterator[LogLine]:
+    """k8s-file lines to LogLines, partial (P) pieces joined to the line they end in;
+    `pending` holds the pieces still waiting for theirs (changed in place)."""
     for raw in raws:
+        if raw.startswith(b"\0"):
+            continue  # a hole read while it was punched; never whole lines
         line, complete = parse_k8s_line(raw)
         if line is None:
             continue
@@ -326,53 +380,68 @@ def _parse_lines(raws: Iterable[bytes], query: LogQuery) -> Iterator[LogLine]:
         if pending:
             text = "".join(p.text for p in pending) + line.text
             line = LogLine(time=pending[0].time, stream=line.stream, text=text)
-            pending = []
+            pending.clear()
         if query.matches(line):
             yield line
 
 
 class LogFollower:
-    """Reads the lines appended to a run's retained log since its last call. It re-opens the
-    log each time: a run that was pending when following began gets its live log later."""
+    """Reads what was appended to a run's log since its last call, a bounded piece at a
+    time. It re-opens the log each time: a run that was pending when following began gets
+    its live log later."""
 
     def __init__(
         self, open_log: Callable[[], RunLog], query: LogQuery, *, skip_existing: bool
     ) -> None:
         self.open_log = open_log
-        self.query = query
-        self.offsets: dict[Path, int] = {}
+        self.joiner = LineJoiner(query)
+        self.position = 0
         self.marked = False
         if skip_existing:
-            self.offsets = {path: _size(path) for path in open_log().files()}
+            self.position = open_log().kept().ranges[-1][1]
+            self.marked = True
 
-    def read_new(self) -> list[LogLine]:
+    def read(self, budget: int) -> tuple[list[bytes | LogLine], bool]:
+        """Blocks of whole k8s-file lines (and the omission marker) appended since the last
+        call, about `budget` bytes at most; and whether more is there already."""
         run_log = self.open_log()
-        lines: list[LogLine] = []
-        for index, path in enumerate(run_log.files()):
-            if index == 1 and run_log.omitted_bytes and not self.marked:
+        kept = run_log.kept()
+        items: list[bytes | LogLine] = []
+        taken = 0
+        for index, (first, end) in enumerate(kept.ranges):
+            if index == 1 and kept.omitted_bytes and not self.marked:
                 self.marked = True
-                lines.append(run_log.marker())
-            lines.extend(_parse_lines(self._new_raw_lines(path), self.query))
+                items.append(run_log.marker())
+            position = max(first, self.position)
+            while position < end:
+                if taken >= budget:
+                    self.position = position
+                    return items, True
+                at, data = run_log.read(position, end)
+                if data:
+                    items.append(data)
+                    taken += len(data)
+                position = at + len(data)
+            self.position = max(self.position, position)
+        return items, False
+
+    def lines(self, items: Iterable[bytes | LogLine]) -> list[LogLine]:
+        lines: list[LogLine] = []
+        for item in items:
+            if isinstance(item, LogLine):
+                lines.append(item)
+            else:
+                lines.extend(self.joiner.lines(item))
         return lines
 
-    def _new_raw_lines(self, path: Path) -> list[bytes]:
-        offset = self.offsets.get(path, 0)
-        try:
-            with path.open("rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        cut = data.rfind(b"\n") + 1  # a line still being written waits for the next call
-        self.offsets[path] = offset + cut
-        return data[:cut].splitlines(keepends=True)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
+    def read_new(self) -> list[LogLine]:
+        """Every line appended since the last call."""
+        lines: list[LogLine] = []
+        more = True
+        while more:
+            items, more = self.read(4 * READ_CHUNK)
+            lines += self.lines(items)
+        return lines
 
 
 def _is_partial(raw: bytes) -> bool:

@@ -89,6 +89,7 @@ class Supervisor:
         self._stop_failed: dict[str, float] = {}  # run id -> when its last stop failed
         self._watches: dict[str, OomWatch] = {}
         self._image_lock = asyncio.Lock()
+        self._images: set[str] = set()  # seen present in podman's storage
         self._last_reconcile = 0.0
         self._last_step = 0.0
         self._deadlines: list[datetime] = []  # of running runs, as the last step saw them
@@ -382,8 +383,7 @@ class Supervisor:
         job = await self.store.get_job(run.job_id)
         spec = self._container_spec(run, job)
         try:
-            await self._ensure_image(job.spec.image)
-            container_id = await self.runtime.create(spec)
+            container_id = await self._create(spec)
         except ImageNotFound as e:
             await self._fail(run, FailureType.IMAGE_NOT_FOUND, str(e))
             return
@@ -461,11 +461,28 @@ class Supervisor:
             if watch is not None:
                 self._watches[run_id] = watch
 
+    async def _create(self, spec: ContainerSpec) -> str:
+        """Create the container, getting its image first where needed. Images seen present
+        are not asked about again; one removed behind jobd's back is fetched again once."""
+        try:
+            await self._ensure_image(spec.image)
+            return await self.runtime.create(spec)
+        except ImageNotFound:
+            if spec.image not in self._images:
+                raise
+            self._images.discard(spec.image)
+            await self._ensure_image(spec.image)
+            return await self.runtime.create(spec)
+
     async def _ensure_image(self, image: str) -> None:
+        if image in self._images:
+            return
         if await self.runtime.image_exists(image):
+            self._images.add(image)
             return
         async with self._image_lock:
             if await self.runtime.image_exists(image):
+                self._images.add(image)
                 return
             if image == DEFAULT_IMAGE:
                 with temporary_context() as directory:
@@ -473,6 +490,7 @@ class Supervisor:
                     await self.runtime.build_image(context, DEFAULT_IMAGE)
                 return
             await self.runtime.pull(image)
+            self._images.add(image)
 
     def _container_spec(self, run: Run, job: Job) -> ContainerSpec:
         return ContainerSpec(

@@ -182,7 +182,12 @@ class PodmanRuntime:
         return str(container.id)
 
     async def start(self, container_id: str) -> None:
-        await self._call("start", lambda: self._client.containers.get(container_id).start())
+        await self._call("start", self._post, f"/containers/{container_id}/start")
+
+    def _post(self, path: str, **params: Any) -> None:
+        """One API call. podman-py's Container methods inspect the container first (a GET
+        per call); by id, jobd needs no Container object."""
+        self._client.api.post(path, params=params).raise_for_status()
 
     async def inspect(self, container_id: str) -> ContainerState:
         return await self._call("inspect", self._inspect, container_id)
@@ -206,7 +211,7 @@ class PodmanRuntime:
 
     def _signal(self, container_id: str, signal_name: str) -> None:
         try:
-            self._client.containers.get(container_id).kill(signal=signal_name)
+            self._post(f"/containers/{container_id}/kill", signal=signal_name)
         except podman.errors.APIError as e:
             # 409: not running; a stopped container is what we wanted
             if e.status_code not in (304, 404, 409):
@@ -218,7 +223,7 @@ class PodmanRuntime:
             await self._call("remove", self._remove, container_id)
 
     def _remove(self, container_id: str) -> None:
-        self._client.containers.get(container_id).remove(force=True)
+        self._client.containers.remove(container_id, force=True)  # by id: no inspect first
 
     # -- all of jobd's containers ------------------------------------------------------
 

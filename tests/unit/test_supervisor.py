@@ -47,12 +47,14 @@ class FakeRuntime:
         self.list_delay = 0.0
         self.stopped: list[str] = []
         self.removed: list[str] = []
+        self.image_checks = 0
         self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
 
     async def info(self) -> RuntimeInfo:
         return INFO
 
     async def image_exists(self, reference: str) -> bool:
+        self.image_checks += 1
         return reference != "missing"
 
     async def pull(self, reference: str) -> None:
@@ -229,6 +231,32 @@ async def test_create_failures_end_the_run_failed_with_a_reason(
     await harness.until(run_id, RunStatus.FAILED)
     run = await harness.store.get_run(run_id)
     assert run.failure is not None and run.failure.type.value == failure
+
+
+async def test_an_image_seen_present_is_not_asked_about_again_unless_it_vanishes(
+    harness: Harness,
+) -> None:
+    async def run_once() -> None:
+        run_id = await harness.submit()
+        await harness.until(run_id, RunStatus.RUNNING)
+        container_id = (await harness.store.get_run(run_id)).container_id
+        assert container_id is not None
+        harness.runtime.exit(container_id, 0)
+        await harness.until(run_id, RunStatus.SUCCEEDED)
+
+    for _ in range(3):
+        await run_once()
+    assert harness.runtime.image_checks == 1
+    harness.runtime.create_error = ImageNotFound("removed behind jobd's back")
+    original = harness.runtime.image_exists
+
+    async def exists_and_heal(reference: str) -> bool:  # as a pull would bring it back
+        harness.runtime.create_error = None
+        return await original(reference)
+
+    harness.runtime.image_exists = exists_and_heal  # type: ignore[method-assign]
+    await run_once()
+    assert harness.runtime.image_checks == 2, "asked again once create said it was gone"
 
 
 async def test_a_deadline_stops_the_run_and_fails_it_as_timeout(harness: Harness) -> None:
