@@ -87,6 +87,7 @@ class Supervisor:
         self._deferred: dict[str, str] = {}  # exits seen while their launch was in flight
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._stop_failed: dict[str, float] = {}  # run id -> when its last stop failed
+        self._removing: set[asyncio.Task[None]] = set()
         self._watches: dict[str, OomWatch] = {}
         self._image_lock = asyncio.Lock()
         self._images: set[str] = set()  # seen present in podman's storage
@@ -157,7 +158,7 @@ class Supervisor:
         """Before the runtime and the store close: cancel launches and stops and wait for
         them. What they leave (an assigned run, a cancelling one) the next start recovers."""
         self._closing = True
-        tasks = [*self._launching.values(), *self._stopping.values()]
+        tasks = [*self._launching.values(), *self._stopping.values(), *self._removing]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -215,9 +216,23 @@ class Supervisor:
         for _ in range(FINISH_ATTEMPTS):
             run = await self.store.get_run(run_id)
             if run.status.is_terminal or await self._record_exit(run, state, oom):
-                await self.runtime.remove(state.container_id)
+                self._remove_later(state.container_id)
                 return
         log.error("run %s kept changing while it finished; reconcile will retry", run_id)
+
+    def _remove_later(self, container_id: str) -> None:
+        """The run has ended: its container goes in the background, so the slot it freed is
+        placed now, not after `podman rm`. A removal cut short by shutdown is done by the next
+        start's reconcile (a container of an ended run is removed)."""
+        task = asyncio.create_task(self._remove(container_id), name=f"remove-{container_id}")
+        self._removing.add(task)
+        task.add_done_callback(self._removing.discard)
+
+    async def _remove(self, container_id: str) -> None:
+        try:
+            await self.runtime.remove(container_id)
+        except RuntimeFailure as e:
+            log.error("removing container %s failed; reconcile retries: %s", container_id, e)
 
     async def _record_exit(self, run: Run, state: ContainerState, oom: bool) -> bool:
         status, failure = outcome(run, exit_code=state.exit_code, oom_killed=oom)
@@ -415,12 +430,12 @@ class Supervisor:
             return
         try:
             await self.runtime.start(container_id)
-            state = await self.runtime.inspect(container_id)
         except RuntimeFailure as e:
             await self._abandon(run.id, container_id)
             await self._fail(run, FailureType.RUNTIME_ERROR, f"start failed: {e}")
             return
-        started = state.started_at or now()
+        state = await self._state_after_start(container_id)
+        started = (state.started_at if state else None) or now()
         await self._shielded(
             self.store.transition(
                 run.id,
@@ -431,10 +446,20 @@ class Supervisor:
                 deadline_at=started + timedelta(seconds=run.timeout_seconds),
             )
         )  # refused when cancelled meanwhile: apply_cancellations stops it once we are done
-        if state.exited:
+        if state is None or state.exited:  # reaped from what podman says then
             self._exits.put_nowait(
                 ContainerExit(container_id=container_id, run_id=run.id, exit_code=None)
             )
+
+    async def _state_after_start(self, container_id: str) -> ContainerState | None:
+        """The container's state once started, or None when podman could not tell: an
+        inspect racing a process that exits at once can fail (podman 4.3: "read
+        /proc/N/cgroup: no such process"). The start worked; the reap finds out the rest."""
+        try:
+            return await self.runtime.inspect(container_id)
+        except RuntimeFailure as e:
+            log.info("inspecting %s right after its start failed (%s); reaping it", container_id, e)
+            return None
 
     async def _abandon(self, run_id: str, container_id: str | None = None) -> None:
         """A launch that will not go on: let go of its cgroup watch and logs, remove its

@@ -357,6 +357,17 @@ class Daemon:
         )
 
 
+def removed_soon(run_id: str, timeout: float = 10) -> bool:
+    """Whether the run's container is gone within `timeout`: jobd removes an ended run's
+    container in the background, just after recording the end."""
+    deadline = time.monotonic() + timeout
+    while container_state(run_id) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def container_state(run_id: str) -> str | None:
     result = subprocess.run(
         ["podman", "inspect", "--format", "{{.State.Status}}", run_id],

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import DaemonFactory
-from tests.support import TEST_IMAGE, Daemon, container_state
+from tests.support import TEST_IMAGE, Daemon, removed_soon
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
 
@@ -48,7 +48,7 @@ def test_a_job_succeeds_with_its_output_in_the_logs_and_a_cost(daemon: Daemon) -
         ("stdout", "out"),
         ("stderr", "err"),
     ]
-    assert container_state(run["id"]) is None, "finished containers are removed"
+    assert removed_soon(run["id"]), "finished containers are removed"
 
 
 def test_start_command_and_env_reach_the_container(daemon: Daemon) -> None:
@@ -107,7 +107,7 @@ def test_timeout_stops_the_container_and_fails_the_run(daemon_factory: DaemonFac
     assert run["status"] == "failed"
     assert run["failureReason"]["type"] == "timeout"
     assert 2 <= run["runningSeconds"] < 10
-    assert container_state(run["id"]) is None
+    assert removed_soon(run["id"])
 
 
 def test_cancel_a_running_run_then_cancel_again_is_a_conflict(daemon: Daemon) -> None:

@@ -5,6 +5,7 @@ arrives while the launch is still in flight, create failures, deadlines, recover
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -48,6 +49,7 @@ class FakeRuntime:
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self.image_checks = 0
+        self.inspect_failures = 0
         self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
 
     async def info(self) -> RuntimeInfo:
@@ -97,6 +99,9 @@ class FakeRuntime:
         )
 
     async def inspect(self, container_id: str) -> ContainerState:
+        if self.inspect_failures:
+            self.inspect_failures -= 1
+            raise RuntimeFailure("inspect: read /proc/3181/cgroup: no such process")
         if container_id not in self.containers:
             raise ContainerGone(container_id)
         return self.containers[container_id]
@@ -149,6 +154,15 @@ class Harness:
             while await self.status(run_id) not in statuses:
                 await asyncio.sleep(0.01)
 
+    async def removed(self, container_id: str | None) -> bool:
+        """Whether the container is removed within a moment: an ended run's container goes
+        in the background."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                while container_id not in self.runtime.removed:
+                    await asyncio.sleep(0.01)
+        return container_id in self.runtime.removed
+
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
@@ -179,7 +193,7 @@ async def test_a_run_goes_through_its_states_to_its_exit_code(harness: Harness) 
     await harness.until(run_id, RunStatus.FAILED)
     run = await harness.store.get_run(run_id)
     assert run.exit_code == 5 and run.failure is not None
-    assert container_id in harness.runtime.removed
+    assert await harness.removed(container_id)
 
 
 async def test_cancel_while_the_container_is_created_ends_cancelled_once(
@@ -257,6 +271,24 @@ async def test_an_image_seen_present_is_not_asked_about_again_unless_it_vanishes
     harness.runtime.image_exists = exists_and_heal  # type: ignore[method-assign]
     await run_once()
     assert harness.runtime.image_checks == 2, "asked again once create said it was gone"
+
+
+async def test_an_inspect_racing_an_instant_exit_does_not_fail_a_started_run(
+    harness: Harness,
+) -> None:
+    original = harness.runtime.start
+
+    async def start_then_inspect_fails(container_id: str) -> None:
+        await original(container_id)
+        harness.runtime.inspect_failures = 1  # as podman 4.3 does while the process exits
+
+    harness.runtime.start = start_then_inspect_fails  # type: ignore[method-assign]
+    harness.runtime.exit_on_start = 0
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.SUCCEEDED)
+    run = await harness.store.get_run(run_id)
+    assert run.exit_code == 0 and run.started_at is not None
+    assert await harness.removed(run.container_id)
 
 
 async def test_a_deadline_stops_the_run_and_fails_it_as_timeout(harness: Harness) -> None:
