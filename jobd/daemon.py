@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import click
 import psutil
+import uvloop
 from aiohttp import web
 
 from jobd import __version__
@@ -323,6 +324,6 @@ def main(
     }
     try:
         config = load(config_file=config_file, overrides=overrides, system=system)
-        asyncio.run(_main(config))
+        uvloop.run(_main(config))
     except JobdError as e:
         raise SystemExit(f"jobd: {e}") from None

@@ -58,7 +58,7 @@ FINISH_ATTEMPTS = 5
 NOFILE = 4096
 FIRST_PAGE = 4
 QUEUE_PAGE = 256
-STEP_GAP = 0.005  # seconds; see _pace
+STEP_GAP = 0.02  # seconds; see _pace
 RUNNING_OR_ASSIGNED = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING})
 
 
