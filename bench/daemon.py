@@ -116,11 +116,11 @@ async def get_json(http: aiohttp.ClientSession, path: str) -> Any:
 
 
 async def wait_for_status(
-    http: aiohttp.ClientSession, run_id: str, statuses: set[str]
+    http: aiohttp.ClientSession, run_id: str, statuses: set[str], *, interval: float = 0.01
 ) -> dict[str, Any]:
     async with asyncio.timeout(120):
         while True:
             run = await get_json(http, f"/v1/runs/{run_id}")
             if run["status"] in statuses:
                 return run  # type: ignore[no-any-return]
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(interval)

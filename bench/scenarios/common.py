@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.report import Figure, Report
+
 PEERS_STATUS = Path("/run/jobd-bench/peers.json")
 PEERS_SETUP = Path(__file__).resolve().parents[1] / "peers" / "setup.sh"
 
@@ -65,11 +67,12 @@ def command_runner(
     return run
 
 
-def peers() -> dict[str, Any]:
+def peers(slots: int | None = None) -> dict[str, Any]:
     """The peers' status, after (re)running their setup: idempotent, and a quick no-op when
-    they are already up."""
+    they are already up. slots: task-spooler's jobs at once (default: setup.sh's, nproc)."""
     if PEERS_SETUP.exists():
-        subprocess.run(["bash", str(PEERS_SETUP)], check=False)
+        slots_args = ["--slots", str(slots)] if slots is not None else []
+        subprocess.run(["bash", str(PEERS_SETUP), *slots_args], check=False)
     try:
         return json.loads(PEERS_STATUS.read_text())  # type: ignore[no-any-return]
     except (OSError, ValueError) as e:
@@ -77,3 +80,20 @@ def peers() -> dict[str, Any]:
             "tsp": {"available": False, "reason": f"no peer status: {e}"},
             "slurm": {"available": False, "reason": f"no peer status: {e}"},
         }
+
+
+def failed_runs_figure(report: Report, scenario: str, failed_runs: Sequence[int]) -> None:
+    """jobd runs of a trivial job that did not succeed, per repeat (target: none)."""
+    if failed_runs:
+        report.add(
+            Figure(
+                scenario=scenario,
+                name="jobd runs that failed, per repeat",
+                system="jobd",
+                unit="runs",
+                samples=tuple(float(n) for n in failed_runs),
+                higher_is_better=False,
+                target="0",
+                met=not any(failed_runs),
+            )
+        )

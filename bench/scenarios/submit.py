@@ -1,16 +1,22 @@
 """Scenario 1: submit throughput. N trivial jobs submitted by 1, 8 and 64 concurrent clients
 through jobd's API, and through `jobctl` as a shell loop would; peers: `sbatch --wrap true`
 and `tsp true`. jobd's jobs queue behind a job that fills the node, so what is measured is
-accepting work (and a queue that grows to N), not running it."""
+accepting work (and a queue that grows to N), not running it. Beside them, the HTTP floor:
+an aiohttp server that only parses the body and answers, driven by the same client."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from bench.daemon import BIN, BLOCKER_PLAN, IMAGE, BenchDaemon, post_json, wait_for_status
 from bench.report import Figure, Report
@@ -28,6 +34,7 @@ def run(
     for _ in range(repeats):
         for c in clients:
             results.setdefault(("jobd", c), []).append(asyncio.run(_jobd(n, c)))
+            results.setdefault((HTTP_FLOOR, c), []).append(asyncio.run(_http_floor(n, c)))
         results.setdefault(("jobctl", 1), []).append(asyncio.run(_jobctl(jobctl_n)))
         for peer, command, env in _peer_commands(status):
             for c in clients:
@@ -84,6 +91,49 @@ async def _jobd(n: int, clients: int) -> tuple[float, list[float]]:
             daemon.stop()
 
 
+# The HTTP floor: an aiohttp server on a Unix socket that reads the body as JSON and answers
+# 201 with a small JSON document, nothing else; the same client drives it. No job runner
+# served by aiohttp in one Python process accepts faster on this machine.
+HTTP_FLOOR = "aiohttp floor"
+FLOOR_SERVER = """
+import sys
+from aiohttp import web
+
+async def accept(request):
+    body = await request.json()
+    return web.json_response({"id": "job_" + "0" * 32, "image": body["image"]}, status=201)
+
+app = web.Application()
+app.router.add_post("/v1/jobs", accept)
+app.router.add_get("/v1/plans", lambda request: web.json_response({}))
+web.run_app(app, path=sys.argv[1], print=None, access_log=None)
+"""
+
+
+def _start_floor(socket_path: Path) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(socket_path)])
+    deadline = time.monotonic() + 30
+    while not socket_path.exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError("the aiohttp floor server did not start")
+        time.sleep(0.01)
+    return server
+
+
+async def _http_floor(n: int, clients: int) -> tuple[float, list[float]]:
+    with tempfile.TemporaryDirectory(prefix="jobd-bench-") as home:
+        socket_path = Path(home) / "floor.sock"
+        server = await asyncio.to_thread(_start_floor, socket_path)
+        try:
+            connector = aiohttp.UnixConnector(path=str(socket_path), limit=clients + 4)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                return await concurrently(n, clients, lambda: _submit(http))
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
 async def _submit(http: Any) -> None:
     await post_json(http, "/v1/jobs", JOB)
 
@@ -122,13 +172,18 @@ async def _jobctl(n: int) -> tuple[float, list[float]]:
 def _figures(
     report: Report, results: dict[tuple[str, int], list[tuple[float, list[float]]]], n: int
 ) -> None:
+    sbatch = results.get(("slurm", 8))
+    sbatch_rate = statistics.median(len(lat) / wall for wall, lat in sbatch) if sbatch else None
     for (system, c), samples in results.items():
         label = f"{c} client{'s' if c > 1 else ''}"
         rates = tuple(len(lat) / wall for wall, lat in samples)
         target, met = None, None
         if system == "jobd" and c == 8:
             target = ">= 1,000 jobs/s and >= 10x sbatch"
-            met = min(rates) >= 1000
+            rate = statistics.median(rates)
+            met = rate >= 1000 and (sbatch_rate is None or rate >= 10 * sbatch_rate)
+            if sbatch_rate is not None:
+                target += f" ({10 * sbatch_rate:,.0f} here)"
         report.add(
             Figure(
                 scenario=SCENARIO,

@@ -1,0 +1,190 @@
+"""Scenario 4: the store at scale. With N finished runs recorded (default 100,000: seeded into
+the SQLite file before the daemon starts, see bench/seed.py), one client times the list
+endpoints one request at a time: GET /v1/jobs unfiltered, by status, by a common label (a fifth
+of the jobs), by a selective label (100 of the oldest jobs), by a one-day creation window, every
+page of the whole list in turn (cursor pagination), and every page of one job's 1,000 runs (GET
+/v1/jobs/{id}/runs; there is no /v1/runs list). Then `jobctl ls` as a user runs it, the daemon's
+start time with that store (and, for reference, with an empty one), and its RSS after the
+queries. Each repeat restarts the same daemon on the same store."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from bench.daemon import BIN, BenchDaemon, get_json
+from bench.report import Figure, Report
+from bench.scenarios.common import command_runner, concurrently, percentile
+from bench.seed import Seeded, seed
+
+SCENARIO = "4 store"
+PAGE = 50  # the API's default page size
+JOBCTL_RUNS = 20
+MB = 1_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Query:
+    name: str  # as the figure names it
+    path: str
+    walk: bool = False  # follow nextCursor, from the first page again after the last
+    count: int | None = None  # requests to time; None: --store-requests
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """One repeat's measurements."""
+
+    latencies: dict[str, list[float]]  # per query name, seconds
+    jobctl: list[float]
+    start: float
+    start_empty: float
+    rss: int
+
+
+def run(report: Report, *, n: int, requests: int, repeats: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="jobd-bench-") as home:
+        daemon = BenchDaemon(Path(home) / "full")
+        seeded = seed(daemon.data_dir / "jobd.db", n)
+        samples = [
+            _repeat(daemon, seeded, requests, Path(home) / f"empty-{i}") for i in range(repeats)
+        ]
+    _figures(report, samples, seeded)
+
+
+def _repeat(daemon: BenchDaemon, seeded: Seeded, requests: int, empty_home: Path) -> Sample:
+    empty = BenchDaemon(empty_home)
+    try:
+        start_empty = empty.start()
+    finally:
+        empty.stop()
+    start = daemon.start()
+    try:
+        latencies = asyncio.run(_time_queries(daemon, seeded, requests))
+        command = [str(BIN / "jobctl"), "ls"]
+        runner = command_runner(command, {"JOBD_SOCKET": str(daemon.socket)})
+        _, jobctl = asyncio.run(concurrently(JOBCTL_RUNS, 1, runner))
+        rss = daemon.rss_bytes()
+    finally:
+        daemon.stop()
+    return Sample(latencies=latencies, jobctl=jobctl, start=start, start_empty=start_empty, rss=rss)
+
+
+def _queries(seeded: Seeded) -> list[Query]:
+    middle = datetime.fromtimestamp((seeded.oldest + seeded.newest) / 2, UTC)
+    window = urlencode(
+        {
+            "createdAfter": middle.isoformat(),
+            "createdBefore": (middle + timedelta(days=1)).isoformat(),
+        }
+    )
+    return [
+        Query(name="GET /v1/jobs", path="/v1/jobs"),
+        Query(name="GET /v1/jobs?status=failed", path="/v1/jobs?status=failed"),
+        Query(name="GET /v1/jobs?label (1 job in 5)", path="/v1/jobs?label=team%3Dteam-1"),
+        Query(name="GET /v1/jobs?label (100 oldest jobs)", path="/v1/jobs?label=batch%3Db0"),
+        Query(name="GET /v1/jobs?createdAfter&createdBefore (1 day)", path=f"/v1/jobs?{window}"),
+        Query(
+            name="GET /v1/jobs, every page (cursor)",
+            path="/v1/jobs",
+            walk=True,
+            count=math.ceil(seeded.jobs / PAGE),  # the whole list, once
+        ),
+        Query(
+            name=f"GET /v1/jobs/{{id}}/runs, every page of {seeded.many_runs:,} runs",
+            path=f"/v1/jobs/{seeded.many_runs_job}/runs",
+            walk=True,
+        ),
+    ]
+
+
+async def _time_queries(
+    daemon: BenchDaemon, seeded: Seeded, requests: int
+) -> dict[str, list[float]]:
+    latencies: dict[str, list[float]] = {}
+    async with daemon.session(4) as http:
+        for query in _queries(seeded):
+            latencies[query.name] = await _time_query(http, query, query.count or requests)
+        await _check_walk(http, seeded)
+    return latencies
+
+
+async def _time_query(http: aiohttp.ClientSession, query: Query, count: int) -> list[float]:
+    latencies: list[float] = []
+    cursor: str | None = None
+    while len(latencies) < count:
+        path = query.path
+        if cursor:
+            path += ("&" if "?" in path else "?") + urlencode({"cursor": cursor})
+        began = time.perf_counter()
+        page = await get_json(http, path)
+        latencies.append(time.perf_counter() - began)
+        cursor = page["nextCursor"] if query.walk else None
+    return latencies
+
+
+async def _check_walk(http: aiohttp.ClientSession, seeded: Seeded) -> None:
+    """The whole list, at the largest page size, holds every seeded job exactly once: what
+    was timed was the real thing."""
+    listed: list[str] = []
+    cursor: str | None = None
+    while True:
+        query = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page: dict[str, Any] = await get_json(http, f"/v1/jobs?{urlencode(query)}")
+        listed += (job["id"] for job in page["jobs"])
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    if len(listed) != seeded.jobs or len(set(listed)) != seeded.jobs:
+        raise RuntimeError(
+            f"GET /v1/jobs listed {len(listed)} jobs ({len(set(listed))} distinct);"
+            f" {seeded.jobs} were seeded"
+        )
+
+
+def _figures(report: Report, samples: list[Sample], seeded: Seeded) -> None:
+    scale = f"{seeded.runs:,} runs"
+    for name in samples[0].latencies:
+        for pct in (50, 99):
+            values = tuple(percentile(s.latencies[name], pct) * 1000 for s in samples)
+            target = ("< 20 ms", max(values) < 20) if pct == 99 else None
+            _add(report, f"{name} p{pct}, {scale}", "ms", values, target)
+    jobctl = tuple(percentile(s.jobctl, 50) * 1000 for s in samples)
+    _add(report, "jobctl ls wall time p50", "ms", jobctl, system="jobctl")
+    starts = tuple(s.start for s in samples)
+    _add(report, f"daemon start, {scale}", "s", starts, ("< 2 s", max(starts) < 2))
+    _add(report, "daemon start, empty store", "s", tuple(s.start_empty for s in samples))
+    rss = tuple(s.rss / MB for s in samples)
+    _add(report, f"daemon RSS after the queries, {scale}", "MB", rss, ("< 150 MB", max(rss) < 150))
+
+
+def _add(
+    report: Report,
+    name: str,
+    unit: str,
+    samples: tuple[float, ...],
+    target: tuple[str, bool] | None = None,
+    *,
+    system: str = "jobd",
+) -> None:
+    report.add(
+        Figure(
+            scenario=SCENARIO,
+            name=name,
+            system=system,
+            unit=unit,
+            samples=samples,
+            higher_is_better=False,
+            target=target[0] if target else None,
+            met=target[1] if target else None,
+        )
+    )
