@@ -83,20 +83,23 @@ class BenchDaemon:
     def remove_containers(self) -> None:
         """Containers of this jobd (by its instance label), so nothing outlives the bench."""
         instance = (self.data_dir / "instance-id").read_text().strip()
-        ids = subprocess.run(
-            ["podman", "ps", "-aq", "--filter", f"label=io.jobd.instance={instance}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        if ids:
-            subprocess.run(
-                ["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, check=False
-            )
+        remove_labelled_containers(f"io.jobd.instance={instance}")
 
     def session(self, connections: int = 100) -> aiohttp.ClientSession:
         connector = aiohttp.UnixConnector(path=str(self.socket), limit=connections)
         return aiohttp.ClientSession(connector=connector)
+
+
+def remove_labelled_containers(label: str) -> None:
+    """Remove every container carrying `label` (key=value), running or not."""
+    ids = subprocess.run(
+        ["podman", "ps", "-aq", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if ids:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, check=False)
 
 
 async def post_json(http: aiohttp.ClientSession, path: str, body: Any) -> Any:

@@ -328,10 +328,6 @@ def _render(line: LogLine, run_id: str, fmt: str) -> bytes:
     return (json.dumps(line.to_api(run_id)) + "\n").encode()
 
 
-def _text(item: bytes | LogLine) -> bytes:
-    return k8s_text(item) if isinstance(item, bytes) else (item.text + "\n").encode()
-
-
 async def _stream_logs(
     request: web.Request, run_id: str, run_log: RunLog, wanted: LogRequest
 ) -> web.StreamResponse:
@@ -360,7 +356,11 @@ async def _stream_logs(
         while more and (remaining is None or remaining > 0):
             items, more = await asyncio.to_thread(follower.read, STREAM_PIECE)
             if as_text:
-                await response.write(b"".join(_text(item) for item in items))
+                text = (
+                    k8s_text(i) if isinstance(i, bytes) else _render(i, run_id, "text")
+                    for i in items
+                )
+                await response.write(b"".join(text))
                 continue
             batch = follower.lines(items)
             if remaining is not None:

@@ -286,24 +286,27 @@ class RunLog:
                 return tail_start, data[tail_start - start :]
         return start, data
 
-    def blocks(self, start: int = 0) -> Iterator[bytes | LogLine]:
+    def blocks(
+        self, start: int = 0, *, marker: bool = True
+    ) -> Iterator[tuple[int, bytes | LogLine]]:
         """The kept log from `start` on: blocks of whole k8s-file lines, with the omission
-        marker (a LogLine) where the head ends."""
+        marker (a LogLine) where the head ends unless `marker` is false; each with where
+        the log goes on after it."""
         kept = self.kept()
         for index, (first, end) in enumerate(kept.ranges):
-            if index == 1 and kept.omitted_bytes:
-                yield self.marker()
             position = max(first, start)
+            if index == 1 and kept.omitted_bytes and marker:
+                yield position, self.marker()
             while position < end:
                 at, data = self.read(position, end)
-                if data:
-                    yield data
                 position = at + len(data)
+                if data:
+                    yield position, data
 
     def lines(self, query: LogQuery) -> Iterator[LogLine]:
         """Every kept line that matches, oldest first, with the marker."""
         joiner = LineJoiner(query)
-        for block in self.blocks():
+        for _, block in self.blocks():
             if isinstance(block, LogLine):
                 yield block
             else:
@@ -403,26 +406,18 @@ class LogFollower:
 
     def read(self, budget: int) -> tuple[list[bytes | LogLine], bool]:
         """Blocks of whole k8s-file lines (and the omission marker) appended since the last
-        call, about `budget` bytes at most; and whether more is there already."""
-        run_log = self.open_log()
-        kept = run_log.kept()
+        call, about `budget` bytes at most; and whether more may be there already."""
         items: list[bytes | LogLine] = []
         taken = 0
-        for index, (first, end) in enumerate(kept.ranges):
-            if index == 1 and kept.omitted_bytes and not self.marked:
+        for position, item in self.open_log().blocks(self.position, marker=not self.marked):
+            items.append(item)
+            if isinstance(item, LogLine):
                 self.marked = True
-                items.append(run_log.marker())
-            position = max(first, self.position)
-            while position < end:
-                if taken >= budget:
-                    self.position = position
-                    return items, True
-                at, data = run_log.read(position, end)
-                if data:
-                    items.append(data)
-                    taken += len(data)
-                position = at + len(data)
-            self.position = max(self.position, position)
+                continue
+            taken += len(item)
+            self.position = position
+            if taken >= budget:
+                return items, True
         return items, False
 
     def lines(self, items: Iterable[bytes | LogLine]) -> list[LogLine]:

@@ -500,14 +500,15 @@ class Supervisor:
             return await self.runtime.create(spec)
 
     async def _ensure_image(self, image: str) -> None:
-        if image in self._images:
-            return
-        if await self.runtime.image_exists(image):
+        if image not in self._images:
+            await self._fetch_image(image)
             self._images.add(image)
+
+    async def _fetch_image(self, image: str) -> None:
+        if await self.runtime.image_exists(image):
             return
         async with self._image_lock:
             if await self.runtime.image_exists(image):
-                self._images.add(image)
                 return
             if image == DEFAULT_IMAGE:
                 with temporary_context() as directory:
@@ -515,7 +516,6 @@ class Supervisor:
                     await self.runtime.build_image(context, DEFAULT_IMAGE)
                 return
             await self.runtime.pull(image)
-            self._images.add(image)
 
     def _container_spec(self, run: Run, job: Job) -> ContainerSpec:
         return ContainerSpec(

@@ -26,7 +26,7 @@ import podman
 import podman.errors
 import requests.exceptions
 
-from bench.daemon import IMAGE
+from bench.daemon import IMAGE, remove_labelled_containers
 
 LABEL = "jobd-bench"
 OCI_RUNTIME = "runc"  # crun fails on this machine's hybrid cgroups
@@ -153,11 +153,4 @@ def client(socket: Path) -> podman.PodmanClient:
 
 def remove_labelled(scenario: str) -> None:
     """Remove the bench's own containers of this scenario that a failed run left behind."""
-    ids = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", f"label={LABEL}={scenario}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, check=False)
+    remove_labelled_containers(f"{LABEL}={scenario}")

@@ -117,7 +117,7 @@ def test_plain_text_of_blocks_matches_the_lines(tmp_path: Path) -> None:
     pieces = [k8s("a"), k8s("hel", tag="P"), k8s("lo"), k8s("", "stderr"), k8s("x y", tag="P")]
     write(run_log.source_path, b"".join(pieces) + k8s(" z"))
     run_log.finish()
-    text = b"".join(k8s_text(b) for b in run_log.blocks() if isinstance(b, bytes))
+    text = b"".join(k8s_text(b) for _, b in run_log.blocks() if isinstance(b, bytes))
     assert text.decode().splitlines() == texts(run_log) == ["a", "hello", "", "x y z"]
     # a partial piece at the end of one block joins the first line of the next
     assert k8s_text(k8s("ab", tag="P")) + k8s_text(k8s("c")) == b"abc\n"
