@@ -342,7 +342,10 @@ def _clone_job(
     )
     rows.add("jobs", job)
     for key, value in labels.items():
-        rows.add("job_labels", {"job_id": job_id, "key": key, "value": value})
+        rows.add(
+            "job_labels",
+            {"job_id": job_id, "key": key, "value": value, "created_at": job["created_at"]},
+        )
     for run, events in clones:
         rows.add("runs", run)
         for event in events:

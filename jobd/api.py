@@ -9,17 +9,18 @@ import collections
 import contextlib
 import functools
 import hmac
-import json
 import os
 import pwd
 import socket
 import struct
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from jobd import __version__
@@ -37,6 +38,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 1000
 DEFAULT_LOG_LIMIT = 1000
 MAX_LOG_LIMIT = 100_000
+HEALTH_INFO_SECONDS = 5.0  # how stale the podman facts /v1/health serves may be
 STREAM_PIECE = 4 * 1024 * 1024  # bytes of log read per write to a streaming response
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,6 +81,11 @@ def create_app(services: Services) -> web.Application:
 # -- middleware -----------------------------------------------------------------------
 
 
+def _json(data: Any, *, status: int = 200) -> web.Response:
+    """A JSON response, encoded by orjson: a tenth of json.dumps's time for a job."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -88,7 +95,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except JobdError as e:
-        return web.json_response(error_body(e.code, e.message), status=e.status)
+        return _json(error_body(e.code, e.message), status=e.status)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -96,17 +103,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             e.status, "http_error"
         )
         message = e.text if e.status != 413 else f"request body over {MAX_BODY} bytes"
-        return web.json_response(error_body(code, message or e.reason), status=e.status)
-
-
-def _is_unix(request: web.Request) -> bool:
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    return sock is not None and sock.family == socket.AF_UNIX
+        return _json(error_body(code, message or e.reason), status=e.status)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _is_unix(request):
+    if caller(request).via != "unix":
         token = request.app[SERVICES].token
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -114,10 +116,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+# per connection: a client's requests on one connection come from the same peer
+_callers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Owner] = weakref.WeakKeyDictionary()
+
+
 def caller(request: web.Request) -> Owner:
     """Who is asking: the peer's uid on the Unix socket, the daemon's user over TCP."""
-    if _is_unix(request):
-        sock = request.transport.get_extra_info("socket")  # type: ignore[union-attr]
+    transport = request.transport
+    if transport is None:  # the connection is gone: no peer to ask
+        return _peer(None)
+    owner = _callers.get(transport)
+    if owner is None:
+        owner = _callers[transport] = _peer(transport.get_extra_info("socket"))
+    return owner
+
+
+def _peer(sock: Any) -> Owner:
+    if sock is not None and sock.family == socket.AF_UNIX:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _, uid, _ = struct.unpack("3i", creds)
         return Owner(uid=uid, user=_user_name(uid), via="unix")
@@ -138,15 +153,15 @@ def _user_name(uid: int) -> str:
 
 async def _json_body(request: web.Request) -> Any:
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as e:
         raise InvalidRequest(f"body: invalid JSON: {e}") from e
 
 
 async def create_job(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     job, run = await services.jobs.create(await _json_body(request), caller(request))
-    return web.json_response(job.to_api(latest_run=run), status=201)
+    return _json(job.to_api(latest_run=run), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -155,14 +170,14 @@ async def list_jobs(request: web.Request) -> web.Response:
     page = await store.list_jobs(_job_filter(request), limit=limit, cursor=cursor)
     latest = await store.get_runs(j.latest_run_id for j in page.items if j.latest_run_id)
     jobs = [j.to_api(latest_run=latest.get(j.latest_run_id or "")) for j in page.items]
-    return web.json_response({"jobs": jobs, "nextCursor": page.next_cursor})
+    return _json({"jobs": jobs, "nextCursor": page.next_cursor})
 
 
 async def get_job(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     job = await store.get_job(request.match_info["job_id"])
     runs = await store.get_runs([job.latest_run_id] if job.latest_run_id else [])
-    return web.json_response(job.to_api(latest_run=runs.get(job.latest_run_id or "")))
+    return _json(job.to_api(latest_run=runs.get(job.latest_run_id or "")))
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -170,14 +185,12 @@ async def list_runs(request: web.Request) -> web.Response:
     page = await request.app[SERVICES].store.list_runs(
         request.match_info["job_id"], limit=limit, cursor=cursor
     )
-    return web.json_response(
-        {"runs": [r.to_api() for r in page.items], "nextCursor": page.next_cursor}
-    )
+    return _json({"runs": [r.to_api() for r in page.items], "nextCursor": page.next_cursor})
 
 
 async def rerun_job(request: web.Request) -> web.Response:
     run = await request.app[SERVICES].jobs.rerun(request.match_info["job_id"])
-    return web.json_response(run.to_api(), status=201)
+    return _json(run.to_api(), status=201)
 
 
 def _page(request: web.Request) -> tuple[int, str | None]:
@@ -233,7 +246,7 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
 
 async def get_run(request: web.Request) -> web.Response:
     run = await request.app[SERVICES].store.get_run(request.match_info["run_id"])
-    return web.json_response(run.to_api())
+    return _json(run.to_api())
 
 
 async def get_run_events(request: web.Request) -> web.Response:
@@ -248,12 +261,12 @@ async def get_run_events(request: web.Request) -> web.Response:
         }
         for e in await store.run_events(run.id)
     ]
-    return web.json_response({"events": events})
+    return _json({"events": events})
 
 
 async def cancel_run(request: web.Request) -> web.Response:
     run = await request.app[SERVICES].jobs.cancel(request.match_info["run_id"])
-    return web.json_response(run.to_api(), status=202)
+    return _json(run.to_api(), status=202)
 
 
 # -- logs -----------------------------------------------------------------------------
@@ -300,7 +313,7 @@ async def get_run_logs(request: web.Request) -> web.StreamResponse:
     if wanted.follow or wanted.format != "json":
         return await _stream_logs(request, run.id, run_log, wanted)
     lines, truncated = await asyncio.to_thread(_collect, run_log, wanted)
-    return web.json_response(
+    return _json(
         {
             "runId": run.id,
             "lines": [line.to_api(run.id) for line in lines],
@@ -325,7 +338,7 @@ def _collect(run_log: RunLog, wanted: LogRequest) -> tuple[list[LogLine], bool]:
 def _render(line: LogLine, run_id: str, fmt: str) -> bytes:
     if fmt == "text":
         return (line.text + "\n").encode()
-    return (json.dumps(line.to_api(run_id)) + "\n").encode()
+    return orjson.dumps(line.to_api(run_id)) + b"\n"
 
 
 async def _stream_logs(
@@ -384,7 +397,7 @@ async def _stream_logs(
 async def list_plans(request: web.Request) -> web.Response:
     config = request.app[SERVICES].config
     plans = [p.to_api() for p in config.plans.values()]
-    return web.json_response({"plans": plans, "defaultPlan": config.default_plan})
+    return _json({"plans": plans, "defaultPlan": config.default_plan})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -392,13 +405,13 @@ async def health(request: web.Request) -> web.Response:
     podman: dict[str, Any]
     try:
         async with asyncio.timeout(5):
-            info = await services.runtime.info()
+            info = await services.runtime.info(max_age=HEALTH_INFO_SECONDS)
         podman = {"reachable": True, **_podman_doc(info)}
     except (RuntimeFailure, TimeoutError) as e:
         info = services.info
         podman = {"reachable": False, "error": str(e), **_podman_doc(info)}
     uid = os.getuid()
-    return web.json_response(
+    return _json(
         {
             "status": "ok" if podman["reachable"] else "degraded",
             "version": __version__,
@@ -449,4 +462,4 @@ def _podman_doc(info: RuntimeInfo) -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return _json(openapi_document())

@@ -3,7 +3,6 @@ and wakes the supervisor; never touches the runtime."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -98,36 +97,37 @@ class Jobs:
         body = {"plan": self.config.default_plan, **body}
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
         plan = self.plan(spec.plan)
-        created = now()
+        job_id = new_id("job")
+        run = self._new_run(job_id, spec.timeout_seconds, plan)
         job = Job(
-            id=new_id("job"),
+            id=job_id,
             name=body.get("name"),
             spec=spec,
             labels=dict(body.get("labels", {})),
             owner=owner,
-            created_at=created,
+            created_at=run.created_at,
+            latest_run_id=run.id,
+            status=run.status,
         )
-        run = self._new_run(job, plan)
         await self.store.create_job(job, run)
         self.wake()
-        # as written: the answer needs no read back
-        return dataclasses.replace(job, latest_run_id=run.id, status=run.status), run
+        return job, run
 
     async def rerun(self, job_id: str) -> Run:
         job = await self.store.get_job(job_id)
-        run = self._new_run(job, self.plan(job.spec.plan))
+        run = self._new_run(job.id, job.spec.timeout_seconds, self.plan(job.spec.plan))
         await self.store.add_run(run)
         self.wake()
         return run
 
-    def _new_run(self, job: Job, plan: Plan) -> Run:
+    def _new_run(self, job_id: str, timeout_seconds: int, plan: Plan) -> Run:
         return Run(
             id=new_id("run"),
-            job_id=job.id,
+            job_id=job_id,
             status=RunStatus.PENDING,
             plan=plan,
             created_at=now(),
-            timeout_seconds=job.spec.timeout_seconds,
+            timeout_seconds=timeout_seconds,
         )
 
     async def cancel(self, run_id: str) -> Run:

@@ -12,14 +12,17 @@ The outcome (why a run failed) is kept apart from the state, as `Failure`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import secrets
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
+
+import orjson
 
 SECONDS_PER_MONTH = 30 * 24 * 3600  # plan prices are prorated over a 30-day month
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
@@ -231,19 +234,19 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
-        owner = json.loads(row["owner"])
+        owner = orjson.loads(row["owner"])
         return cls(
             id=row["id"],
             name=row["name"],
             spec=JobSpec(
                 image=row["image"],
-                command=tuple(json.loads(row["command"])),
-                env=json.loads(row["env"]),
+                command=tuple(orjson.loads(row["command"])),
+                env=orjson.loads(row["env"]),
                 plan=row["plan"],
                 timeout_seconds=row["timeout_seconds"],
                 network=row["network"],
             ),
-            labels=json.loads(row["labels"]),
+            labels=orjson.loads(row["labels"]),
             owner=Owner(uid=owner["uid"], user=owner["user"], via=owner["via"]),
             created_at=from_epoch(row["created_at"]),
             latest_run_id=row["latest_run_id"],
@@ -335,7 +338,7 @@ class Run:
             id=row["id"],
             job_id=row["job_id"],
             status=RunStatus(row["status"]),
-            plan=Plan.from_api(json.loads(row["plan"])),
+            plan=Plan.from_api(orjson.loads(row["plan"])),
             created_at=from_epoch(row["created_at"]),
             timeout_seconds=row["timeout_seconds"],
             started_at=maybe_epoch(row["started_at"]),
@@ -343,7 +346,7 @@ class Run:
             deadline_at=maybe_epoch(row["deadline_at"]),
             exit_code=row["exit_code"],
             failure=failure,
-            limits=Limits.from_api(json.loads(row["limits"])) if row["limits"] else None,
+            limits=Limits.from_api(orjson.loads(row["limits"])) if row["limits"] else None,
             stop_reason=StopReason(row["stop_reason"]) if row["stop_reason"] else None,
             container_id=row["container_id"],
         )
@@ -387,9 +390,33 @@ class Run:
         return dataclasses.replace(self, **changes)
 
 
+class _RandomBytes:
+    """os.urandom read in blocks. The call releases the GIL, and under load taking it back
+    costs far more than the call itself: one call serves a few hundred ids."""
+
+    def __init__(self, block: int = 4096) -> None:
+        self._block = block
+        self._buffer = b""
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> bytes:
+        with self._lock:
+            if self._offset + count > len(self._buffer):
+                self._buffer, self._offset = os.urandom(self._block), 0
+            start, self._offset = self._offset, self._offset + count
+            return self._buffer[start : self._offset]
+
+
+_random_bytes = _RandomBytes()
+
+
 def new_id(prefix: str) -> str:
-    """An unguessable id: the prefix and 128 random bits in hex."""
-    return f"{prefix}-{secrets.token_hex(16)}"
+    """The prefix and 32 hex digits: the time in milliseconds (48 bits), then 80 random bits.
+    Unguessable, and ordered by creation, so new rows land at the end of the store's id
+    indexes (random ids dirtied a different page per row, a third of a submission's writing)."""
+    millis = time.time_ns() // 1_000_000
+    return f"{prefix}-{millis:012x}{_random_bytes.take(10).hex()}"
 
 
 def now() -> datetime:

@@ -11,19 +11,20 @@ them run beside a write).
 from __future__ import annotations
 
 import base64
-import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aiosqlite
+import orjson
 
 from jobd.errors import InvalidRequest, NotFound, StoreError
 from jobd.models import (
+    ACTIVE_STATUSES,
     Failure,
     Job,
     Limits,
@@ -35,6 +36,9 @@ from jobd.models import (
 from jobd.writer import Writer
 
 T = TypeVar("T")
+Choose = Callable[[list[Run], list[Run]], list[Run]]  # (queue page, active runs) -> to start
+FIRST_PAGE = 4  # usually the head does not fit: read little to find that out
+QUEUE_PAGE = 256
 
 # Each entry migrates the schema from version N to N+1. Never edit a released entry: append.
 MIGRATIONS: Sequence[str] = (
@@ -91,6 +95,15 @@ MIGRATIONS: Sequence[str] = (
         detail TEXT
     );
     CREATE INDEX run_events_run ON run_events (run_id, id);
+    """,
+    # A label filter walks the matching labels newest first and stops at a page, instead of
+    # walking every job newest first and probing its labels (a rare label took 200 ms).
+    """
+    ALTER TABLE job_labels ADD COLUMN created_at REAL NOT NULL DEFAULT 0;
+    UPDATE job_labels SET created_at = (SELECT created_at FROM jobs WHERE id = job_id);
+    DROP INDEX job_labels_kv;
+    CREATE INDEX job_labels_kv_created
+        ON job_labels (key, value, created_at DESC, job_id DESC);
     """,
 )
 
@@ -212,19 +225,13 @@ class Store:
         rows = await _all(self._reader, f"SELECT * FROM runs WHERE id IN ({marks})", ids)
         return {row["id"]: Run.from_row(row) for row in rows}
 
-    async def queue_head(self, limit: int, after: Run | None = None) -> list[Run]:
-        """The oldest pending runs (after `after`, for the next page), from the
-        (status, created_at, id) index: a placement pass costs the same with 10 or 10,000
-        runs queued."""
-        sql = "SELECT * FROM runs WHERE status = 'pending'"
-        params: list[Any] = []
-        if after is not None:
-            created = after.created_at.timestamp()
-            sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
-            params += [created, created, after.id]
-        sql += " ORDER BY created_at, id LIMIT ?"
-        rows = await _all(self._reader, sql, (*params, limit))
-        return [Run.from_row(row) for row in rows]
+    async def assign_what_fits(self, choose: Choose) -> list[Run]:
+        """One placement pass, as one write: read the active runs and the queue's head, let
+        `choose(queue page, active runs)` pick the runs to start (oldest first, stopping at
+        the first that does not fit), and move those to assigned. The decision and its record
+        share one transaction, so nothing changes between them; only the head is read, a page
+        at a time, so a pass costs the same with 10 or 10,000 runs queued."""
+        return await self._writer.write(lambda db: _assign_what_fits(db, choose))
 
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         values = [s.value for s in statuses]
@@ -237,15 +244,7 @@ class Store:
         return [Run.from_row(row) for row in rows]
 
     async def list_jobs(self, where: JobFilter, *, limit: int, cursor: str | None) -> Page[Job]:
-        clauses, params = _job_clauses(where)
-        if cursor:
-            created, last_id = _decode_cursor(cursor)
-            clauses.append("(j.created_at < ? OR (j.created_at = ? AND j.id < ?))")
-            params += [created, created, last_id]
-        sql = "SELECT j.* FROM jobs j"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
+        sql, params = _jobs_query(where, cursor)
         rows = await _all(self._reader, sql, (*params, limit + 1))
         jobs = [Job.from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
@@ -257,8 +256,8 @@ class Store:
         sql = "SELECT * FROM runs WHERE job_id = ?"
         if cursor:
             created, last_id = _decode_cursor(cursor)
-            sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
-            params += [created, created, last_id]
+            sql += " AND (created_at, id) < (?, ?)"
+            params += [created, last_id]
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         rows = await _all(self._reader, sql, (*params, limit + 1))
         runs = [Run.from_row(r) for r in rows[:limit]]
@@ -337,13 +336,13 @@ def _create_job(db: sqlite3.Connection, job: Job, run: Run) -> None:
             job.id,
             job.name,
             job.spec.image,
-            json.dumps(list(job.spec.command)),
-            json.dumps(dict(job.spec.env)),
+            _json(list(job.spec.command)),
+            _json(dict(job.spec.env)),
             job.spec.plan,
             job.spec.timeout_seconds,
             job.spec.network,
-            json.dumps(dict(job.labels)),
-            json.dumps(job.owner.to_api()),
+            _json(dict(job.labels)),
+            _json(job.owner.to_api()),
             job.created_at.timestamp(),
             run.id,
             run.status.value,
@@ -351,8 +350,8 @@ def _create_job(db: sqlite3.Connection, job: Job, run: Run) -> None:
     )
     if job.labels:
         db.executemany(
-            "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
-            [(job.id, k, v) for k, v in job.labels.items()],
+            "INSERT INTO job_labels (job_id, key, value, created_at) VALUES (?, ?, ?, ?)",
+            [(job.id, k, v, job.created_at.timestamp()) for k, v in job.labels.items()],
         )
     _insert_run(db, run)
 
@@ -375,7 +374,7 @@ def _insert_run(db: sqlite3.Connection, run: Run) -> None:
             run.id,
             run.job_id,
             run.status.value,
-            json.dumps(run.plan.to_api()),
+            _json(run.plan.to_api()),
             run.timeout_seconds,
             run.created_at.timestamp(),
         ),
@@ -419,6 +418,38 @@ def _transition(
     return Run.from_row(updated)
 
 
+def _assign_what_fits(db: sqlite3.Connection, choose: Choose) -> list[Run]:
+    marks = ", ".join("?" * len(ACTIVE_STATUSES))
+    rows = db.execute(
+        f"SELECT * FROM runs WHERE status IN ({marks})", [s.value for s in ACTIVE_STATUSES]
+    )
+    active = [Run.from_row(row) for row in rows]
+    assigned: list[Run] = []
+    size, after = FIRST_PAGE, None
+    while page := _queue_head(db, size, after):
+        chosen = choose(page, active)
+        for run in chosen:
+            done = _transition(db, run.id, RunStatus.ASSIGNED, ["pending"], "", [], "placed")
+            assert done is not None, "a pending run changed inside the placing transaction"
+            assigned.append(done)
+        if len(chosen) < len(page):
+            break
+        active += chosen
+        size, after = min(size * 4, QUEUE_PAGE), page[-1]
+    return assigned
+
+
+def _queue_head(db: sqlite3.Connection, limit: int, after: Run | None) -> list[Run]:
+    """The oldest pending runs (after `after`), from the (status, created_at, id) index."""
+    sql = "SELECT * FROM runs WHERE status = 'pending'"
+    params: list[Any] = []
+    if after is not None:
+        sql += " AND (created_at, id) > (?, ?)"  # a row value: an index SEARCH
+        params += [after.created_at.timestamp(), after.id]
+    rows = db.execute(sql + " ORDER BY created_at, id LIMIT ?", (*params, limit))
+    return [Run.from_row(row) for row in rows]
+
+
 def _update_run(
     db: sqlite3.Connection,
     run_id: str,
@@ -447,6 +478,10 @@ async def _fetch_run(db: aiosqlite.Connection, run_id: str) -> Run | None:
     return Run.from_row(row) if row else None
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _assignments(changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
     unknown = set(changes) - RUN_COLUMNS
     if unknown:
@@ -471,42 +506,59 @@ def _column_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, Limits):
-        return json.dumps(value.to_api())
+        return _json(value.to_api())
     if isinstance(value, StopReason):
         return value.value
     return value
 
 
-def _job_clauses(where: JobFilter) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
+def _jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
+    """The jobs matching `where`, newest first, after `cursor`. With a label filter the walk
+    starts from the first label's rows (job_labels carries each job's creation time), so a
+    rare label reads its own few rows, not every job."""
+    labels = list(where.labels.items())
+    if labels:
+        source = "job_labels l JOIN jobs j ON j.id = l.job_id"
+        created, key = "l.created_at", "l.job_id"
+        (first_key, first_value), labels = labels[0], labels[1:]
+        clauses = ["l.key = ?", "l.value = ?"]
+        params: list[Any] = [first_key, first_value]
+    else:
+        source, created, key = "jobs j", "j.created_at", "j.id"
+        clauses, params = [], []
     if where.status is not None:
         clauses.append("j.status = ?")
         params.append(where.status.value)
-    for key, value in where.labels.items():
+    for label_key, value in labels:
         clauses.append(
-            "EXISTS (SELECT 1 FROM job_labels l"
-            " WHERE l.job_id = j.id AND l.key = ? AND l.value = ?)"
+            "EXISTS (SELECT 1 FROM job_labels o"
+            " WHERE o.job_id = j.id AND o.key = ? AND o.value = ?)"
         )
-        params += [key, value]
+        params += [label_key, value]
     if where.created_after is not None:
-        clauses.append("j.created_at >= ?")
+        clauses.append(f"{created} >= ?")
         params.append(where.created_after.timestamp())
     if where.created_before is not None:
-        clauses.append("j.created_at < ?")
+        clauses.append(f"{created} < ?")
         params.append(where.created_before.timestamp())
-    return clauses, params
+    if cursor:
+        clauses.append(f"({created}, {key}) < (?, ?)")  # a row value: an index SEARCH
+        params += list(_decode_cursor(cursor))
+    sql = f"SELECT j.* FROM {source}"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return sql + f" ORDER BY {created} DESC, {key} DESC LIMIT ?", params
 
 
 def _page_cursor(item: Job | Run) -> str:
-    raw = json.dumps([item.created_at.timestamp(), item.id]).encode()
+    raw = orjson.dumps([item.created_at.timestamp(), item.id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created, last_id = json.loads(base64.urlsafe_b64decode(padded))
+        created, last_id = orjson.loads(base64.urlsafe_b64decode(padded))
         return float(created), str(last_id)
     except (ValueError, TypeError) as e:
         raise InvalidRequest("invalid cursor") from e

@@ -56,8 +56,6 @@ RECONCILE_SECONDS = 30.0
 STOP_RETRY_SECONDS = 5.0  # after a failed stop, before trying again
 FINISH_ATTEMPTS = 5
 NOFILE = 4096
-FIRST_PAGE = 4
-QUEUE_PAGE = 256
 STEP_GAP = 0.02  # seconds; see _pace
 RUNNING_OR_ASSIGNED = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING})
 
@@ -138,14 +136,10 @@ class Supervisor:
     async def step(self) -> None:
         """One pass over what needs doing, from one read of the active runs."""
         await self.reap_exits()
-        began = time.perf_counter()  # a scheduling pass: its reads, decisions and writes
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
-        ended = await self.apply_cancellations(active)
+        await self.apply_cancellations(active)
         await self.enforce_deadlines(active)
-        if ended:  # capacity freed: place from the runs as they are now
-            active = await self.store.runs_with_status(ACTIVE_STATUSES)
-        await self.start_what_fits(active)
-        self.passes.add(time.perf_counter() - began)
+        await self.start_what_fits()
         self._deadlines = [
             r.deadline_at
             for r in active
@@ -262,18 +256,15 @@ class Supervisor:
 
     # -- step 2: cancellations --------------------------------------------------------
 
-    async def apply_cancellations(self, active: list[Run]) -> bool:
-        """Stop the runs being cancelled; whether any ended here and now."""
-        ended = False
+    async def apply_cancellations(self, active: list[Run]) -> None:
+        """Stop the runs being cancelled."""
         for run in active:
             if run.status is not RunStatus.CANCELLING or self._busy(run.id):
                 continue
             if run.container_id is None:
                 await self._end_cancelled(run, "cancelled before its container existed")
-                ended = True
                 continue
             self._stop(run)
-        return ended
 
     def _busy(self, run_id: str) -> bool:
         """A launch or a stop is in flight, or the last stop failed a moment ago."""
@@ -351,29 +342,18 @@ class Supervisor:
 
     # -- step 4: start what fits ------------------------------------------------------
 
-    async def start_what_fits(self, active: list[Run]) -> None:
-        """Place runs from the head of the queue until one does not fit. Placement is FIFO
-        and stops at the first misfit, so only the head is read, a page at a time."""
-        active = list(active)
-        size = FIRST_PAGE  # usually the head does not fit: read little to find that out
-        page = await self.store.queue_head(size)
-        while page:
-            chosen = place(page, active, self.capacity)
-            for run in chosen:
-                await self._assign(run)
-            if len(chosen) < len(page):
-                return
-            active += chosen
-            size = min(size * 4, QUEUE_PAGE)
-            page = await self.store.queue_head(size, after=page[-1])
-
-    async def _assign(self, run: Run) -> None:
-        assigned = await self.store.transition(
-            run.id, RunStatus.ASSIGNED, expect={RunStatus.PENDING}, detail="placed"
+    async def start_what_fits(self) -> None:
+        """Place runs from the head of the queue until one does not fit (FIFO, so a large
+        run at the head is never starved by smaller ones behind it), and launch them. The
+        pass (reads, decision, record) is one write in the store, timed for /v1/health."""
+        began = time.perf_counter()
+        assigned = await self.store.assign_what_fits(
+            lambda queue, active: place(queue, active, self.capacity)
         )
-        if assigned is not None:
+        self.passes.add(time.perf_counter() - began)
+        for run in assigned:
             self._launching[run.id] = asyncio.create_task(
-                self._launch(assigned), name=f"launch-{run.id}"
+                self._launch(run), name=f"launch-{run.id}"
             )
 
     async def _launch(self, run: Run) -> None:

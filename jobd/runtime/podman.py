@@ -75,6 +75,7 @@ class PodmanRuntime:
         self._oci_runtime = oci_runtime
         self._client = podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=120)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
+        self._last_info: tuple[float, RuntimeInfo] | None = None  # (monotonic time, info)
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -89,8 +90,14 @@ class PodmanRuntime:
 
     # -- about podman -------------------------------------------------------------------
 
-    async def info(self) -> RuntimeInfo:
-        return await self._call("info", self._info)
+    async def info(self, *, max_age: float = 0.0) -> RuntimeInfo:
+        """What podman says about itself, asked again only when the last answer is older than
+        `max_age` seconds: `podman info` takes a second or two while containers start."""
+        if self._last_info is not None and time.monotonic() - self._last_info[0] <= max_age:
+            return self._last_info[1]
+        info = await self._call("info", self._info)
+        self._last_info = (time.monotonic(), info)
+        return info
 
     def _info(self) -> RuntimeInfo:
         version = self._client.version()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -52,10 +53,12 @@ def test_cancelling_ends_only_as_cancelled() -> None:
     assert TRANSITIONS[RunStatus.CANCELLING] == {RunStatus.CANCELLED}
 
 
-def test_ids_are_prefixed_and_unguessable() -> None:
-    ids = {new_id("run") for _ in range(1000)}
-    assert len(ids) == 1000
-    assert all(i.startswith("run-") and len(i) == 36 for i in ids)
+def test_ids_are_prefixed_unguessable_and_ordered_by_creation() -> None:
+    ids = [new_id("run") for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(re.fullmatch("run-[0-9a-f]{32}", i) for i in ids)
+    stamps = [i[4:16] for i in ids]  # creation order, to the millisecond
+    assert stamps == sorted(stamps)
 
 
 @pytest.mark.parametrize(

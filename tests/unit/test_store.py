@@ -162,6 +162,63 @@ async def test_list_jobs_filters_and_pages(store: Store) -> None:
         await store.list_jobs(JobFilter(), limit=3, cursor="garbage!")
 
 
+async def _walk(store: Store, where: JobFilter, limit: int) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_jobs(where, limit=limit, cursor=cursor)
+        seen += [j.id for j in page.items]
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+async def test_label_filters_page_newest_first_with_every_other_filter(store: Store) -> None:
+    jobs = []
+    for i in range(9):
+        job, run = make_job(team="a" if i % 3 else "b", tier=str(i % 2))
+        await store.create_job(job, run)
+        if i == 4:
+            await store.transition(run.id, RunStatus.CANCELLED)
+        jobs.append(job)
+    newest_first = list(reversed(jobs))
+    team_a = [j.id for j in newest_first if j.labels["team"] == "a"]
+    assert await _walk(store, JobFilter(labels={"team": "a"}), 2) == team_a
+    both = JobFilter(labels={"team": "a", "tier": "1"})
+    assert await _walk(store, both, 1) == [
+        j.id for j in newest_first if j.labels == {"team": "a", "tier": "1"}
+    ]
+    cancelled = JobFilter(labels={"team": "a"}, status=RunStatus.CANCELLED)
+    assert await _walk(store, cancelled, 5) == [jobs[4].id]
+    window = JobFilter(
+        labels={"team": "a"},
+        created_after=jobs[2].created_at,
+        created_before=jobs[7].created_at,
+    )
+    assert await _walk(store, window, 2) == [
+        j.id for j in newest_first if j.labels["team"] == "a" and 2 <= jobs.index(j) < 7
+    ]
+
+
+async def test_a_version_1_database_keeps_its_labels_filterable(tmp_path: Path) -> None:
+    path = tmp_path / "jobd.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+        for name, created in (("old", 100.0), ("new", 200.0)):
+            db.execute(
+                "INSERT INTO jobs (id, name, image, command, env, plan, timeout_seconds,"
+                " network, labels, owner, created_at) VALUES (?, ?, 'busybox', '[]', '{}',"
+                " 'standard', 60, 'none', '{\"team\": \"a\"}', ?, ?)",
+                (f"job-{name}", name, '{"uid": 1000, "user": "dev", "via": "unix"}', created),
+            )
+            db.execute("INSERT INTO job_labels VALUES (?, 'team', 'a')", (f"job-{name}",))
+    store = await Store.open(path)
+    try:
+        assert await _walk(store, JobFilter(labels={"team": "a"}), 1) == ["job-new", "job-old"]
+    finally:
+        await store.close()
+
+
 async def test_reruns_list_newest_first_and_move_the_job_status(store: Store) -> None:
     job, run = make_job()
     await store.create_job(job, run)

@@ -52,7 +52,7 @@ class FakeRuntime:
         self.inspect_failures = 0
         self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
 
-    async def info(self) -> RuntimeInfo:
+    async def info(self, *, max_age: float = 0.0) -> RuntimeInfo:
         return INFO
 
     async def image_exists(self, reference: str) -> bool:
