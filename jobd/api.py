@@ -55,6 +55,7 @@ class Services:
     token: str
     started: float
     passes: PassTimes
+    pass_waits: PassTimes
 
 
 SERVICES = web.AppKey("services", Services)
@@ -431,13 +432,13 @@ async def health(request: web.Request) -> web.Response:
                 "pid": os.getpid(),
                 "dataDir": str(services.config.data_dir),
             },
-            "scheduler": _scheduler_doc(services.passes),
+            "scheduler": _scheduler_doc(services.passes, services.pass_waits),
             "uptimeSeconds": round(time.time() - services.started, 3),
         }
     )
 
 
-def _scheduler_doc(passes: PassTimes) -> dict[str, Any]:
+def _scheduler_doc(passes: PassTimes, waits: PassTimes) -> dict[str, Any]:
     def ms(seconds: float) -> float:
         return round(seconds * 1000, 3)
 
@@ -447,6 +448,11 @@ def _scheduler_doc(passes: PassTimes) -> dict[str, Any]:
         "slowestPassMs": ms(passes.slowest),
         "recentP50Ms": ms(passes.percentile(50)),
         "recentP99Ms": ms(passes.percentile(99)),
+        "waited": {
+            "slowestMs": ms(waits.slowest),
+            "recentP50Ms": ms(waits.percentile(50)),
+            "recentP99Ms": ms(waits.percentile(99)),
+        },
     }
 
 

@@ -187,6 +187,7 @@ class Daemon:
             token=token,
             started=time.time(),
             passes=supervisor.passes,
+            pass_waits=supervisor.pass_waits,
         )
         return services, supervisor
 

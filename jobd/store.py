@@ -128,6 +128,12 @@ class JobFilter:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Placement:
+    assigned: list[Run]  # moved to assigned by the pass, oldest first
+    seconds: float  # the pass's own time in the writer: its reads, decision and writes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
@@ -225,7 +231,7 @@ class Store:
         rows = await _all(self._reader, f"SELECT * FROM runs WHERE id IN ({marks})", ids)
         return {row["id"]: Run.from_row(row) for row in rows}
 
-    async def assign_what_fits(self, choose: Choose) -> list[Run]:
+    async def assign_what_fits(self, choose: Choose) -> Placement:
         """One placement pass, as one write: read the active runs and the queue's head, let
         `choose(queue page, active runs)` pick the runs to start (oldest first, stopping at
         the first that does not fit), and move those to assigned. The decision and its record
@@ -418,7 +424,8 @@ def _transition(
     return Run.from_row(updated)
 
 
-def _assign_what_fits(db: sqlite3.Connection, choose: Choose) -> list[Run]:
+def _assign_what_fits(db: sqlite3.Connection, choose: Choose) -> Placement:
+    began = time.perf_counter()
     marks = ", ".join("?" * len(ACTIVE_STATUSES))
     rows = db.execute(
         f"SELECT * FROM runs WHERE status IN ({marks})", [s.value for s in ACTIVE_STATUSES]
@@ -436,7 +443,7 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose) -> list[Run]:
             break
         active += chosen
         size, after = min(size * 4, QUEUE_PAGE), page[-1]
-    return assigned
+    return Placement(assigned=assigned, seconds=time.perf_counter() - began)
 
 
 def _queue_head(db: sqlite3.Connection, limit: int, after: Run | None) -> list[Run]:

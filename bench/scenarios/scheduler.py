@@ -1,8 +1,10 @@
 """Scenario 6: the scheduler with a long queue. A blocker job takes every CPU of the node, then
 N jobs (default 10,000) of mixed plans (every plan the node admits, drawn at random) queue behind
 it. jobd times each placement pass and serves the figures at GET /v1/health ("scheduler":
-percentiles over the last 1,000 passes, the slowest of its lifetime). Two windows of 1,000
-passes each are read:
+percentiles over the last 1,000 passes, the slowest of its lifetime): the pass's own time (its
+reads, decision and writes, in the store's writer: the target) and, beside it, the time the
+supervisor waited for it (the writer busy with other writes, the event loop with other work,
+and on 2 cores, podman starting containers). Two windows of 1,000 passes each are read:
 
 - node full: the bench submits a job (each submission wakes the supervisor: one pass) and
   cancels it again (a pending run's cancel does not wake it), so the queue stays at N, until
@@ -43,8 +45,9 @@ DRAIN_SECONDS = 900
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Sample:
-    windows: dict[str, tuple[float, float]]  # window -> (p50, p99) of its passes, ms
+    windows: dict[str, dict[str, Any]]  # window -> /v1/health's scheduler figures then
     slowest: float  # ms
+    slowest_waited: float  # ms
 
 
 def run(report: Report, *, queued: int, repeats: int) -> None:
@@ -69,13 +72,18 @@ async def _measure(http: aiohttp.ClientSession, queued: int) -> Sample:
     plans = await _admitted_plans(http)
     head, tail = await _queue(http, queued, plans)
     full = await _passes_with_node_full(http, plans[0])
-    windows = {"node full": (full["recentP50Ms"], full["recentP99Ms"])}
+    windows = {"node full": full}
     draining = await _passes_while_draining(http, blocker["latestRunId"], tail)
     if draining is not None:
-        windows["draining"] = (draining["recentP50Ms"], draining["recentP99Ms"])
+        windows["draining"] = draining
     if await _pending(http, head):
         raise RuntimeError("the queue did not drain: its head is still pending")
-    return Sample(windows=windows, slowest=(await _scheduler(http))["slowestPassMs"])
+    last = await _scheduler(http)
+    return Sample(
+        windows=windows,
+        slowest=last["slowestPassMs"],
+        slowest_waited=last["waited"]["slowestMs"],
+    )
 
 
 async def _admitted_plans(http: aiohttp.ClientSession) -> list[str]:
@@ -163,11 +171,18 @@ def _figures(report: Report, samples: list[Sample], queued: int) -> None:
             )
         if not timed:
             continue
-        p50 = tuple(p50 for p50, _ in timed)
-        p99 = tuple(p99 for _, p99 in timed)
-        _add(report, f"placement pass p50, {scale}, {window}", p50)
-        _add(report, f"placement pass p99, {scale}, {window}", p99, max(p99) < TARGET_MS)
+        for figure, key in (("p50", "recentP50Ms"), ("p99", "recentP99Ms")):
+            own = tuple(t[key] for t in timed)
+            met = max(own) < TARGET_MS if figure == "p99" else None
+            _add(report, f"placement pass {figure}, {scale}, {window}", own, met)
+            waited = tuple(t["waited"][key] for t in timed)
+            _add(report, f"placement pass as waited for, {figure}, {scale}, {window}", waited)
     _add(report, "slowest placement pass (daemon lifetime)", tuple(s.slowest for s in samples))
+    _add(
+        report,
+        "slowest placement pass as waited for (daemon lifetime)",
+        tuple(s.slowest_waited for s in samples),
+    )
 
 
 def _add(report: Report, name: str, samples: tuple[float, ...], met: bool | None = None) -> None:

@@ -344,6 +344,9 @@ def test_plans_health_and_openapi(daemon: Daemon) -> None:
     health = daemon.get("/v1/health").body
     assert health["status"] == "ok" and health["podman"]["reachable"] is True
     assert health["limits"]["enforced"] is True
+    scheduler = health["scheduler"]  # the first step, at start, timed a pass
+    assert scheduler["passes"] > 0 and scheduler["slowestPassMs"] >= scheduler["recentP50Ms"] > 0
+    assert scheduler["waited"]["recentP99Ms"] >= scheduler["waited"]["recentP50Ms"] > 0
     spec = daemon.get("/v1/openapi.json").body
     assert spec["openapi"].startswith("3.")
     assert "/v1/runs/{runId}/cancel" in spec["paths"]
