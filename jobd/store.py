@@ -3,9 +3,9 @@
 Every run state change goes through `transition`: a guarded `UPDATE ... WHERE status IN (...)`
 plus an event row, in one transaction. Zero rows changed means the transition was illegal
 (another writer got there first), which is what makes cancel-vs-exit races and restarts safe.
-Writes go to one connection on a writer thread of their own, each a function that runs whole
-there, committed in groups (jobd/writer.py); reads use a second connection (aiosqlite; WAL lets
-them run beside a write).
+Writes go to one connection, each a function of it that runs whole, committed in groups on the
+event loop (jobd/writer.py says why); reads use a second connection on a thread (aiosqlite;
+WAL lets them run beside a write).
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any
     return rows[0] if rows else None
 
 
-# -- in the writer thread: each function is one write, inside the writer's transaction ----
+# -- the writes: each function is one write, inside the writer's transaction -------------
 
 
 def _prepare(db: sqlite3.Connection) -> None:

@@ -1,53 +1,63 @@
-"""The store's writer: one SQLite connection on a thread of its own, committing in groups.
+"""The store's writer: one SQLite connection, written on the event loop, committing in groups.
 
-Each write is a plain function of the connection and runs whole in the writer thread: a
-transition (read the status, guarded UPDATE, event row, the job's status, read back) is one
-hop from the event loop, not six. Writes handed over while a group is being written wait and
-go together in the next group: one transaction, one commit (group commit). A write that
-raises is rolled back alone and raises to its caller; the others commit (see _write_group).
+Each write is a plain function of the connection. Writes handed over while the loop runs other
+work wait and go together: one transaction, one commit (group commit), run by a task of the
+writer's at its next turn. A write that raises is rolled back alone and raises to its caller;
+the others commit (see _write_group).
+
+Why on the loop and not on a thread of its own: a write is a few statements that take tens of
+microseconds (WAL, synchronous=NORMAL: a commit writes to the page cache and does not wait for
+the disk). On a thread, each statement handed the GIL back and forth with the loop, and that
+cost more than the write itself (a third more CPU per job submitted, and a slower loop). What
+can wait for the disk is a checkpoint, copying the WAL into the database: automatic checkpoints
+are off, and a checkpoint runs on a connection of its own in a thread, at most once a second.
 
 A write handed to the writer happens even if its caller is cancelled meanwhile: it was
 decided, and the caller's cancellation (a client hanging up, shutdown) does not undo it.
-
-aiosqlite (which serves the reads) runs one statement per call; only its private API runs a
-function in its thread, hence this small class.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]  # (succeeded, result or exception)
+CHECKPOINT_SECONDS = 1.0  # at most one checkpoint per
 
 
 class Writer:
-    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
-        self._executor = executor
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
+        self._path = path
         self._queue: list[tuple[Write, asyncio.Future[Any]]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._checkpoints = ThreadPoolExecutor(1, thread_name_prefix="jobd-store-checkpoint")
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._last_checkpoint = time.monotonic()
         self._closed = False
         self.groups = 0  # transactions committed (or tried)
 
     @classmethod
     async def open(cls, path: Path, setup: Callable[[sqlite3.Connection], None]) -> Writer:
-        """Connect in the writer thread (the connection is used from there only) and run
-        `setup` (pragmas, migrations) before any write."""
-        executor = ThreadPoolExecutor(1, thread_name_prefix="jobd-store-writer")
-        loop = asyncio.get_running_loop()
+        """Connect and run `setup` (pragmas, migrations) before any write."""
+        db = sqlite3.connect(path, isolation_level=None)
         try:
-            db = await loop.run_in_executor(executor, _connect, path, setup)
+            db.row_factory = sqlite3.Row
+            setup(db)
+            db.execute("PRAGMA wal_autocheckpoint=0")  # see the module's docstring
         except BaseException:
-            executor.shutdown(wait=False)
+            db.close()
             raise
-        return cls(executor, db)
+        return cls(db, path)
 
     async def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run `operation` in the next group; its result, or what it raised."""
@@ -61,36 +71,54 @@ class Writer:
         return await asyncio.shield(future)
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Everything handed over until the task's turn, as one group."""
         try:
-            while self._queue:
-                group, self._queue = self._queue, []
-                operations = [operation for operation, _ in group]
-                self.groups += 1
-                try:
-                    outcomes = await loop.run_in_executor(
-                        self._executor, _write_group, self._db, operations
-                    )
-                except BaseException as e:  # the commit itself failed: nothing was written
-                    outcomes = [(False, e)] * len(group)
-                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                    if future.done():
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
+            # one more turn of the loop first: requests that arrived meanwhile hand over
+            # their writes too, and a commit (most of a small write's cost) serves more
+            await asyncio.sleep(0)
+            group, self._queue = self._queue, []
+            self.groups += 1
+            try:
+                outcomes = _write_group(self._db, [operation for operation, _ in group])
+            except BaseException as e:  # the commit itself failed: nothing was written
+                outcomes = [(False, e)] * len(group)
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
         finally:
             self._flushing = None
+        self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        if self._checkpointing is not None or self._closed:
+            return
+        if time.monotonic() - self._last_checkpoint < CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._checkpointing = loop.run_in_executor(self._checkpoints, _checkpoint, self._path)
+        self._checkpointing.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        error = None if done.cancelled() else done.exception()
+        if error is not None:  # the WAL grows until the next one works; nothing is lost
+            log.warning("store checkpoint failed: %s", error)
 
     async def close(self) -> None:
-        """Finish what was handed over, then close the connection."""
+        """Finish what was handed over, then close the connection (closing the last
+        connection checkpoints the WAL into the database)."""
         self._closed = True
         if self._flushing is not None:
             await asyncio.shield(self._flushing)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._db.close)
-        self._executor.shutdown(wait=True)
+        if self._checkpointing is not None:
+            await asyncio.shield(self._checkpointing)
+        self._checkpoints.shutdown(wait=True)
+        self._db.close()
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -98,23 +126,22 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _connect(path: Path, setup: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+def _checkpoint(path: Path) -> None:
+    """In the checkpoint thread: copy what the WAL holds into the database, without waiting
+    for readers or the writer (PASSIVE)."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        db.row_factory = sqlite3.Row
-        setup(db)
-    except BaseException:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
         db.close()
-        raise
-    return db
 
 
 def _write_group(db: sqlite3.Connection, operations: list[Write]) -> list[Outcome]:
-    """In the writer thread: the group in one transaction, one commit. Should an operation
-    raise, the group is rolled back and written again with each operation in a savepoint of
-    its own, so that one is rolled back alone and raises to its caller. (A savepoint around
-    every operation, every time, cost a third of a job's creation.) Operations are functions
-    of the connection alone, so running one twice is safe."""
+    """The group in one transaction, one commit. Should an operation raise, the group is
+    rolled back and written again with each operation in a savepoint of its own, so that one
+    is rolled back alone and raises to its caller. (A savepoint around every operation, every
+    time, cost a third of a job's creation.) Operations are functions of the connection
+    alone, so running one twice is safe."""
     try:
         return _transaction(db, lambda: [(True, operation(db)) for operation in operations])
     except Exception:
