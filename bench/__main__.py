@@ -33,7 +33,7 @@ def _ints(value: str) -> list[int]:
     "--repeats",
     default=2,
     show_default=True,
-    help="Each scenario's runs (a repeat takes about 14 minutes on 2 cores).",
+    help="Each scenario's runs (a repeat takes about 12 minutes on 2 cores).",
 )
 @click.option("--submit-n", default=10_000, show_default=True, help="Jobs per API submit run.")
 @click.option("--clients", default="1,8,64", show_default=True)
