@@ -274,6 +274,69 @@ def run(
         finish(client, run_id)
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--image", help="The image its next runs use.")
+@click.option("--plan", help="Plan id (see `jobctl plans`).")
+@click.option(
+    "--env",
+    multiple=True,
+    callback=PAIRS,
+    metavar="KEY=VALUE",
+    help="Environment variable; repeatable. Replaces the job's whole environment.",
+)
+@click.option(
+    "--timeout",
+    callback=DURATION,
+    metavar="DURATION",
+    help="Deadline: 90, 90s, 15m, 2h, 3d, 1h30m.",
+)
+@click.option("--name", help="A new name.")
+@click.option(
+    "--label",
+    multiple=True,
+    callback=PAIRS,
+    metavar="KEY=VALUE",
+    help="Label; repeatable. Replaces the job's labels.",
+)
+@click.option("--network", type=click.Choice(["default", "none"]), help="none: no network.")
+@json_option
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
+def update(
+    connection: Connection,
+    *,
+    image: str | None,
+    plan: str | None,
+    env: tuple[tuple[str, str], ...],
+    timeout: int | None,
+    name: str | None,
+    label: tuple[tuple[str, str], ...],
+    network: str | None,
+    as_json: bool,
+    job_id: str,
+    command: tuple[str, ...],
+) -> None:
+    """Change what a job's next runs execute: JOB_ID [OPTIONS] [-- COMMAND ARGS...].
+
+    Only what is given changes; runs created before keep what they were created with."""
+    given = {
+        "image": image,
+        "plan": plan,
+        "env": dict(env) if env else None,
+        "timeoutSeconds": timeout,
+        "name": name,
+        "labels": dict(label) if label else None,
+        "network": network,
+        "command": list(command) if command else None,
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    if not body:
+        raise click.UsageError("nothing to change: give an option or a command")
+    job = connection.client().patch(f"/v1/jobs/{segment(job_id)}", body)
+    show(job, as_json, lambda: render.job_details(job))
+
+
 @main.command("ls", context_settings=CONTEXT)
 @click.option("--status", help="Only jobs whose latest run has this status.")
 @click.option(

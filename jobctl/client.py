@@ -118,6 +118,10 @@ class Client:
         with self._exchange("POST", path, None, body, REQUEST_TIMEOUT) as response:
             return _json(response)
 
+    def patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        with self._exchange("PATCH", path, None, body, REQUEST_TIMEOUT) as response:
+            return _json(response)
+
     @contextmanager
     def stream(self, path: str, query: Query | None = None) -> Iterator[Stream]:
         """A response body to read as it arrives, with no timeout: a followed log waits."""

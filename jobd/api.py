@@ -28,7 +28,7 @@ from jobd.config import Config
 from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
 from jobd.jobs import Jobs, openapi_document
 from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog, k8s_text
-from jobd.models import NodeCapacity, Owner, PassTimes, RunStatus, from_epoch, rfc3339
+from jobd.models import Job, NodeCapacity, Owner, PassTimes, RunStatus, from_epoch, rfc3339
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
 from jobd.store import JobFilter, Store
@@ -67,6 +67,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
+    app.router.add_patch("/v1/jobs/{job_id}", update_job)
     app.router.add_get("/v1/jobs/{job_id}/runs", list_runs)
     app.router.add_post("/v1/jobs/{job_id}/runs", rerun_job)
     app.router.add_get("/v1/runs/{run_id}", get_run)
@@ -176,9 +177,18 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
-    job = await store.get_job(request.match_info["job_id"])
+    return _json(await _job_doc(store, await store.get_job(request.match_info["job_id"])))
+
+
+async def update_job(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    job = await services.jobs.update(request.match_info["job_id"], await _json_body(request))
+    return _json(await _job_doc(services.store, job))
+
+
+async def _job_doc(store: Store, job: Job) -> dict[str, Any]:
     runs = await store.get_runs([job.latest_run_id] if job.latest_run_id else [])
-    return _json(job.to_api(latest_run=runs.get(job.latest_run_id or "")))
+    return job.to_api(latest_run=runs.get(job.latest_run_id or ""))
 
 
 async def list_runs(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@ and wakes the supervisor; never touches the runtime."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -98,7 +99,7 @@ class Jobs:
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
         plan = self.plan(spec.plan)
         job_id = new_id("job")
-        run = self._new_run(job_id, spec.timeout_seconds, plan)
+        run = self._new_run(job_id, spec, plan)
         job = Job(
             id=job_id,
             name=body.get("name"),
@@ -115,19 +116,35 @@ class Jobs:
 
     async def rerun(self, job_id: str) -> Run:
         job = await self.store.get_job(job_id)
-        run = self._new_run(job.id, job.spec.timeout_seconds, self.plan(job.spec.plan))
+        run = self._new_run(job.id, job.spec, self.plan(job.spec.plan))
         await self.store.add_run(run)
         self.wake()
         return run
 
-    def _new_run(self, job_id: str, timeout_seconds: int, plan: Plan) -> Run:
+    async def update(self, job_id: str, body: Mapping[str, Any]) -> Job:
+        """Change what the job's next runs execute (and its name and labels): each field
+        given replaces its value whole, the others stay. Runs created before keep theirs."""
+        validate(body, "JobUpdate")
+        job = await self.store.get_job(job_id)
+        spec = job.spec.updated(body)
+        self.plan(spec.plan)
+        changed = dataclasses.replace(
+            job,
+            name=body.get("name", job.name),
+            spec=spec,
+            labels=dict(body.get("labels", job.labels)),
+        )
+        return await self.store.update_job(changed)
+
+    def _new_run(self, job_id: str, spec: JobSpec, plan: Plan) -> Run:
         return Run(
             id=new_id("run"),
             job_id=job_id,
             status=RunStatus.PENDING,
             plan=plan,
             created_at=now(),
-            timeout_seconds=timeout_seconds,
+            timeout_seconds=spec.timeout_seconds,
+            spec=spec,
         )
 
     async def cancel(self, run_id: str) -> Run:

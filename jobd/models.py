@@ -220,6 +220,44 @@ class JobSpec:
             network=body.get("network", "default"),
         )
 
+    def updated(self, body: Mapping[str, Any]) -> JobSpec:
+        """This spec with the fields an already schema-validated update gives; each replaces
+        its value whole (env too)."""
+        changes: dict[str, Any] = {}
+        if "startCommand" in body:
+            changes["command"] = ("/bin/sh", "-c", body["startCommand"])
+        if "command" in body:
+            changes["command"] = tuple(body["command"])
+        for key, name in (("image", "image"), ("plan", "plan"), ("network", "network")):
+            if key in body:
+                changes[name] = body[key]
+        if "env" in body:
+            changes["env"] = dict(body["env"])
+        if "timeoutSeconds" in body:
+            changes["timeout_seconds"] = int(body["timeoutSeconds"])
+        return dataclasses.replace(self, **changes)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "command": list(self.command),
+            "env": dict(self.env),
+            "plan": self.plan,
+            "timeoutSeconds": self.timeout_seconds,
+            "network": self.network,
+        }
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> JobSpec:
+        return cls(
+            image=data["image"],
+            command=tuple(data["command"]),
+            env=dict(data["env"]),
+            plan=data["plan"],
+            timeout_seconds=int(data["timeoutSeconds"]),
+            network=data["network"],
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
@@ -326,6 +364,10 @@ class Run:
     limits: Limits | None = None
     stop_reason: StopReason | None = None
     container_id: str | None = None
+    # what the run executes, as its job was when the run was created (a later update of the
+    # job changes the runs after it, never this one); None for runs recorded before runs
+    # kept it, which run their job's spec
+    spec: JobSpec | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -349,6 +391,7 @@ class Run:
             limits=Limits.from_api(orjson.loads(row["limits"])) if row["limits"] else None,
             stop_reason=StopReason(row["stop_reason"]) if row["stop_reason"] else None,
             container_id=row["container_id"],
+            spec=JobSpec.from_record(orjson.loads(row["spec"])) if row["spec"] else None,
         )
 
     @property

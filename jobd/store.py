@@ -105,6 +105,11 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX job_labels_kv_created
         ON job_labels (key, value, created_at DESC, job_id DESC);
     """,
+    # each run keeps what it executes (JSON of JobSpec.to_record), so updating a job changes
+    # only the runs created after; NULL for older runs, which run their job's spec
+    """
+    ALTER TABLE runs ADD COLUMN spec TEXT;
+    """,
 )
 
 RUN_COLUMNS = {
@@ -166,6 +171,10 @@ class Store:
 
     async def add_run(self, run: Run) -> None:
         await self._writer.write(lambda db: _add_run(db, run))
+
+    async def update_job(self, job: Job) -> Job:
+        """Replace the job's name, spec and labels with `job`'s; the job as written."""
+        return await self._writer.write(lambda db: _update_job(db, job))
 
     # -- state changes --------------------------------------------------------------------
 
@@ -354,12 +363,40 @@ def _create_job(db: sqlite3.Connection, job: Job, run: Run) -> None:
             run.status.value,
         ),
     )
+    _insert_labels(db, job)
+    _insert_run(db, run)
+
+
+def _insert_labels(db: sqlite3.Connection, job: Job) -> None:
     if job.labels:
         db.executemany(
             "INSERT INTO job_labels (job_id, key, value, created_at) VALUES (?, ?, ?, ?)",
             [(job.id, k, v, job.created_at.timestamp()) for k, v in job.labels.items()],
         )
-    _insert_run(db, run)
+
+
+def _update_job(db: sqlite3.Connection, job: Job) -> Job:
+    """Write the job's name, spec and labels as given (its id, owner and runs stay)."""
+    cursor = db.execute(
+        "UPDATE jobs SET name = ?, image = ?, command = ?, env = ?, plan = ?,"
+        " timeout_seconds = ?, network = ?, labels = ? WHERE id = ?",
+        (
+            job.name,
+            job.spec.image,
+            _json(list(job.spec.command)),
+            _json(dict(job.spec.env)),
+            job.spec.plan,
+            job.spec.timeout_seconds,
+            job.spec.network,
+            _json(dict(job.labels)),
+            job.id,
+        ),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"job {job.id} not found")
+    db.execute("DELETE FROM job_labels WHERE job_id = ?", (job.id,))
+    _insert_labels(db, job)
+    return Job.from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone())
 
 
 def _add_run(db: sqlite3.Connection, run: Run) -> None:
@@ -374,8 +411,8 @@ def _add_run(db: sqlite3.Connection, run: Run) -> None:
 
 def _insert_run(db: sqlite3.Connection, run: Run) -> None:
     db.execute(
-        "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at, spec)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.job_id,
@@ -383,6 +420,7 @@ def _insert_run(db: sqlite3.Connection, run: Run) -> None:
             _json(run.plan.to_api()),
             run.timeout_seconds,
             run.created_at.timestamp(),
+            _json(run.spec.to_record()) if run.spec else None,
         ),
     )
     db.execute(

@@ -502,19 +502,20 @@ class Supervisor:
             await self.runtime.pull(image)
 
     def _container_spec(self, run: Run, job: Job) -> ContainerSpec:
+        spec = run.spec or job.spec  # what the run was created to execute
         return ContainerSpec(
             name=run.id,
             run_id=run.id,
             job_id=run.job_id,
-            image=job.spec.image,
-            command=job.spec.command,
-            env=job.spec.env,
+            image=spec.image,
+            command=spec.command,
+            env=spec.env,
             memory_bytes=run.plan.memory_bytes,
             cpus=run.plan.cpus,
             pids_limit=run.plan.pids_limit,
             nofile=NOFILE,
             nproc=run.plan.pids_limit,
-            network=job.spec.network,
+            network=spec.network,
             log_path=self.pump.prepare(run.id),
             instance=self.instance,
             stop_grace_seconds=self.config.stop_grace_seconds,

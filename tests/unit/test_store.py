@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -198,6 +199,23 @@ async def test_label_filters_page_newest_first_with_every_other_filter(store: St
     assert await _walk(store, window, 2) == [
         j.id for j in newest_first if j.labels["team"] == "a" and 2 <= jobs.index(j) < 7
     ]
+
+
+async def test_an_update_replaces_the_spec_and_the_labels_the_filters_see(store: Store) -> None:
+    job, run = make_job(team="a")
+    await store.create_job(job, run)
+    changed = dataclasses.replace(
+        job, name="renamed", spec=dataclasses.replace(job.spec, image="other"), labels={"t": "b"}
+    )
+    written = await store.update_job(changed)
+    assert written.name == "renamed" and written.spec.image == "other"
+    assert written.latest_run_id == run.id and written.created_at == job.created_at
+    assert (await store.get_job(job.id)).labels == {"t": "b"}
+    old = await store.list_jobs(JobFilter(labels={"team": "a"}), limit=5, cursor=None)
+    new = await store.list_jobs(JobFilter(labels={"t": "b"}), limit=5, cursor=None)
+    assert old.items == [] and [j.id for j in new.items] == [job.id]
+    with pytest.raises(NotFound):
+        await store.update_job(dataclasses.replace(changed, id="job-missing"))
 
 
 async def test_a_version_1_database_keeps_its_labels_filterable(tmp_path: Path) -> None:

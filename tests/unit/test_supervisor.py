@@ -41,6 +41,7 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.instance = "fake"
         self.containers: dict[str, ContainerState] = {}
+        self.specs: dict[str, ContainerSpec] = {}  # by run id, as created
         self.gate = asyncio.Event()
         self.gate.set()
         self.create_error: Exception | None = None
@@ -67,6 +68,7 @@ class FakeRuntime:
 
     async def create(self, spec: ContainerSpec) -> str:
         await self.gate.wait()
+        self.specs[spec.run_id] = spec
         if self.create_error is not None:
             raise self.create_error
         container_id = secrets.token_hex(8)
@@ -361,3 +363,22 @@ async def test_shutdown_leaves_launching_runs_assigned_for_the_next_start(
     await harness.supervisor.shutdown()
     assert await harness.status(run_id) is RunStatus.ASSIGNED
     assert await terminal_events(harness, run_id) == []
+
+
+async def test_an_update_changes_only_the_runs_created_after_it(harness: Harness) -> None:
+    harness.runtime.gate.clear()  # the first launch waits in create; the others queue
+    harness.runtime.exit_on_start = 0  # each run ends at once and frees its place
+    first = await harness.submit(command=["old"], env={"A": "0"})
+    job_id = (await harness.store.get_run(first)).job_id
+    second = await harness.jobs.rerun(job_id)  # created before the update: keeps "old"
+    updated = await harness.jobs.update(job_id, {"command": ["new"], "labels": {"v": "2"}})
+    assert updated.spec.command == ("new",) and updated.spec.env == {"A": "0"}
+    assert updated.labels == {"v": "2"}
+    third = await harness.jobs.rerun(job_id)
+    harness.runtime.gate.set()
+    async with asyncio.timeout(5):
+        while len(harness.runtime.specs) < 3:
+            await asyncio.sleep(0.01)
+    commands = {run_id: spec.command for run_id, spec in harness.runtime.specs.items()}
+    assert commands == {first: ("old",), second.id: ("old",), third.id: ("new",)}
+    assert harness.runtime.specs[third.id].env == {"A": "0"}, "omitted fields stay"

@@ -1,0 +1,78 @@
+"""The job API beyond creating and running: updating a job (issue 4), through a real daemon and
+real containers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Daemon
+
+
+def test_an_update_applies_to_the_next_run_never_to_one_in_flight(daemon: Daemon) -> None:
+    job = daemon.submit(command=["sh", "-c", "sleep 1; echo one $X"], labels={"v": "1"})
+    in_flight = job["latestRunId"]
+    daemon.wait_status(in_flight, {"running"})
+    response = daemon.request(
+        "PATCH",
+        f"/v1/jobs/{job['id']}",
+        {"startCommand": "echo two $X", "env": {"X": "y"}, "labels": {"v": "2"}},
+    )
+    assert response.status == 200, response.text
+    updated = response.body
+    assert updated["command"] == ["/bin/sh", "-c", "echo two $X"]
+    assert updated["env"] == {"X": "y"} and updated["labels"] == {"v": "2"}
+    assert updated["image"] == job["image"] and updated["plan"] == job["plan"], "omitted: kept"
+    assert daemon.wait_status(in_flight)["status"] == "succeeded"
+    assert daemon.logs_text(in_flight) == "one\n"
+    rerun = daemon.post(f"/v1/jobs/{job['id']}/runs")
+    assert rerun.status == 201, rerun.text
+    assert daemon.wait_status(rerun.body["id"])["status"] == "succeeded"
+    assert daemon.logs_text(rerun.body["id"]) == "two y\n"
+    by_label = daemon.get("/v1/jobs?label=v%3D2").body["jobs"]
+    assert [j["id"] for j in by_label] == [job["id"]]
+    assert daemon.get("/v1/jobs?label=v%3D1").body["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({}, 400, "body"),
+        ({"image": "Not A/valid::ref"}, 400, "not a valid image reference"),
+        ({"command": ["a"], "startCommand": "b"}, 400, "not both"),
+        ({"env": {"1BAD": "x"}}, 400, "env"),
+        ({"owner": "someone"}, 400, "owner"),
+        ({"plan": "no-such-plan"}, 400, "unknown plan"),
+        ({"plan": "pro-ultra"}, 422, "this machine has"),
+        ([1, 2], 400, "body"),
+    ],
+)
+def test_a_bad_update_is_refused_with_the_field_and_changes_nothing(
+    daemon: Daemon, body: object, status: int, fragment: str
+) -> None:
+    job = daemon.submit(command=["true"])
+    before = daemon.get(f"/v1/jobs/{job['id']}").body
+    response = daemon.request("PATCH", f"/v1/jobs/{job['id']}", body)
+    assert response.status == status, response.text
+    assert fragment in response.body["error"]["message"]
+    after = daemon.get(f"/v1/jobs/{job['id']}").body
+    assert {k: v for k, v in after.items() if k not in ("status", "latestRun")} == {
+        k: v for k, v in before.items() if k not in ("status", "latestRun")
+    }
+
+
+def test_updating_a_job_that_does_not_exist_is_a_404(daemon: Daemon) -> None:
+    response = daemon.request("PATCH", "/v1/jobs/job-nope", {"env": {"A": "b"}})
+    assert response.status == 404 and response.body["error"]["code"] == "not_found"
+
+
+def test_jobctl_update_changes_the_next_run(daemon: Daemon) -> None:
+    job = daemon.submit(command=["sh", "-c", "echo first"])
+    daemon.wait_status(job["latestRunId"])
+    result = daemon.jobctl("update", job["id"], "--env", "X=z", "--", "sh", "-c", "echo $X")
+    assert result.returncode == 0, result.stderr
+    assert daemon.get(f"/v1/jobs/{job['id']}").body["env"] == {"X": "z"}
+    rerun = daemon.jobctl("rerun", job["id"], "--wait")
+    assert rerun.returncode == 0, rerun.stderr
+    assert daemon.logs_text(rerun.stdout.split()[-1]) == "z\n"
+    nothing = daemon.jobctl("update", job["id"])
+    assert nothing.returncode == 2 and "nothing to change" in nothing.stderr
