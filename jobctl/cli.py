@@ -17,7 +17,7 @@ from jobctl import render
 from jobctl.client import Client, Endpoint, JobctlError, check_url, load_token, segment
 from jobctl.defaults import default_data_dir, default_socket
 from jobctl.parsing import check_id, id_kind, parse_duration, parse_pair, parse_since
-from jobctl.waiting import copy_log, exit_status, failure_note, wait_for_run
+from jobctl.waiting import copy_log, exit_status, failure_note, wait_for_run, wait_until_gone
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 Callback = Callable[[click.Context, click.Parameter, Any], Any]
@@ -335,6 +335,20 @@ def update(
         raise click.UsageError("nothing to change: give an option or a command")
     job = connection.client().patch(f"/v1/jobs/{segment(job_id)}", body)
     show(job, as_json, lambda: render.job_details(job))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.option("--wait", is_flag=True, help="Wait until its runs have stopped and it is gone.")
+@pass_connection
+def delete(connection: Connection, *, job_id: str, wait: bool) -> None:
+    """Delete a job: stop its runs, remove their containers, logs and records. Irreversible."""
+    client = connection.client()
+    runs = client.get(f"/v1/jobs/{segment(job_id)}/runs", {"limit": 1})["runs"]
+    client.delete(f"/v1/jobs/{segment(job_id)}")
+    if wait and runs:  # the latest run's record goes last: gone, the job is purged
+        wait_until_gone(client, f"/v1/runs/{segment(runs[0]['id'])}")
+    click.echo(f"deleted {job_id}")
 
 
 @main.command("ls", context_settings=CONTEXT)

@@ -122,6 +122,10 @@ class Client:
         with self._exchange("PATCH", path, None, body, REQUEST_TIMEOUT) as response:
             return _json(response)
 
+    def delete(self, path: str) -> None:
+        with self._exchange("DELETE", path, None, None, REQUEST_TIMEOUT) as response:
+            response.read()
+
     @contextmanager
     def stream(self, path: str, query: Query | None = None) -> Iterator[Stream]:
         """A response body to read as it arrives, with no timeout: a followed log waits."""

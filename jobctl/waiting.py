@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
-from jobctl.client import Client, JobctlError, Query, Stream, segment
+from jobctl.client import ApiError, Client, JobctlError, Query, Stream, segment
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 FIRST_DELAY = 0.1
@@ -38,6 +38,18 @@ def wait_for_run(client: Client, run_id: str) -> dict[str, Any]:
             return run
         time.sleep(delay)
     raise AssertionError("poll_delays never ends")
+
+
+def wait_until_gone(client: Client, path: str) -> None:
+    """Until GET `path` answers 404."""
+    for delay in poll_delays():
+        try:
+            client.get(path)
+        except ApiError as e:
+            if e.status == 404:
+                return
+            raise
+        time.sleep(delay)
 
 
 def copy_log(client: Client, run_id: str, query: Query, out: BinaryIO) -> None:

@@ -68,6 +68,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_patch("/v1/jobs/{job_id}", update_job)
+    app.router.add_delete("/v1/jobs/{job_id}", delete_job)
     app.router.add_get("/v1/jobs/{job_id}/runs", list_runs)
     app.router.add_post("/v1/jobs/{job_id}/runs", rerun_job)
     app.router.add_get("/v1/runs/{run_id}", get_run)
@@ -184,6 +185,11 @@ async def update_job(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     job = await services.jobs.update(request.match_info["job_id"], await _json_body(request))
     return _json(await _job_doc(services.store, job))
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    await request.app[SERVICES].jobs.delete(request.match_info["job_id"])
+    return web.Response(status=202)
 
 
 async def _job_doc(store: Store, job: Job) -> dict[str, Any]:

@@ -175,7 +175,7 @@ class Daemon:
             instance=instance,
         )
         await supervisor.recover()
-        jobs = Jobs(store, config, capacity, supervisor.wake)
+        jobs = Jobs(store, config, capacity, supervisor.wake, supervisor.purge_soon)
         services = Services(
             config=config,
             store=store,

@@ -73,12 +73,18 @@ def _friendly(error: jsonschema.ValidationError) -> str:
 
 class Jobs:
     def __init__(
-        self, store: Store, config: Config, capacity: NodeCapacity, wake: Callable[[], None]
+        self,
+        store: Store,
+        config: Config,
+        capacity: NodeCapacity,
+        wake: Callable[[], None],
+        purge: Callable[[], None],
     ) -> None:
         self.store = store
         self.config = config
         self.capacity = capacity
-        self.wake = wake
+        self.wake = wake  # the supervisor: runs to place or to stop
+        self.purge = purge  # the supervisor: a deleted job to clear away
 
     def plan(self, plan_id: str) -> Plan:
         plan = self.config.plans.get(plan_id)
@@ -135,6 +141,13 @@ class Jobs:
             labels=dict(body.get("labels", job.labels)),
         )
         return await self.store.update_job(changed)
+
+    async def delete(self, job_id: str) -> None:
+        """Delete the job: it is gone from the API at once; its pending runs end cancelled,
+        its active ones are stopped, and then its containers, logs and records are removed
+        (the supervisor does that part, also after a restart)."""
+        await self.store.delete_job(job_id)
+        self.purge()
 
     def _new_run(self, job_id: str, spec: JobSpec, plan: Plan) -> Run:
         return Run(

@@ -24,6 +24,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -580,6 +581,16 @@ class LogPump:
         if run_log.directory.exists():
             await asyncio.to_thread(run_log.finish)
         self._notify(run_id)
+
+    async def remove(self, run_id: str) -> None:
+        """Forget the run's log and delete its directory: its job was deleted."""
+        run_log = self._active.pop(run_id, None)
+        if run_log is not None:
+            run_log.close()
+        self._notify(run_id)
+        directory = self.directory(run_id)
+        if directory.exists():
+            await asyncio.to_thread(shutil.rmtree, directory)
 
     def changed(self, run_id: str) -> asyncio.Event:
         return self._changed.setdefault(run_id, asyncio.Event())

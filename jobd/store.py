@@ -26,11 +26,13 @@ from jobd.errors import InvalidRequest, NotFound, StoreError
 from jobd.models import (
     ACTIVE_STATUSES,
     Failure,
+    FailureType,
     Job,
     Limits,
     Run,
     RunStatus,
     StopReason,
+    now,
     sources_of,
 )
 from jobd.writer import Writer
@@ -110,6 +112,12 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE runs ADD COLUMN spec TEXT;
     """,
+    # a deleted job is hidden at once and purged (rows, logs, containers) once none of its
+    # runs is active any more
+    """
+    ALTER TABLE jobs ADD COLUMN deleted_at REAL;
+    CREATE INDEX jobs_deleted ON jobs (deleted_at) WHERE deleted_at IS NOT NULL;
+    """,
 )
 
 RUN_COLUMNS = {
@@ -172,6 +180,30 @@ class Store:
     async def add_run(self, run: Run) -> None:
         await self._writer.write(lambda db: _add_run(db, run))
 
+    async def delete_job(self, job_id: str) -> list[Run]:
+        """Mark the job deleted (it is hidden from now on) and end or cancel its runs: the
+        pending ones end cancelled, the active ones become cancelling. Returns the runs that
+        are cancelling, for the supervisor to stop. The rows go with purge_job."""
+        return await self._writer.write(lambda db: _delete_job(db, job_id))
+
+    async def deleted_jobs(self) -> dict[str, list[Run]]:
+        """The deleted jobs not purged yet, each with its runs."""
+        rows = await _all(
+            self._reader,
+            "SELECT r.* FROM jobs j JOIN runs r ON r.job_id = j.id WHERE j.deleted_at IS NOT NULL",
+            (),
+        )
+        jobs = await _all(self._reader, "SELECT id FROM jobs WHERE deleted_at IS NOT NULL", ())
+        found: dict[str, list[Run]] = {row["id"]: [] for row in jobs}
+        for row in rows:
+            found[row["job_id"]].append(Run.from_row(row))
+        return found
+
+    async def purge_job(self, job_id: str) -> bool:
+        """Remove a deleted job's rows (its runs, events and labels go with it), if none of
+        its runs is active. Whether it was removed."""
+        return await self._writer.write(lambda db: _purge_job(db, job_id))
+
     async def update_job(self, job: Job) -> Job:
         """Replace the job's name, spec and labels with `job`'s; the job as written."""
         return await self._writer.write(lambda db: _update_job(db, job))
@@ -221,7 +253,9 @@ class Store:
     # -- reads ----------------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job:
-        row = await _one(self._reader, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = await _one(
+            self._reader, "SELECT * FROM jobs WHERE id = ? AND deleted_at IS NULL", (job_id,)
+        )
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return Job.from_row(row)
@@ -375,11 +409,51 @@ def _insert_labels(db: sqlite3.Connection, job: Job) -> None:
         )
 
 
+def _delete_job(db: sqlite3.Connection, job_id: str) -> list[Run]:
+    cursor = db.execute(
+        "UPDATE jobs SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+        (time.time(), job_id),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"job {job_id} not found")
+    rows = db.execute(
+        "SELECT id, status FROM runs WHERE job_id = ? AND status IN (?, ?, ?)",
+        (job_id, RunStatus.PENDING.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value),
+    ).fetchall()
+    stopping: list[Run] = []
+    for row in rows:
+        if row["status"] == RunStatus.PENDING.value:
+            message = "its job was deleted before it started"
+            failure = Failure(type=FailureType.CANCELLED, message=message)
+            assignments, values = _assignments({"finished_at": now(), "failure": failure})
+            pending = [RunStatus.PENDING.value]
+            _transition(db, row["id"], RunStatus.CANCELLED, pending, assignments, values, message)
+            continue
+        run = _transition(
+            db, row["id"], RunStatus.CANCELLING, [row["status"]], "", [], "its job was deleted"
+        )
+        if run is not None:
+            stopping.append(run)
+    return stopping
+
+
+def _purge_job(db: sqlite3.Connection, job_id: str) -> bool:
+    marks = ", ".join("?" * len(ACTIVE_STATUSES))
+    active = db.execute(
+        f"SELECT 1 FROM runs WHERE job_id = ? AND status IN ({marks})",
+        (job_id, *(s.value for s in ACTIVE_STATUSES)),
+    ).fetchone()
+    if active is not None:
+        return False
+    cursor = db.execute("DELETE FROM jobs WHERE id = ? AND deleted_at IS NOT NULL", (job_id,))
+    return cursor.rowcount > 0
+
+
 def _update_job(db: sqlite3.Connection, job: Job) -> Job:
     """Write the job's name, spec and labels as given (its id, owner and runs stay)."""
     cursor = db.execute(
         "UPDATE jobs SET name = ?, image = ?, command = ?, env = ?, plan = ?,"
-        " timeout_seconds = ?, network = ?, labels = ? WHERE id = ?",
+        " timeout_seconds = ?, network = ?, labels = ? WHERE id = ? AND deleted_at IS NULL",
         (
             job.name,
             job.spec.image,
@@ -400,7 +474,8 @@ def _update_job(db: sqlite3.Connection, job: Job) -> Job:
 
 
 def _add_run(db: sqlite3.Connection, run: Run) -> None:
-    if db.execute("SELECT 1 FROM jobs WHERE id = ?", (run.job_id,)).fetchone() is None:
+    exists = "SELECT 1 FROM jobs WHERE id = ? AND deleted_at IS NULL"
+    if db.execute(exists, (run.job_id,)).fetchone() is None:
         raise NotFound(f"job {run.job_id} not found")
     _insert_run(db, run)
     db.execute(
@@ -571,6 +646,7 @@ def _jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
     else:
         source, created, key = "jobs j", "j.created_at", "j.id"
         clauses, params = [], []
+    clauses.append("j.deleted_at IS NULL")
     if where.status is not None:
         clauses.append("j.status = ?")
         params.append(where.status.value)

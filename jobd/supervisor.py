@@ -93,6 +93,7 @@ class Supervisor:
         self._last_step = 0.0
         self._deadlines: list[datetime] = []  # of running runs, as the last step saw them
         self._closing = False  # no new steps once shutdown began
+        self._purge_due = True  # deleted jobs may wait (since before a restart, too)
         self.passes = PassTimes()  # placement passes, their own time
         self.pass_waits = PassTimes()  # the same passes as the supervisor waited for them
         self.started_at = time.time()
@@ -105,6 +106,11 @@ class Supervisor:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def purge_soon(self) -> None:
+        """A job was deleted: remove what it leaves once its runs have stopped."""
+        self._purge_due = True
+        self.wake()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -141,6 +147,8 @@ class Supervisor:
         await self.apply_cancellations(active)
         await self.enforce_deadlines(active)
         await self.start_what_fits()
+        if self._purge_due:
+            self._purge_due = await self.purge_deleted_jobs()
         self._deadlines = [
             r.deadline_at
             for r in active
@@ -531,6 +539,30 @@ class Supervisor:
             enforced=self.info.limits_enforced,
             note=self.info.limits_note,
         )
+
+    # -- step 5: purge deleted jobs ---------------------------------------------------
+
+    async def purge_deleted_jobs(self) -> bool:
+        """For each deleted job none of whose runs is active any more (apply_cancellations
+        stops the ones its deletion cancelled): remove its containers, its logs, then its
+        rows. The deletion is recorded first, so this resumes after a restart. Whether
+        deleted jobs still wait for runs to stop."""
+        deleted = await self.store.deleted_jobs()
+        ready = {
+            job_id: runs
+            for job_id, runs in deleted.items()
+            if not any(r.status in ACTIVE_STATUSES for r in runs)
+        }
+        if ready:
+            run_ids = {r.id for runs in ready.values() for r in runs}
+            containers = [c for c in await self.runtime.list_managed() if c.run_id in run_ids]
+            for container in containers:
+                await self.runtime.remove(container.container_id)
+            for job_id, runs in ready.items():
+                for run in runs:
+                    await self.pump.remove(run.id)
+                await self.store.purge_job(job_id)
+        return len(ready) < len(deleted)
 
     # -- recovery and reconcile -------------------------------------------------------
 

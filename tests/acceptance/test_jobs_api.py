@@ -1,11 +1,13 @@
-"""The job API beyond creating and running: updating a job (issue 4), through a real daemon and
-real containers."""
+"""The job API beyond creating and running (issue 4): updating and deleting a job, through a
+real daemon and real containers."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from tests.support import Daemon
+from tests.support import Daemon, container_state
 
 
 def test_an_update_applies_to_the_next_run_never_to_one_in_flight(daemon: Daemon) -> None:
@@ -76,3 +78,47 @@ def test_jobctl_update_changes_the_next_run(daemon: Daemon) -> None:
     assert daemon.logs_text(rerun.stdout.split()[-1]) == "z\n"
     nothing = daemon.jobctl("update", job["id"])
     assert nothing.returncode == 2 and "nothing to change" in nothing.stderr
+
+
+def test_delete_stops_the_runs_and_leaves_nothing_behind(daemon: Daemon) -> None:
+    trap = "trap 'exit 0' TERM; echo started; sleep 300 & wait"
+    job = daemon.submit(command=["sh", "-c", trap], labels={"doomed": "yes"})
+    running = job["latestRunId"]
+    daemon.wait_status(running, {"running"})
+    done = daemon.submit(command=["sh", "-c", "echo done"])  # another job's: must stay
+    daemon.wait_status(done["latestRunId"])
+    queued = daemon.post(f"/v1/jobs/{job['id']}/runs").body["id"]
+    response = daemon.request("DELETE", f"/v1/jobs/{job['id']}")
+    assert response.status == 202, response.text
+    assert daemon.get(f"/v1/jobs/{job['id']}").status == 404, "hidden at once"
+    assert daemon.get("/v1/jobs?label=doomed%3Dyes").body["jobs"] == []
+    assert daemon.request("DELETE", f"/v1/jobs/{job['id']}").status == 404
+    assert daemon.request("PATCH", f"/v1/jobs/{job['id']}", {"env": {}}).status == 404
+    assert daemon.post(f"/v1/jobs/{job['id']}/runs").status == 404
+    deadline = time.monotonic() + 30
+    while daemon.get(f"/v1/runs/{running}").status != 404:  # purged once stopped
+        assert time.monotonic() < deadline, daemon.get(f"/v1/runs/{running}").body
+        time.sleep(0.2)
+    assert daemon.get(f"/v1/runs/{queued}").status == 404
+    for run_id in (running, queued):
+        assert container_state(run_id) is None
+        assert not (daemon.data_dir / "logs" / run_id).exists()
+    assert [j["id"] for j in daemon.get("/v1/jobs").body["jobs"]] == [done["id"]]
+    assert daemon.logs_text(done["latestRunId"]) == "done\n"
+
+
+def test_deleting_a_job_that_does_not_exist_is_a_404(daemon: Daemon) -> None:
+    response = daemon.request("DELETE", "/v1/jobs/job-nope")
+    assert response.status == 404 and response.body["error"]["code"] == "not_found"
+
+
+def test_jobctl_delete_waits_until_the_job_is_gone(daemon: Daemon) -> None:
+    job = daemon.submit(command=["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"])
+    daemon.wait_status(job["latestRunId"], {"running"})
+    result = daemon.jobctl("delete", job["id"], "--wait")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"deleted {job['id']}"
+    assert daemon.get(f"/v1/runs/{job['latestRunId']}").status == 404
+    assert container_state(job["latestRunId"]) is None
+    again = daemon.jobctl("delete", job["id"])
+    assert again.returncode != 0 and "not found" in again.stderr

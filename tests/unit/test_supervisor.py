@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jobd.config import Config
-from jobd.errors import ContainerGone, ImageNotFound, RuntimeFailure
+from jobd.errors import ContainerGone, ImageNotFound, NotFound, RuntimeFailure
 from jobd.jobs import Jobs
 from jobd.logs import LogPump
 from jobd.models import GIB, NodeCapacity, Owner, RunStatus, now
@@ -142,7 +142,7 @@ class Harness:
             info=INFO,
             instance="fake",
         )
-        self.jobs = Jobs(store, config, capacity, self.supervisor.wake)
+        self.jobs = Jobs(store, config, capacity, self.supervisor.wake, self.supervisor.purge_soon)
 
     async def submit(self, image: str = "img", **body: object) -> str:
         _, run = await self.jobs.create({"image": image, "command": ["x"], **body}, OWNER)
@@ -382,3 +382,34 @@ async def test_an_update_changes_only_the_runs_created_after_it(harness: Harness
     commands = {run_id: spec.command for run_id, spec in harness.runtime.specs.items()}
     assert commands == {first: ("old",), second.id: ("old",), third.id: ("new",)}
     assert harness.runtime.specs[third.id].env == {"A": "0"}, "omitted fields stay"
+
+
+async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(
+    harness: Harness, tmp_path: Path
+) -> None:
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.RUNNING)
+    job_id = (await harness.store.get_run(run_id)).job_id
+    container_id = (await harness.store.get_run(run_id)).container_id
+    log_dir = harness.supervisor.pump.directory(run_id)
+    assert log_dir.exists()
+    # the deletion is recorded, then the daemon "dies" before the purge is signalled
+    stopping = await harness.store.delete_job(job_id)
+    assert [r.id for r in stopping] == [run_id]
+    harness.supervisor.wake()  # the old daemon still stops the run it was told to cancel
+    await harness.until(run_id, RunStatus.CANCELLED)
+    assert (await harness.store.deleted_jobs()).keys() == {job_id}
+    restarted = Supervisor(
+        store=harness.store,
+        runtime=harness.runtime,
+        pump=harness.supervisor.pump,
+        config=harness.supervisor.config,
+        capacity=harness.supervisor.capacity,
+        info=INFO,
+        instance="fake",
+    )
+    assert await restarted.purge_deleted_jobs() is False  # nothing left waiting
+    assert await harness.store.deleted_jobs() == {}
+    with pytest.raises(NotFound):
+        await harness.store.get_run(run_id)
+    assert container_id in harness.runtime.removed and not log_dir.exists()
