@@ -50,6 +50,44 @@ json_option = click.option(
 )
 
 
+def spec_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """What a job runs, for `run` and for `update` (where each option given replaces the
+    job's value whole)."""
+    whole = " Replaces the job's whole environment." if replacing else ""
+    options = [
+        click.option("--plan", help="Plan id (see `jobctl plans`)."),
+        click.option(
+            "--env",
+            multiple=True,
+            callback=PAIRS,
+            metavar="KEY=VALUE",
+            help=f"Environment variable; repeatable.{whole}",
+        ),
+        click.option(
+            "--timeout",
+            callback=DURATION,
+            metavar="DURATION",
+            help="Deadline: 90, 90s, 15m, 2h, 3d, 1h30m.",
+        ),
+        click.option("--name", help="A new name." if replacing else "A name for the job."),
+        click.option(
+            "--label",
+            multiple=True,
+            callback=PAIRS,
+            metavar="KEY=VALUE",
+            help="Label; repeatable." + (" Replaces the job's labels." if replacing else ""),
+        ),
+        click.option("--network", type=click.Choice(["default", "none"]), help="none: no network."),
+    ]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 # -- connection -----------------------------------------------------------------------
 
 
@@ -211,25 +249,7 @@ def job_body(
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--plan", help="Plan id (see `jobctl plans`).")
-@click.option(
-    "--env",
-    multiple=True,
-    callback=PAIRS,
-    metavar="KEY=VALUE",
-    help="Environment variable; repeatable.",
-)
-@click.option(
-    "--timeout",
-    callback=DURATION,
-    metavar="DURATION",
-    help="Deadline: 90, 90s, 15m, 2h, 3d, 1h30m.",
-)
-@click.option("--name", help="A name for the job.")
-@click.option(
-    "--label", multiple=True, callback=PAIRS, metavar="KEY=VALUE", help="Label; repeatable."
-)
-@click.option("--network", type=click.Choice(["default", "none"]), help="none: no network.")
+@spec_options(replacing=False)
 @click.option("--wait", is_flag=True, help="Wait for the run; exit with its exit code.")
 @click.option("--follow", is_flag=True, help="Stream its logs while waiting (implies --wait).")
 @json_option
@@ -276,29 +296,7 @@ def run(
 
 @main.command(context_settings=CONTEXT)
 @click.option("--image", help="The image its next runs use.")
-@click.option("--plan", help="Plan id (see `jobctl plans`).")
-@click.option(
-    "--env",
-    multiple=True,
-    callback=PAIRS,
-    metavar="KEY=VALUE",
-    help="Environment variable; repeatable. Replaces the job's whole environment.",
-)
-@click.option(
-    "--timeout",
-    callback=DURATION,
-    metavar="DURATION",
-    help="Deadline: 90, 90s, 15m, 2h, 3d, 1h30m.",
-)
-@click.option("--name", help="A new name.")
-@click.option(
-    "--label",
-    multiple=True,
-    callback=PAIRS,
-    metavar="KEY=VALUE",
-    help="Label; repeatable. Replaces the job's labels.",
-)
-@click.option("--network", type=click.Choice(["default", "none"]), help="none: no network.")
+@spec_options(replacing=True)
 @json_option
 @click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -376,21 +376,37 @@ def _migrate(db: sqlite3.Connection) -> None:
             raise StoreError(f"schema migration {number + 1} failed: {e}") from e
 
 
+# the job's columns that an update may change, in this order (see _editable_values)
+_EDITABLE = ("name", "image", "command", "env", "plan", "timeout_seconds", "network", "labels")
+_JOB_COLUMNS = ("id", *_EDITABLE, "owner", "created_at", "latest_run_id", "status")
+_INSERT_JOB = (
+    f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
+)
+_UPDATE_JOB = (
+    f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in _EDITABLE)}"
+    " WHERE id = ? AND deleted_at IS NULL"
+)
+
+
+def _editable_values(job: Job) -> tuple[Any, ...]:
+    return (
+        job.name,
+        job.spec.image,
+        _json(list(job.spec.command)),
+        _json(dict(job.spec.env)),
+        job.spec.plan,
+        job.spec.timeout_seconds,
+        job.spec.network,
+        _json(dict(job.labels)),
+    )
+
+
 def _create_job(db: sqlite3.Connection, job: Job, run: Run) -> None:
     db.execute(
-        "INSERT INTO jobs (id, name, image, command, env, plan, timeout_seconds,"
-        " network, labels, owner, created_at, latest_run_id, status)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _INSERT_JOB,
         (
             job.id,
-            job.name,
-            job.spec.image,
-            _json(list(job.spec.command)),
-            _json(dict(job.spec.env)),
-            job.spec.plan,
-            job.spec.timeout_seconds,
-            job.spec.network,
-            _json(dict(job.labels)),
+            *_editable_values(job),
             _json(job.owner.to_api()),
             job.created_at.timestamp(),
             run.id,
@@ -451,21 +467,7 @@ def _purge_job(db: sqlite3.Connection, job_id: str) -> bool:
 
 def _update_job(db: sqlite3.Connection, job: Job) -> Job:
     """Write the job's name, spec and labels as given (its id, owner and runs stay)."""
-    cursor = db.execute(
-        "UPDATE jobs SET name = ?, image = ?, command = ?, env = ?, plan = ?,"
-        " timeout_seconds = ?, network = ?, labels = ? WHERE id = ? AND deleted_at IS NULL",
-        (
-            job.name,
-            job.spec.image,
-            _json(list(job.spec.command)),
-            _json(dict(job.spec.env)),
-            job.spec.plan,
-            job.spec.timeout_seconds,
-            job.spec.network,
-            _json(dict(job.labels)),
-            job.id,
-        ),
-    )
+    cursor = db.execute(_UPDATE_JOB, (*_editable_values(job), job.id))
     if cursor.rowcount == 0:
         raise NotFound(f"job {job.id} not found")
     db.execute("DELETE FROM job_labels WHERE job_id = ?", (job.id,))

@@ -82,6 +82,32 @@ def peers(slots: int | None = None) -> dict[str, Any]:
         }
 
 
+def add_figure(
+    report: Report,
+    name: str,
+    unit: str,
+    samples: Sequence[float],
+    target: tuple[str, bool] | None = None,
+    *,
+    scenario: str,
+    system: str = "jobd",
+    higher: bool = False,
+) -> None:
+    """One figure; `target`: (the issue's target, whether the samples meet it)."""
+    report.add(
+        Figure(
+            scenario=scenario,
+            name=name,
+            system=system,
+            unit=unit,
+            samples=tuple(samples),
+            higher_is_better=higher,
+            target=target[0] if target else None,
+            met=target[1] if target else None,
+        )
+    )
+
+
 def failed_runs_figure(report: Report, scenario: str, failed_runs: Sequence[int]) -> None:
     """jobd runs of a trivial job that did not succeed, per repeat (target: none)."""
     if failed_runs:

@@ -52,6 +52,7 @@ import aiohttp
 from bench.daemon import IMAGE, BenchDaemon, get_json, post_json, wait_for_status
 from bench.report import Figure, Report
 from bench.scenarios.common import (
+    add_figure,
     command_runner,
     concurrently,
     failed_runs_figure,
@@ -429,13 +430,4 @@ def _phase_figures(report: Report, phases: list[dict[str, list[float]]]) -> None
 
 
 def _phase_figure(report: Report, name: str, seconds: list[float]) -> None:
-    report.add(
-        Figure(
-            scenario=SCENARIO,
-            name=name,
-            system="jobd",
-            unit="ms",
-            samples=tuple(s * 1000 for s in seconds),
-            higher_is_better=False,
-        )
-    )
+    add_figure(report, name, "ms", [s * 1000 for s in seconds], scenario=SCENARIO)

@@ -19,6 +19,7 @@ well above the size, checked: nothing omitted). Measured:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 import tempfile
@@ -33,10 +34,11 @@ import aiohttp
 import psutil
 
 from bench.daemon import IMAGE, BenchDaemon, get_json, post_json
-from bench.report import Figure, Report
-from bench.scenarios.common import percentile
+from bench.report import Report
+from bench.scenarios.common import add_figure, percentile
 
 SCENARIO = "5 logs"
+_add = functools.partial(add_figure, scenario=SCENARIO)
 LINE = "a line of log output with some words 0123456789"
 MARKER = "jobd-bench-needle"
 BLOCKS = 10  # each block of `yes` output ends with one marker line
@@ -277,27 +279,3 @@ def _figures(report: Report, samples: list[Sample], size: int) -> None:
     for pct in (50, 99):
         values = tuple(percentile(s.follow, pct) * 1000 for s in samples)
         _add(report, f"follow latency p{pct}", "ms", values)
-
-
-def _add(
-    report: Report,
-    name: str,
-    unit: str,
-    samples: tuple[float, ...],
-    target: tuple[str, bool] | None = None,
-    *,
-    system: str = "jobd",
-    higher: bool = False,
-) -> None:
-    report.add(
-        Figure(
-            scenario=SCENARIO,
-            name=name,
-            system=system,
-            unit=unit,
-            samples=samples,
-            higher_is_better=higher,
-            target=target[0] if target else None,
-            met=target[1] if target else None,
-        )
-    )

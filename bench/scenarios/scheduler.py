@@ -29,8 +29,8 @@ from typing import Any
 import aiohttp
 
 from bench.daemon import BLOCKER_PLAN, IMAGE, BenchDaemon, get_json, post_json, wait_for_status
-from bench.report import Figure, Report
-from bench.scenarios.common import concurrently
+from bench.report import Report
+from bench.scenarios.common import add_figure, concurrently
 from jobd.models import RECENT_PASSES
 
 SCENARIO = "6 scheduler"
@@ -186,15 +186,5 @@ def _figures(report: Report, samples: list[Sample], queued: int) -> None:
 
 
 def _add(report: Report, name: str, samples: tuple[float, ...], met: bool | None = None) -> None:
-    report.add(
-        Figure(
-            scenario=SCENARIO,
-            name=name,
-            system="jobd",
-            unit="ms",
-            samples=samples,
-            higher_is_better=False,
-            target=f"< {TARGET_MS} ms" if met is not None else None,
-            met=met,
-        )
-    )
+    target = (f"< {TARGET_MS} ms", met) if met is not None else None
+    add_figure(report, name, "ms", samples, target, scenario=SCENARIO)

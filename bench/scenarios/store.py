@@ -10,6 +10,7 @@ queries. Each repeat restarts the same daemon on the same store."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import tempfile
 import time
@@ -22,11 +23,12 @@ from urllib.parse import urlencode
 import aiohttp
 
 from bench.daemon import BIN, BenchDaemon, get_json
-from bench.report import Figure, Report
-from bench.scenarios.common import command_runner, concurrently, percentile
+from bench.report import Report
+from bench.scenarios.common import add_figure, command_runner, concurrently, percentile
 from bench.seed import Seeded, seed
 
 SCENARIO = "4 store"
+_add = functools.partial(add_figure, scenario=SCENARIO)
 PAGE = 50  # the API's default page size
 JOBCTL_RUNS = 20
 MB = 1_000_000
@@ -165,26 +167,3 @@ def _figures(report: Report, samples: list[Sample], seeded: Seeded) -> None:
     _add(report, "daemon start, empty store", "s", tuple(s.start_empty for s in samples))
     rss = tuple(s.rss / MB for s in samples)
     _add(report, f"daemon RSS after the queries, {scale}", "MB", rss, ("< 150 MB", max(rss) < 150))
-
-
-def _add(
-    report: Report,
-    name: str,
-    unit: str,
-    samples: tuple[float, ...],
-    target: tuple[str, bool] | None = None,
-    *,
-    system: str = "jobd",
-) -> None:
-    report.add(
-        Figure(
-            scenario=SCENARIO,
-            name=name,
-            system=system,
-            unit=unit,
-            samples=samples,
-            higher_is_better=False,
-            target=target[0] if target else None,
-            met=target[1] if target else None,
-        )
-    )

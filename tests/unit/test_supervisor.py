@@ -133,16 +133,21 @@ class Harness:
         capacity = NodeCapacity(cpus=2, memory_bytes=8 * GIB)
         self.store = store
         self.runtime = runtime
-        self.supervisor = Supervisor(
-            store=store,
-            runtime=runtime,
-            pump=LogPump(tmp_path / "logs", config.logs),
+        self.pump = LogPump(tmp_path / "logs", config.logs)
+        self.supervisor = self.new_supervisor(config, capacity)
+        self.jobs = Jobs(store, config, capacity, self.supervisor.wake, self.supervisor.purge_soon)
+
+    def new_supervisor(self, config: Config, capacity: NodeCapacity) -> Supervisor:
+        """A supervisor on this store, runtime and logs: the first, or one after a restart."""
+        return Supervisor(
+            store=self.store,
+            runtime=self.runtime,
+            pump=self.pump,
             config=config,
             capacity=capacity,
             info=INFO,
             instance="fake",
         )
-        self.jobs = Jobs(store, config, capacity, self.supervisor.wake, self.supervisor.purge_soon)
 
     async def submit(self, image: str = "img", **body: object) -> str:
         _, run = await self.jobs.create({"image": image, "command": ["x"], **body}, OWNER)
@@ -384,9 +389,7 @@ async def test_an_update_changes_only_the_runs_created_after_it(harness: Harness
     assert harness.runtime.specs[third.id].env == {"A": "0"}, "omitted fields stay"
 
 
-async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(
-    harness: Harness, tmp_path: Path
-) -> None:
+async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(harness: Harness) -> None:
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.RUNNING)
     job_id = (await harness.store.get_run(run_id)).job_id
@@ -399,15 +402,7 @@ async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(
     harness.supervisor.wake()  # the old daemon still stops the run it was told to cancel
     await harness.until(run_id, RunStatus.CANCELLED)
     assert (await harness.store.deleted_jobs()).keys() == {job_id}
-    restarted = Supervisor(
-        store=harness.store,
-        runtime=harness.runtime,
-        pump=harness.supervisor.pump,
-        config=harness.supervisor.config,
-        capacity=harness.supervisor.capacity,
-        info=INFO,
-        instance="fake",
-    )
+    restarted = harness.new_supervisor(harness.supervisor.config, harness.supervisor.capacity)
     assert await restarted.purge_deleted_jobs() is False  # nothing left waiting
     assert await harness.store.deleted_jobs() == {}
     with pytest.raises(NotFound):
