@@ -16,10 +16,18 @@ from click.core import ParameterSource
 from jobctl import render
 from jobctl.client import Client, Endpoint, JobctlError, check_url, load_token, segment
 from jobctl.defaults import default_data_dir, default_socket
-from jobctl.parsing import check_id, id_kind, parse_duration, parse_pair, parse_since
+from jobctl.parsing import (
+    check_id,
+    id_kind,
+    load_recipe_file,
+    parse_duration,
+    parse_pair,
+    parse_since,
+)
 from jobctl.waiting import copy_log, exit_status, failure_note, wait_for_run, wait_until_gone
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+MAX_LOG_LINES = 100_000  # the most a job's logs answer gives
 Callback = Callable[[click.Context, click.Parameter, Any], Any]
 
 
@@ -50,9 +58,11 @@ json_option = click.option(
 )
 
 
-def spec_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def spec_options(
+    *, replacing: bool, named: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """What a job runs, for `run` and for `update` (where each option given replaces the
-    job's value whole)."""
+    job's value whole), and for recipes (not `named`: a recipe's name is its argument)."""
     whole = " Replaces the job's whole environment." if replacing else ""
     options = [
         click.option("--plan", help="Plan id (see `jobctl plans`)."),
@@ -69,7 +79,11 @@ def spec_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[
             metavar="DURATION",
             help="Deadline: 90, 90s, 15m, 2h, 3d, 1h30m.",
         ),
-        click.option("--name", help="A new name." if replacing else "A name for the job."),
+        *(
+            [click.option("--name", help="A new name." if replacing else "A name for the job.")]
+            if named
+            else []
+        ),
         click.option(
             "--label",
             multiple=True,
@@ -79,7 +93,74 @@ def spec_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[
         ),
         click.option("--network", type=click.Choice(["default", "none"]), help="none: no network."),
     ]
+    return _all_options(options)
 
+
+def schedule_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """When a job runs by itself, for `run` and for `update`."""
+    options = [
+        click.option(
+            "--schedule",
+            metavar="CRON",
+            help="Run on a 5-field cron schedule, e.g. '0 3 * * *' (no run starts now)."
+            + (" See also --no-schedule." if replacing else ""),
+        ),
+        click.option("--timezone", help="IANA time zone for the schedule (default UTC)."),
+        click.option(
+            "--concurrency-policy",
+            type=click.Choice(["forbid", "allow", "replace"]),
+            help="A tick while a run is in flight: skip it (forbid, the default), start"
+            " another (allow), or cancel the run and start anew (replace).",
+        ),
+        click.option(
+            "--catch-up",
+            type=click.Choice(["skip", "once"]),
+            help="Ticks missed while jobd was down: skip them (default) or run once.",
+        ),
+    ]
+    if replacing:
+        options.append(
+            click.option("--no-schedule", is_flag=True, help="Remove the schedule: on demand.")
+        )
+    return _all_options(options)
+
+
+def retry_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A failed run's retries, for `run` and for `update`."""
+    options = [
+        click.option(
+            "--attempts",
+            type=click.IntRange(1, 100),
+            help="Retry a failed run: run at most N times in all.",
+        ),
+        click.option(
+            "--backoff",
+            callback=DURATION,
+            metavar="DURATION",
+            help="Wait before the first retry (default 10s), doubled for each next one.",
+        ),
+        click.option(
+            "--retry-on-exit",
+            multiple=True,
+            type=click.IntRange(1, 255),
+            metavar="CODE",
+            help="Retry only these exit codes; repeatable (default: any non-zero).",
+        ),
+        click.option("--retry-on-timeout", is_flag=True, help="Retry runs that timed out too."),
+        click.option(
+            "--no-retry-on-infrastructure",
+            is_flag=True,
+            help="Do not retry infrastructure failures (image missing, runtime error, lost).",
+        ),
+    ]
+    if replacing:
+        options.append(click.option("--no-retry", is_flag=True, help="Stop retrying failed runs."))
+    return _all_options(options)
+
+
+def _all_options(
+    options: Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
             command = option(command)
@@ -189,13 +270,30 @@ def show(doc: object, as_json: bool, text: Callable[[], str]) -> None:
     click.echo(render.as_json(doc) if as_json else text())
 
 
-def finish(client: Client, run_id: str) -> None:
-    """Wait for the run and exit as it did; say why when its exit code does not."""
-    run = wait_for_run(client, run_id)
-    note = failure_note(run)
-    if note:
-        click.echo(f"jobctl: {note}", err=True)
+def finish(client: Client, run_id: str, *, follow: bool = False) -> None:
+    """Wait for the run, and for its retries, and exit as the last attempt did; say why when
+    its exit code does not. With `follow`, stream each attempt's log meanwhile."""
+    while True:
+        if follow:
+            copy_log(client, run_id, {"follow": "true", "format": "text"}, sys.stdout.buffer)
+        run = wait_for_run(client, run_id)
+        note = failure_note(run)
+        if note:
+            click.echo(f"jobctl: {note}", err=True)
+        if not run.get("retriedBy"):
+            break
+        click.echo(f"jobctl: {retry_note(client, run)}", err=True)
+        run_id = run["retriedBy"]
     click.get_current_context().exit(exit_status(run))
+
+
+def retry_note(client: Client, run: Mapping[str, Any]) -> str:
+    retry = client.get(f"/v1/runs/{segment(run['retriedBy'])}")
+    code = f" with exit code {run['exitCode']}" if run.get("exitCode") is not None else ""
+    return (
+        f"run {run['id']} failed{code}; attempt {retry['attempt']} is {retry['id']},"
+        f" not before {render.local_time(retry.get('notBefore'))}"
+    )
 
 
 def resolve_run(client: Client, any_id: str) -> str:
@@ -223,7 +321,7 @@ def collect(
 
 def job_body(
     *,
-    image: str,
+    image: str | None,
     command: Sequence[str],
     env: Sequence[tuple[str, str]],
     plan: str | None,
@@ -231,52 +329,123 @@ def job_body(
     name: str | None,
     labels: Sequence[tuple[str, str]],
     network: str | None,
+    when: Mapping[str, Any] | None = None,
+    retry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """POST /v1/jobs's body; what was not given is left out for the daemon's defaults."""
+    """POST /v1/jobs's body; what was not given is left out for the daemon's defaults.
+    `when`: the schedule's fields; `retry`: the retry policy."""
     optional = {
         "command": list(command),
         "plan": plan,
         "timeoutSeconds": timeout,
         "name": name,
         "network": network,
+        "retry": retry,
+        **(when or {}),
     }
-    body: dict[str, Any] = {"image": image, "env": dict(env), "labels": dict(labels)}
+    body: dict[str, Any] = {"image": image} if image else {}
+    body.update({"env": dict(env), "labels": dict(labels)})
     body.update({k: v for k, v in optional.items() if v})
     return body
+
+
+def schedule_fields(
+    schedule: str | None, timezone: str | None, policy: str | None, catch_up: str | None
+) -> dict[str, Any]:
+    given = {
+        "schedule": schedule,
+        "timezone": timezone,
+        "concurrencyPolicy": policy,
+        "catchUp": catch_up,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def retry_policy(
+    base: Mapping[str, Any] | None,
+    *,
+    attempts: int | None,
+    backoff: int | None,
+    exit_codes: Sequence[int],
+    on_timeout: bool,
+    no_infrastructure: bool,
+) -> dict[str, Any] | None:
+    """The retry policy the options ask for, over `base` (the job's, on update); None when
+    no retry option was given."""
+    given = {
+        "maxAttempts": attempts,
+        "backoffSeconds": backoff,
+        "onExitCodes": sorted(exit_codes) or None,
+        "onTimeout": on_timeout or None,
+        "onInfrastructure": False if no_infrastructure else None,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    if not changes:
+        return None
+    policy = {k: v for k, v in (base or {}).items() if v is not None}
+    policy.update(changes)
+    if "maxAttempts" not in policy:
+        raise click.UsageError("--attempts: how many times to run at most, in all")
+    return policy
 
 
 # -- commands -------------------------------------------------------------------------
 
 
 @main.command(context_settings=CONTEXT)
+@click.option(
+    "--recipe",
+    help="Make the job of this recipe (a snapshot); the arguments are then the command,"
+    " and the options override the recipe's (env and labels merge).",
+)
 @spec_options(replacing=False)
-@click.option("--wait", is_flag=True, help="Wait for the run; exit with its exit code.")
+@schedule_options(replacing=False)
+@retry_options(replacing=False)
+@click.option("--wait", is_flag=True, help="Wait for the run (and its retries); exit as it did.")
 @click.option("--follow", is_flag=True, help="Stream its logs while waiting (implies --wait).")
 @json_option
-@click.argument("image")
+@click.argument("image", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_connection
 def run(
     connection: Connection,
     *,
+    recipe: str | None,
     plan: str | None,
     env: tuple[tuple[str, str], ...],
     timeout: int | None,
     name: str | None,
     label: tuple[tuple[str, str], ...],
     network: str | None,
+    schedule: str | None,
+    timezone: str | None,
+    concurrency_policy: str | None,
+    catch_up: str | None,
+    attempts: int | None,
+    backoff: int | None,
+    retry_on_exit: tuple[int, ...],
+    retry_on_timeout: bool,
+    no_retry_on_infrastructure: bool,
     wait: bool,
     follow: bool,
     as_json: bool,
-    image: str,
+    image: str | None,
     command: tuple[str, ...],
 ) -> None:
-    """Create a job and start its first run: IMAGE [-- COMMAND ARGS...].
+    """Create a job and start its first run: IMAGE [-- COMMAND ARGS...], or --recipe NAME
+    [-- COMMAND ARGS...].
 
-    Prints `<job-id> <run-id>`. Put `--` before a command that has options of its own."""
+    Prints `<job-id> <run-id>`; with --schedule, `<job-id> next <time>` (its ticks start
+    the runs). Put `--` before a command that has options of its own."""
+    if schedule and (wait or follow):
+        raise click.UsageError("--wait and --follow need a run now; a scheduled job has none")
+    if recipe is None and image is None:
+        raise click.UsageError("give an IMAGE, or a --recipe")
+    if recipe is not None and image is not None:
+        command = (image, *command)  # with a recipe, every argument is the command
     client = connection.client()
     body = job_body(
-        image=image,
+        image=image if recipe is None else None,
         command=command,
         env=env,
         plan=plan,
@@ -284,19 +453,34 @@ def run(
         name=name,
         labels=label,
         network=network,
+        when=schedule_fields(schedule, timezone, concurrency_policy, catch_up),
+        retry=retry_policy(
+            None,
+            attempts=attempts,
+            backoff=backoff,
+            exit_codes=retry_on_exit,
+            on_timeout=retry_on_timeout,
+            no_infrastructure=no_retry_on_infrastructure,
+        ),
     )
+    if recipe is not None:
+        body["recipe"] = recipe
     job = client.post("/v1/jobs", body)
     run_id = job["latestRunId"]
+    if run_id is None:
+        next_fire = render.local_time((job.get("schedule") or {}).get("nextFireAt"))
+        show(job, as_json, lambda: f"{job['id']} next {next_fire}")
+        return
     show(job, as_json, lambda: f"{job['id']} {run_id}")
-    if follow:
-        copy_log(client, run_id, {"follow": "true", "format": "text"}, sys.stdout.buffer)
     if wait or follow:
-        finish(client, run_id)
+        finish(client, run_id, follow=follow)
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--image", help="The image its next runs use.")
 @spec_options(replacing=True)
+@schedule_options(replacing=True)
+@retry_options(replacing=True)
 @json_option
 @click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -311,14 +495,26 @@ def update(
     name: str | None,
     label: tuple[tuple[str, str], ...],
     network: str | None,
+    schedule: str | None,
+    timezone: str | None,
+    concurrency_policy: str | None,
+    catch_up: str | None,
+    no_schedule: bool,
+    attempts: int | None,
+    backoff: int | None,
+    retry_on_exit: tuple[int, ...],
+    retry_on_timeout: bool,
+    no_retry_on_infrastructure: bool,
+    no_retry: bool,
     as_json: bool,
     job_id: str,
     command: tuple[str, ...],
 ) -> None:
-    """Change what a job's next runs execute: JOB_ID [OPTIONS] [-- COMMAND ARGS...].
+    """Change what a job's next runs execute, or when: JOB_ID [OPTIONS] [-- COMMAND ARGS...].
 
     Only what is given changes; runs created before keep what they were created with."""
-    given = {
+    client = connection.client()
+    given: dict[str, Any] = {
         "image": image,
         "plan": plan,
         "env": dict(env) if env else None,
@@ -327,12 +523,70 @@ def update(
         "labels": dict(label) if label else None,
         "network": network,
         "command": list(command) if command else None,
+        **schedule_fields(schedule, timezone, concurrency_policy, catch_up),
     }
     body = {k: v for k, v in given.items() if v is not None}
+    if no_schedule:
+        body["schedule"] = None
+    retry_given = attempts or backoff or retry_on_exit or retry_on_timeout
+    if retry_given or no_retry_on_infrastructure:
+        current = client.get(f"/v1/jobs/{segment(job_id)}").get("retry")
+        body["retry"] = retry_policy(
+            current,
+            attempts=attempts,
+            backoff=backoff,
+            exit_codes=retry_on_exit,
+            on_timeout=retry_on_timeout,
+            no_infrastructure=no_retry_on_infrastructure,
+        )
+    if no_retry:
+        body["retry"] = None
     if not body:
         raise click.UsageError("nothing to change: give an option or a command")
-    job = connection.client().patch(f"/v1/jobs/{segment(job_id)}", body)
+    job = client.patch(f"/v1/jobs/{segment(job_id)}", body)
     show(job, as_json, lambda: render.job_details(job))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@json_option
+@pass_connection
+def suspend(connection: Connection, *, job_id: str, as_json: bool) -> None:
+    """Pause a job's schedule; runs in flight go on. `jobctl resume` restarts it."""
+    job = connection.client().patch(f"/v1/jobs/{segment(job_id)}", {"suspend": True})
+    show(job, as_json, lambda: f"{job['id']} suspended")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@json_option
+@pass_connection
+def resume(connection: Connection, *, job_id: str, as_json: bool) -> None:
+    """Restart a suspended schedule at its next tick (missed ticks are not caught up)."""
+    job = connection.client().patch(f"/v1/jobs/{segment(job_id)}", {"suspend": False})
+    next_fire = render.local_time((job.get("schedule") or {}).get("nextFireAt"))
+    show(job, as_json, lambda: f"{job['id']} next {next_fire}")
+
+
+@main.command("schedule", context_settings=CONTEXT)
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@json_option
+@pass_connection
+def list_schedules(connection: Connection, *, every: bool, as_json: bool) -> None:
+    """List the scheduled jobs with their next fire time, newest job first."""
+    page = collect(connection.client(), "/v1/jobs", {"scheduled": "true"}, "jobs", every)
+    rows = map(render.schedule_row, page["jobs"])
+    show(page, as_json, lambda: render.table(render.SCHEDULE_HEADERS, rows))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@json_option
+@pass_connection
+def status(connection: Connection, *, job_id: str, as_json: bool) -> None:
+    """A job's latest run, its runs counted by status, and its schedule."""
+    doc = connection.client().get(f"/v1/jobs/{segment(job_id)}/status")
+    show(doc, as_json, lambda: render.status_details(doc))
 
 
 @main.command(context_settings=CONTEXT)
@@ -418,6 +672,14 @@ def runs(connection: Connection, *, job_id: str, limit: int | None, as_json: boo
 )
 @click.option("--tail", type=click.IntRange(min=1), help="Only the last N lines.")
 @click.option("--grep", help="Only lines containing this text.")
+@click.option(
+    "--until", callback=SINCE, metavar="TIME", help="RFC 3339 time, or a duration ago (10m)."
+)
+@click.option(
+    "--all-runs",
+    is_flag=True,
+    help="Every run of a job, in time order, each line after its run's id.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (ndjson).")
 @pass_connection
 def logs(
@@ -426,19 +688,31 @@ def logs(
     any_id: str,
     follow: bool,
     since: str | None,
+    until: str | None,
     tail: int | None,
     grep: str | None,
+    all_runs: bool,
     as_json: bool,
 ) -> None:
-    """Print a run's output (a job id means its latest run)."""
+    """Print a run's output (a job id means its latest run, or with --all-runs all of them)."""
     client = connection.client()
     query = {
         "format": "ndjson" if as_json else "text",
         "follow": "true" if follow else None,
         "since": since,
+        "until": until,
         "tail": tail,
         "filter": grep,
     }
+    if all_runs:
+        if id_kind(any_id) != "job" or follow:
+            raise click.UsageError("--all-runs takes a job id, and no --follow")
+        limit = {"limit": MAX_LOG_LINES} if tail is None else {}
+        path = f"/v1/jobs/{segment(any_id)}/logs"
+        with client.stream(path, {**query, **limit}) as stream:
+            for chunk in stream.chunks():
+                sys.stdout.buffer.write(chunk)
+        return
     copy_log(client, resolve_run(client, any_id), query, sys.stdout.buffer)
 
 
@@ -487,3 +761,203 @@ def health(connection: Connection, *, as_json: bool) -> None:
     show(doc, as_json, lambda: render.health_details(doc))
     if doc.get("status") != "ok":
         click.get_current_context().exit(1)
+
+
+# -- recipes --------------------------------------------------------------------------
+
+
+@main.group(context_settings=CONTEXT)
+def recipe() -> None:
+    """Named, reusable job configurations: `jobctl run --recipe NAME` makes a job of one."""
+
+
+def recipe_body(
+    *,
+    image: str | None,
+    command: Sequence[str],
+    env: Sequence[tuple[str, str]],
+    plan: str | None,
+    timeout: int | None,
+    labels: Sequence[tuple[str, str]],
+    network: str | None,
+    retry: Mapping[str, Any] | None,
+    description: str | None,
+) -> dict[str, Any]:
+    """A recipe's fields as given; what was not given is left out."""
+    given = {
+        "image": image,
+        "command": list(command) or None,
+        "env": dict(env) or None,
+        "plan": plan,
+        "timeoutSeconds": timeout,
+        "labels": dict(labels) or None,
+        "network": network,
+        "retry": retry,
+        "description": description,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+@recipe.command("create", context_settings=CONTEXT)
+@click.option("--description", help="What the recipe is for.")
+@spec_options(replacing=False, named=False)
+@retry_options(replacing=False)
+@json_option
+@click.argument("name")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
+def recipe_create(
+    connection: Connection,
+    *,
+    description: str | None,
+    plan: str | None,
+    env: tuple[tuple[str, str], ...],
+    timeout: int | None,
+    label: tuple[tuple[str, str], ...],
+    network: str | None,
+    attempts: int | None,
+    backoff: int | None,
+    retry_on_exit: tuple[int, ...],
+    retry_on_timeout: bool,
+    no_retry_on_infrastructure: bool,
+    as_json: bool,
+    name: str,
+    image: str,
+    command: tuple[str, ...],
+) -> None:
+    """Create a recipe: NAME IMAGE [-- COMMAND ARGS...]."""
+    body = recipe_body(
+        image=image,
+        command=command,
+        env=env,
+        plan=plan,
+        timeout=timeout,
+        labels=label,
+        network=network,
+        retry=retry_policy(
+            None,
+            attempts=attempts,
+            backoff=backoff,
+            exit_codes=retry_on_exit,
+            on_timeout=retry_on_timeout,
+            no_infrastructure=no_retry_on_infrastructure,
+        ),
+        description=description,
+    )
+    doc = connection.client().post("/v1/recipes", {"name": name, **body})
+    show(doc, as_json, lambda: f"created recipe {doc['name']}")
+
+
+@recipe.command("update", context_settings=CONTEXT)
+@click.option("--description", help="What the recipe is for.")
+@click.option("--image", help="The image jobs made of it use.")
+@spec_options(replacing=True, named=False)
+@retry_options(replacing=True)
+@json_option
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
+def recipe_update(
+    connection: Connection,
+    *,
+    description: str | None,
+    image: str | None,
+    plan: str | None,
+    env: tuple[tuple[str, str], ...],
+    timeout: int | None,
+    label: tuple[tuple[str, str], ...],
+    network: str | None,
+    attempts: int | None,
+    backoff: int | None,
+    retry_on_exit: tuple[int, ...],
+    retry_on_timeout: bool,
+    no_retry_on_infrastructure: bool,
+    no_retry: bool,
+    as_json: bool,
+    name: str,
+    command: tuple[str, ...],
+) -> None:
+    """Change a recipe: NAME [OPTIONS] [-- COMMAND ARGS...]. Jobs made of it keep theirs."""
+    client = connection.client()
+    path = f"/v1/recipes/{segment(name)}"
+    retry = None
+    if attempts or backoff or retry_on_exit or retry_on_timeout or no_retry_on_infrastructure:
+        retry = retry_policy(
+            client.get(path).get("retry"),
+            attempts=attempts,
+            backoff=backoff,
+            exit_codes=retry_on_exit,
+            on_timeout=retry_on_timeout,
+            no_infrastructure=no_retry_on_infrastructure,
+        )
+    body = recipe_body(
+        image=image,
+        command=command,
+        env=env,
+        plan=plan,
+        timeout=timeout,
+        labels=label,
+        network=network,
+        retry=retry,
+        description=description,
+    )
+    if no_retry:
+        body["retry"] = None
+    if not body:
+        raise click.UsageError("nothing to change: give an option or a command")
+    doc = client.patch(path, body)
+    show(doc, as_json, lambda: render.recipe_details(doc))
+
+
+@recipe.command("ls", context_settings=CONTEXT)
+@json_option
+@pass_connection
+def recipe_list(connection: Connection, *, as_json: bool) -> None:
+    """List the recipes by name."""
+    doc = connection.client().get("/v1/recipes")
+    rows = map(render.recipe_row, doc["recipes"])
+    show(doc, as_json, lambda: render.table(render.RECIPE_HEADERS, rows))
+
+
+@recipe.command("show", context_settings=CONTEXT)
+@json_option
+@click.argument("name")
+@pass_connection
+def recipe_show(connection: Connection, *, as_json: bool, name: str) -> None:
+    """Show a recipe."""
+    doc = connection.client().get(f"/v1/recipes/{segment(name)}")
+    show(doc, as_json, lambda: render.recipe_details(doc))
+
+
+@recipe.command("rm", context_settings=CONTEXT)
+@click.argument("name")
+@pass_connection
+def recipe_remove(connection: Connection, *, name: str) -> None:
+    """Delete a recipe. Jobs made of it keep their snapshot."""
+    connection.client().delete(f"/v1/recipes/{segment(name)}")
+    click.echo(f"deleted recipe {name}")
+
+
+@recipe.command("apply", context_settings=CONTEXT)
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="A recipe as TOML (.toml) or YAML (.yaml, .yml; also JSON); - reads stdin.",
+)
+@json_option
+@pass_connection
+def recipe_apply(connection: Connection, *, path: Path, as_json: bool) -> None:
+    """Create a recipe from a file, or replace the one of that name whole."""
+    try:
+        doc = load_recipe_file(path)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--file'") from None
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise click.BadParameter(f"{path}: the recipe has no name", param_hint="'--file'")
+    result = connection.client().put(f"/v1/recipes/{segment(name)}", doc)
+    show(result, as_json, lambda: f"applied recipe {result['name']}")

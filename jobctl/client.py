@@ -122,6 +122,10 @@ class Client:
         with self._exchange("PATCH", path, None, body, REQUEST_TIMEOUT) as response:
             return _json(response)
 
+    def put(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        with self._exchange("PUT", path, None, body, REQUEST_TIMEOUT) as response:
+            return _json(response)
+
     def delete(self, path: str) -> None:
         with self._exchange("DELETE", path, None, None, REQUEST_TIMEOUT) as response:
             response.read()

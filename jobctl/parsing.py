@@ -1,12 +1,16 @@
-"""The pure parts of jobctl's command line: durations, KEY=VALUE pairs, times and ids.
+"""The pure parts of jobctl's command line: durations, KEY=VALUE pairs, times, ids, and
+recipe files.
 
 Each parser raises ValueError with a message fit to follow "Invalid value for '--option': "."""
 
 from __future__ import annotations
 
 import re
+import sys
+import tomllib
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 IdKind = Literal["job", "run"]
 
@@ -78,3 +82,30 @@ def check_id(value: str, *kinds: IdKind) -> str:
     if kind not in kinds:
         raise ValueError(f"{value!r} is a {kind} id; expected a {' or '.join(kinds)} id")
     return value
+
+
+def load_recipe_file(path: Path) -> dict[str, Any]:
+    """A recipe from a TOML file (.toml), or YAML (anything else, JSON included); `-` is
+    stdin, read as YAML. ValueError says what is wrong with it."""
+    text = sys.stdin.read() if str(path) == "-" else _read(path)
+    try:
+        if path.suffix == ".toml":
+            doc: Any = tomllib.loads(text)
+        else:
+            import yaml  # only here: most commands never read YAML
+
+            doc = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    except Exception as e:  # yaml.YAMLError, without importing yaml at the top
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected one recipe (a table of fields)")
+    return doc
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror}") from None

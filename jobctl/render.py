@@ -93,8 +93,10 @@ def yes_no(value: object) -> str:
 
 # -- jobs and runs --------------------------------------------------------------------
 
-JOB_HEADERS = ("JOB", "NAME", "IMAGE", "STATUS", "PLAN", "CREATED", "LATEST RUN")
-RUN_HEADERS = ("RUN", "STATUS", "EXIT", "REASON", "STARTED", "FINISHED", "COST")
+JOB_HEADERS = ("JOB", "NAME", "IMAGE", "STATUS", "PLAN", "CREATED", "LATEST RUN", "NEXT TICK")
+RUN_HEADERS = ("RUN", "STATUS", "TRIGGER", "EXIT", "REASON", "STARTED", "FINISHED", "COST")
+RECIPE_HEADERS = ("RECIPE", "IMAGE", "PLAN", "DESCRIPTION", "UPDATED")
+SCHEDULE_HEADERS = ("JOB", "NAME", "SCHEDULE", "TIMEZONE", "POLICY", "NEXT TICK", "LAST TICK")
 EVENT_HEADERS = ("AT", "FROM", "TO", "DETAIL")
 PLAN_HEADERS = ("PLAN", "MEMORY", "CPUS", "PIDS", "PRICE/MONTH")
 
@@ -108,6 +110,110 @@ def job_row(job: Mapping[str, Any]) -> Row:
         or_none(job.get("plan")),
         local_time(job.get("createdAt")),
         or_none(job.get("latestRunId")),
+        next_tick(job.get("schedule")),
+    )
+
+
+def next_tick(schedule: Mapping[str, Any] | None) -> str:
+    if not schedule:
+        return NONE
+    if schedule.get("suspend"):
+        return "suspended"
+    return local_time(schedule.get("nextFireAt"))
+
+
+def schedule_row(job: Mapping[str, Any]) -> Row:
+    schedule = job.get("schedule") or {}
+    last = schedule.get("lastTick")
+    return (
+        job["id"],
+        or_none(job.get("name")),
+        schedule.get("schedule"),
+        schedule.get("timezone"),
+        schedule.get("concurrencyPolicy"),
+        next_tick(schedule),
+        f"{local_time(last['at'])} {last['runId'] or last['note']}" if last else NONE,
+    )
+
+
+def recipe_row(recipe: Mapping[str, Any]) -> Row:
+    return (
+        recipe["name"],
+        recipe.get("image"),
+        or_none(recipe.get("plan")),
+        or_none(recipe.get("description")),
+        local_time(recipe.get("updatedAt")),
+    )
+
+
+def recipe_details(recipe: Mapping[str, Any]) -> str:
+    if recipe.get("startCommand"):
+        command = f"/bin/sh -c {shlex.quote(recipe['startCommand'])}"
+    else:
+        command = shlex.join(recipe.get("command") or []) or "(the image's own)"
+    owner = recipe.get("owner") or {}
+    return details(
+        [
+            ("name", recipe["name"]),
+            ("description", recipe.get("description")),
+            ("image", recipe.get("image")),
+            ("command", command),
+            ("env", pairs(recipe.get("env"))),
+            ("plan", recipe.get("plan") or "(jobd's default)"),
+            ("timeout", duration(recipe.get("timeoutSeconds"))),
+            ("network", recipe.get("network")),
+            ("labels", pairs(recipe.get("labels"))),
+            ("retry", retry_text(recipe.get("retry"))),
+            ("owner", owner.get("user")),
+            ("created", local_time(recipe.get("createdAt"))),
+            ("updated", local_time(recipe.get("updatedAt"))),
+        ]
+    )
+
+
+def retry_text(retry: Mapping[str, Any] | None) -> str | None:
+    if not retry:
+        return None
+    codes = retry.get("onExitCodes")
+    parts = [
+        f"up to {retry['maxAttempts']} attempts",
+        f"backoff {retry['backoffSeconds']:g}s doubling",
+        f"exit codes {', '.join(map(str, codes))}" if codes else "any exit code",
+    ]
+    if retry.get("onTimeout"):
+        parts.append("timeouts")
+    if not retry.get("onInfrastructure", True):
+        parts.append("not infrastructure failures")
+    return ", ".join(parts)
+
+
+def schedule_text(schedule: Mapping[str, Any] | None) -> str | None:
+    if not schedule:
+        return None
+    return (
+        f"{schedule['schedule']} ({schedule['timezone']}), concurrency"
+        f" {schedule['concurrencyPolicy']}, catch-up {schedule['catchUp']}"
+    )
+
+
+def status_details(doc: Mapping[str, Any]) -> str:
+    schedule = doc.get("schedule") or {}
+    last = schedule.get("lastTick")
+    latest = doc.get("latestRun") or {}
+    counts = doc.get("runCounts") or {}
+    return details(
+        [
+            ("job", doc["jobId"]),
+            ("status", doc.get("status")),
+            ("latest run", f"{latest['id']} ({latest['trigger']})" if latest else None),
+            (
+                "runs",
+                f"{doc.get('totalRuns', 0)}: " + pairs({k: str(v) for k, v in counts.items() if v}),
+            ),
+            ("schedule", schedule_text(schedule)),
+            ("next tick", next_tick(schedule) if schedule else None),
+            ("last tick", f"{local_time(last['at'])}: {last['note']}" if last else None),
+        ]
     )
 
 
@@ -116,12 +222,19 @@ def run_row(run: Mapping[str, Any]) -> Row:
     return (
         run["id"],
         run["status"],
+        _trigger(run),
         or_none(run.get("exitCode")),
         or_none(reason.get("type")),
         local_time(run.get("startedAt")),
         local_time(run.get("finishedAt")),
         cost(run),
     )
+
+
+def _trigger(run: Mapping[str, Any]) -> str:
+    trigger = str(run.get("trigger") or NONE)
+    attempt = run.get("attempt") or 1
+    return f"{trigger} #{attempt}" if attempt > 1 else trigger
 
 
 def event_row(event: Mapping[str, Any]) -> Row:
@@ -157,6 +270,11 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("timeout", duration(job.get("timeoutSeconds"))),
             ("network", job.get("network")),
             ("labels", pairs(job.get("labels"))),
+            ("recipe", job.get("recipe")),
+            ("image digest", job.get("imageDigest")),
+            ("retry", retry_text(job.get("retry"))),
+            ("schedule", schedule_text(job.get("schedule"))),
+            ("next tick", next_tick(job.get("schedule")) if job.get("schedule") else None),
             ("owner", f"{owner.get('user')} (uid {owner.get('uid')}, via {owner.get('via')})"),
             ("created", local_time(job.get("createdAt"))),
             ("status", job.get("status")),
@@ -173,8 +291,12 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("id", run["id"]),
             ("job", run.get("jobId")),
             ("status", run["status"]),
+            ("trigger", _trigger(run)),
+            ("scheduled for", local_time(run["scheduledFor"]) if run.get("scheduledFor") else None),
+            ("not before", local_time(run["notBefore"]) if run.get("notBefore") else None),
             ("exit code", run.get("exitCode")),
-            ("failure", f"{reason['type']}: {reason['message']}" if reason else None),
+            ("failure", _failure(reason)),
+            ("retried by", run.get("retriedBy")),
             ("plan", plan.get("id")),
             ("limits", limits(run.get("limits"))),
             ("created", local_time(run.get("createdAt"))),
@@ -186,6 +308,13 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("cost", cost(run)),
         ]
     )
+
+
+def _failure(reason: Mapping[str, Any] | None) -> str | None:
+    if not reason:
+        return None
+    category = f" ({reason['category']})" if reason.get("category") else ""
+    return f"{reason['type']}{category}: {reason['message']}"
 
 
 def limits(doc: Mapping[str, Any] | None) -> str | None:

@@ -8,6 +8,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import heapq
 import hmac
 import os
 import pwd
@@ -15,10 +16,10 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -27,8 +28,9 @@ from jobd import __version__
 from jobd.config import Config
 from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
 from jobd.jobs import Jobs, openapi_document
-from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog, k8s_text
+from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog, k8s_text, parse_time
 from jobd.models import Job, NodeCapacity, Owner, PassTimes, RunStatus, from_epoch, rfc3339
+from jobd.recipes import Recipes
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
 from jobd.store import JobFilter, Store
@@ -41,6 +43,8 @@ MAX_LOG_LIMIT = 100_000
 HEALTH_INFO_SECONDS = 5.0  # how stale the podman facts /v1/health serves may be
 STREAM_PIECE = 4 * 1024 * 1024  # bytes of log read per write to a streaming response
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +52,7 @@ class Services:
     config: Config
     store: Store
     jobs: Jobs
+    recipes: Recipes
     pump: LogPump
     runtime: PodmanRuntime
     info: RuntimeInfo
@@ -69,12 +74,20 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_patch("/v1/jobs/{job_id}", update_job)
     app.router.add_delete("/v1/jobs/{job_id}", delete_job)
+    app.router.add_get("/v1/jobs/{job_id}/status", job_status)
     app.router.add_get("/v1/jobs/{job_id}/runs", list_runs)
+    app.router.add_get("/v1/jobs/{job_id}/logs", get_job_logs)
     app.router.add_post("/v1/jobs/{job_id}/runs", rerun_job)
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_get("/v1/runs/{run_id}/events", get_run_events)
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
     app.router.add_get("/v1/runs/{run_id}/logs", get_run_logs)
+    app.router.add_get("/v1/recipes", list_recipes)
+    app.router.add_post("/v1/recipes", create_recipe)
+    app.router.add_get("/v1/recipes/{name}", get_recipe)
+    app.router.add_put("/v1/recipes/{name}", put_recipe)
+    app.router.add_patch("/v1/recipes/{name}", update_recipe)
+    app.router.add_delete("/v1/recipes/{name}", delete_recipe)
     app.router.add_get("/v1/plans", list_plans)
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi)
@@ -192,6 +205,10 @@ async def delete_job(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
+async def job_status(request: web.Request) -> web.Response:
+    return _json(await request.app[SERVICES].jobs.status(request.match_info["job_id"]))
+
+
 async def _job_doc(store: Store, job: Job) -> dict[str, Any]:
     runs = await store.get_runs([job.latest_run_id] if job.latest_run_id else [])
     return job.to_api(latest_run=runs.get(job.latest_run_id or ""))
@@ -227,8 +244,12 @@ def _job_filter(request: web.Request) -> JobFilter:
         if not sep or not key:
             raise InvalidRequest(f"label: expected key=value, got {item!r}")
         labels[key] = value
+    scheduled = request.query.get("scheduled", "false").lower()
+    if scheduled not in {"true", "false"}:
+        raise InvalidRequest(f"scheduled: true or false, not {scheduled!r}")
     return JobFilter(
         status=RunStatus(status) if status else None,
+        scheduled=scheduled == "true",
         labels=labels,
         created_after=_time_param(request, "createdAfter"),
         created_before=_time_param(request, "createdBefore"),
@@ -341,15 +362,56 @@ async def get_run_logs(request: web.Request) -> web.StreamResponse:
 
 
 def _collect(run_log: RunLog, wanted: LogRequest) -> tuple[list[LogLine], bool]:
+    return _first_or_last(run_log.lines(wanted.query), wanted)
+
+
+def _first_or_last(lines: Iterable[T], wanted: LogRequest) -> tuple[list[T], bool]:
+    """The last `tail` lines, or the first `limit` and whether more were left out."""
     if wanted.tail is not None:
-        last = collections.deque(run_log.lines(wanted.query), maxlen=wanted.tail)
-        return list(last), False
-    lines: list[LogLine] = []
-    for line in run_log.lines(wanted.query):
-        if len(lines) == wanted.limit:
-            return lines, True
-        lines.append(line)
-    return lines, False
+        return list(collections.deque(lines, maxlen=wanted.tail)), False
+    first: list[T] = []
+    for line in lines:
+        if len(first) == wanted.limit:
+            return first, True
+        first.append(line)
+    return first, False
+
+
+async def get_job_logs(request: web.Request) -> web.StreamResponse:
+    """The lines of every run of the job in the time window, in time order, each tagged with
+    its run id (runs of an `allow` schedule may overlap)."""
+    services = request.app[SERVICES]
+    wanted = _log_request(request)
+    if wanted.follow:
+        raise InvalidRequest("follow: follow one run's log (GET /v1/runs/{id}/logs)")
+    job = await services.store.get_job(request.match_info["job_id"])
+    runs = await services.store.runs_in_window(
+        job.id, since=wanted.query.since, until=wanted.query.until
+    )
+    logs = [(run.id, services.pump.open(run.id)) for run in runs]
+    tagged, truncated = await asyncio.to_thread(_collect_runs, logs, wanted)
+    if wanted.format == "json":
+        lines = [line.to_api(run_id) for run_id, line in tagged]
+        return _json({"jobId": job.id, "lines": lines, "truncated": truncated})
+    content_type = "text/plain" if wanted.format == "text" else "application/x-ndjson"
+    if wanted.format == "text":  # each line after its run's id, as `podman logs` of a pod
+        body = b"".join(f"{run_id} {line.text}\n".encode() for run_id, line in tagged)
+    else:
+        body = b"".join(_render(line, run_id, wanted.format) for run_id, line in tagged)
+    return web.Response(body=body, headers={"Content-Type": f"{content_type}; charset=utf-8"})
+
+
+def _collect_runs(
+    logs: list[tuple[str, RunLog]], wanted: LogRequest
+) -> tuple[list[tuple[str, LogLine]], bool]:
+    def tagged(run_id: str, run_log: RunLog) -> Iterator[tuple[str, LogLine]]:
+        return ((run_id, line) for line in run_log.lines(wanted.query))
+
+    def moment(item: tuple[str, LogLine]) -> datetime:
+        return parse_time(item[1].time) or EPOCH  # jobd's own marker lines carry no time
+
+    merged = heapq.merge(*(tagged(*log) for log in logs), key=moment)
+    return _first_or_last(merged, wanted)
 
 
 def _render(line: LogLine, run_id: str, fmt: str) -> bytes:
@@ -406,6 +468,43 @@ async def _stream_logs(
                 await changed.wait()
     await response.write_eof()
     return response
+
+
+# -- recipes --------------------------------------------------------------------------
+
+
+async def list_recipes(request: web.Request) -> web.Response:
+    recipes = await request.app[SERVICES].store.list_recipes()
+    return _json({"recipes": [r.to_api() for r in recipes]})
+
+
+async def create_recipe(request: web.Request) -> web.Response:
+    recipes = request.app[SERVICES].recipes
+    recipe = await recipes.create(await _json_body(request), caller(request))
+    return _json(recipe.to_api(), status=201)
+
+
+async def get_recipe(request: web.Request) -> web.Response:
+    recipe = await request.app[SERVICES].store.get_recipe(request.match_info["name"])
+    return _json(recipe.to_api())
+
+
+async def put_recipe(request: web.Request) -> web.Response:
+    recipes = request.app[SERVICES].recipes
+    body = await _json_body(request)
+    recipe, created = await recipes.put(request.match_info["name"], body, caller(request))
+    return _json(recipe.to_api(), status=201 if created else 200)
+
+
+async def update_recipe(request: web.Request) -> web.Response:
+    recipes = request.app[SERVICES].recipes
+    recipe = await recipes.update(request.match_info["name"], await _json_body(request))
+    return _json(recipe.to_api())
+
+
+async def delete_recipe(request: web.Request) -> web.Response:
+    await request.app[SERVICES].recipes.delete(request.match_info["name"])
+    return web.Response(status=204)
 
 
 # -- about ----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from jobd.errors import JobdError
 from jobd.jobs import Jobs
 from jobd.logs import LogPump
 from jobd.models import NodeCapacity
+from jobd.recipes import Recipes
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.service import PodmanService
 from jobd.store import Store
@@ -175,11 +176,14 @@ class Daemon:
             instance=instance,
         )
         await supervisor.recover()
-        jobs = Jobs(store, config, capacity, supervisor.wake, supervisor.purge_soon)
+        jobs = Jobs(
+            store, config, capacity, supervisor.wake, supervisor.purge_soon, runtime.image_digest
+        )
         services = Services(
             config=config,
             store=store,
             jobs=jobs,
+            recipes=Recipes(store, jobs.plan),
             pump=pump,
             runtime=runtime,
             info=info,

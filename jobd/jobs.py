@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -14,7 +15,7 @@ import jsonschema
 import jsonschema_rs
 
 from jobd.config import Config
-from jobd.errors import Conflict, InvalidRequest, PlanTooLarge
+from jobd.errors import Conflict, InvalidRequest, NotFound, PlanTooLarge
 from jobd.models import (
     Failure,
     FailureType,
@@ -23,8 +24,10 @@ from jobd.models import (
     NodeCapacity,
     Owner,
     Plan,
+    Recipe,
     Run,
     RunStatus,
+    Schedule,
     new_id,
     now,
 )
@@ -68,7 +71,49 @@ def _friendly(error: jsonschema.ValidationError) -> str:
         return f"{error.instance!r} is not a valid image reference"
     if error.validator == "not":
         return "give either command (a list) or startCommand (a string), not both"
+    if error.validator == "anyOf" and not error.absolute_path:
+        return "image: required, unless the job is made of a recipe"
+    if error.validator == "dependentRequired":
+        return f"needs a schedule: {error.message}"
     return error.message
+
+
+SCHEDULE_FIELDS = ("schedule", "timezone", "concurrencyPolicy", "catchUp", "suspend")
+
+
+def _schedule(data: Mapping[str, Any]) -> Schedule:
+    try:
+        return Schedule.from_api(data)
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from None
+
+
+def _updated_schedule(current: Schedule | None, body: Mapping[str, Any]) -> Schedule | None:
+    """The job's schedule after an update: `schedule: null` removes it (the job is then on
+    demand); other schedule fields change the one the job has, or come with a new one."""
+    given = {k: body[k] for k in SCHEDULE_FIELDS if k in body}
+    if not given:
+        return current
+    if "schedule" in given and given["schedule"] is None:
+        if len(given) > 1:
+            raise InvalidRequest("schedule: removing the schedule takes no other schedule field")
+        return None
+    if current is None and "schedule" not in given:
+        field = next(iter(given))
+        raise InvalidRequest(f"{field}: the job has no schedule; give one with it")
+    base = current.to_api() if current else {}
+    return _schedule({**base, **given})
+
+
+def _timing(schedule: Schedule | None) -> tuple[str, str, bool] | None:
+    """What decides when a schedule fires next."""
+    return (schedule.cron, schedule.timezone, schedule.suspended) if schedule else None
+
+
+def _next_fire(schedule: Schedule | None, moment: datetime) -> datetime | None:
+    if schedule is None or schedule.suspended:
+        return None
+    return schedule.next_after(moment)
 
 
 class Jobs:
@@ -79,12 +124,15 @@ class Jobs:
         capacity: NodeCapacity,
         wake: Callable[[], None],
         purge: Callable[[], None],
+        pin: Callable[[str], Awaitable[str | None]],
     ) -> None:
         self.store = store
         self.config = config
         self.capacity = capacity
         self.wake = wake  # the supervisor: runs to place or to stop
         self.purge = purge  # the supervisor: a deleted job to clear away
+        # the runtime, asked (never told): a local image as repository@sha256:digest
+        self.pin = pin
 
     def plan(self, plan_id: str) -> Plan:
         plan = self.config.plans.get(plan_id)
@@ -99,26 +147,46 @@ class Jobs:
             )
         return plan
 
-    async def create(self, body: Mapping[str, Any], owner: Owner) -> tuple[Job, Run]:
+    async def create(self, body: Mapping[str, Any], owner: Owner) -> tuple[Job, Run | None]:
+        """A job, and its first run unless it has a schedule (then its ticks start them)."""
         validate(body, "JobCreate")
+        requested = dict(body)
+        recipe = await self._recipe(body["recipe"]) if "recipe" in body else None
+        if recipe is not None:
+            body = recipe.job_request(body)
+            validate(body, "JobCreate")
         body = {"plan": self.config.default_plan, **body}
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
         plan = self.plan(spec.plan)
+        if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
+            spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
+        schedule = _schedule(body) if "schedule" in body else None
         job_id = new_id("job")
-        run = self._new_run(job_id, spec, plan)
+        moment = now()
+        run = None if schedule else self._new_run(job_id, spec, plan)
         job = Job(
             id=job_id,
             name=body.get("name"),
             spec=spec,
             labels=dict(body.get("labels", {})),
             owner=owner,
-            created_at=run.created_at,
-            latest_run_id=run.id,
-            status=run.status,
+            created_at=moment,
+            latest_run_id=run.id if run else None,
+            status=run.status if run else None,
+            schedule=schedule,
+            next_fire_at=_next_fire(schedule, moment),
+            recipe=recipe.name if recipe else None,
+            requested=requested,
         )
         await self.store.create_job(job, run)
         self.wake()
         return job, run
+
+    async def _recipe(self, name: str) -> Recipe:
+        try:
+            return await self.store.get_recipe(name)
+        except NotFound:
+            raise InvalidRequest(f"recipe: no recipe named {name!r}") from None
 
     async def rerun(self, job_id: str) -> Run:
         job = await self.store.get_job(job_id)
@@ -128,19 +196,42 @@ class Jobs:
         return run
 
     async def update(self, job_id: str, body: Mapping[str, Any]) -> Job:
-        """Change what the job's next runs execute (and its name and labels): each field
-        given replaces its value whole, the others stay. Runs created before keep theirs."""
+        """Change what the job's next runs execute (and its name, labels and schedule): each
+        field given replaces its value whole, the others stay. Runs created before keep
+        theirs. A changed schedule (or a resumed one) fires next at its first tick from now;
+        the ticks of a suspended schedule are not caught up."""
         validate(body, "JobUpdate")
         job = await self.store.get_job(job_id)
         spec = job.spec.updated(body)
         self.plan(spec.plan)
+        schedule = _updated_schedule(job.schedule, body)
+        reschedule = _timing(schedule) != _timing(job.schedule)
         changed = dataclasses.replace(
             job,
             name=body.get("name", job.name),
             spec=spec,
             labels=dict(body.get("labels", job.labels)),
+            schedule=schedule,
+            next_fire_at=_next_fire(schedule, now()) if reschedule else job.next_fire_at,
         )
-        return await self.store.update_job(changed)
+        updated = await self.store.update_job(changed, reschedule=reschedule)
+        self.wake()  # the supervisor's next timer may have moved
+        return updated
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        """The job's latest run, how many of its runs are in each status, and its schedule."""
+        job = await self.store.get_job(job_id)
+        counts = await self.store.run_counts(job_id)
+        runs = await self.store.get_runs([job.latest_run_id] if job.latest_run_id else [])
+        latest = runs.get(job.latest_run_id or "")
+        return {
+            "jobId": job.id,
+            "status": job.status.value if job.status else None,
+            "latestRun": latest.to_api() if latest else None,
+            "runCounts": {s.value: counts.get(s.value, 0) for s in RunStatus},
+            "totalRuns": sum(counts.values()),
+            "schedule": job.schedule_doc(),
+        }
 
     async def delete(self, job_id: str) -> None:
         """Delete the job: it is gone from the API at once; its pending runs end cancelled,

@@ -18,17 +18,23 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
+from cronsim import CronSim, CronSimError
 
 SECONDS_PER_MONTH = 30 * 24 * 3600  # plan prices are prorated over a 30-day month
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
 DEFAULT_PLAN = "standard"
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+# a tick is on time when it fires within this of its moment (Quartz's misfire threshold): a
+# daemon restart across a tick still fires it; a tick missed for longer is caught up or not
+MISFIRE_GRACE = timedelta(seconds=60)
+MAX_BACKOFF_SECONDS = 3600
 
 
 class Row(Protocol):
@@ -93,6 +99,34 @@ class FailureType(StrEnum):
     RUNTIME_ERROR = "runtime_error"  # podman could not create or start the container
     LOST = "lost"  # the container vanished (e.g. a reboot) while jobd was not watching
 
+    @property
+    def category(self) -> FailureCategory:
+        return FAILURE_CATEGORIES[self]
+
+
+class FailureCategory(StrEnum):
+    APPLICATION = "application"  # the job's own code failed: a non-zero exit, an OOM kill
+    TIMEOUT = "timeout"  # the job ran past its deadline
+    INFRASTRUCTURE = "infrastructure"  # jobd, podman or the machine failed the run
+    CANCELLED = "cancelled"  # someone stopped it
+
+
+FAILURE_CATEGORIES: Mapping[FailureType, FailureCategory] = {
+    FailureType.EXIT_CODE: FailureCategory.APPLICATION,
+    FailureType.OOM_KILLED: FailureCategory.APPLICATION,
+    FailureType.TIMEOUT: FailureCategory.TIMEOUT,
+    FailureType.CANCELLED: FailureCategory.CANCELLED,
+    FailureType.IMAGE_NOT_FOUND: FailureCategory.INFRASTRUCTURE,
+    FailureType.RUNTIME_ERROR: FailureCategory.INFRASTRUCTURE,
+    FailureType.LOST: FailureCategory.INFRASTRUCTURE,
+}
+
+
+class Trigger(StrEnum):
+    API = "api"  # a request made it: the job's creation, or a rerun
+    SCHEDULE = "schedule"  # the job's cron schedule fired
+    RETRY = "retry"  # a failed run's retry policy asked for another attempt
+
 
 class StopReason(StrEnum):
     CANCEL = "cancel"  # the user cancelled the run
@@ -105,7 +139,153 @@ class Failure:
     message: str
 
     def to_api(self) -> dict[str, str]:
-        return {"type": self.type.value, "message": self.message}
+        return {
+            "type": self.type.value,
+            "category": self.type.category.value,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """When a failed run gets another attempt: up to `max_attempts` runs in all, each after
+    twice the previous wait (`backoff_seconds` first, at most an hour). Application failures
+    are retried (only those exit codes, when `on_exit_codes` is given); infrastructure
+    failures unless `on_infrastructure` is off; timeouts only when `on_timeout` is on;
+    cancelled runs never."""
+
+    max_attempts: int
+    backoff_seconds: float = 10.0
+    on_exit_codes: frozenset[int] | None = None
+    on_timeout: bool = False
+    on_infrastructure: bool = True
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> RetryPolicy:
+        codes = data.get("onExitCodes")
+        return cls(
+            max_attempts=int(data["maxAttempts"]),
+            backoff_seconds=float(data.get("backoffSeconds", 10.0)),
+            on_exit_codes=frozenset(codes) if codes is not None else None,
+            on_timeout=bool(data.get("onTimeout", False)),
+            on_infrastructure=bool(data.get("onInfrastructure", True)),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "maxAttempts": self.max_attempts,
+            "backoffSeconds": self.backoff_seconds,
+            "onExitCodes": sorted(self.on_exit_codes) if self.on_exit_codes is not None else None,
+            "onTimeout": self.on_timeout,
+            "onInfrastructure": self.on_infrastructure,
+        }
+
+    def delay_after(self, run: Run) -> float | None:
+        """Seconds to wait before the next attempt of this failed run, or None: no retry."""
+        if run.attempt >= self.max_attempts or run.failure is None or not self.covers(run):
+            return None
+        return float(min(MAX_BACKOFF_SECONDS, self.backoff_seconds * 2 ** (run.attempt - 1)))
+
+    def covers(self, run: Run) -> bool:
+        assert run.failure is not None
+        category = run.failure.type.category
+        if category is FailureCategory.APPLICATION:
+            return self.on_exit_codes is None or run.exit_code in self.on_exit_codes
+        if category is FailureCategory.TIMEOUT:
+            return self.on_timeout
+        if category is FailureCategory.INFRASTRUCTURE:
+            return self.on_infrastructure
+        return False
+
+
+class ConcurrencyPolicy(StrEnum):
+    ALLOW = "allow"  # a tick starts a run even while others of the job are in flight
+    FORBID = "forbid"  # a tick is skipped while a run of the job is in flight
+    REPLACE = "replace"  # a tick cancels the runs in flight and starts a new one
+
+
+class CatchUp(StrEnum):
+    SKIP = "skip"  # ticks missed while jobd was down (or asleep) do not run
+    ONCE = "once"  # one run stands for all the ticks missed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """A job's cron schedule: a standard 5-field expression read in `timezone`."""
+
+    cron: str
+    timezone: str = "UTC"
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
+    catch_up: CatchUp = CatchUp.SKIP
+    suspended: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse what cron or zoneinfo cannot read, naming the field (ValueError)."""
+        if len(self.cron.split()) != 5:
+            raise ValueError(f"schedule: {self.cron!r} is not a 5-field cron expression")
+        try:
+            zone = ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        try:
+            CronSim(self.cron, datetime.now(zone))
+        except CronSimError as e:
+            raise ValueError(f"schedule: {self.cron!r} is not a valid cron expression: {e}") from e
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Schedule:
+        return cls(
+            cron=data["schedule"],
+            timezone=data.get("timezone", "UTC"),
+            concurrency_policy=ConcurrencyPolicy(data.get("concurrencyPolicy", "forbid")),
+            catch_up=CatchUp(data.get("catchUp", "skip")),
+            suspended=bool(data.get("suspend", False)),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "schedule": self.cron,
+            "timezone": self.timezone,
+            "concurrencyPolicy": self.concurrency_policy.value,
+            "catchUp": self.catch_up.value,
+            "suspend": self.suspended,
+        }
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first tick strictly after `moment`, in UTC."""
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        return next(CronSim(self.cron, local)).astimezone(UTC)
+
+    def latest_at_or_before(self, moment: datetime) -> datetime:
+        """The last tick at or before `moment`, in UTC (ticks fall on whole minutes)."""
+        local = moment.astimezone(ZoneInfo(self.timezone)).replace(second=0, microsecond=0)
+        return next(CronSim(self.cron, local + timedelta(minutes=1), reverse=True)).astimezone(UTC)
+
+    def tick_to_fire(self, due_at: datetime, moment: datetime) -> datetime | None:
+        """At `moment`, with ticks due since `due_at`: the tick a run stands for, or None when
+        every due tick was missed and catch-up skips them. Never more than one run, however
+        long jobd was away."""
+        latest = max(due_at, self.latest_at_or_before(moment))
+        if moment - latest <= MISFIRE_GRACE or self.catch_up is CatchUp.ONCE:
+            return latest
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """What the job's schedule did last: the tick's time, the run it started (None when it
+    was skipped) and why."""
+
+    at: datetime
+    run_id: str | None
+    note: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {"at": rfc3339(self.at), "runId": self.run_id, "note": self.note}
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Tick:
+        return cls(at=datetime.fromisoformat(data["at"]), run_id=data["runId"], note=data["note"])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +383,10 @@ class JobSpec:
     plan: str = DEFAULT_PLAN
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     network: str = "default"  # "default" (podman's network) or "none" (no network, faster start)
+    retry: RetryPolicy | None = None  # None: a failed run is not retried
+    # the image pinned to its digest (repo@sha256:...) when the job took a recipe's snapshot:
+    # its runs use exactly that image, whatever the tag points at later
+    image_digest: str | None = None
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], *, default_timeout: int) -> JobSpec:
@@ -218,6 +402,7 @@ class JobSpec:
             plan=body.get("plan", DEFAULT_PLAN),
             timeout_seconds=int(body.get("timeoutSeconds", default_timeout)),
             network=body.get("network", "default"),
+            retry=RetryPolicy.from_api(body["retry"]) if body.get("retry") else None,
         )
 
     def updated(self, body: Mapping[str, Any]) -> JobSpec:
@@ -231,10 +416,14 @@ class JobSpec:
         for key, name in (("image", "image"), ("plan", "plan"), ("network", "network")):
             if key in body:
                 changes[name] = body[key]
+        if "image" in body:
+            changes["image_digest"] = None  # a new image: the pin was the old one's
         if "env" in body:
             changes["env"] = dict(body["env"])
         if "timeoutSeconds" in body:
             changes["timeout_seconds"] = int(body["timeoutSeconds"])
+        if "retry" in body:  # null: no more retries
+            changes["retry"] = RetryPolicy.from_api(body["retry"]) if body["retry"] else None
         return dataclasses.replace(self, **changes)
 
     def to_record(self) -> dict[str, Any]:
@@ -245,10 +434,17 @@ class JobSpec:
             "plan": self.plan,
             "timeoutSeconds": self.timeout_seconds,
             "network": self.network,
+            "retry": self.retry.to_api() if self.retry else None,
+            "imageDigest": self.image_digest,
         }
+
+    @property
+    def image_to_run(self) -> str:
+        return self.image_digest or self.image
 
     @classmethod
     def from_record(cls, data: Mapping[str, Any]) -> JobSpec:
+        retry = data.get("retry")  # absent from records written before retries
         return cls(
             image=data["image"],
             command=tuple(data["command"]),
@@ -256,6 +452,8 @@ class JobSpec:
             plan=data["plan"],
             timeout_seconds=int(data["timeoutSeconds"]),
             network=data["network"],
+            retry=RetryPolicy.from_api(retry) if retry else None,
+            image_digest=data.get("imageDigest"),
         )
 
 
@@ -269,10 +467,16 @@ class Job:
     created_at: datetime
     latest_run_id: str | None = None
     status: RunStatus | None = None  # the latest run's status
+    schedule: Schedule | None = None  # None: on demand
+    next_fire_at: datetime | None = None  # None: no schedule, or suspended
+    last_tick: Tick | None = None
+    recipe: str | None = None  # the recipe it took its snapshot of, if any
+    requested: Mapping[str, Any] | None = None  # the request that created it, as sent
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
         owner = orjson.loads(row["owner"])
+        retry = orjson.loads(row["retry"]) if row["retry"] else None
         return cls(
             id=row["id"],
             name=row["name"],
@@ -283,13 +487,29 @@ class Job:
                 plan=row["plan"],
                 timeout_seconds=row["timeout_seconds"],
                 network=row["network"],
+                retry=RetryPolicy.from_api(retry) if retry else None,
+                image_digest=row["image_digest"],
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner(uid=owner["uid"], user=owner["user"], via=owner["via"]),
             created_at=from_epoch(row["created_at"]),
             latest_run_id=row["latest_run_id"],
             status=RunStatus(row["status"]) if row["status"] else None,
+            schedule=_schedule_from_row(row),
+            next_fire_at=maybe_epoch(row["next_fire_at"]),
+            last_tick=Tick.from_api(orjson.loads(row["last_tick"])) if row["last_tick"] else None,
+            recipe=row["recipe"],
+            requested=orjson.loads(row["requested"]) if row["requested"] else None,
         )
+
+    def schedule_doc(self) -> dict[str, Any] | None:
+        if self.schedule is None:
+            return None
+        return {
+            **self.schedule.to_api(),
+            "nextFireAt": rfc3339(self.next_fire_at),
+            "lastTick": self.last_tick.to_api() if self.last_tick else None,
+        }
 
     def to_api(self, latest_run: Run | None = None) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -301,6 +521,12 @@ class Job:
             "plan": self.spec.plan,
             "timeoutSeconds": self.spec.timeout_seconds,
             "network": self.spec.network,
+            "retry": self.spec.retry.to_api() if self.spec.retry else None,
+            "imageDigest": self.spec.image_digest,
+            "schedule": self.schedule_doc(),
+            "recipe": self.recipe,
+            "requestedConfig": dict(self.requested) if self.requested is not None else None,
+            "finalConfig": self.spec.to_record(),
             "labels": dict(self.labels),
             "owner": self.owner.to_api(),
             "createdAt": rfc3339(self.created_at),
@@ -310,6 +536,83 @@ class Job:
         if latest_run is not None:
             doc["latestRun"] = latest_run.to_api()
         return doc
+
+
+def _schedule_from_row(row: Row) -> Schedule | None:
+    if not row["schedule"]:
+        return None
+    return Schedule(
+        cron=row["schedule"],
+        timezone=row["timezone"],
+        concurrency_policy=ConcurrencyPolicy(row["concurrency_policy"]),
+        catch_up=CatchUp(row["catch_up"]),
+        suspended=bool(row["suspended"]),
+    )
+
+
+# what a recipe may hold: a job's configuration, not its name, labels aside, nor its schedule
+RECIPE_FIELDS = (
+    "image",
+    "command",
+    "startCommand",
+    "env",
+    "plan",
+    "timeoutSeconds",
+    "network",
+    "labels",
+    "retry",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipe:
+    """A named, reusable job configuration. A job made from it takes a snapshot: changing or
+    deleting the recipe later changes no job."""
+
+    name: str
+    description: str | None
+    config: Mapping[str, Any]  # RECIPE_FIELDS, as the API takes them
+    owner: Owner
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> Recipe:
+        owner = orjson.loads(row["owner"])
+        return cls(
+            name=row["name"],
+            description=row["description"],
+            config=orjson.loads(row["config"]),
+            owner=Owner(uid=owner["uid"], user=owner["user"], via=owner["via"]),
+            created_at=from_epoch(row["created_at"]),
+            updated_at=from_epoch(row["updated_at"]),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            **self.config,
+            "owner": self.owner.to_api(),
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
+        }
+
+    def job_request(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """A job's request made of this recipe's configuration and `overrides`: each field
+        given replaces the recipe's, except env and labels, merged key by key; a command
+        given either way replaces the recipe's either way."""
+        merged = dict(self.config)
+        if "command" in overrides or "startCommand" in overrides:
+            merged.pop("command", None)
+            merged.pop("startCommand", None)
+        for key, value in overrides.items():
+            if key in ("env", "labels"):
+                merged[key] = {**merged.get(key, {}), **value}
+            elif key != "recipe":
+                merged[key] = value
+        merged.setdefault("name", self.name)
+        return merged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,6 +671,11 @@ class Run:
     # job changes the runs after it, never this one); None for runs recorded before runs
     # kept it, which run their job's spec
     spec: JobSpec | None = None
+    trigger: Trigger = Trigger.API
+    attempt: int = 1  # 2 and up: a retry of the run before
+    scheduled_for: datetime | None = None  # the cron tick it stands for (trigger schedule)
+    not_before: datetime | None = None  # a retry waits in the queue until its backoff ends
+    retried_by: str | None = None  # the next attempt, once this one failed and was retried
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -392,6 +700,11 @@ class Run:
             stop_reason=StopReason(row["stop_reason"]) if row["stop_reason"] else None,
             container_id=row["container_id"],
             spec=JobSpec.from_record(orjson.loads(row["spec"])) if row["spec"] else None,
+            trigger=Trigger(row["trigger"]),
+            attempt=row["attempt"],
+            scheduled_for=maybe_epoch(row["scheduled_for"]),
+            not_before=maybe_epoch(row["not_before"]),
+            retried_by=row["retried_by"],
         )
 
     @property
@@ -427,6 +740,12 @@ class Run:
             "limits": self.limits.to_api() if self.limits else None,
             "cost": {"amount": self.cost, "currency": "USD"} if self.cost is not None else None,
             "runningSeconds": self.running_seconds,
+            "trigger": self.trigger.value,
+            "attempt": self.attempt,
+            "scheduledFor": rfc3339(self.scheduled_for),
+            "notBefore": rfc3339(self.not_before),
+            "retriedBy": self.retried_by,
+            "finalConfig": self.spec.to_record() if self.spec else None,
         }
 
     def with_changes(self, **changes: Any) -> Run:
@@ -507,6 +826,26 @@ def outcome(
         )
     return RunStatus.FAILED, Failure(
         type=FailureType.EXIT_CODE, message=f"exited with code {exit_code}"
+    )
+
+
+def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
+    """The retry of a run that just failed, waiting out its backoff; None when the spec's
+    retry policy asks for none."""
+    delay = spec.retry.delay_after(run) if spec.retry else None
+    if delay is None:
+        return None
+    return Run(
+        id=new_id("run"),
+        job_id=run.job_id,
+        status=RunStatus.PENDING,
+        plan=run.plan,
+        created_at=moment,
+        timeout_seconds=run.timeout_seconds,
+        spec=spec,
+        trigger=Trigger.RETRY,
+        attempt=run.attempt + 1,
+        not_before=moment + timedelta(seconds=delay),
     )
 
 

@@ -11,6 +11,7 @@ WAL lets them run beside a write).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,25 +23,38 @@ from typing import Any, Generic, TypeVar
 import aiosqlite
 import orjson
 
-from jobd.errors import InvalidRequest, NotFound, StoreError
+from jobd.errors import Conflict, InvalidRequest, NotFound, StoreError
 from jobd.models import (
     ACTIVE_STATUSES,
+    CatchUp,
+    ConcurrencyPolicy,
     Failure,
     FailureType,
     Job,
     Limits,
+    Plan,
+    Recipe,
     Run,
     RunStatus,
     StopReason,
+    Tick,
+    Trigger,
+    maybe_epoch,
+    new_id,
+    next_attempt,
     now,
+    rfc3339,
     sources_of,
 )
 from jobd.writer import Writer
 
 T = TypeVar("T")
 Choose = Callable[[list[Run], list[Run]], list[Run]]  # (queue page, active runs) -> to start
+PlanLookup = Callable[[str], Plan | None]
 FIRST_PAGE = 4  # usually the head does not fit: read little to find that out
 QUEUE_PAGE = 256
+_IN_FLIGHT = tuple(s.value for s in (RunStatus.PENDING, *sorted(ACTIVE_STATUSES)))
+_IN_FLIGHT_MARKS = ", ".join("?" * len(_IN_FLIGHT))
 
 # Each entry migrates the schema from version N to N+1. Never edit a released entry: append.
 MIGRATIONS: Sequence[str] = (
@@ -118,6 +132,45 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE jobs ADD COLUMN deleted_at REAL;
     CREATE INDEX jobs_deleted ON jobs (deleted_at) WHERE deleted_at IS NOT NULL;
     """,
+    # cron schedules and retries. A schedule's next tick and the run a tick starts are
+    # written in one transaction, and a tick has at most one run (runs_job_tick): a crash
+    # never fires a tick twice.
+    """
+    ALTER TABLE jobs ADD COLUMN retry TEXT;
+    ALTER TABLE jobs ADD COLUMN schedule TEXT;
+    ALTER TABLE jobs ADD COLUMN timezone TEXT;
+    ALTER TABLE jobs ADD COLUMN concurrency_policy TEXT;
+    ALTER TABLE jobs ADD COLUMN catch_up TEXT;
+    ALTER TABLE jobs ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN next_fire_at REAL;
+    ALTER TABLE jobs ADD COLUMN last_tick TEXT;
+    CREATE INDEX jobs_next_fire ON jobs (next_fire_at) WHERE next_fire_at IS NOT NULL;
+    CREATE INDEX jobs_scheduled ON jobs (created_at DESC, id DESC) WHERE schedule IS NOT NULL;
+    ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'api';
+    ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE runs ADD COLUMN scheduled_for REAL;
+    ALTER TABLE runs ADD COLUMN not_before REAL;
+    ALTER TABLE runs ADD COLUMN retried_by TEXT;
+    CREATE UNIQUE INDEX runs_job_tick ON runs (job_id, scheduled_for)
+        WHERE scheduled_for IS NOT NULL;
+    CREATE INDEX runs_waiting ON runs (not_before)
+        WHERE status = 'pending' AND not_before IS NOT NULL;
+    """,
+    # recipes; a job keeps the request that created it and, when made of a recipe, the
+    # recipe's name and the image pinned to its digest
+    """
+    CREATE TABLE recipes (
+        name TEXT PRIMARY KEY,
+        description TEXT,
+        config TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE jobs ADD COLUMN recipe TEXT;
+    ALTER TABLE jobs ADD COLUMN requested TEXT;
+    ALTER TABLE jobs ADD COLUMN image_digest TEXT;
+    """,
 )
 
 RUN_COLUMNS = {
@@ -135,6 +188,7 @@ RUN_COLUMNS = {
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobFilter:
     status: RunStatus | None = None
+    scheduled: bool = False  # only jobs with a schedule
     labels: Mapping[str, str] = field(default_factory=dict)
     created_after: datetime | None = None
     created_before: datetime | None = None
@@ -144,6 +198,14 @@ class JobFilter:
 class Placement:
     assigned: list[Run]  # moved to assigned by the pass, oldest first
     seconds: float  # the pass's own time in the writer: its reads, decision and writes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Firings:
+    """What one pass over the due schedules did."""
+
+    started: list[Run] = field(default_factory=list)  # new runs, pending
+    stopping: list[Run] = field(default_factory=list)  # runs a replace moved to cancelling
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,7 +236,8 @@ class Store:
 
     # -- jobs and runs: creation ------------------------------------------------------------
 
-    async def create_job(self, job: Job, run: Run) -> None:
+    async def create_job(self, job: Job, run: Run | None) -> None:
+        """Record a new job and its first run (none for a scheduled job: its ticks make them)."""
         await self._writer.write(lambda db: _create_job(db, job, run))
 
     async def add_run(self, run: Run) -> None:
@@ -204,9 +267,61 @@ class Store:
         its runs is active. Whether it was removed."""
         return await self._writer.write(lambda db: _purge_job(db, job_id))
 
-    async def update_job(self, job: Job) -> Job:
-        """Replace the job's name, spec and labels with `job`'s; the job as written."""
-        return await self._writer.write(lambda db: _update_job(db, job))
+    async def update_job(self, job: Job, *, reschedule: bool) -> Job:
+        """Replace the job's name, spec, labels and schedule with `job`'s, and with
+        `reschedule` its next fire time too; the job as written."""
+        return await self._writer.write(lambda db: _update_job(db, job, reschedule))
+
+    async def fire_schedules(self, moment: datetime, plans: PlanLookup) -> Firings:
+        """Fire every schedule due at `moment`: at most one run per job, whatever was missed;
+        each run and its job's next fire time are written together. `plans` gives the plan
+        a job's runs get now (None: it is gone from the configuration)."""
+        return await self._writer.write(lambda db: _fire_schedules(db, moment, plans))
+
+    async def next_timer(self, moment: datetime) -> datetime | None:
+        """The soonest moment after `moment` when something time-driven is due: a schedule's
+        tick, or the end of a retry's backoff."""
+        row = await _one(
+            self._reader,
+            "SELECT MIN(t) AS t FROM ("
+            " SELECT MIN(next_fire_at) AS t FROM jobs WHERE next_fire_at IS NOT NULL"
+            " UNION ALL SELECT MIN(not_before) FROM runs"
+            " WHERE status = 'pending' AND not_before IS NOT NULL AND not_before > ?)",
+            (moment.timestamp(),),
+        )
+        return maybe_epoch(row["t"]) if row else None
+
+    async def run_counts(self, job_id: str) -> dict[str, int]:
+        """How many of the job's runs are in each status."""
+        rows = await _all(
+            self._reader,
+            "SELECT status, COUNT(*) AS n FROM runs WHERE job_id = ? GROUP BY status",
+            (job_id,),
+        )
+        return {row["status"]: row["n"] for row in rows}
+
+    # -- recipes --------------------------------------------------------------------------
+
+    async def put_recipe(self, recipe: Recipe, *, replace: bool) -> Recipe:
+        """Create the recipe, or with `replace` create or replace it (keeping its creation
+        time and owner). A new one whose name is taken is a Conflict."""
+        return await self._writer.write(lambda db: _put_recipe(db, recipe, replace))
+
+    async def update_recipe(self, recipe: Recipe) -> Recipe:
+        return await self._writer.write(lambda db: _update_recipe(db, recipe))
+
+    async def delete_recipe(self, name: str) -> None:
+        await self._writer.write(lambda db: _delete_recipe(db, name))
+
+    async def get_recipe(self, name: str) -> Recipe:
+        row = await _one(self._reader, "SELECT * FROM recipes WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"recipe {name!r} not found")
+        return Recipe.from_row(row)
+
+    async def list_recipes(self) -> list[Recipe]:
+        rows = await _all(self._reader, "SELECT * FROM recipes ORDER BY name", ())
+        return [Recipe.from_row(row) for row in rows]
 
     # -- state changes --------------------------------------------------------------------
 
@@ -280,7 +395,7 @@ class Store:
         the first that does not fit), and move those to assigned. The decision and its record
         share one transaction, so nothing changes between them; only the head is read, a page
         at a time, so a pass costs the same with 10 or 10,000 runs queued."""
-        return await self._writer.write(lambda db: _assign_what_fits(db, choose))
+        return await self._writer.write(lambda db: _assign_what_fits(db, choose, now()))
 
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         values = [s.value for s in statuses]
@@ -312,6 +427,21 @@ class Store:
         runs = [Run.from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items=runs, next_cursor=_page_cursor(runs[-1]) if more and runs else None)
+
+    async def runs_in_window(
+        self, job_id: str, *, since: datetime | None, until: datetime | None
+    ) -> list[Run]:
+        """The job's runs that may have written between `since` and `until`, oldest first."""
+        sql = "SELECT * FROM runs WHERE job_id = ?"
+        params: list[Any] = [job_id]
+        if until is not None:
+            sql += " AND created_at < ?"
+            params.append(until.timestamp())
+        if since is not None:
+            sql += " AND (finished_at IS NULL OR finished_at >= ?)"
+            params.append(since.timestamp())
+        rows = await _all(self._reader, sql + " ORDER BY created_at, id", params)
+        return [Run.from_row(row) for row in rows]
 
     async def run_events(self, run_id: str) -> list[dict[str, Any]]:
         rows = await _all(
@@ -377,8 +507,34 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 # the job's columns that an update may change, in this order (see _editable_values)
-_EDITABLE = ("name", "image", "command", "env", "plan", "timeout_seconds", "network", "labels")
-_JOB_COLUMNS = ("id", *_EDITABLE, "owner", "created_at", "latest_run_id", "status")
+_EDITABLE = (
+    "name",
+    "image",
+    "command",
+    "env",
+    "plan",
+    "timeout_seconds",
+    "network",
+    "labels",
+    "retry",
+    "schedule",
+    "timezone",
+    "concurrency_policy",
+    "catch_up",
+    "suspended",
+    "image_digest",
+)
+_JOB_COLUMNS = (
+    "id",
+    *_EDITABLE,
+    "owner",
+    "created_at",
+    "latest_run_id",
+    "status",
+    "next_fire_at",
+    "recipe",
+    "requested",
+)
 _INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
 )
@@ -389,6 +545,7 @@ _UPDATE_JOB = (
 
 
 def _editable_values(job: Job) -> tuple[Any, ...]:
+    schedule = job.schedule
     return (
         job.name,
         job.spec.image,
@@ -398,10 +555,17 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         job.spec.timeout_seconds,
         job.spec.network,
         _json(dict(job.labels)),
+        _json(job.spec.retry.to_api()) if job.spec.retry else None,
+        schedule.cron if schedule else None,
+        schedule.timezone if schedule else None,
+        schedule.concurrency_policy.value if schedule else None,
+        schedule.catch_up.value if schedule else None,
+        int(schedule.suspended) if schedule else 0,
+        job.spec.image_digest,
     )
 
 
-def _create_job(db: sqlite3.Connection, job: Job, run: Run) -> None:
+def _create_job(db: sqlite3.Connection, job: Job, run: Run | None) -> None:
     db.execute(
         _INSERT_JOB,
         (
@@ -409,12 +573,16 @@ def _create_job(db: sqlite3.Connection, job: Job, run: Run) -> None:
             *_editable_values(job),
             _json(job.owner.to_api()),
             job.created_at.timestamp(),
-            run.id,
-            run.status.value,
+            run.id if run else None,
+            run.status.value if run else None,
+            job.next_fire_at.timestamp() if job.next_fire_at else None,
+            job.recipe,
+            _json(dict(job.requested)) if job.requested is not None else None,
         ),
     )
     _insert_labels(db, job)
-    _insert_run(db, run)
+    if run is not None:
+        _insert_run(db, run)
 
 
 def _insert_labels(db: sqlite3.Connection, job: Job) -> None:
@@ -427,11 +595,17 @@ def _insert_labels(db: sqlite3.Connection, job: Job) -> None:
 
 def _delete_job(db: sqlite3.Connection, job_id: str) -> list[Run]:
     cursor = db.execute(
-        "UPDATE jobs SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+        "UPDATE jobs SET deleted_at = ?, next_fire_at = NULL WHERE id = ? AND deleted_at IS NULL",
         (time.time(), job_id),
     )
     if cursor.rowcount == 0:
         raise NotFound(f"job {job_id} not found")
+    return _cancel_job_runs(db, job_id, "its job was deleted")
+
+
+def _cancel_job_runs(db: sqlite3.Connection, job_id: str, why: str) -> list[Run]:
+    """End the job's pending runs cancelled and move its assigned and running ones to
+    cancelling; the latter are returned, for the supervisor to stop."""
     rows = db.execute(
         "SELECT id, status FROM runs WHERE job_id = ? AND status IN (?, ?, ?)",
         (job_id, RunStatus.PENDING.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value),
@@ -439,15 +613,13 @@ def _delete_job(db: sqlite3.Connection, job_id: str) -> list[Run]:
     stopping: list[Run] = []
     for row in rows:
         if row["status"] == RunStatus.PENDING.value:
-            message = "its job was deleted before it started"
+            message = f"{why} before it started"
             failure = Failure(type=FailureType.CANCELLED, message=message)
             assignments, values = _assignments({"finished_at": now(), "failure": failure})
             pending = [RunStatus.PENDING.value]
             _transition(db, row["id"], RunStatus.CANCELLED, pending, assignments, values, message)
             continue
-        run = _transition(
-            db, row["id"], RunStatus.CANCELLING, [row["status"]], "", [], "its job was deleted"
-        )
+        run = _transition(db, row["id"], RunStatus.CANCELLING, [row["status"]], "", [], why)
         if run is not None:
             stopping.append(run)
     return stopping
@@ -465,14 +637,130 @@ def _purge_job(db: sqlite3.Connection, job_id: str) -> bool:
     return cursor.rowcount > 0
 
 
-def _update_job(db: sqlite3.Connection, job: Job) -> Job:
-    """Write the job's name, spec and labels as given (its id, owner and runs stay)."""
+def _update_job(db: sqlite3.Connection, job: Job, reschedule: bool) -> Job:
+    """Write the job's name, spec, labels and schedule as given (its id, owner and runs
+    stay); its next fire time only with `reschedule`, so that an update racing a tick does
+    not take the tick back."""
     cursor = db.execute(_UPDATE_JOB, (*_editable_values(job), job.id))
     if cursor.rowcount == 0:
         raise NotFound(f"job {job.id} not found")
+    if reschedule:
+        next_fire = job.next_fire_at.timestamp() if job.next_fire_at else None
+        db.execute("UPDATE jobs SET next_fire_at = ? WHERE id = ?", (next_fire, job.id))
     db.execute("DELETE FROM job_labels WHERE job_id = ?", (job.id,))
     _insert_labels(db, job)
     return Job.from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone())
+
+
+def _fire_schedules(db: sqlite3.Connection, moment: datetime, plans: PlanLookup) -> Firings:
+    firings = Firings()
+    rows = db.execute(
+        "SELECT * FROM jobs WHERE next_fire_at <= ? AND deleted_at IS NULL",
+        (moment.timestamp(),),
+    ).fetchall()
+    for row in rows:
+        job = Job.from_row(row)
+        assert job.schedule is not None and job.next_fire_at is not None
+        tick = job.schedule.tick_to_fire(job.next_fire_at, moment)
+        if tick is None:
+            note = f"missed the ticks since {rfc3339(job.next_fire_at)} (catchUp skip)"
+            record = Tick(at=job.next_fire_at, run_id=None, note=note)
+        else:
+            record = _fire(db, job, tick, plans, firings)
+        db.execute(
+            "UPDATE jobs SET next_fire_at = ?, last_tick = ? WHERE id = ?",
+            (job.schedule.next_after(moment).timestamp(), _json(record.to_api()), job.id),
+        )
+    return firings
+
+
+def _fire(
+    db: sqlite3.Connection, job: Job, tick: datetime, plans: PlanLookup, firings: Firings
+) -> Tick:
+    """Start the run for one due tick as the job's concurrency policy says, or say why not."""
+    assert job.schedule is not None and job.next_fire_at is not None
+    plan = plans(job.spec.plan)
+    if plan is None:
+        note = f"skipped: plan {job.spec.plan!r} is not configured or does not fit this machine"
+        return Tick(at=tick, run_id=None, note=note)
+    in_flight = db.execute(
+        f"SELECT id FROM runs WHERE job_id = ? AND status IN ({_IN_FLIGHT_MARKS})"
+        " ORDER BY created_at, id",
+        (job.id, *_IN_FLIGHT),
+    ).fetchall()
+    policy = job.schedule.concurrency_policy
+    if in_flight and policy is ConcurrencyPolicy.FORBID:
+        note = f"skipped: run {in_flight[0]['id']} is still in flight (concurrencyPolicy forbid)"
+        return Tick(at=tick, run_id=None, note=note)
+    note = "started"
+    if in_flight and policy is ConcurrencyPolicy.REPLACE:
+        firings.stopping.extend(_cancel_job_runs(db, job.id, "replaced by the next scheduled run"))
+        note = f"started, replacing {', '.join(r['id'] for r in in_flight)}"
+    if tick > job.next_fire_at:
+        since = rfc3339(job.next_fire_at)
+        if job.schedule.catch_up is CatchUp.ONCE:
+            note += f"; one run for the ticks missed since {since} (catchUp once)"
+        else:
+            note += f"; the ticks missed since {since} were skipped (catchUp skip)"
+    run = Run(
+        id=new_id("run"),
+        job_id=job.id,
+        status=RunStatus.PENDING,
+        plan=plan,
+        created_at=now(),
+        timeout_seconds=job.spec.timeout_seconds,
+        spec=job.spec,
+        trigger=Trigger.SCHEDULE,
+        scheduled_for=tick,
+    )
+    _insert_run(db, run, f"scheduled for {rfc3339(tick)}")
+    _make_latest(db, run)
+    firings.started.append(run)
+    return Tick(at=tick, run_id=run.id, note=note)
+
+
+def _put_recipe(db: sqlite3.Connection, recipe: Recipe, replace: bool) -> Recipe:
+    row = db.execute("SELECT * FROM recipes WHERE name = ?", (recipe.name,)).fetchone()
+    if row is not None and not replace:
+        raise Conflict(f"recipe {recipe.name!r} exists; update it, or apply to replace it")
+    if row is not None:
+        kept = Recipe.from_row(row)
+        return _update_recipe(
+            db, dataclasses.replace(recipe, owner=kept.owner, created_at=kept.created_at)
+        )
+    db.execute(
+        "INSERT INTO recipes (name, description, config, owner, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            recipe.name,
+            recipe.description,
+            _json(dict(recipe.config)),
+            _json(recipe.owner.to_api()),
+            recipe.created_at.timestamp(),
+            recipe.updated_at.timestamp(),
+        ),
+    )
+    return recipe
+
+
+def _update_recipe(db: sqlite3.Connection, recipe: Recipe) -> Recipe:
+    cursor = db.execute(
+        "UPDATE recipes SET description = ?, config = ?, updated_at = ? WHERE name = ?",
+        (
+            recipe.description,
+            _json(dict(recipe.config)),
+            recipe.updated_at.timestamp(),
+            recipe.name,
+        ),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"recipe {recipe.name!r} not found")
+    return recipe
+
+
+def _delete_recipe(db: sqlite3.Connection, name: str) -> None:
+    if db.execute("DELETE FROM recipes WHERE name = ?", (name,)).rowcount == 0:
+        raise NotFound(f"recipe {name!r} not found")
 
 
 def _add_run(db: sqlite3.Connection, run: Run) -> None:
@@ -480,16 +768,13 @@ def _add_run(db: sqlite3.Connection, run: Run) -> None:
     if db.execute(exists, (run.job_id,)).fetchone() is None:
         raise NotFound(f"job {run.job_id} not found")
     _insert_run(db, run)
-    db.execute(
-        "UPDATE jobs SET latest_run_id = ?, status = ? WHERE id = ?",
-        (run.id, run.status.value, run.job_id),
-    )
+    _make_latest(db, run)
 
 
-def _insert_run(db: sqlite3.Connection, run: Run) -> None:
+def _insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> None:
     db.execute(
-        "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at, spec)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at, spec,"
+        " trigger, attempt, scheduled_for, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.job_id,
@@ -498,12 +783,23 @@ def _insert_run(db: sqlite3.Connection, run: Run) -> None:
             run.timeout_seconds,
             run.created_at.timestamp(),
             _json(run.spec.to_record()) if run.spec else None,
+            run.trigger.value,
+            run.attempt,
+            run.scheduled_for.timestamp() if run.scheduled_for else None,
+            run.not_before.timestamp() if run.not_before else None,
         ),
     )
     db.execute(
         "INSERT INTO run_events (run_id, at, from_status, to_status, detail)"
-        " VALUES (?, ?, NULL, ?, 'created')",
-        (run.id, run.created_at.timestamp(), run.status.value),
+        " VALUES (?, ?, NULL, ?, ?)",
+        (run.id, run.created_at.timestamp(), run.status.value, detail),
+    )
+
+
+def _make_latest(db: sqlite3.Connection, run: Run) -> None:
+    db.execute(
+        "UPDATE jobs SET latest_run_id = ?, status = ? WHERE id = ?",
+        (run.id, run.status.value, run.job_id),
     )
 
 
@@ -535,11 +831,34 @@ def _transition(
         "UPDATE jobs SET status = ? WHERE id = ? AND latest_run_id = ?",
         (to.value, row["job_id"], run_id),
     )
-    updated = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return Run.from_row(updated)
+    updated = Run.from_row(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+    if to is RunStatus.FAILED:
+        return _retry(db, updated)
+    return updated
 
 
-def _assign_what_fits(db: sqlite3.Connection, choose: Choose) -> Placement:
+def _retry(db: sqlite3.Connection, run: Run) -> Run:
+    """In the transaction that failed `run`: queue its next attempt when its retry policy
+    asks for one, so that a crash never loses the retry nor makes two."""
+    job_row = db.execute(
+        "SELECT * FROM jobs WHERE id = ? AND deleted_at IS NULL", (run.job_id,)
+    ).fetchone()
+    if job_row is None:
+        return run
+    moment = now()
+    attempt = next_attempt(run, run.spec or Job.from_row(job_row).spec, moment)
+    if attempt is None:
+        return run
+    wait = (attempt.not_before or moment) - moment
+    _insert_run(
+        db, attempt, f"retry of {run.id} (attempt {attempt.attempt}), after {wait.seconds}s"
+    )
+    _make_latest(db, attempt)
+    db.execute("UPDATE runs SET retried_by = ? WHERE id = ?", (attempt.id, run.id))
+    return run.with_changes(retried_by=attempt.id)
+
+
+def _assign_what_fits(db: sqlite3.Connection, choose: Choose, moment: datetime) -> Placement:
     began = time.perf_counter()
     marks = ", ".join("?" * len(ACTIVE_STATUSES))
     rows = db.execute(
@@ -548,7 +867,7 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose) -> Placement:
     active = [Run.from_row(row) for row in rows]
     assigned: list[Run] = []
     size, after = FIRST_PAGE, None
-    while page := _queue_head(db, size, after):
+    while page := _queue_head(db, size, after, moment):
         chosen = choose(page, active)
         for run in chosen:
             done = _transition(db, run.id, RunStatus.ASSIGNED, ["pending"], "", [], "placed")
@@ -561,10 +880,13 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose) -> Placement:
     return Placement(assigned=assigned, seconds=time.perf_counter() - began)
 
 
-def _queue_head(db: sqlite3.Connection, limit: int, after: Run | None) -> list[Run]:
-    """The oldest pending runs (after `after`), from the (status, created_at, id) index."""
-    sql = "SELECT * FROM runs WHERE status = 'pending'"
-    params: list[Any] = []
+def _queue_head(
+    db: sqlite3.Connection, limit: int, after: Run | None, moment: datetime
+) -> list[Run]:
+    """The oldest pending runs (after `after`) that may start at `moment` (a retry waits out
+    its backoff), from the (status, created_at, id) index."""
+    sql = "SELECT * FROM runs WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
+    params: list[Any] = [moment.timestamp()]
     if after is not None:
         sql += " AND (created_at, id) > (?, ?)"  # a row value: an index SEARCH
         params += [after.created_at.timestamp(), after.id]
@@ -649,6 +971,8 @@ def _jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
         source, created, key = "jobs j", "j.created_at", "j.id"
         clauses, params = [], []
     clauses.append("j.deleted_at IS NULL")
+    if where.scheduled:
+        clauses.append("j.schedule IS NOT NULL")
     if where.status is not None:
         clauses.append("j.status = ?")
         params.append(where.status.value)

@@ -1,8 +1,9 @@
 """The supervisor: the only part of jobd that talks to the container runtime.
 
-Its loop reads like its own description — reap what exited, apply cancellations, enforce
-deadlines, start what fits — woken by an event (a new run, a cancel, a container's death) or by a
-timeout (the next deadline, the periodic reconcile). Each run's launch and each stop are named
+Its loop reads like its own description — reap what exited, fire due schedules, apply
+cancellations, enforce deadlines, start what fits — woken by an event (a new run, a cancel, a
+container's death) or by a timeout (the next deadline, schedule tick or retry, the periodic
+reconcile). Each run's launch and each stop are named
 tasks of their own, so a slow `podman create` or a 10-second stop grace never stalls the loop.
 
 Every state change is a guarded transition through the store that names the status it was
@@ -32,6 +33,7 @@ from jobd.models import (
     Limits,
     NodeCapacity,
     PassTimes,
+    Plan,
     Run,
     RunStatus,
     StopReason,
@@ -92,6 +94,7 @@ class Supervisor:
         self._last_reconcile = 0.0
         self._last_step = 0.0
         self._deadlines: list[datetime] = []  # of running runs, as the last step saw them
+        self._next_timer: datetime | None = None  # the next tick or retry, as the last step saw
         self._closing = False  # no new steps once shutdown began
         self._purge_due = True  # deleted jobs may wait (since before a restart, too)
         self.passes = PassTimes()  # placement passes, their own time
@@ -144,6 +147,8 @@ class Supervisor:
         """One pass over what needs doing, from one read of the active runs."""
         await self.reap_exits()
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        if await self.fire_schedules():
+            active = await self.store.runs_with_status(ACTIVE_STATUSES)  # a replace cancelled
         await self.apply_cancellations(active)
         await self.enforce_deadlines(active)
         await self.start_what_fits()
@@ -154,6 +159,7 @@ class Supervisor:
             for r in active
             if r.status is RunStatus.RUNNING and r.deadline_at and not r.stop_reason
         ]
+        self._next_timer = await self.store.next_timer(now())
         if time.monotonic() - self._last_reconcile > RECONCILE_SECONDS:
             await self.reconcile()
 
@@ -176,11 +182,13 @@ class Supervisor:
             self.wake()
 
     def _sleep_seconds(self) -> float:
-        """Until the soonest deadline seen by the last step, or the next reconcile. A run
-        that starts meanwhile wakes the loop, so its deadline is seen by the step after."""
-        if not self._deadlines:
+        """Until the soonest deadline, schedule tick or retry seen by the last step, or the
+        next reconcile. A run that starts meanwhile (a job created or updated) wakes the
+        loop, so what it brings is seen by the step after."""
+        moments = [*self._deadlines, *([self._next_timer] if self._next_timer else [])]
+        if not moments:
             return RECONCILE_SECONDS
-        soonest = (min(self._deadlines) - now()).total_seconds()
+        soonest = (min(moments) - now()).total_seconds()
         return max(0.05, min(RECONCILE_SECONDS, soonest))
 
     # -- step 1: reap -----------------------------------------------------------------
@@ -263,7 +271,22 @@ class Supervisor:
         watch.close()
         return oom
 
-    # -- step 2: cancellations --------------------------------------------------------
+    # -- step 2: fire schedules -------------------------------------------------------
+
+    async def fire_schedules(self) -> bool:
+        """Start the runs of the schedules due now. Whether a replace cancelled runs."""
+        if self._next_timer is None or self._next_timer > now():
+            return False
+        firings = await self.store.fire_schedules(now(), self._plan_for)
+        for run in firings.started:
+            log.info("schedule of %s fired: %s", run.job_id, run.id)
+        return bool(firings.stopping)
+
+    def _plan_for(self, plan_id: str) -> Plan | None:
+        plan = self.config.plans.get(plan_id)
+        return plan if plan is not None and self.capacity.admits(plan) else None
+
+    # -- step 3: cancellations --------------------------------------------------------
 
     async def apply_cancellations(self, active: list[Run]) -> None:
         """Stop the runs being cancelled."""
@@ -329,7 +352,7 @@ class Supervisor:
         )
         self.wake()
 
-    # -- step 3: deadlines ------------------------------------------------------------
+    # -- step 4: deadlines --------------------------------------------------------------
 
     async def enforce_deadlines(self, active: list[Run]) -> None:
         moment = now()
@@ -349,7 +372,7 @@ class Supervisor:
                     continue  # cancelled or ended meanwhile
             self._stop(run)
 
-    # -- step 4: start what fits ------------------------------------------------------
+    # -- step 5: start what fits ------------------------------------------------------
 
     async def start_what_fits(self) -> None:
         """Place runs from the head of the queue until one does not fit (FIFO, so a large
@@ -515,7 +538,7 @@ class Supervisor:
             name=run.id,
             run_id=run.id,
             job_id=run.job_id,
-            image=spec.image,
+            image=spec.image_to_run,
             command=spec.command,
             env=spec.env,
             memory_bytes=run.plan.memory_bytes,
@@ -540,7 +563,7 @@ class Supervisor:
             note=self.info.limits_note,
         )
 
-    # -- step 5: purge deleted jobs ---------------------------------------------------
+    # -- step 6: purge deleted jobs ---------------------------------------------------
 
     async def purge_deleted_jobs(self) -> bool:
         """For each deleted job none of whose runs is active any more (apply_cancellations

@@ -115,6 +115,20 @@ class PodmanRuntime:
     async def image_exists(self, reference: str) -> bool:
         return await self._call("image exists", self._client.images.exists, reference)
 
+    async def image_digest(self, reference: str) -> str | None:
+        """The local image `reference` names, as repository@sha256:digest; None when it is
+        not in local storage (or has no digest to pin it by)."""
+        return await self._call("image inspect", self._image_digest, reference)
+
+    def _image_digest(self, reference: str) -> str | None:
+        if not self._client.images.exists(reference):
+            return None
+        attrs = self._client.images.get(reference).attrs
+        digests = [str(d) for d in attrs.get("RepoDigests") or ()]
+        same = [d for d in digests if d.split("@")[0] == _repository(reference)]
+        pinned = same or digests
+        return pinned[0] if pinned else None
+
     async def pull(self, reference: str) -> None:
         await self._call("pull", self._pull, reference)
 
@@ -345,3 +359,9 @@ def wait_for_socket(socket: Path, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def _repository(reference: str) -> str:
+    """localhost:5000/team/app:1.2 -> localhost:5000/team/app (the tag or digest goes)."""
+    name = reference.split("@", 1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name

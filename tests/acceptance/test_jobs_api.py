@@ -4,6 +4,7 @@ real daemon and real containers."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -122,3 +123,30 @@ def test_jobctl_delete_waits_until_the_job_is_gone(daemon: Daemon) -> None:
     assert container_state(job["latestRunId"]) is None
     again = daemon.jobctl("delete", job["id"])
     assert again.returncode != 0 and "not found" in again.stderr
+
+
+def test_job_logs_merge_every_run_in_a_window_tagged_with_its_run(daemon: Daemon) -> None:
+    job = daemon.submit(command=["sh", "-c", "echo run-says $N"], env={"N": "1"})
+    first = daemon.wait_status(job["latestRunId"])
+    time.sleep(0.5)
+    between = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    daemon.request("PATCH", f"/v1/jobs/{job['id']}", {"env": {"N": "2"}})
+    second = daemon.wait_status(daemon.post(f"/v1/jobs/{job['id']}/runs").body["id"])
+    body = daemon.get(f"/v1/jobs/{job['id']}/logs").body
+    assert [(line["runId"], line["text"]) for line in body["lines"]] == [
+        (first["id"], "run-says 1"),
+        (second["id"], "run-says 2"),
+    ]
+    assert body["truncated"] is False
+    windowed = daemon.get(f"/v1/jobs/{job['id']}/logs?since={between}").body["lines"]
+    assert [line["runId"] for line in windowed] == [second["id"]]
+    limited = daemon.get(f"/v1/jobs/{job['id']}/logs?limit=1").body
+    assert len(limited["lines"]) == 1 and limited["truncated"] is True
+    text = daemon.get(f"/v1/jobs/{job['id']}/logs?format=text&filter=2").text
+    assert text == f"{second['id']} run-says 2\n"
+    result = daemon.jobctl("logs", job["id"], "--all-runs", "--tail", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{second['id']} run-says 2\n"
+    followed = daemon.get(f"/v1/jobs/{job['id']}/logs?follow=true")
+    assert followed.status == 400 and "follow" in followed.body["error"]["message"]
+    assert daemon.get("/v1/jobs/job-nope/logs").status == 404

@@ -63,6 +63,9 @@ def handler_for(fake: FakeJobd) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._serve()
 
+        def do_PATCH(self) -> None:
+            self._serve()
+
         def _serve(self) -> None:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -226,6 +229,107 @@ def test_run_wait_says_why_a_run_failed_without_an_exit_code(fake: FakeJobd, soc
     assert result.stderr == "jobctl: run run-1 failed: oom_killed: oom_killed happened\n"
 
 
+def test_run_wait_follows_the_retries_and_exits_as_the_last_attempt(
+    fake: FakeJobd, sock: Path
+) -> None:
+    fake.on("POST", "/v1/jobs", (201, job()))
+    first = {**run("failed", 3, "exit_code"), "retriedBy": "run-2"}
+    second = {**run("succeeded", 0), "id": "run-2", "attempt": 2, "notBefore": None}
+    fake.on("GET", "/v1/runs/run-1", (200, first))
+    fake.on("GET", "/v1/runs/run-2", (200, second))
+    result = jobctl(sock, "run", "--wait", "--attempts", "2", "--backoff", "1", "busybox")
+    assert result.exit_code == 0, result.output
+    assert "run run-1 failed with exit code 3; attempt 2 is run-2" in result.stderr
+    assert fake.requests("POST", "/v1/jobs")[0].body["retry"] == {
+        "maxAttempts": 2,
+        "backoffSeconds": 1,
+    }
+
+
+def test_run_with_a_schedule_starts_no_run_and_says_when_it_will(
+    fake: FakeJobd, sock: Path
+) -> None:
+    scheduled = {
+        **job(),
+        "latestRunId": None,
+        "schedule": {"nextFireAt": "2024-05-01T10:05:00.000+00:00"},
+    }
+    fake.on("POST", "/v1/jobs", (201, scheduled))
+    result = jobctl(
+        sock,
+        "run",
+        "--schedule",
+        "*/5 * * * *",
+        "--timezone",
+        "Europe/Paris",
+        "--concurrency-policy",
+        "replace",
+        "--catch-up",
+        "once",
+        "--attempts",
+        "3",
+        "--retry-on-exit",
+        "75",
+        "--no-retry-on-infrastructure",
+        "busybox",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("job-1 next 2024-05-01 ")
+    body = fake.requests("POST", "/v1/jobs")[0].body
+    assert body["schedule"] == "*/5 * * * *" and body["timezone"] == "Europe/Paris"
+    assert body["concurrencyPolicy"] == "replace" and body["catchUp"] == "once"
+    assert body["retry"] == {"maxAttempts": 3, "onExitCodes": [75], "onInfrastructure": False}
+    assert jobctl(sock, "run", "--schedule", "* * * * *", "--wait", "busybox").exit_code == 2
+
+
+def test_update_merges_retry_options_into_the_jobs_policy(fake: FakeJobd, sock: Path) -> None:
+    current = {**job(), "retry": {"maxAttempts": 4, "backoffSeconds": 10, "onExitCodes": None}}
+    fake.on("GET", "/v1/jobs/job-1", (200, current))
+    fake.on("PATCH", "/v1/jobs/job-1", (200, current))
+    assert jobctl(sock, "update", "job-1", "--backoff", "1m").exit_code == 0
+    assert jobctl(sock, "update", "job-1", "--no-retry", "--no-schedule").exit_code == 0
+    assert jobctl(sock, "update", "job-1", "--schedule", "0 3 * * *").exit_code == 0
+    first, second, third = (r.body for r in fake.requests("PATCH", "/v1/jobs/job-1"))
+    assert first == {"retry": {"maxAttempts": 4, "backoffSeconds": 60}}
+    assert second == {"retry": None, "schedule": None}
+    assert third == {"schedule": "0 3 * * *"}
+
+
+def test_suspend_resume_schedule_and_status(fake: FakeJobd, sock: Path) -> None:
+    schedule = {
+        "schedule": "0 3 * * *",
+        "timezone": "UTC",
+        "concurrencyPolicy": "forbid",
+        "catchUp": "skip",
+        "suspend": False,
+        "nextFireAt": "2024-05-02T03:00:00.000+00:00",
+        "lastTick": {"at": "2024-05-01T03:00:00.000+00:00", "runId": "run-1", "note": "started"},
+    }
+    scheduled = {**job(), "schedule": schedule}
+    fake.on("PATCH", "/v1/jobs/job-1", (200, scheduled))
+    fake.on("GET", "/v1/jobs", (200, {"jobs": [scheduled], "nextCursor": None}))
+    status = {
+        "jobId": "job-1",
+        "status": "succeeded",
+        "latestRun": {**run("succeeded", 0), "trigger": "schedule"},
+        "runCounts": {"succeeded": 3, "failed": 1, "pending": 0},
+        "totalRuns": 4,
+        "schedule": schedule,
+    }
+    fake.on("GET", "/v1/jobs/job-1/status", (200, status))
+    assert jobctl(sock, "suspend", "job-1").stdout == "job-1 suspended\n"
+    assert jobctl(sock, "resume", "job-1").stdout.startswith("job-1 next 2024-05-02 ")
+    bodies = [r.body for r in fake.requests("PATCH", "/v1/jobs/job-1")]
+    assert bodies == [{"suspend": True}, {"suspend": False}]
+    table = jobctl(sock, "schedule").stdout.splitlines()
+    assert table[0].split()[:4] == ["JOB", "NAME", "SCHEDULE", "TIMEZONE"]
+    assert "0 3 * * *" in table[1] and "run-1" in table[1]
+    assert fake.requests("GET", "/v1/jobs")[0].query == {"scheduled": ["true"]}
+    text = jobctl(sock, "status", "job-1").stdout
+    assert "run-1 (schedule)" in text and "4: succeeded=3 failed=1" in text
+    assert "0 3 * * * (UTC), concurrency forbid, catch-up skip" in text
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [
@@ -351,9 +455,11 @@ def test_ls_table(fake: FakeJobd, sock: Path) -> None:
         "CREATED",
         "LATEST",
         "RUN",
+        "NEXT",
+        "TICK",
     ]
     assert lines[1].split()[:5] == ["job-1", "-", "busybox", "pending", "standard"]
-    assert lines[1].split()[-1] == "run-1"
+    assert lines[1].split()[-2:] == ["run-1", "-"]
 
 
 def test_logs_of_a_job_are_its_latest_runs(fake: FakeJobd, sock: Path) -> None:

@@ -207,7 +207,7 @@ async def test_an_update_replaces_the_spec_and_the_labels_the_filters_see(store:
     changed = dataclasses.replace(
         job, name="renamed", spec=dataclasses.replace(job.spec, image="other"), labels={"t": "b"}
     )
-    written = await store.update_job(changed)
+    written = await store.update_job(changed, reschedule=False)
     assert written.name == "renamed" and written.spec.image == "other"
     assert written.latest_run_id == run.id and written.created_at == job.created_at
     assert (await store.get_job(job.id)).labels == {"t": "b"}
@@ -215,7 +215,7 @@ async def test_an_update_replaces_the_spec_and_the_labels_the_filters_see(store:
     new = await store.list_jobs(JobFilter(labels={"t": "b"}), limit=5, cursor=None)
     assert old.items == [] and [j.id for j in new.items] == [job.id]
     with pytest.raises(NotFound):
-        await store.update_job(dataclasses.replace(changed, id="job-missing"))
+        await store.update_job(dataclasses.replace(changed, id="job-missing"), reschedule=False)
 
 
 async def test_a_version_1_database_keeps_its_labels_filterable(tmp_path: Path) -> None:

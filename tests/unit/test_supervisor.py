@@ -60,6 +60,9 @@ class FakeRuntime:
         self.image_checks += 1
         return reference != "missing"
 
+    async def image_digest(self, reference: str) -> str | None:
+        return None if reference == "missing" else f"{reference}@sha256:{'0' * 64}"
+
     async def pull(self, reference: str) -> None:
         raise ImageNotFound(f"{reference} can't be pulled")
 
@@ -135,7 +138,14 @@ class Harness:
         self.runtime = runtime
         self.pump = LogPump(tmp_path / "logs", config.logs)
         self.supervisor = self.new_supervisor(config, capacity)
-        self.jobs = Jobs(store, config, capacity, self.supervisor.wake, self.supervisor.purge_soon)
+        self.jobs = Jobs(
+            store,
+            config,
+            capacity,
+            self.supervisor.wake,
+            self.supervisor.purge_soon,
+            runtime.image_digest,
+        )
 
     def new_supervisor(self, config: Config, capacity: NodeCapacity) -> Supervisor:
         """A supervisor on this store, runtime and logs: the first, or one after a restart."""

@@ -1,0 +1,69 @@
+"""Recipes: named, reusable job configurations. Jobs made of one take a snapshot (jobd/jobs.py),
+so what is done here never changes a job."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jobd.errors import InvalidRequest
+from jobd.jobs import validate
+from jobd.models import RECIPE_FIELDS, Owner, Plan, Recipe, now
+from jobd.store import Store
+
+
+class Recipes:
+    def __init__(self, store: Store, plan: Callable[[str], Plan]) -> None:
+        self.store = store
+        self.plan = plan  # the plan of that id, or InvalidRequest / PlanTooLarge
+
+    async def create(self, body: Mapping[str, Any], owner: Owner) -> Recipe:
+        return await self.store.put_recipe(self._new(body, owner), replace=False)
+
+    async def put(self, name: str, body: Mapping[str, Any], owner: Owner) -> tuple[Recipe, bool]:
+        """Create or replace the recipe `name` whole. Whether it was created."""
+        recipe = self._new(body, owner)
+        if recipe.name != name:
+            raise InvalidRequest(f"name: {recipe.name!r} is not the recipe in the path ({name!r})")
+        existed = name in {r.name for r in await self.store.list_recipes()}
+        return await self.store.put_recipe(recipe, replace=True), not existed
+
+    async def update(self, name: str, body: Mapping[str, Any]) -> Recipe:
+        """Each field given replaces the recipe's whole; the others stay."""
+        validate(body, "RecipeUpdate")
+        recipe = await self.store.get_recipe(name)
+        config = dict(recipe.config)
+        if "command" in body or "startCommand" in body:
+            config.pop("command", None)
+            config.pop("startCommand", None)
+        config.update({k: v for k, v in body.items() if k in RECIPE_FIELDS})
+        self._check_plan(config)
+        changed = dataclasses.replace(
+            recipe,
+            config=config,
+            description=body.get("description", recipe.description),
+            updated_at=now(),
+        )
+        return await self.store.update_recipe(changed)
+
+    async def delete(self, name: str) -> None:
+        await self.store.delete_recipe(name)
+
+    def _new(self, body: Mapping[str, Any], owner: Owner) -> Recipe:
+        validate(body, "RecipeCreate")
+        config = {k: v for k, v in body.items() if k in RECIPE_FIELDS}
+        self._check_plan(config)
+        moment = now()
+        return Recipe(
+            name=body["name"],
+            description=body.get("description"),
+            config=config,
+            owner=owner,
+            created_at=moment,
+            updated_at=moment,
+        )
+
+    def _check_plan(self, config: Mapping[str, Any]) -> None:
+        if "plan" in config:
+            self.plan(config["plan"])

@@ -1,0 +1,138 @@
+"""Cron schedules and retry policies: pure decisions (when a tick fires, what a missed one
+becomes, how long a retry waits)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobd.models import (
+    DEFAULT_PLANS,
+    CatchUp,
+    Failure,
+    FailureCategory,
+    FailureType,
+    JobSpec,
+    RetryPolicy,
+    Run,
+    RunStatus,
+    Schedule,
+    Trigger,
+    next_attempt,
+)
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def failed(
+    kind: FailureType = FailureType.EXIT_CODE, exit_code: int | None = 1, attempt: int = 1
+) -> Run:
+    return Run(
+        id="run-a",
+        job_id="job-a",
+        status=RunStatus.FAILED,
+        plan=DEFAULT_PLANS["starter"],
+        created_at=T0,
+        timeout_seconds=60,
+        exit_code=exit_code,
+        failure=Failure(type=kind, message="x"),
+        attempt=attempt,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"schedule": "61 * * * *"}, "schedule"),
+        ({"schedule": "* * * *"}, "schedule"),
+        ({"schedule": "0 0 * * * *"}, "schedule"),
+        ({"schedule": "every day"}, "schedule"),
+        ({"schedule": "0 3 * * *", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"schedule": "0 3 * * *", "timezone": "../etc/passwd"}, "timezone"),
+    ],
+)
+def test_a_bad_schedule_is_refused_naming_its_field(fields: dict[str, str], named: str) -> None:
+    with pytest.raises(ValueError, match=f"^{named}: "):
+        Schedule.from_api(fields)
+
+
+def test_ticks_are_read_in_the_schedules_time_zone_across_daylight_saving() -> None:
+    schedule = Schedule(cron="30 2 * * *", timezone="Europe/Berlin")
+    # 2026-03-29 02:30 does not exist in Berlin: cron runs it at 03:00 (01:00 UTC)
+    first = schedule.next_after(datetime(2026, 3, 28, 23, 0, tzinfo=UTC))
+    assert first == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    second = schedule.next_after(first)
+    assert second == datetime(2026, 3, 30, 0, 30, tzinfo=UTC)  # 02:30 CEST
+
+
+def test_the_next_tick_is_strictly_after_and_the_latest_is_at_or_before() -> None:
+    schedule = Schedule(cron="*/5 * * * *")
+    assert schedule.next_after(T0) == T0 + timedelta(minutes=5)
+    assert schedule.latest_at_or_before(T0) == T0
+    assert schedule.latest_at_or_before(T0 + timedelta(minutes=4, seconds=59)) == T0
+
+
+def test_a_tick_within_the_grace_fires_whatever_catch_up_says() -> None:
+    schedule = Schedule(cron="0 * * * *")
+    assert schedule.tick_to_fire(T0, T0 + timedelta(seconds=50)) == T0
+
+
+def test_missed_ticks_are_skipped_or_run_once_never_one_run_each() -> None:
+    three_hours_later = T0 + timedelta(hours=3, minutes=10)
+    skip = Schedule(cron="0 * * * *")
+    assert skip.tick_to_fire(T0, three_hours_later) is None
+    once = Schedule(cron="0 * * * *", catch_up=CatchUp.ONCE)
+    assert once.tick_to_fire(T0, three_hours_later) == T0 + timedelta(hours=3)
+
+
+def test_with_skip_a_downtime_over_several_ticks_still_fires_the_one_on_time() -> None:
+    schedule = Schedule(cron="* * * * *")
+    assert schedule.tick_to_fire(T0, T0 + timedelta(minutes=10, seconds=5)) == T0 + timedelta(
+        minutes=10
+    )
+
+
+def test_failure_types_fall_into_categories() -> None:
+    assert FailureType.EXIT_CODE.category is FailureCategory.APPLICATION
+    assert FailureType.OOM_KILLED.category is FailureCategory.APPLICATION
+    assert FailureType.LOST.category is FailureCategory.INFRASTRUCTURE
+    assert FailureType.IMAGE_NOT_FOUND.category is FailureCategory.INFRASTRUCTURE
+    assert FailureType.TIMEOUT.category is FailureCategory.TIMEOUT
+
+
+def test_retries_back_off_exponentially_up_to_the_attempts_allowed() -> None:
+    policy = RetryPolicy(max_attempts=4, backoff_seconds=2)
+    assert [policy.delay_after(failed(attempt=n)) for n in (1, 2, 3, 4)] == [2, 4, 8, None]
+    assert RetryPolicy(max_attempts=50, backoff_seconds=600).delay_after(failed(attempt=9)) == 3600
+
+
+def test_what_a_retry_policy_covers() -> None:
+    policy = RetryPolicy(max_attempts=3, on_exit_codes=frozenset({75}))
+    assert policy.delay_after(failed(exit_code=75)) is not None
+    assert policy.delay_after(failed(exit_code=1)) is None
+    assert policy.delay_after(failed(FailureType.LOST, None)) is not None
+    assert policy.delay_after(failed(FailureType.TIMEOUT, None)) is None
+    assert policy.delay_after(failed(FailureType.CANCELLED, None)) is None
+    strict = RetryPolicy(max_attempts=3, on_infrastructure=False, on_timeout=True)
+    assert strict.delay_after(failed(FailureType.RUNTIME_ERROR, None)) is None
+    assert strict.delay_after(failed(FailureType.TIMEOUT, None)) is not None
+    assert strict.delay_after(failed(FailureType.OOM_KILLED, 137)) is not None
+
+
+def test_the_next_attempt_waits_out_its_backoff_and_keeps_the_spec() -> None:
+    spec = JobSpec(image="busybox", retry=RetryPolicy(max_attempts=2, backoff_seconds=5))
+    retry = next_attempt(failed(), spec, T0)
+    assert retry is not None
+    assert retry.trigger is Trigger.RETRY and retry.attempt == 2 and retry.spec == spec
+    assert retry.not_before == T0 + timedelta(seconds=5) and retry.status is RunStatus.PENDING
+    assert next_attempt(failed(attempt=2), spec, T0) is None
+    assert next_attempt(failed(), JobSpec(image="busybox"), T0) is None
+
+
+def test_a_spec_record_round_trips_its_retry_policy_and_reads_older_records() -> None:
+    policy = RetryPolicy(max_attempts=3, backoff_seconds=1.5, on_exit_codes=frozenset({2, 3}))
+    spec = JobSpec(image="busybox", retry=policy)
+    assert JobSpec.from_record(spec.to_record()) == spec
+    older = {k: v for k, v in spec.to_record().items() if k != "retry"}
+    assert JobSpec.from_record(older).retry is None
