@@ -92,6 +92,11 @@ def spec_options(
             help="Label; repeatable." + (" Replaces the job's labels." if replacing else ""),
         ),
         click.option("--network", type=click.Choice(["default", "none"]), help="none: no network."),
+        click.option(
+            "--kind",
+            type=click.Choice(["batch", "persistent"]),
+            help="persistent: a service that runs until `jobctl stop`, restarted on a crash.",
+        ),
     ]
     return _all_options(options)
 
@@ -329,6 +334,7 @@ def job_body(
     name: str | None,
     labels: Sequence[tuple[str, str]],
     network: str | None,
+    kind: str | None = None,
     when: Mapping[str, Any] | None = None,
     retry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -340,6 +346,7 @@ def job_body(
         "timeoutSeconds": timeout,
         "name": name,
         "network": network,
+        "kind": kind,
         "retry": retry,
         **(when or {}),
     }
@@ -417,6 +424,7 @@ def run(
     name: str | None,
     label: tuple[tuple[str, str], ...],
     network: str | None,
+    kind: str | None,
     schedule: str | None,
     timezone: str | None,
     concurrency_policy: str | None,
@@ -453,6 +461,7 @@ def run(
         name=name,
         labels=label,
         network=network,
+        kind=kind,
         when=schedule_fields(schedule, timezone, concurrency_policy, catch_up),
         retry=retry_policy(
             None,
@@ -495,6 +504,7 @@ def update(
     name: str | None,
     label: tuple[tuple[str, str], ...],
     network: str | None,
+    kind: str | None,
     schedule: str | None,
     timezone: str | None,
     concurrency_policy: str | None,
@@ -522,6 +532,7 @@ def update(
         "name": name,
         "labels": dict(label) if label else None,
         "network": network,
+        "kind": kind,
         "command": list(command) if command else None,
         **schedule_fields(schedule, timezone, concurrency_policy, catch_up),
     }
@@ -729,6 +740,22 @@ def cancel(connection: Connection, *, any_id: str, as_json: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.option("--wait", is_flag=True, help="Wait until it has stopped.")
+@json_option
+@pass_connection
+def stop(connection: Connection, *, any_id: str, wait: bool, as_json: bool) -> None:
+    """Stop a run cleanly (a job id means its latest run): SIGTERM, the grace period, SIGKILL.
+    It ends succeeded if it exits 0, cancelled otherwise. Prints `<run-id> <status>`."""
+    client = connection.client()
+    run_id = resolve_run(client, any_id)
+    run_doc = client.post(f"/v1/runs/{segment(run_id)}/stop")
+    if wait:
+        run_doc = wait_for_run(client, run_id)
+    show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
+
+
+@main.command(context_settings=CONTEXT)
 @click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
 @click.option("--wait", is_flag=True, help="Wait for the run; exit with its exit code.")
 @json_option
@@ -780,11 +807,13 @@ def recipe_body(
     timeout: int | None,
     labels: Sequence[tuple[str, str]],
     network: str | None,
+    kind: str | None,
     retry: Mapping[str, Any] | None,
     description: str | None,
 ) -> dict[str, Any]:
     """A recipe's fields as given; what was not given is left out."""
     given = {
+        "kind": kind,
         "image": image,
         "command": list(command) or None,
         "env": dict(env) or None,
@@ -816,6 +845,7 @@ def recipe_create(
     timeout: int | None,
     label: tuple[tuple[str, str], ...],
     network: str | None,
+    kind: str | None,
     attempts: int | None,
     backoff: int | None,
     retry_on_exit: tuple[int, ...],
@@ -835,6 +865,7 @@ def recipe_create(
         timeout=timeout,
         labels=label,
         network=network,
+        kind=kind,
         retry=retry_policy(
             None,
             attempts=attempts,
@@ -868,6 +899,7 @@ def recipe_update(
     timeout: int | None,
     label: tuple[tuple[str, str], ...],
     network: str | None,
+    kind: str | None,
     attempts: int | None,
     backoff: int | None,
     retry_on_exit: tuple[int, ...],
@@ -899,6 +931,7 @@ def recipe_update(
         timeout=timeout,
         labels=label,
         network=network,
+        kind=kind,
         retry=retry,
         description=description,
     )

@@ -81,6 +81,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_get("/v1/runs/{run_id}/events", get_run_events)
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
+    app.router.add_post("/v1/runs/{run_id}/stop", stop_run)
     app.router.add_get("/v1/runs/{run_id}/logs", get_run_logs)
     app.router.add_get("/v1/recipes", list_recipes)
     app.router.add_post("/v1/recipes", create_recipe)
@@ -304,6 +305,11 @@ async def get_run_events(request: web.Request) -> web.Response:
 
 async def cancel_run(request: web.Request) -> web.Response:
     run = await request.app[SERVICES].jobs.cancel(request.match_info["run_id"])
+    return _json(run.to_api(), status=202)
+
+
+async def stop_run(request: web.Request) -> web.Response:
+    run = await request.app[SERVICES].jobs.stop(request.match_info["run_id"])
     return _json(run.to_api(), status=202)
 
 

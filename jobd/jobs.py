@@ -28,6 +28,7 @@ from jobd.models import (
     Run,
     RunStatus,
     Schedule,
+    StopReason,
     new_id,
     now,
 )
@@ -250,6 +251,22 @@ class Jobs:
             timeout_seconds=spec.timeout_seconds,
             spec=spec,
         )
+
+    async def stop(self, run_id: str) -> Run:
+        """Stop a run cleanly: SIGTERM, the grace period, SIGKILL. It ends succeeded when its
+        container exits 0, cancelled otherwise. A run that has not started is cancelled."""
+        run = await self.store.get_run(run_id)
+        if run.status is not RunStatus.RUNNING:
+            return await self.cancel(run_id)
+        if run.stop_reason is not None:
+            return run  # a stop (or a deadline's) is already under way
+        recorded = await self.store.update_run(
+            run_id, detail="stop requested", expect={RunStatus.RUNNING}, stop_reason=StopReason.STOP
+        )
+        if not recorded:  # it ended, or was cancelled, meanwhile
+            return await self.cancel(run_id)
+        self.wake()
+        return await self.store.get_run(run_id)
 
     async def cancel(self, run_id: str) -> Run:
         """A pending run ends cancelled at once; an assigned or running one becomes cancelling

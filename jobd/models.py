@@ -77,7 +77,14 @@ TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
             RunStatus.CANCELLED,
         }
     ),
-    RunStatus.RUNNING: frozenset({RunStatus.CANCELLING, RunStatus.SUCCEEDED, RunStatus.FAILED}),
+    RunStatus.RUNNING: frozenset(
+        {
+            RunStatus.CANCELLING,
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,  # a clean stop the container did not exit 0 from
+        }
+    ),
     RunStatus.CANCELLING: frozenset({RunStatus.CANCELLED}),
     RunStatus.SUCCEEDED: frozenset(),
     RunStatus.FAILED: frozenset(),
@@ -126,11 +133,23 @@ class Trigger(StrEnum):
     API = "api"  # a request made it: the job's creation, or a rerun
     SCHEDULE = "schedule"  # the job's cron schedule fired
     RETRY = "retry"  # a failed run's retry policy asked for another attempt
+    RESTART = "restart"  # a persistent job's run crashed and its restart policy started anew
 
 
 class StopReason(StrEnum):
     CANCEL = "cancel"  # the user cancelled the run
     TIMEOUT = "timeout"  # the run's deadline passed
+    STOP = "stop"  # the user asked for a clean stop: exit 0 on SIGTERM is a success
+
+
+class Kind(StrEnum):
+    BATCH = "batch"  # runs to completion (or its deadline)
+    PERSISTENT = "persistent"  # a service: runs until stopped, restarted when it crashes
+
+
+# a persistent job without a retry policy of its own is restarted on a crash this way
+DEFAULT_RESTARTS = 10
+DEFAULT_RESTART_BACKOFF = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -384,6 +403,7 @@ class JobSpec:
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     network: str = "default"  # "default" (podman's network) or "none" (no network, faster start)
     retry: RetryPolicy | None = None  # None: a failed run is not retried
+    kind: Kind = Kind.BATCH
     # the image pinned to its digest (repo@sha256:...) when the job took a recipe's snapshot:
     # its runs use exactly that image, whatever the tag points at later
     image_digest: str | None = None
@@ -403,6 +423,7 @@ class JobSpec:
             timeout_seconds=int(body.get("timeoutSeconds", default_timeout)),
             network=body.get("network", "default"),
             retry=RetryPolicy.from_api(body["retry"]) if body.get("retry") else None,
+            kind=Kind(body.get("kind", "batch")),
         )
 
     def updated(self, body: Mapping[str, Any]) -> JobSpec:
@@ -422,6 +443,8 @@ class JobSpec:
             changes["env"] = dict(body["env"])
         if "timeoutSeconds" in body:
             changes["timeout_seconds"] = int(body["timeoutSeconds"])
+        if "kind" in body:
+            changes["kind"] = Kind(body["kind"])
         if "retry" in body:  # null: no more retries
             changes["retry"] = RetryPolicy.from_api(body["retry"]) if body["retry"] else None
         return dataclasses.replace(self, **changes)
@@ -436,6 +459,7 @@ class JobSpec:
             "network": self.network,
             "retry": self.retry.to_api() if self.retry else None,
             "imageDigest": self.image_digest,
+            "kind": self.kind.value,
         }
 
     @property
@@ -454,6 +478,17 @@ class JobSpec:
             network=data["network"],
             retry=RetryPolicy.from_api(retry) if retry else None,
             image_digest=data.get("imageDigest"),
+            kind=Kind(data.get("kind", "batch")),
+        )
+
+    @property
+    def restarts(self) -> RetryPolicy | None:
+        """How a failed run of this spec is run again: its retry policy; for a persistent
+        job without one, restarts on a crash (never after a timeout or a stop)."""
+        if self.retry is not None or self.kind is Kind.BATCH:
+            return self.retry
+        return RetryPolicy(
+            max_attempts=DEFAULT_RESTARTS + 1, backoff_seconds=DEFAULT_RESTART_BACKOFF
         )
 
 
@@ -489,6 +524,7 @@ class Job:
                 network=row["network"],
                 retry=RetryPolicy.from_api(retry) if retry else None,
                 image_digest=row["image_digest"],
+                kind=Kind(row["kind"]),
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner(uid=owner["uid"], user=owner["user"], via=owner["via"]),
@@ -521,6 +557,7 @@ class Job:
             "plan": self.spec.plan,
             "timeoutSeconds": self.spec.timeout_seconds,
             "network": self.spec.network,
+            "kind": self.spec.kind.value,
             "retry": self.spec.retry.to_api() if self.spec.retry else None,
             "imageDigest": self.spec.image_digest,
             "schedule": self.schedule_doc(),
@@ -552,6 +589,7 @@ def _schedule_from_row(row: Row) -> Schedule | None:
 
 # what a recipe may hold: a job's configuration, not its name, labels aside, nor its schedule
 RECIPE_FIELDS = (
+    "kind",
     "image",
     "command",
     "startCommand",
@@ -745,6 +783,7 @@ class Run:
             "scheduledFor": rfc3339(self.scheduled_for),
             "notBefore": rfc3339(self.not_before),
             "retriedBy": self.retried_by,
+            "stopReason": self.stop_reason.value if self.stop_reason else None,
             "finalConfig": self.spec.to_record() if self.spec else None,
         }
 
@@ -800,18 +839,25 @@ def maybe_epoch(seconds: float | None) -> datetime | None:
 def outcome(
     run: Run, *, exit_code: int | None, oom_killed: bool
 ) -> tuple[RunStatus, Failure | None]:
-    """How a run ends once its container has exited. A stop the user asked for wins over the
-    exit code (the API said `cancelling`); a deadline stop is a timeout; an OOM kill inside the
-    run explains a non-zero exit; otherwise the exit code decides."""
+    """How a run ends once its container has exited. A cancel the user asked for wins over the
+    exit code (the API said `cancelling`); a clean stop succeeds on exit 0 and is cancelled
+    otherwise; a deadline stop is a timeout; an OOM kill inside the run explains a non-zero
+    exit; otherwise the exit code decides."""
     if run.status is RunStatus.CANCELLING or run.stop_reason is StopReason.CANCEL:
         return RunStatus.CANCELLED, Failure(
             type=FailureType.CANCELLED, message="cancelled by request"
         )
+    if run.stop_reason is StopReason.STOP:
+        return _stopped(exit_code)
     if run.stop_reason is StopReason.TIMEOUT:
         return RunStatus.FAILED, Failure(
             type=FailureType.TIMEOUT,
             message=f"stopped at its deadline after {run.timeout_seconds}s",
         )
+    return _exited(run, exit_code, oom_killed)
+
+
+def _exited(run: Run, exit_code: int | None, oom_killed: bool) -> tuple[RunStatus, Failure | None]:
     if exit_code == 0:
         return RunStatus.SUCCEEDED, None
     if oom_killed:
@@ -832,7 +878,8 @@ def outcome(
 def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
     """The retry of a run that just failed, waiting out its backoff; None when the spec's
     retry policy asks for none."""
-    delay = spec.retry.delay_after(run) if spec.retry else None
+    policy = spec.restarts
+    delay = policy.delay_after(run) if policy else None
     if delay is None:
         return None
     return Run(
@@ -843,9 +890,19 @@ def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
         created_at=moment,
         timeout_seconds=run.timeout_seconds,
         spec=spec,
-        trigger=Trigger.RETRY,
+        trigger=Trigger.RESTART if spec.kind is Kind.PERSISTENT else Trigger.RETRY,
         attempt=run.attempt + 1,
         not_before=moment + timedelta(seconds=delay),
+    )
+
+
+def _stopped(exit_code: int | None) -> tuple[RunStatus, Failure | None]:
+    """A clean stop: a service that exits 0 on SIGTERM succeeded."""
+    if exit_code == 0:
+        return RunStatus.SUCCEEDED, None
+    return RunStatus.CANCELLED, Failure(
+        type=FailureType.CANCELLED,
+        message=f"stopped by request (exit code {exit_code} on SIGTERM)",
     )
 
 

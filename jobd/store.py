@@ -171,6 +171,10 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE jobs ADD COLUMN requested TEXT;
     ALTER TABLE jobs ADD COLUMN image_digest TEXT;
     """,
+    # batch or persistent
+    """
+    ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'batch';
+    """,
 )
 
 RUN_COLUMNS = {
@@ -523,6 +527,7 @@ _EDITABLE = (
     "catch_up",
     "suspended",
     "image_digest",
+    "kind",
 )
 _JOB_COLUMNS = (
     "id",
@@ -562,6 +567,7 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         schedule.catch_up.value if schedule else None,
         int(schedule.suspended) if schedule else 0,
         job.spec.image_digest,
+        job.spec.kind.value,
     )
 
 
@@ -850,8 +856,9 @@ def _retry(db: sqlite3.Connection, run: Run) -> Run:
     if attempt is None:
         return run
     wait = (attempt.not_before or moment) - moment
+    what = "restart" if attempt.trigger is Trigger.RESTART else "retry"
     _insert_run(
-        db, attempt, f"retry of {run.id} (attempt {attempt.attempt}), after {wait.seconds}s"
+        db, attempt, f"{what} of {run.id} (attempt {attempt.attempt}), after {wait.seconds}s"
     )
     _make_latest(db, attempt)
     db.execute("UPDATE runs SET retried_by = ? WHERE id = ?", (attempt.id, run.id))

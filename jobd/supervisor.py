@@ -289,9 +289,14 @@ class Supervisor:
     # -- step 3: cancellations --------------------------------------------------------
 
     async def apply_cancellations(self, active: list[Run]) -> None:
-        """Stop the runs being cancelled."""
+        """Stop the runs being cancelled, and the running ones asked to stop cleanly."""
         for run in active:
-            if run.status is not RunStatus.CANCELLING or self._busy(run.id):
+            if self._busy(run.id):
+                continue
+            if run.status is RunStatus.RUNNING and run.stop_reason is StopReason.STOP:
+                self._stop(run)
+                continue
+            if run.status is not RunStatus.CANCELLING:
                 continue
             if run.container_id is None:
                 await self._end_cancelled(run, "cancelled before its container existed")

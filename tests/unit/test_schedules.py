@@ -1,5 +1,5 @@
-"""Cron schedules and retry policies: pure decisions (when a tick fires, what a missed one
-becomes, how long a retry waits)."""
+"""Cron schedules, retry and restart policies, clean stops: pure decisions (when a tick fires,
+what a missed one becomes, how long a retry waits, how a stopped run ends)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,21 @@ import pytest
 
 from jobd.models import (
     DEFAULT_PLANS,
+    TRANSITIONS,
     CatchUp,
     Failure,
     FailureCategory,
     FailureType,
     JobSpec,
+    Kind,
     RetryPolicy,
     Run,
     RunStatus,
     Schedule,
+    StopReason,
     Trigger,
     next_attempt,
+    outcome,
 )
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -136,3 +140,24 @@ def test_a_spec_record_round_trips_its_retry_policy_and_reads_older_records() ->
     assert JobSpec.from_record(spec.to_record()) == spec
     older = {k: v for k, v in spec.to_record().items() if k != "retry"}
     assert JobSpec.from_record(older).retry is None
+
+
+def test_a_clean_stop_succeeds_on_exit_0_and_is_cancelled_otherwise() -> None:
+    stopping = failed().with_changes(
+        status=RunStatus.RUNNING, failure=None, stop_reason=StopReason.STOP
+    )
+    assert outcome(stopping, exit_code=0, oom_killed=False) == (RunStatus.SUCCEEDED, None)
+    status, failure = outcome(stopping, exit_code=143, oom_killed=False)
+    assert status is RunStatus.CANCELLED and failure is not None
+    assert failure.type.category is FailureCategory.CANCELLED
+    assert RunStatus.CANCELLED in TRANSITIONS[RunStatus.RUNNING]
+
+
+def test_a_persistent_job_restarts_on_a_crash_by_default_never_on_a_timeout() -> None:
+    service = JobSpec(image="busybox", kind=Kind.PERSISTENT)
+    restart = next_attempt(failed(), service, T0)
+    assert restart is not None and restart.trigger is Trigger.RESTART
+    assert restart.not_before == T0 + timedelta(seconds=5)
+    assert next_attempt(failed(FailureType.TIMEOUT, None), service, T0) is None
+    assert next_attempt(failed(attempt=11), service, T0) is None
+    assert JobSpec.from_record(service.to_record()).kind is Kind.PERSISTENT
