@@ -97,6 +97,14 @@ def spec_options(
             type=click.Choice(["batch", "persistent"]),
             help="persistent: a service that runs until `jobctl stop`, restarted on a crash.",
         ),
+        click.option(
+            "--port",
+            multiple=True,
+            type=click.IntRange(1, 65535),
+            metavar="PORT",
+            help="Publish this container port on a free local port; repeatable."
+            + (" Replaces the job's ports." if replacing else ""),
+        ),
     ]
     return _all_options(options)
 
@@ -335,6 +343,7 @@ def job_body(
     labels: Sequence[tuple[str, str]],
     network: str | None,
     kind: str | None = None,
+    ports: Sequence[int] = (),
     when: Mapping[str, Any] | None = None,
     retry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -347,6 +356,7 @@ def job_body(
         "name": name,
         "network": network,
         "kind": kind,
+        "ports": list(ports),
         "retry": retry,
         **(when or {}),
     }
@@ -425,6 +435,7 @@ def run(
     label: tuple[tuple[str, str], ...],
     network: str | None,
     kind: str | None,
+    port: tuple[int, ...],
     schedule: str | None,
     timezone: str | None,
     concurrency_policy: str | None,
@@ -462,6 +473,7 @@ def run(
         labels=label,
         network=network,
         kind=kind,
+        ports=port,
         when=schedule_fields(schedule, timezone, concurrency_policy, catch_up),
         retry=retry_policy(
             None,
@@ -505,6 +517,7 @@ def update(
     label: tuple[tuple[str, str], ...],
     network: str | None,
     kind: str | None,
+    port: tuple[int, ...],
     schedule: str | None,
     timezone: str | None,
     concurrency_policy: str | None,
@@ -533,6 +546,7 @@ def update(
         "labels": dict(label) if label else None,
         "network": network,
         "kind": kind,
+        "ports": list(port) if port else None,
         "command": list(command) if command else None,
         **schedule_fields(schedule, timezone, concurrency_policy, catch_up),
     }
@@ -808,12 +822,14 @@ def recipe_body(
     labels: Sequence[tuple[str, str]],
     network: str | None,
     kind: str | None,
+    ports: Sequence[int],
     retry: Mapping[str, Any] | None,
     description: str | None,
 ) -> dict[str, Any]:
     """A recipe's fields as given; what was not given is left out."""
     given = {
         "kind": kind,
+        "ports": list(ports) or None,
         "image": image,
         "command": list(command) or None,
         "env": dict(env) or None,
@@ -846,6 +862,7 @@ def recipe_create(
     label: tuple[tuple[str, str], ...],
     network: str | None,
     kind: str | None,
+    port: tuple[int, ...],
     attempts: int | None,
     backoff: int | None,
     retry_on_exit: tuple[int, ...],
@@ -866,6 +883,7 @@ def recipe_create(
         labels=label,
         network=network,
         kind=kind,
+        ports=port,
         retry=retry_policy(
             None,
             attempts=attempts,
@@ -900,6 +918,7 @@ def recipe_update(
     label: tuple[tuple[str, str], ...],
     network: str | None,
     kind: str | None,
+    port: tuple[int, ...],
     attempts: int | None,
     backoff: int | None,
     retry_on_exit: tuple[int, ...],
@@ -932,6 +951,7 @@ def recipe_update(
         labels=label,
         network=network,
         kind=kind,
+        ports=port,
         retry=retry,
         description=description,
     )

@@ -271,6 +271,7 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("timeout", duration(job.get("timeoutSeconds"))),
             ("network", job.get("network")),
             ("kind", job.get("kind")),
+            ("ports", ", ".join(map(str, job.get("ports") or [])) or None),
             ("labels", pairs(job.get("labels"))),
             ("recipe", job.get("recipe")),
             ("image digest", job.get("imageDigest")),
@@ -299,6 +300,7 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("exit code", run.get("exitCode")),
             ("failure", _failure(reason)),
             ("retried by", run.get("retriedBy")),
+            ("endpoints", _endpoints(run.get("endpoints"))),
             ("plan", plan.get("id")),
             ("limits", limits(run.get("limits"))),
             ("created", local_time(run.get("createdAt"))),
@@ -310,6 +312,12 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("cost", cost(run)),
         ]
     )
+
+
+def _endpoints(endpoints: Sequence[Mapping[str, Any]] | None) -> str | None:
+    if not endpoints:
+        return None
+    return ", ".join(f"{e['containerPort']} -> {e['address']}" for e in endpoints)
 
 
 def _failure(reason: Mapping[str, Any] | None) -> str | None:

@@ -11,6 +11,7 @@ A TOML file looks like this (every key optional):
     default_timeout_seconds = 2592000
     stop_grace_seconds = 10
     default_plan = "standard"
+    publish_address = "127.0.0.1"         # where jobs' published ports listen
 
     [podman]
     socket = "/run/podman/podman.sock"   # omit: jobd runs its own `podman system service`
@@ -65,6 +66,7 @@ class Config:
     podman_runtime: str | None = None
     default_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     stop_grace_seconds: int = 10
+    publish_address: str = "127.0.0.1"  # host address jobs' ports are published on
     default_plan: str = DEFAULT_PLAN
     plans: Mapping[str, Plan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
     logs: LogLimits = field(default_factory=LogLimits)
@@ -210,6 +212,7 @@ _ENV = {
     "JOBD_PODMAN_RUNTIME": "podman_runtime",
     "JOBD_DEFAULT_TIMEOUT_SECONDS": "default_timeout_seconds",
     "JOBD_STOP_GRACE_SECONDS": "stop_grace_seconds",
+    "JOBD_PUBLISH_ADDRESS": "publish_address",
 }
 
 
@@ -237,6 +240,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
                 settings.get("default_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
             ),
             stop_grace_seconds=int(settings.get("stop_grace_seconds", 10)),
+            publish_address=str(settings.get("publish_address", "127.0.0.1")),
             default_plan=str(settings.get("default_plan", DEFAULT_PLAN)),
             plans=_plans(settings.get("plans", {})),
             logs=LogLimits(**settings.get("logs", {})),

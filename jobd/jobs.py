@@ -106,6 +106,11 @@ def _updated_schedule(current: Schedule | None, body: Mapping[str, Any]) -> Sche
     return _schedule({**base, **given})
 
 
+def _check_ports(spec: JobSpec) -> None:
+    if spec.ports and spec.network == "none":
+        raise InvalidRequest("ports: a job without a network (network none) can't publish ports")
+
+
 def _timing(schedule: Schedule | None) -> tuple[str, str, bool] | None:
     """What decides when a schedule fires next."""
     return (schedule.cron, schedule.timezone, schedule.suspended) if schedule else None
@@ -159,6 +164,7 @@ class Jobs:
         body = {"plan": self.config.default_plan, **body}
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
         plan = self.plan(spec.plan)
+        _check_ports(spec)
         if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
             spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
         schedule = _schedule(body) if "schedule" in body else None
@@ -205,6 +211,7 @@ class Jobs:
         job = await self.store.get_job(job_id)
         spec = job.spec.updated(body)
         self.plan(spec.plan)
+        _check_ports(spec)
         schedule = _updated_schedule(job.schedule, body)
         reschedule = _timing(schedule) != _timing(job.schedule)
         changed = dataclasses.replace(

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -404,6 +404,7 @@ class JobSpec:
     network: str = "default"  # "default" (podman's network) or "none" (no network, faster start)
     retry: RetryPolicy | None = None  # None: a failed run is not retried
     kind: Kind = Kind.BATCH
+    ports: tuple[int, ...] = ()  # container ports (TCP) published on the host
     # the image pinned to its digest (repo@sha256:...) when the job took a recipe's snapshot:
     # its runs use exactly that image, whatever the tag points at later
     image_digest: str | None = None
@@ -424,29 +425,19 @@ class JobSpec:
             network=body.get("network", "default"),
             retry=RetryPolicy.from_api(body["retry"]) if body.get("retry") else None,
             kind=Kind(body.get("kind", "batch")),
+            ports=tuple(body.get("ports", ())),
         )
 
     def updated(self, body: Mapping[str, Any]) -> JobSpec:
         """This spec with the fields an already schema-validated update gives; each replaces
-        its value whole (env too)."""
-        changes: dict[str, Any] = {}
-        if "startCommand" in body:
-            changes["command"] = ("/bin/sh", "-c", body["startCommand"])
-        if "command" in body:
-            changes["command"] = tuple(body["command"])
-        for key, name in (("image", "image"), ("plan", "plan"), ("network", "network")):
-            if key in body:
-                changes[name] = body[key]
+        its value whole (env too; `retry: null` ends retries)."""
+        changes = {
+            attribute: convert(body[key])
+            for key, (attribute, convert) in _SPEC_UPDATES.items()
+            if key in body
+        }
         if "image" in body:
             changes["image_digest"] = None  # a new image: the pin was the old one's
-        if "env" in body:
-            changes["env"] = dict(body["env"])
-        if "timeoutSeconds" in body:
-            changes["timeout_seconds"] = int(body["timeoutSeconds"])
-        if "kind" in body:
-            changes["kind"] = Kind(body["kind"])
-        if "retry" in body:  # null: no more retries
-            changes["retry"] = RetryPolicy.from_api(body["retry"]) if body["retry"] else None
         return dataclasses.replace(self, **changes)
 
     def to_record(self) -> dict[str, Any]:
@@ -460,6 +451,7 @@ class JobSpec:
             "retry": self.retry.to_api() if self.retry else None,
             "imageDigest": self.image_digest,
             "kind": self.kind.value,
+            "ports": list(self.ports),
         }
 
     @property
@@ -479,6 +471,7 @@ class JobSpec:
             retry=RetryPolicy.from_api(retry) if retry else None,
             image_digest=data.get("imageDigest"),
             kind=Kind(data.get("kind", "batch")),
+            ports=tuple(data.get("ports", ())),
         )
 
     @property
@@ -525,6 +518,7 @@ class Job:
                 retry=RetryPolicy.from_api(retry) if retry else None,
                 image_digest=row["image_digest"],
                 kind=Kind(row["kind"]),
+                ports=tuple(orjson.loads(row["ports"])) if row["ports"] else (),
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner(uid=owner["uid"], user=owner["user"], via=owner["via"]),
@@ -558,6 +552,7 @@ class Job:
             "timeoutSeconds": self.spec.timeout_seconds,
             "network": self.spec.network,
             "kind": self.spec.kind.value,
+            "ports": list(self.spec.ports),
             "retry": self.spec.retry.to_api() if self.spec.retry else None,
             "imageDigest": self.spec.image_digest,
             "schedule": self.schedule_doc(),
@@ -575,6 +570,21 @@ class Job:
         return doc
 
 
+# an update's field -> (JobSpec attribute, how its value becomes the attribute's)
+_SPEC_UPDATES: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
+    "image": ("image", str),
+    "command": ("command", tuple),
+    "startCommand": ("command", lambda text: ("/bin/sh", "-c", text)),
+    "env": ("env", dict),
+    "plan": ("plan", str),
+    "timeoutSeconds": ("timeout_seconds", int),
+    "network": ("network", str),
+    "kind": ("kind", Kind),
+    "ports": ("ports", tuple),
+    "retry": ("retry", lambda doc: RetryPolicy.from_api(doc) if doc else None),
+}
+
+
 def _schedule_from_row(row: Row) -> Schedule | None:
     if not row["schedule"]:
         return None
@@ -590,6 +600,7 @@ def _schedule_from_row(row: Row) -> Schedule | None:
 # what a recipe may hold: a job's configuration, not its name, labels aside, nor its schedule
 RECIPE_FIELDS = (
     "kind",
+    "ports",
     "image",
     "command",
     "startCommand",
@@ -653,6 +664,12 @@ class Recipe:
         return merged
 
 
+def _endpoints(column: str | None) -> dict[int, str] | None:
+    if not column:
+        return None
+    return {int(port): address for port, address in orjson.loads(column).items()}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """The limits a run's container was given, and whether the kernel enforces them."""
@@ -714,6 +731,8 @@ class Run:
     scheduled_for: datetime | None = None  # the cron tick it stands for (trigger schedule)
     not_before: datetime | None = None  # a retry waits in the queue until its backoff ends
     retried_by: str | None = None  # the next attempt, once this one failed and was retried
+    # where its published ports listen on the host: container port -> "address:port"
+    endpoints: Mapping[int, str] | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -743,6 +762,7 @@ class Run:
             scheduled_for=maybe_epoch(row["scheduled_for"]),
             not_before=maybe_epoch(row["not_before"]),
             retried_by=row["retried_by"],
+            endpoints=_endpoints(row["endpoints"]),
         )
 
     @property
@@ -784,6 +804,10 @@ class Run:
             "notBefore": rfc3339(self.not_before),
             "retriedBy": self.retried_by,
             "stopReason": self.stop_reason.value if self.stop_reason else None,
+            "endpoints": [
+                {"containerPort": port, "address": address}
+                for port, address in (self.endpoints or {}).items()
+            ],
             "finalConfig": self.spec.to_record() if self.spec else None,
         }
 

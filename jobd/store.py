@@ -175,6 +175,11 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'batch';
     """,
+    # published ports: what a job asks for, where each run's listen
+    """
+    ALTER TABLE jobs ADD COLUMN ports TEXT;
+    ALTER TABLE runs ADD COLUMN endpoints TEXT;
+    """,
 )
 
 RUN_COLUMNS = {
@@ -186,6 +191,7 @@ RUN_COLUMNS = {
     "stop_reason",
     "container_id",
     "failure",
+    "endpoints",
 }
 
 
@@ -528,6 +534,7 @@ _EDITABLE = (
     "suspended",
     "image_digest",
     "kind",
+    "ports",
 )
 _JOB_COLUMNS = (
     "id",
@@ -568,6 +575,7 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         int(schedule.suspended) if schedule else 0,
         job.spec.image_digest,
         job.spec.kind.value,
+        _json(list(job.spec.ports)) if job.spec.ports else None,
     )
 
 
@@ -960,6 +968,8 @@ def _column_value(value: Any) -> Any:
         return _json(value.to_api())
     if isinstance(value, StopReason):
         return value.value
+    if isinstance(value, dict):
+        return _json({str(k): v for k, v in value.items()})
     return value
 
 

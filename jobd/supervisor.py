@@ -464,6 +464,7 @@ class Supervisor:
                 detail="container started",
                 started_at=started,
                 deadline_at=started + timedelta(seconds=run.timeout_seconds),
+                endpoints=dict(state.endpoints) if state and state.endpoints else None,
             )
         )  # refused when cancelled meanwhile: apply_cancellations stops it once we are done
         if state is None or state.exited:  # reaped from what podman says then
@@ -555,6 +556,8 @@ class Supervisor:
             log_path=self.pump.prepare(run.id),
             instance=self.instance,
             stop_grace_seconds=self.config.stop_grace_seconds,
+            ports=spec.ports,
+            publish_address=self.config.publish_address,
         )
 
     def _limits(self, run: Run) -> Limits:

@@ -35,6 +35,7 @@ APPLETS = (
     "wc",
     "trap",
     "kill",
+    "httpd",
 )
 # tagged by its contents: built once per machine, not re-imported (and left dangling) per run
 TEST_IMAGE = (

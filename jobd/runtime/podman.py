@@ -191,6 +191,8 @@ class PodmanRuntime:
             options["command"] = list(spec.command)
         if spec.network == "none":
             options["network_mode"] = "none"
+        if spec.ports:  # no host port given: podman picks a free one
+            options["ports"] = {f"{p}/tcp": {"ip": spec.publish_address} for p in spec.ports}
         if self._oci_runtime:
             options["runtime"] = self._oci_runtime
         container = self._client.containers.create(spec.image, **options)
@@ -334,7 +336,20 @@ def _state(attrs: dict[str, Any]) -> ContainerState:
         finished_at=_timestamp(state.get("FinishedAt")),
         oom_killed=bool(state.get("OOMKilled", False)),
         pid=state.get("Pid") or None,
+        endpoints=_endpoints(attrs.get("NetworkSettings", {}).get("Ports") or {}),
     )
+
+
+def _endpoints(ports: dict[str, Any]) -> dict[int, str]:
+    """{"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]} -> {8080: "127.0.0.1:41234"}"""
+    found: dict[int, str] = {}
+    for key, bindings in ports.items():
+        port, _, protocol = key.partition("/")
+        for binding in bindings or ():
+            if protocol in ("", "tcp") and binding.get("HostPort"):
+                host = binding.get("HostIp") or "0.0.0.0"
+                found[int(port)] = f"{host}:{binding['HostPort']}"
+    return found
 
 
 def _timestamp(value: str | None) -> datetime | None:

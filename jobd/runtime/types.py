@@ -34,6 +34,8 @@ class ContainerSpec:
     instance: str
     labels: Mapping[str, str] = field(default_factory=dict)
     stop_grace_seconds: int = 10
+    ports: tuple[int, ...] = ()  # TCP, each published on a free port of publish_address
+    publish_address: str = "127.0.0.1"
 
     @property
     def all_labels(self) -> dict[str, str]:
@@ -58,6 +60,7 @@ class ContainerState:
     finished_at: datetime | None
     oom_killed: bool
     pid: int | None
+    endpoints: Mapping[int, str] = field(default_factory=dict)  # container port -> host addr:port
 
     @property
     def running(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from datetime import datetime, timedelta
 
 import pytest
@@ -73,3 +74,30 @@ def test_a_pending_run_asked_to_stop_is_cancelled(daemon: Daemon) -> None:
     response = daemon.post(f"/v1/runs/{waiting}/stop")
     assert response.status == 202 and response.body["status"] == "cancelled"
     assert daemon.run(waiting)["retriedBy"] is None
+
+
+def test_published_ports_listen_on_loopback_and_the_run_gives_the_address(daemon: Daemon) -> None:
+    serve = "echo hello from the service > /index.html; exec httpd -f -p 8080 -h /"
+    job = daemon.submit(
+        kind="persistent", ports=[8080], network="default", command=["sh", "-c", serve]
+    )
+    assert job["ports"] == [8080]
+    run = daemon.wait_status(job["latestRunId"], {"running"})
+    [endpoint] = run["endpoints"]
+    assert endpoint["containerPort"] == 8080
+    host, port = endpoint["address"].rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0
+
+    def fetch() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://{endpoint['address']}/", timeout=2) as reply:
+                return reply.read().decode()
+        except OSError:
+            return None
+
+    assert wait_until(fetch, 15, "the service to answer") == "hello from the service\n"
+    shown = daemon.jobctl("show", run["id"])
+    assert f"8080 -> {endpoint['address']}" in shown.stdout
+    assert daemon.jobctl("stop", run["id"], "--wait").returncode == 0
+    no_network = daemon.post("/v1/jobs", {"image": "busybox", "ports": [80], "network": "none"})
+    assert no_network.status == 400 and "ports" in no_network.body["error"]["message"]
