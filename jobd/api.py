@@ -10,6 +10,7 @@ import contextlib
 import functools
 import heapq
 import hmac
+import logging
 import os
 import pwd
 import socket
@@ -22,19 +23,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from jobd import __version__
 from jobd.config import Config
-from jobd.errors import InvalidRequest, JobdError, RuntimeFailure, Unauthorized
+from jobd.errors import Conflict, InvalidRequest, JobdError, RuntimeFailure, Unauthorized
 from jobd.jobs import Jobs, openapi_document
 from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog, k8s_text, parse_time
 from jobd.models import Job, NodeCapacity, Owner, PassTimes, RunStatus, from_epoch, rfc3339
 from jobd.recipes import Recipes
+from jobd.runtime.exec import ExecStream
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.types import RuntimeInfo
 from jobd.store import JobFilter, Store
 
+log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 DEFAULT_PAGE = 50
 MAX_PAGE = 1000
@@ -82,6 +85,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/runs/{run_id}/events", get_run_events)
     app.router.add_post("/v1/runs/{run_id}/cancel", cancel_run)
     app.router.add_post("/v1/runs/{run_id}/stop", stop_run)
+    app.router.add_get("/v1/runs/{run_id}/exec", exec_in_run)
     app.router.add_get("/v1/runs/{run_id}/logs", get_run_logs)
     app.router.add_get("/v1/recipes", list_recipes)
     app.router.add_post("/v1/recipes", create_recipe)
@@ -311,6 +315,72 @@ async def cancel_run(request: web.Request) -> web.Response:
 async def stop_run(request: web.Request) -> web.Response:
     run = await request.app[SERVICES].jobs.stop(request.match_info["run_id"])
     return _json(run.to_api(), status=202)
+
+
+# -- exec -----------------------------------------------------------------------------
+
+
+async def exec_in_run(request: web.Request) -> web.StreamResponse:
+    """A command in the run's running container, attached over a WebSocket. Binary messages
+    carry stdin in, and output out after a byte naming its stream (1 stdout, 2 stderr); text
+    messages carry control: {"resize": [rows, columns]} and {"eof": true} in, and last
+    {"exit": code} out. Like the health check's podman info, this asks the runtime directly:
+    it changes no run, so it does not go through the supervisor."""
+    services = request.app[SERVICES]
+    run = await services.store.get_run(request.match_info["run_id"])
+    command = request.query.getall("cmd", [])
+    if not command or not command[0]:
+        raise InvalidRequest("cmd: the command to run, one cmd parameter per argument")
+    if run.status is not RunStatus.RUNNING or run.container_id is None:
+        raise Conflict(f"run {run.id} is {run.status.value}; exec needs a running run")
+    socket = web.WebSocketResponse(max_msg_size=MAX_BODY)
+    if not socket.can_prepare(request).ok:
+        raise InvalidRequest("exec: upgrade to a WebSocket (jobctl exec does)")
+    tty = request.query.get("tty", "false").lower() in {"1", "true", "yes"}
+    stream = await services.runtime.exec_start(run.container_id, command, tty=tty)
+    await socket.prepare(request)
+    output = asyncio.create_task(_copy_output(socket, stream))
+    feeding = asyncio.create_task(_feed_exec(socket, stream, services.runtime))
+    try:
+        await asyncio.wait({output, feeding}, return_when=asyncio.FIRST_COMPLETED)
+        if output.done() and output.exception() is None:  # the process exited
+            code = await services.runtime.exec_exit_code(stream.exec_id)
+            await socket.send_json({"exit": code})
+    finally:  # or the client went away: the process loses its stdin and output
+        for task in (output, feeding):
+            task.cancel()
+        await asyncio.gather(output, feeding, return_exceptions=True)
+        stream.close()
+        await socket.close()
+    return socket
+
+
+async def _copy_output(socket: web.WebSocketResponse, stream: ExecStream) -> None:
+    while piece := await stream.read():
+        await socket.send_bytes(bytes([piece[0]]) + piece[1])
+
+
+async def _feed_exec(
+    socket: web.WebSocketResponse, stream: ExecStream, runtime: PodmanRuntime
+) -> None:
+    """The client's stdin and terminal size, until it closes. A control message jobd can't
+    read or apply is dropped: the session goes on."""
+    async for message in socket:
+        if message.type is WSMsgType.BINARY:
+            await stream.write(message.data)
+        elif message.type is WSMsgType.TEXT:
+            try:
+                await _exec_control(orjson.loads(message.data), stream, runtime)
+            except (ValueError, TypeError, KeyError, RuntimeFailure) as e:
+                log.info("exec %s: control message dropped: %s", stream.exec_id, e)
+
+
+async def _exec_control(control: Any, stream: ExecStream, runtime: PodmanRuntime) -> None:
+    if control.get("eof"):
+        stream.close_stdin()
+    if control.get("resize") and stream.tty:
+        rows, columns = control["resize"]
+        await runtime.exec_resize(stream.exec_id, int(rows), int(columns))
 
 
 # -- logs -----------------------------------------------------------------------------

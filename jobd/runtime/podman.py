@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import threading
@@ -24,6 +25,7 @@ import podman.errors
 import requests.exceptions
 
 from jobd.errors import ContainerGone, ImageNotFound, RuntimeFailure, RuntimeUnavailable
+from jobd.runtime.exec import ExecStream
 from jobd.runtime.types import (
     INSTANCE_LABEL,
     RUN_LABEL,
@@ -128,6 +130,44 @@ class PodmanRuntime:
         same = [d for d in digests if d.split("@")[0] == _repository(reference)]
         pinned = same or digests
         return pinned[0] if pinned else None
+
+    # -- exec -----------------------------------------------------------------------------
+
+    async def exec_start(self, container_id: str, command: list[str], *, tty: bool) -> ExecStream:
+        """Run `command` in the running container, attached (see jobd/runtime/exec.py)."""
+        exec_id = await self._call("exec create", self._exec_create, container_id, command, tty)
+        try:
+            return await ExecStream.start(self._socket, exec_id, tty=tty)
+        except OSError as e:
+            raise RuntimeUnavailable(f"exec start: podman API unreachable: {e}") from e
+
+    def _exec_create(self, container_id: str, command: list[str], tty: bool) -> str:
+        body = {
+            "Cmd": command,
+            "AttachStdin": True,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": tty,
+        }
+        response = self._client.api.post(
+            f"/containers/{container_id}/exec",
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        response.raise_for_status()
+        return str(response.json()["Id"])
+
+    async def exec_resize(self, exec_id: str, rows: int, columns: int) -> None:
+        await self._call("exec resize", self._post, f"/exec/{exec_id}/resize", h=rows, w=columns)
+
+    async def exec_exit_code(self, exec_id: str) -> int | None:
+        return await self._call("exec inspect", self._exec_exit_code, exec_id)
+
+    def _exec_exit_code(self, exec_id: str) -> int | None:
+        response = self._client.api.get(f"/exec/{exec_id}/json")
+        response.raise_for_status()
+        code = response.json().get("ExitCode")
+        return int(code) if code is not None else None
 
     async def pull(self, reference: str) -> None:
         await self._call("pull", self._pull, reference)
