@@ -171,6 +171,18 @@ def retry_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable
     return _all_options(options)
 
 
+def retry_from(base: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The retry policy that retry_options' values ask for, over `base`."""
+    return retry_policy(
+        base,
+        attempts=options["attempts"],
+        backoff=options["backoff"],
+        exit_codes=options["retry_on_exit"],
+        on_timeout=options["retry_on_timeout"],
+        no_infrastructure=options["no_retry_on_infrastructure"],
+    )
+
+
 def _all_options(
     options: Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]],
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -426,6 +438,7 @@ def retry_policy(
 @pass_connection
 def run(
     connection: Connection,
+    /,
     *,
     recipe: str | None,
     plan: str | None,
@@ -440,16 +453,12 @@ def run(
     timezone: str | None,
     concurrency_policy: str | None,
     catch_up: str | None,
-    attempts: int | None,
-    backoff: int | None,
-    retry_on_exit: tuple[int, ...],
-    retry_on_timeout: bool,
-    no_retry_on_infrastructure: bool,
     wait: bool,
     follow: bool,
     as_json: bool,
     image: str | None,
     command: tuple[str, ...],
+    **retry: Any,
 ) -> None:
     """Create a job and start its first run: IMAGE [-- COMMAND ARGS...], or --recipe NAME
     [-- COMMAND ARGS...].
@@ -475,14 +484,7 @@ def run(
         kind=kind,
         ports=port,
         when=schedule_fields(schedule, timezone, concurrency_policy, catch_up),
-        retry=retry_policy(
-            None,
-            attempts=attempts,
-            backoff=backoff,
-            exit_codes=retry_on_exit,
-            on_timeout=retry_on_timeout,
-            no_infrastructure=no_retry_on_infrastructure,
-        ),
+        retry=retry_from(None, retry),
     )
     if recipe is not None:
         body["recipe"] = recipe
@@ -508,6 +510,7 @@ def run(
 @pass_connection
 def update(
     connection: Connection,
+    /,
     *,
     image: str | None,
     plan: str | None,
@@ -523,15 +526,11 @@ def update(
     concurrency_policy: str | None,
     catch_up: str | None,
     no_schedule: bool,
-    attempts: int | None,
-    backoff: int | None,
-    retry_on_exit: tuple[int, ...],
-    retry_on_timeout: bool,
-    no_retry_on_infrastructure: bool,
     no_retry: bool,
     as_json: bool,
     job_id: str,
     command: tuple[str, ...],
+    **retry: Any,
 ) -> None:
     """Change what a job's next runs execute, or when: JOB_ID [OPTIONS] [-- COMMAND ARGS...].
 
@@ -553,17 +552,9 @@ def update(
     body = {k: v for k, v in given.items() if v is not None}
     if no_schedule:
         body["schedule"] = None
-    retry_given = attempts or backoff or retry_on_exit or retry_on_timeout
-    if retry_given or no_retry_on_infrastructure:
+    if any(retry.values()):
         current = client.get(f"/v1/jobs/{segment(job_id)}").get("retry")
-        body["retry"] = retry_policy(
-            current,
-            attempts=attempts,
-            backoff=backoff,
-            exit_codes=retry_on_exit,
-            on_timeout=retry_on_timeout,
-            no_infrastructure=no_retry_on_infrastructure,
-        )
+        body["retry"] = retry_from(current, retry)
     if no_retry:
         body["retry"] = None
     if not body:
@@ -854,6 +845,7 @@ def recipe_body(
 @pass_connection
 def recipe_create(
     connection: Connection,
+    /,
     *,
     description: str | None,
     plan: str | None,
@@ -863,15 +855,11 @@ def recipe_create(
     network: str | None,
     kind: str | None,
     port: tuple[int, ...],
-    attempts: int | None,
-    backoff: int | None,
-    retry_on_exit: tuple[int, ...],
-    retry_on_timeout: bool,
-    no_retry_on_infrastructure: bool,
     as_json: bool,
     name: str,
     image: str,
     command: tuple[str, ...],
+    **retry: Any,
 ) -> None:
     """Create a recipe: NAME IMAGE [-- COMMAND ARGS...]."""
     body = recipe_body(
@@ -884,14 +872,7 @@ def recipe_create(
         network=network,
         kind=kind,
         ports=port,
-        retry=retry_policy(
-            None,
-            attempts=attempts,
-            backoff=backoff,
-            exit_codes=retry_on_exit,
-            on_timeout=retry_on_timeout,
-            no_infrastructure=no_retry_on_infrastructure,
-        ),
+        retry=retry_from(None, retry),
         description=description,
     )
     doc = connection.client().post("/v1/recipes", {"name": name, **body})
@@ -909,6 +890,7 @@ def recipe_create(
 @pass_connection
 def recipe_update(
     connection: Connection,
+    /,
     *,
     description: str | None,
     image: str | None,
@@ -919,29 +901,16 @@ def recipe_update(
     network: str | None,
     kind: str | None,
     port: tuple[int, ...],
-    attempts: int | None,
-    backoff: int | None,
-    retry_on_exit: tuple[int, ...],
-    retry_on_timeout: bool,
-    no_retry_on_infrastructure: bool,
     no_retry: bool,
     as_json: bool,
     name: str,
     command: tuple[str, ...],
+    **retry: Any,
 ) -> None:
     """Change a recipe: NAME [OPTIONS] [-- COMMAND ARGS...]. Jobs made of it keep theirs."""
     client = connection.client()
     path = f"/v1/recipes/{segment(name)}"
-    retry = None
-    if attempts or backoff or retry_on_exit or retry_on_timeout or no_retry_on_infrastructure:
-        retry = retry_policy(
-            client.get(path).get("retry"),
-            attempts=attempts,
-            backoff=backoff,
-            exit_codes=retry_on_exit,
-            on_timeout=retry_on_timeout,
-            no_infrastructure=no_retry_on_infrastructure,
-        )
+    policy = retry_from(client.get(path).get("retry"), retry) if any(retry.values()) else None
     body = recipe_body(
         image=image,
         command=command,
@@ -952,7 +921,7 @@ def recipe_update(
         network=network,
         kind=kind,
         ports=port,
-        retry=retry,
+        retry=policy,
         description=description,
     )
     if no_retry:
