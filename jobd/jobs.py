@@ -31,6 +31,7 @@ from jobd.models import (
     StopReason,
     new_id,
     now,
+    pending_run,
 )
 from jobd.store import Store
 
@@ -170,7 +171,7 @@ class Jobs:
         schedule = _schedule(body) if "schedule" in body else None
         job_id = new_id("job")
         moment = now()
-        run = None if schedule else self._new_run(job_id, spec, plan)
+        run = None if schedule else pending_run(job_id, spec, plan, moment)
         job = Job(
             id=job_id,
             name=body.get("name"),
@@ -197,7 +198,7 @@ class Jobs:
 
     async def rerun(self, job_id: str) -> Run:
         job = await self.store.get_job(job_id)
-        run = self._new_run(job.id, job.spec, self.plan(job.spec.plan))
+        run = pending_run(job.id, job.spec, self.plan(job.spec.plan), now())
         await self.store.add_run(run)
         self.wake()
         return run
@@ -247,17 +248,6 @@ class Jobs:
         (the supervisor does that part, also after a restart)."""
         await self.store.delete_job(job_id)
         self.purge()
-
-    def _new_run(self, job_id: str, spec: JobSpec, plan: Plan) -> Run:
-        return Run(
-            id=new_id("run"),
-            job_id=job_id,
-            status=RunStatus.PENDING,
-            plan=plan,
-            created_at=now(),
-            timeout_seconds=spec.timeout_seconds,
-            spec=spec,
-        )
 
     async def stop(self, run_id: str) -> Run:
         """Stop a run cleanly: SIGTERM, the grace period, SIGKILL. It ends succeeded when its

@@ -238,8 +238,21 @@ class Schedule:
     catch_up: CatchUp = CatchUp.SKIP
     suspended: bool = False
 
-    def __post_init__(self) -> None:
-        """Refuse what cron or zoneinfo cannot read, naming the field (ValueError)."""
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Schedule:
+        """From a request: what cron or zoneinfo cannot read is a ValueError naming the
+        field. Rows read back from the store were checked when they were written."""
+        schedule = cls(
+            cron=data["schedule"],
+            timezone=data.get("timezone", "UTC"),
+            concurrency_policy=ConcurrencyPolicy(data.get("concurrencyPolicy", "forbid")),
+            catch_up=CatchUp(data.get("catchUp", "skip")),
+            suspended=bool(data.get("suspend", False)),
+        )
+        schedule._check()
+        return schedule
+
+    def _check(self) -> None:
         if len(self.cron.split()) != 5:
             raise ValueError(f"schedule: {self.cron!r} is not a 5-field cron expression")
         try:
@@ -250,16 +263,6 @@ class Schedule:
             CronSim(self.cron, datetime.now(zone))
         except CronSimError as e:
             raise ValueError(f"schedule: {self.cron!r} is not a valid cron expression: {e}") from e
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Schedule:
-        return cls(
-            cron=data["schedule"],
-            timezone=data.get("timezone", "UTC"),
-            concurrency_policy=ConcurrencyPolicy(data.get("concurrencyPolicy", "forbid")),
-            catch_up=CatchUp(data.get("catchUp", "skip")),
-            suspended=bool(data.get("suspend", False)),
-        )
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -651,10 +654,7 @@ class Recipe:
         """A job's request made of this recipe's configuration and `overrides`: each field
         given replaces the recipe's, except env and labels, merged key by key; a command
         given either way replaces the recipe's either way."""
-        merged = dict(self.config)
-        if "command" in overrides or "startCommand" in overrides:
-            merged.pop("command", None)
-            merged.pop("startCommand", None)
+        merged = without_replaced_command(self.config, overrides)
         for key, value in overrides.items():
             if key in ("env", "labels"):
                 merged[key] = {**merged.get(key, {}), **value}
@@ -662,6 +662,16 @@ class Recipe:
                 merged[key] = value
         merged.setdefault("name", self.name)
         return merged
+
+
+def without_replaced_command(
+    config: Mapping[str, Any], changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`config` without its command when `changes` give one, either way (command or
+    startCommand): the two are exclusive, so one replaces the other."""
+    if "command" not in changes and "startCommand" not in changes:
+        return dict(config)
+    return {k: v for k, v in config.items() if k not in ("command", "startCommand")}
 
 
 def _endpoints(column: str | None) -> dict[int, str] | None:
@@ -899,6 +909,21 @@ def _exited(run: Run, exit_code: int | None, oom_killed: bool) -> tuple[RunStatu
     )
 
 
+def pending_run(job_id: str, spec: JobSpec, plan: Plan, moment: datetime, **origin: Any) -> Run:
+    """A new run of `spec`, queued at `moment`; `origin` says what made it, when it was not a
+    request (trigger, attempt, scheduled_for, not_before)."""
+    return Run(
+        id=new_id("run"),
+        job_id=job_id,
+        status=RunStatus.PENDING,
+        plan=plan,
+        created_at=moment,
+        timeout_seconds=spec.timeout_seconds,
+        spec=spec,
+        **origin,
+    )
+
+
 def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
     """The retry of a run that just failed, waiting out its backoff; None when the spec's
     retry policy asks for none."""
@@ -906,14 +931,11 @@ def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
     delay = policy.delay_after(run) if policy else None
     if delay is None:
         return None
-    return Run(
-        id=new_id("run"),
-        job_id=run.job_id,
-        status=RunStatus.PENDING,
-        plan=run.plan,
-        created_at=moment,
-        timeout_seconds=run.timeout_seconds,
-        spec=spec,
+    return pending_run(
+        run.job_id,
+        spec,
+        run.plan,
+        moment,
         trigger=Trigger.RESTART if spec.kind is Kind.PERSISTENT else Trigger.RETRY,
         attempt=run.attempt + 1,
         not_before=moment + timedelta(seconds=delay),

@@ -9,7 +9,7 @@ from typing import Any
 
 from jobd.errors import InvalidRequest
 from jobd.jobs import validate
-from jobd.models import RECIPE_FIELDS, Owner, Plan, Recipe, now
+from jobd.models import RECIPE_FIELDS, Owner, Plan, Recipe, now, without_replaced_command
 from jobd.store import Store
 
 
@@ -19,24 +19,21 @@ class Recipes:
         self.plan = plan  # the plan of that id, or InvalidRequest / PlanTooLarge
 
     async def create(self, body: Mapping[str, Any], owner: Owner) -> Recipe:
-        return await self.store.put_recipe(self._new(body, owner), replace=False)
+        recipe, _ = await self.store.put_recipe(self._new(body, owner), replace=False)
+        return recipe
 
     async def put(self, name: str, body: Mapping[str, Any], owner: Owner) -> tuple[Recipe, bool]:
         """Create or replace the recipe `name` whole. Whether it was created."""
         recipe = self._new(body, owner)
         if recipe.name != name:
             raise InvalidRequest(f"name: {recipe.name!r} is not the recipe in the path ({name!r})")
-        existed = name in {r.name for r in await self.store.list_recipes()}
-        return await self.store.put_recipe(recipe, replace=True), not existed
+        return await self.store.put_recipe(recipe, replace=True)
 
     async def update(self, name: str, body: Mapping[str, Any]) -> Recipe:
         """Each field given replaces the recipe's whole; the others stay."""
         validate(body, "RecipeUpdate")
         recipe = await self.store.get_recipe(name)
-        config = dict(recipe.config)
-        if "command" in body or "startCommand" in body:
-            config.pop("command", None)
-            config.pop("startCommand", None)
+        config = without_replaced_command(recipe.config, body)
         config.update({k: v for k, v in body.items() if k in RECIPE_FIELDS})
         self._check_plan(config)
         changed = dataclasses.replace(

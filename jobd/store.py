@@ -40,9 +40,9 @@ from jobd.models import (
     Tick,
     Trigger,
     maybe_epoch,
-    new_id,
     next_attempt,
     now,
+    pending_run,
     rfc3339,
     sources_of,
 )
@@ -312,9 +312,10 @@ class Store:
 
     # -- recipes --------------------------------------------------------------------------
 
-    async def put_recipe(self, recipe: Recipe, *, replace: bool) -> Recipe:
+    async def put_recipe(self, recipe: Recipe, *, replace: bool) -> tuple[Recipe, bool]:
         """Create the recipe, or with `replace` create or replace it (keeping its creation
-        time and owner). A new one whose name is taken is a Conflict."""
+        time and owner). A new one whose name is taken is a Conflict. The recipe as written,
+        and whether it was created."""
         return await self._writer.write(lambda db: _put_recipe(db, recipe, replace))
 
     async def update_recipe(self, recipe: Recipe) -> Recipe:
@@ -716,32 +717,21 @@ def _fire(
             note += f"; one run for the ticks missed since {since} (catchUp once)"
         else:
             note += f"; the ticks missed since {since} were skipped (catchUp skip)"
-    run = Run(
-        id=new_id("run"),
-        job_id=job.id,
-        status=RunStatus.PENDING,
-        plan=plan,
-        created_at=now(),
-        timeout_seconds=job.spec.timeout_seconds,
-        spec=job.spec,
-        trigger=Trigger.SCHEDULE,
-        scheduled_for=tick,
-    )
+    run = pending_run(job.id, job.spec, plan, now(), trigger=Trigger.SCHEDULE, scheduled_for=tick)
     _insert_run(db, run, f"scheduled for {rfc3339(tick)}")
     _make_latest(db, run)
     firings.started.append(run)
     return Tick(at=tick, run_id=run.id, note=note)
 
 
-def _put_recipe(db: sqlite3.Connection, recipe: Recipe, replace: bool) -> Recipe:
+def _put_recipe(db: sqlite3.Connection, recipe: Recipe, replace: bool) -> tuple[Recipe, bool]:
     row = db.execute("SELECT * FROM recipes WHERE name = ?", (recipe.name,)).fetchone()
     if row is not None and not replace:
         raise Conflict(f"recipe {recipe.name!r} exists; update it, or apply to replace it")
     if row is not None:
         kept = Recipe.from_row(row)
-        return _update_recipe(
-            db, dataclasses.replace(recipe, owner=kept.owner, created_at=kept.created_at)
-        )
+        replaced = dataclasses.replace(recipe, owner=kept.owner, created_at=kept.created_at)
+        return _update_recipe(db, replaced), False
     db.execute(
         "INSERT INTO recipes (name, description, config, owner, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -754,7 +744,7 @@ def _put_recipe(db: sqlite3.Connection, recipe: Recipe, replace: bool) -> Recipe
             recipe.updated_at.timestamp(),
         ),
     )
-    return recipe
+    return recipe, True
 
 
 def _update_recipe(db: sqlite3.Connection, recipe: Recipe) -> Recipe:

@@ -345,7 +345,10 @@ class Daemon:
 
     # -- jobctl -----------------------------------------------------------------------
 
-    def jobctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def jobctl(
+        self, *args: str, timeout: float = 120, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """jobctl on this daemon's socket; its stdin is `stdin`, or /dev/null."""
         env = {**os.environ, "JOBD_SOCKET": str(self.socket)}
         return subprocess.run(
             [str(VENV_BIN / "jobctl"), *args],
@@ -354,7 +357,8 @@ class Daemon:
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
         )
 
 

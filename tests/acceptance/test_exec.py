@@ -24,27 +24,14 @@ def running_service(daemon: Daemon) -> str:
     return str(job["latestRunId"])
 
 
-def jobctl(daemon: Daemon, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JOBD_SOCKET": str(daemon.socket)}
-    return subprocess.run(
-        [str(VENV_BIN / "jobctl"), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_exec_pipes_stdin_output_and_the_exit_code(daemon: Daemon) -> None:
     run_id = running_service(daemon)
     command = "cat; echo to-stderr >&2; exit 7"
-    result = jobctl(daemon, "exec", run_id, "--", "sh", "-c", command, stdin="hello\nthere\n")
+    result = daemon.jobctl("exec", run_id, "--", "sh", "-c", command, stdin="hello\nthere\n")
     assert result.returncode == 7, result.stderr
     assert result.stdout == "hello\nthere\n"
     assert result.stderr == "to-stderr\n"
-    by_job = jobctl(daemon, "exec", daemon.run(run_id)["jobId"], "--", "echo", "via job")
+    by_job = daemon.jobctl("exec", daemon.run(run_id)["jobId"], "--", "echo", "via job")
     assert (by_job.returncode, by_job.stdout) == (0, "via job\n")
 
 
@@ -95,15 +82,15 @@ def _drain(fd: int) -> bytes:
 
 def test_exec_over_tcp_needs_the_token_and_a_running_run(daemon: Daemon) -> None:
     run_id = running_service(daemon)
-    over_tcp = jobctl(
-        daemon, "--url", daemon.url, "--token", daemon.token, "exec", run_id, "--", "echo", "tcp"
+    over_tcp = daemon.jobctl(
+        "--url", daemon.url, "--token", daemon.token, "exec", run_id, "--", "echo", "tcp"
     )
     assert (over_tcp.returncode, over_tcp.stdout) == (0, "tcp\n"), over_tcp.stderr
-    refused = jobctl(daemon, "--url", daemon.url, "--token", "wrong", "exec", run_id, "--", "true")
+    refused = daemon.jobctl("--url", daemon.url, "--token", "wrong", "exec", run_id, "--", "true")
     assert refused.returncode == 1 and "token" in refused.stderr.lower()
     done = daemon.submit(command=["true"])
     daemon.wait_status(done["latestRunId"])
-    ended = jobctl(daemon, "exec", done["latestRunId"], "--", "true")
+    ended = daemon.jobctl("exec", done["latestRunId"], "--", "true")
     assert ended.returncode == 1 and "exec needs a running run" in ended.stderr
 
 
