@@ -109,6 +109,45 @@ def spec_options(
     return _all_options(options)
 
 
+def resource_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Explicit requirements instead of a plan (`resources` in the API), and queueing."""
+    return _all_options(
+        [
+            click.option("--cpus", type=click.IntRange(min=1), help="CPUs (instead of a plan)."),
+            click.option("--gpus", type=click.IntRange(min=0), help="GPUs, exclusive by default."),
+            click.option("--ram-gb", type=click.FloatRange(min=0, min_open=True), help="Memory."),
+            click.option(
+                "--vram-gb", type=click.FloatRange(min=0), help="Free memory on each GPU."
+            ),
+            click.option("--storage-gb", type=click.FloatRange(min=0), help="Free disk."),
+            click.option(
+                "--gpu-share", is_flag=True, default=None, help="Share GPUs by --vram-gb."
+            ),
+            click.option("--priority", type=click.IntRange(-1000, 1000), help="Higher first."),
+            click.option(
+                "--max-pending",
+                callback=DURATION,
+                metavar="DURATION",
+                help="Fail unschedulable when still queued after this long.",
+            ),
+        ]
+    )
+
+
+def resources_from(options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `resources` object of the options given, or None (the job uses a plan)."""
+    names = {
+        "cpus": "cpuCount",
+        "gpus": "gpuCount",
+        "ram_gb": "minRamGb",
+        "vram_gb": "minVramGb",
+        "storage_gb": "minStorageGb",
+        "gpu_share": "gpuShare",
+    }
+    given = {api: options[key] for key, api in names.items() if options.get(key) is not None}
+    return given or None
+
+
 def schedule_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """When a job runs by itself, for `run` and for `update`."""
     options = [
@@ -428,6 +467,7 @@ def retry_policy(
     " and the options override the recipe's (env and labels merge).",
 )
 @spec_options(replacing=False)
+@resource_options()
 @schedule_options(replacing=False)
 @retry_options(replacing=False)
 @click.option("--wait", is_flag=True, help="Wait for the run (and its retries); exit as it did.")
@@ -458,10 +498,13 @@ def run(
     as_json: bool,
     image: str | None,
     command: tuple[str, ...],
-    **retry: Any,
+    priority: int | None,
+    max_pending: int | None,
+    **options: Any,
 ) -> None:
     """Create a job and start its first run: IMAGE [-- COMMAND ARGS...], or --recipe NAME
-    [-- COMMAND ARGS...].
+    [-- COMMAND ARGS...]. Resources come from --plan, or from --cpus/--gpus/--ram-gb/
+    --vram-gb/--storage-gb/--gpu-share.
 
     Prints `<job-id> <run-id>`; with --schedule, `<job-id> next <time>` (its ticks start
     the runs). Put `--` before a command that has options of its own."""
@@ -484,8 +527,12 @@ def run(
         kind=kind,
         ports=port,
         when=schedule_fields(schedule, timezone, concurrency_policy, catch_up),
-        retry=retry_from(None, retry),
+        retry=retry_from(None, options),
     )
+    queueing = {"resources": resources_from(options), "priority": priority}
+    body.update({k: v for k, v in queueing.items() if v is not None})
+    if max_pending is not None:
+        body["maxPendingSeconds"] = max_pending
     if recipe is not None:
         body["recipe"] = recipe
     job = client.post("/v1/jobs", body)
@@ -792,6 +839,32 @@ def health(connection: Connection, *, as_json: bool) -> None:
     doc = connection.client().get("/v1/health")
     show(doc, as_json, lambda: render.health_details(doc))
     if doc.get("status") != "ok":
+        click.get_current_context().exit(1)
+
+
+@main.command(context_settings=CONTEXT)
+@json_option
+@pass_connection
+def node(connection: Connection, *, as_json: bool) -> None:
+    """Show the node: capacity, what each run holds, what is free, and the GPUs (with
+    memory used by processes jobd did not start)."""
+    doc = connection.client().get("/v1/node")
+    show(doc, as_json, lambda: render.node_details(doc))
+
+
+@main.command(context_settings=CONTEXT)
+@json_option
+@pass_connection
+def doctor(connection: Connection, *, as_json: bool) -> None:
+    """Check podman, limits and the GPU path (NVML, CDI specs, device nodes); exit 1 when a
+    check fails."""
+    doc = connection.client().get("/v1/doctor")
+    show(
+        doc,
+        as_json,
+        lambda: render.table(render.CHECK_HEADERS, map(render.check_row, doc["checks"])),
+    )
+    if not doc.get("ok"):
         click.get_current_context().exit(1)
 
 

@@ -268,6 +268,9 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("command", shlex.join(job.get("command") or []) or "(the image's own)"),
             ("env", pairs(job.get("env"))),
             ("plan", job.get("plan")),
+            ("resources", _requirements(job.get("resources"))),
+            ("priority", job.get("priority") or None),
+            ("max pending", duration(job.get("maxPendingSeconds"))),
             ("timeout", duration(job.get("timeoutSeconds"))),
             ("network", job.get("network")),
             ("kind", job.get("kind")),
@@ -301,7 +304,12 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("failure", _failure(reason)),
             ("retried by", run.get("retriedBy")),
             ("endpoints", _endpoints(run.get("endpoints"))),
+            ("queue", _queue(run.get("queue"))),
             ("plan", plan.get("id")),
+            ("resources", _granted(plan)),
+            ("gpus", _gpus(run.get("allocation"))),
+            ("cpu set", (run.get("allocation") or {}).get("cpuSet")),
+            ("gpu usage", _gpu_usage(run.get("gpuUsage"))),
             ("limits", limits(run.get("limits"))),
             ("created", local_time(run.get("createdAt"))),
             ("started", local_time(run.get("startedAt"))),
@@ -311,6 +319,50 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("running", _seconds(run.get("runningSeconds"))),
             ("cost", cost(run)),
         ]
+    )
+
+
+def _requirements(resources: Mapping[str, Any] | None) -> str | None:
+    if not resources:
+        return None
+    return ", ".join(f"{key}={value}" for key, value in resources.items())
+
+
+def _queue(queue: Mapping[str, Any] | None) -> str | None:
+    if not queue:
+        return None
+    return f"position {queue['position']}: {queue['reason']}"
+
+
+def _granted(plan: Mapping[str, Any]) -> str | None:
+    if not plan:
+        return None
+    text = f"{plan['cpus']:g} CPUs, {memory(plan['memoryBytes'])}"
+    if plan.get("gpus"):
+        text += f", {plan['gpus']} GPU{'s' if plan['gpus'] > 1 else ''}"
+        if plan.get("minVramBytes"):
+            text += f" with {plan['minVramBytes'] / GB:g} GB free"
+        if plan.get("gpuShare"):
+            text += " (shared)"
+    if plan.get("storageBytes"):
+        text += f", {plan['storageBytes'] / GB:g} GB disk"
+    return text
+
+
+def _gpus(allocation: Mapping[str, Any] | None) -> str | None:
+    gpus = (allocation or {}).get("gpus") or []
+    if not gpus:
+        return None
+    return ", ".join(f"{g['index']} {g['uuid']}{' (shared)' if g['shared'] else ''}" for g in gpus)
+
+
+def _gpu_usage(usage: Mapping[str, Any] | None) -> str | None:
+    if not usage:
+        return None
+    peak = usage.get("peakMemoryBytes")
+    return (
+        f"{usage['gpuSeconds']:g} GPU-seconds, {usage['normalizedSeconds']:g} normalized,"
+        f" peak memory {memory(peak) if peak else NONE}"
     )
 
 
@@ -339,6 +391,97 @@ def limits(doc: Mapping[str, Any] | None) -> str | None:
 
 def _seconds(value: float | None) -> str | None:
     return None if value is None else f"{value:.1f}s"
+
+
+# -- node -----------------------------------------------------------------------------
+
+GB = 1000**3
+CHECK_HEADERS = ("CHECK", "LEVEL", "MESSAGE")
+GPU_HEADERS = ("GPU", "UUID", "MODEL", "STATE", "MEMORY FREE/TOTAL", "AVAILABLE", "RUNS", "OTHERS")
+HOLDER_HEADERS = ("RUN", "JOB", "STATUS", "PLAN", "CPUS", "MEMORY", "CPU SET", "GPUS")
+
+
+def check_row(check: Mapping[str, Any]) -> Row:
+    return (check["name"], check["level"].upper(), check["message"])
+
+
+def node_details(node: Mapping[str, Any]) -> str:
+    capacity, allocated, free = node["capacity"], node["allocated"], node["free"]
+    source = node.get("gpuSource") or {}
+    summary = details(
+        [
+            (
+                "cpus",
+                f"{capacity['cpus']} in all, {allocated['cpus']:g} allocated,"
+                f" {free['cpus']:g} free",
+            ),
+            (
+                "memory",
+                f"{memory(capacity['memoryBytes'])} in all,"
+                f" {memory(allocated['memoryBytes'])} allocated,"
+                f" {memory(free['memoryBytes'])} free",
+            ),
+            (
+                "disk",
+                f"{memory(capacity['diskFreeBytes'])} free of"
+                f" {memory(capacity['diskTotalBytes'])},"
+                f" {memory(allocated['storageBytes'])} promised",
+            ),
+            (
+                "gpus",
+                f"{capacity['gpus']} in all, {allocated['gpus']} allocated,"
+                f" {free['gpus']} free ({source.get('source')})",
+            ),
+            ("gpu note", source.get("error")),
+            ("free cores", _cores(free.get("cores") or [])),
+            ("queued runs", (node.get("queue") or {}).get("pending")),
+        ]
+    )
+    parts = [summary]
+    if node["gpus"]:
+        parts.append(table(GPU_HEADERS, map(gpu_row, node["gpus"])))
+    if node["runs"]:
+        parts.append(table(HOLDER_HEADERS, map(holder_row, node["runs"])))
+    return "\n\n".join(parts)
+
+
+def gpu_row(gpu: Mapping[str, Any]) -> Row:
+    runs = ", ".join(
+        f"{h['runId']}{' ' + memory(h['vramBytes']) if h.get('shared') else ''}"
+        for h in gpu["allocatedTo"]
+    )
+    others = (
+        f"{memory(gpu['foreignMemoryBytes'])} (pids {', '.join(map(str, gpu['foreignPids']))})"
+        if gpu["foreignPids"]
+        else NONE
+    )
+    return (
+        gpu["index"],
+        gpu["uuid"],
+        gpu["name"],
+        gpu["state"],
+        f"{memory(gpu['memoryFreeBytes'])}/{memory(gpu['memoryTotalBytes'])}",
+        memory(gpu["availableBytes"]),
+        runs or NONE,
+        others,
+    )
+
+
+def holder_row(run: Mapping[str, Any]) -> Row:
+    return (
+        run["runId"],
+        run["jobId"],
+        run["status"],
+        run["plan"],
+        f"{run['cpus']:g}",
+        memory(run["memoryBytes"]),
+        run.get("cpuSet") or "floating",
+        ", ".join(g["index"] for g in run.get("gpus") or []) or NONE,
+    )
+
+
+def _cores(cores: Sequence[int]) -> str:
+    return ",".join(map(str, cores)) or NONE
 
 
 # -- health ---------------------------------------------------------------------------
@@ -380,4 +523,8 @@ def _node(node: Mapping[str, Any]) -> str:
     size = node.get("memoryBytes")
     cpus = node.get("cpus")
     cpu_text = f"{cpus:g}" if isinstance(cpus, int | float) else NONE
-    return f"{cpu_text} CPUs, {memory(size) if size else NONE} memory"
+    gpus = node.get("gpus") or {}
+    gpu_text = f", {gpus.get('count', 0)} GPUs" + (
+        f" ({gpus['error']})" if gpus.get("error") else ""
+    )
+    return f"{cpu_text} CPUs, {memory(size) if size else NONE} memory{gpu_text}"

@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,10 +27,23 @@ from aiohttp import WSMsgType, web
 
 from jobd import __version__
 from jobd.config import Config
+from jobd.doctor import checks
 from jobd.errors import Conflict, InvalidRequest, JobdError, RuntimeFailure, Unauthorized
+from jobd.inventory import Inventory
 from jobd.jobs import Jobs, openapi_document
 from jobd.logs import LogFollower, LogLine, LogPump, LogQuery, RunLog, k8s_text, parse_time
-from jobd.models import Job, NodeCapacity, Owner, PassTimes, RunStatus, from_epoch, rfc3339
+from jobd.models import (
+    ACTIVE_STATUSES,
+    Job,
+    Owner,
+    PassTimes,
+    Run,
+    RunStatus,
+    from_epoch,
+    now,
+    rfc3339,
+)
+from jobd.placement import free_on, node_doc
 from jobd.recipes import Recipes
 from jobd.runtime.exec import ExecStream
 from jobd.runtime.podman import PodmanRuntime
@@ -59,7 +72,8 @@ class Services:
     pump: LogPump
     runtime: PodmanRuntime
     info: RuntimeInfo
-    capacity: NodeCapacity
+    inventory: Inventory
+    waiting: Callable[[], Mapping[str, str]]  # why queued runs wait, as placement last saw
     token: str
     started: float
     passes: PassTimes
@@ -94,6 +108,8 @@ def create_app(services: Services) -> web.Application:
     app.router.add_patch("/v1/recipes/{name}", update_recipe)
     app.router.add_delete("/v1/recipes/{name}", delete_recipe)
     app.router.add_get("/v1/plans", list_plans)
+    app.router.add_get("/v1/node", get_node)
+    app.router.add_get("/v1/doctor", doctor)
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi)
     return app
@@ -201,7 +217,8 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def update_job(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    job = await services.jobs.update(request.match_info["job_id"], await _json_body(request))
+    body = await _json_body(request)
+    job = await services.jobs.update(request.match_info["job_id"], body, caller(request))
     return _json(await _job_doc(services.store, job))
 
 
@@ -288,8 +305,23 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
 
 
 async def get_run(request: web.Request) -> web.Response:
-    run = await request.app[SERVICES].store.get_run(request.match_info["run_id"])
-    return _json(run.to_api())
+    services = request.app[SERVICES]
+    run = await services.store.get_run(request.match_info["run_id"])
+    doc = run.to_api()
+    if run.status is RunStatus.PENDING:
+        doc["queue"] = await _queue_doc(services, run)
+    return _json(doc)
+
+
+async def _queue_doc(services: Services, run: Run) -> dict[str, Any]:
+    """Where a queued run stands: how many runs are ahead of it, and why it waits."""
+    ahead = await services.store.queue_position(run)
+    reason = services.waiting().get(run.id)
+    if run.not_before is not None and run.not_before > now():
+        reason = f"waiting out its retry backoff until {rfc3339(run.not_before)}"
+    elif reason is None:
+        reason = f"queued behind {ahead} runs" if ahead else "next to be placed"
+    return {"position": ahead + 1, "ahead": ahead, "reason": reason}
 
 
 async def get_run_events(request: web.Request) -> web.Response:
@@ -592,6 +624,26 @@ async def list_plans(request: web.Request) -> web.Response:
     return _json({"plans": plans, "defaultPlan": config.default_plan})
 
 
+async def get_node(request: web.Request) -> web.Response:
+    """What the node has, what each run holds, what is free, and the GPUs as they are now
+    (with memory used by processes jobd did not start)."""
+    services = request.app[SERVICES]
+    node = await services.inventory.read()
+    active = await services.store.runs_with_status(ACTIVE_STATUSES)
+    doc = node_doc(free_on(node, active), node, active)
+    doc["queue"] = {"pending": await services.store.count_pending()}
+    return _json(doc)
+
+
+async def doctor(request: web.Request) -> web.Response:
+    """jobd's own checks of what it needs: podman, limits, and the GPU path."""
+    services = request.app[SERVICES]
+    found = await checks(services.config, services.info, await services.inventory.read())
+    return _json(
+        {"ok": all(c.level != "fail" for c in found), "checks": [c.to_api() for c in found]}
+    )
+
+
 async def health(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     podman: dict[str, Any]
@@ -613,10 +665,7 @@ async def health(request: web.Request) -> web.Response:
                 "missingControllers": list(info.missing_controllers),
                 "note": info.limits_note,
             },
-            "node": {
-                "cpus": services.capacity.cpus,
-                "memoryBytes": services.capacity.memory_bytes,
-            },
+            "node": _node_summary(services.inventory),
             "daemon": {
                 "uid": uid,
                 "user": _user_name(uid),
@@ -627,6 +676,17 @@ async def health(request: web.Request) -> web.Response:
             "uptimeSeconds": round(time.time() - services.started, 3),
         }
     )
+
+
+def _node_summary(inventory: Inventory) -> dict[str, Any]:
+    node = inventory.last
+    if node is None:
+        return {}
+    return {
+        "cpus": node.cpus,
+        "memoryBytes": node.memory_bytes,
+        "gpus": node.gpus.to_api(),  # says why there are none when NVML is absent
+    }
 
 
 def _scheduler_doc(passes: PassTimes, waits: PassTimes) -> dict[str, Any]:

@@ -21,11 +21,27 @@ A TOML file looks like this (every key optional):
     max_bytes = 104857600                 # per run; the first head_bytes are always kept
     head_bytes = 10485760
 
+    cpu_pinning = true                    # runs with whole CPUs get cores of their own
+    max_priority = 0                      # the highest priority other users may give a job
+    [max_priority_by_user]                # (the daemon's own user and root: any, up to 1000)
+    alice = 100
+
     [plans.gpu-small]                     # add or override a plan
     memory_mb = 8192
     cpus = 4
     pids_limit = 4096
     price_per_month = 120
+    gpus = 1                              # whole GPUs; or shared ones, promised min_vram_gb each:
+    min_vram_gb = 0                       #   gpu_share = true, min_vram_gb = 10
+    storage_gb = 0                        # free disk it needs
+
+    [gpus]
+    inventory_file = "/etc/jobd/gpus.json"  # instead of NVML: the GPUs described in JSON
+    cdi_kind = "nvidia.com/gpu"           # CDI devices are <kind>=<uuid> or <kind>=<index>
+    cdi_device_name = "auto"              # auto (uuid if the spec has it, else index), uuid, index
+    cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
+    [gpus.performance]                    # normalizedSeconds factor per GPU model (default 1)
+    "NVIDIA H100 80GB HBM3" = 2.0
 """
 
 from __future__ import annotations
@@ -39,11 +55,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobd.cdi import DEFAULT_SPEC_DIRS
 from jobd.errors import InvalidRequest
-from jobd.models import DEFAULT_PLAN, DEFAULT_PLANS, DEFAULT_TIMEOUT_SECONDS, MIB, Plan
+from jobd.models import DEFAULT_PLAN, DEFAULT_PLANS, DEFAULT_TIMEOUT_SECONDS, GB, MIB, Plan
 
 DEFAULT_PORT = 8427
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600  # as the API's timeoutSeconds
+MAX_PRIORITY = 1000  # as the API's priority
 SYSTEM_DATA_DIR = Path("/var/lib/jobd")
 SYSTEM_RUNTIME_DIR = Path("/run/jobd")
 
@@ -53,6 +71,18 @@ class LogLimits:
     max_bytes: int = 100 * MIB  # kept per run: the head, a marker, then the newest output
     head_bytes: int = 10 * MIB
     segment_bytes: int = 8 * MIB  # the tail is trimmed, oldest first, this much at a time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuSettings:
+    inventory_file: Path | None = None  # None: NVML
+    cdi_kind: str = "nvidia.com/gpu"
+    cdi_device_name: str = "auto"  # auto, uuid, index
+    cdi_spec_dirs: tuple[Path, ...] = DEFAULT_SPEC_DIRS
+    performance: Mapping[str, float] = field(default_factory=dict)  # GPU model -> factor
+
+    def factor(self, model: str) -> float:
+        return float(self.performance.get(model, 1.0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +100,17 @@ class Config:
     default_plan: str = DEFAULT_PLAN
     plans: Mapping[str, Plan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
     logs: LogLimits = field(default_factory=LogLimits)
+    gpus: GpuSettings = field(default_factory=GpuSettings)
+    cpu_pinning: bool = True
+    max_priority: int = 0  # for users other than the daemon's own and root
+    max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
     system: bool = False
+
+    def priority_limit(self, user: str, uid: int | None) -> int:
+        """The highest priority this owner may give a job."""
+        if uid in (0, os.getuid()):
+            return MAX_PRIORITY
+        return self.max_priority_by_user.get(user, self.max_priority)
 
     @property
     def database(self) -> Path:
@@ -166,12 +206,27 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["podman_runtime"] = podman["runtime"]
     if "logs" in raw:
         settings["logs"] = raw["logs"]
-    if "plans" in raw:
-        settings["plans"] = raw["plans"]
+    for table in ("plans", "gpus", "max_priority_by_user"):
+        if table in raw:
+            settings[table] = raw[table]
     return settings
 
 
-PLAN_KEYS = frozenset({"memory_mb", "cpus", "pids_limit", "price_per_month"})
+PLAN_KEYS = frozenset(
+    {
+        "memory_mb",
+        "cpus",
+        "pids_limit",
+        "price_per_month",
+        "gpus",
+        "min_vram_gb",
+        "gpu_share",
+        "storage_gb",
+    }
+)
+GPU_KEYS = frozenset(
+    {"inventory_file", "cdi_kind", "cdi_device_name", "cdi_spec_dirs", "performance"}
+)
 
 
 def _check_tables(raw: dict[str, Any], path: Path) -> None:
@@ -186,6 +241,10 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
         if name == "plans":
             for plan, fields in table.items():
                 _only(fields, PLAN_KEYS, f"[plans.{plan}]", path)
+        elif name == "gpus":
+            _only(table, GPU_KEYS, "[gpus]", path)
+        elif name == "max_priority_by_user":
+            continue
         elif name in known:
             _only(table, known[name], f"[{name}]", path)
         else:
@@ -213,6 +272,7 @@ _ENV = {
     "JOBD_DEFAULT_TIMEOUT_SECONDS": "default_timeout_seconds",
     "JOBD_STOP_GRACE_SECONDS": "stop_grace_seconds",
     "JOBD_PUBLISH_ADDRESS": "publish_address",
+    "JOBD_GPU_INVENTORY": "gpu_inventory_file",
 }
 
 
@@ -221,7 +281,7 @@ def _from_env() -> dict[str, Any]:
 
 
 def _build(settings: dict[str, Any], *, system: bool) -> Config:
-    known = {f.name for f in dataclasses.fields(Config)}
+    known = {f.name for f in dataclasses.fields(Config)} | {"gpu_inventory_file"}
     unknown = set(settings) - known
     if unknown:
         raise InvalidRequest(f"unknown configuration keys: {', '.join(sorted(unknown))}")
@@ -244,6 +304,12 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             default_plan=str(settings.get("default_plan", DEFAULT_PLAN)),
             plans=_plans(settings.get("plans", {})),
             logs=LogLimits(**settings.get("logs", {})),
+            gpus=_gpu_settings(settings),
+            cpu_pinning=_as_bool(settings.get("cpu_pinning", True)),
+            max_priority=int(settings.get("max_priority", 0)),
+            max_priority_by_user={
+                str(k): int(v) for k, v in settings.get("max_priority_by_user", {}).items()
+            },
             system=system,
         )
     except (TypeError, ValueError) as e:
@@ -258,26 +324,44 @@ def _as_bool(value: Any) -> bool:
     return str(value).strip().lower() not in {"0", "false", "no", "off", ""}
 
 
+def _gpu_settings(settings: Mapping[str, Any]) -> GpuSettings:
+    table = dict(settings.get("gpus", {}))
+    inventory = settings.get("gpu_inventory_file") or table.get("inventory_file")
+    naming = str(table.get("cdi_device_name", "auto"))
+    if naming not in {"auto", "uuid", "index"}:
+        raise ValueError("gpus.cdi_device_name must be auto, uuid or index")
+    kind = str(table.get("cdi_kind", "nvidia.com/gpu"))
+    if kind.count("/") != 1:
+        raise ValueError(f"gpus.cdi_kind {kind!r} must read vendor/class")
+    return GpuSettings(
+        inventory_file=Path(inventory) if inventory else None,
+        cdi_kind=kind,
+        cdi_device_name=naming,
+        cdi_spec_dirs=tuple(Path(d) for d in table.get("cdi_spec_dirs", DEFAULT_SPEC_DIRS)),
+        performance={str(k): float(v) for k, v in table.get("performance", {}).items()},
+    )
+
+
 def _plans(extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Plan]:
     plans = dict(DEFAULT_PLANS)
     for pid, fields in extra.items():
-        base = plans.get(pid)
+        if pid == "custom":
+            raise ValueError('"custom" names a job\'s own resources: choose another plan name')
+        base = plans.get(pid) or Plan(id=pid, memory_bytes=0, cpus=0)
+        if pid not in plans and not {"memory_mb", "cpus"} <= set(fields):
+            raise ValueError(f"plan {pid!r} needs memory_mb and cpus")
         plans[pid] = Plan(
             id=pid,
-            memory_bytes=int(fields["memory_mb"]) * MIB
-            if "memory_mb" in fields
-            else _required(base, pid).memory_bytes,
-            cpus=float(fields["cpus"]) if "cpus" in fields else _required(base, pid).cpus,
-            pids_limit=int(fields.get("pids_limit", base.pids_limit if base else 4096)),
-            price_per_month=fields.get("price_per_month", base.price_per_month if base else None),
+            memory_bytes=int(fields.get("memory_mb", base.memory_bytes // MIB)) * MIB,
+            cpus=float(fields.get("cpus", base.cpus)),
+            pids_limit=int(fields.get("pids_limit", base.pids_limit)),
+            price_per_month=fields.get("price_per_month", base.price_per_month),
+            gpus=int(fields.get("gpus", base.gpus)),
+            min_vram_bytes=round(float(fields.get("min_vram_gb", base.min_vram_bytes / GB)) * GB),
+            gpu_share=_as_bool(fields.get("gpu_share", base.gpu_share)),
+            storage_bytes=round(float(fields.get("storage_gb", base.storage_bytes / GB)) * GB),
         )
     return plans
-
-
-def _required(base: Plan | None, pid: str) -> Plan:
-    if base is None:
-        raise ValueError(f"plan {pid!r} needs memory_mb and cpus")
-    return base
 
 
 def _check(config: Config) -> None:
@@ -292,3 +376,9 @@ def _check(config: Config) -> None:
     for plan in config.plans.values():
         if plan.memory_bytes <= 0 or plan.cpus <= 0 or plan.pids_limit <= 0:
             raise InvalidRequest(f"plan {plan.id!r} needs positive memory, cpus and pids")
+        if plan.gpus < 0 or plan.min_vram_bytes < 0 or plan.storage_bytes < 0:
+            raise InvalidRequest(
+                f"plan {plan.id!r}: gpus, min_vram_gb and storage_gb can't be negative"
+            )
+        if plan.gpu_share and not (plan.gpus and plan.min_vram_bytes):
+            raise InvalidRequest(f"plan {plan.id!r}: gpu_share needs gpus and min_vram_gb")

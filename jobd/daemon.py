@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-import psutil
 import uvloop
 from aiohttp import web
 
@@ -35,9 +34,10 @@ from jobd import __version__
 from jobd.api import Services, create_app
 from jobd.config import Config, load
 from jobd.errors import JobdError
+from jobd.gpus import gpu_source
+from jobd.inventory import Inventory
 from jobd.jobs import Jobs
 from jobd.logs import LogPump
-from jobd.models import NodeCapacity
 from jobd.recipes import Recipes
 from jobd.runtime.podman import PodmanRuntime
 from jobd.runtime.service import PodmanService
@@ -47,12 +47,6 @@ from jobd.supervisor import Supervisor
 log = logging.getLogger("jobd")
 MIN_TOKEN_LENGTH = 32
 STOP_TASKS_SECONDS = 10
-
-
-def node_capacity() -> NodeCapacity:
-    return NodeCapacity(
-        cpus=float(psutil.cpu_count() or 1), memory_bytes=psutil.virtual_memory().total
-    )
 
 
 def ensure_token(path: Path) -> str:
@@ -163,7 +157,11 @@ class Daemon:
         info = await runtime.info()
         if not info.limits_enforced:
             log.warning("%s", info.limits_note)
-        capacity = node_capacity()
+        inventory = Inventory(
+            gpu_source(config.gpus.inventory_file),
+            disk_path=Path(info.graph_root) if info.graph_root else config.data_dir,
+        )
+        await inventory.read()
         pump = LogPump(config.log_dir, config.logs)
         stack.callback(pump.close)
         supervisor = Supervisor(
@@ -171,13 +169,13 @@ class Daemon:
             runtime=runtime,
             pump=pump,
             config=config,
-            capacity=capacity,
+            inventory=inventory,
             info=info,
             instance=instance,
         )
         await supervisor.recover()
         jobs = Jobs(
-            store, config, capacity, supervisor.wake, supervisor.purge_soon, runtime.image_digest
+            store, config, inventory, supervisor.wake, supervisor.purge_soon, runtime.image_digest
         )
         services = Services(
             config=config,
@@ -187,7 +185,8 @@ class Daemon:
             pump=pump,
             runtime=runtime,
             info=info,
-            capacity=capacity,
+            inventory=inventory,
+            waiting=lambda: supervisor.waiting,
             token=token,
             started=time.time(),
             passes=supervisor.passes,

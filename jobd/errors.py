@@ -4,6 +4,7 @@ JobdError
 ├── InvalidRequest          400  the request is malformed or breaks a rule
 │   └── PlanTooLarge        422  the plan needs more than the node has
 ├── Unauthorized            401  the TCP API needs the bearer token
+├── Forbidden               403  the caller may not do this (a priority above its limit)
 ├── NotFound                404  no such job or run
 ├── Conflict                409  the run is not in a state that allows this
 ├── StoreError              500  the database refused an operation
@@ -37,8 +38,15 @@ class InvalidRequest(JobdError):
     code = "invalid_request"
 
 
+class Forbidden(JobdError):
+    """The caller may not do this."""
+
+    status = 403
+    code = "forbidden"
+
+
 class PlanTooLarge(InvalidRequest):
-    """The plan needs more CPUs or memory than this machine has."""
+    """The job needs more CPUs, memory, disk or GPUs than this machine has."""
 
     status = 422
     code = "plan_exceeds_node"

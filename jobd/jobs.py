@@ -15,13 +15,13 @@ import jsonschema
 import jsonschema_rs
 
 from jobd.config import Config
-from jobd.errors import Conflict, InvalidRequest, NotFound, PlanTooLarge
+from jobd.errors import Conflict, Forbidden, InvalidRequest, NotFound, PlanTooLarge
+from jobd.inventory import Inventory
 from jobd.models import (
     Failure,
     FailureType,
     Job,
     JobSpec,
-    NodeCapacity,
     Owner,
     Plan,
     Recipe,
@@ -33,6 +33,7 @@ from jobd.models import (
     now,
     pending_run,
 )
+from jobd.placement import never_fits
 from jobd.store import Store
 
 
@@ -128,31 +129,57 @@ class Jobs:
         self,
         store: Store,
         config: Config,
-        capacity: NodeCapacity,
+        inventory: Inventory,
         wake: Callable[[], None],
         purge: Callable[[], None],
         pin: Callable[[str], Awaitable[str | None]],
     ) -> None:
         self.store = store
         self.config = config
-        self.capacity = capacity
+        self.inventory = inventory
         self.wake = wake  # the supervisor: runs to place or to stop
         self.purge = purge  # the supervisor: a deleted job to clear away
         # the runtime, asked (never told): a local image as repository@sha256:digest
         self.pin = pin
 
-    def plan(self, plan_id: str) -> Plan:
+    def plan(self, body: Mapping[str, Any]) -> Plan:
+        """What a job (or recipe) of this request is given: its explicit `resources`, or its
+        plan (the default plan when neither is given). One that could never run on this
+        machine, even idle, is refused now rather than queued forever."""
+        if body.get("resources") and body.get("plan") not in (None, "custom"):
+            raise InvalidRequest("give either plan or resources (explicit requirements), not both")
+        if body.get("resources"):
+            plan = Plan.from_requirements(body["resources"])
+            if plan.gpu_share and not (plan.gpus and plan.min_vram_bytes):
+                raise InvalidRequest("resources: gpuShare needs gpuCount and minVramGb above 0")
+        else:
+            plan = self._named_plan(body.get("plan") or self.config.default_plan)
+        node = self.inventory.last
+        why = never_fits(plan, node) if node is not None else None
+        if why:
+            what = "its resources" if plan.id == "custom" else f"plan {plan.id!r}"
+            raise PlanTooLarge(
+                f"this machine has too little for {what}, so it could never run: {why}"
+            )
+        return plan
+
+    def spec_plan(self, spec: JobSpec) -> Plan:
+        return self.plan({"plan": spec.plan, "resources": spec.resources})
+
+    def _named_plan(self, plan_id: str) -> Plan:
         plan = self.config.plans.get(plan_id)
         if plan is None:
             known = ", ".join(sorted(self.config.plans))
             raise InvalidRequest(f"plan: unknown plan {plan_id!r}; known plans: {known}")
-        if not self.capacity.admits(plan):
-            raise PlanTooLarge(
-                f"plan {plan_id!r} needs {plan.cpus:g} CPUs and {plan.memory_bytes // 2**20} MiB;"
-                f" this machine has {self.capacity.cpus:g} CPUs and"
-                f" {self.capacity.memory_bytes // 2**20} MiB"
-            )
         return plan
+
+    def _check_priority(self, spec: JobSpec, owner: Owner) -> None:
+        limit = self.config.priority_limit(owner.user, owner.uid)
+        if spec.priority > limit:
+            raise Forbidden(
+                f"priority: {owner.user} may give a job priority {limit} at most"
+                f" (asked {spec.priority}); max_priority in jobd's configuration sets it"
+            )
 
     async def create(self, body: Mapping[str, Any], owner: Owner) -> tuple[Job, Run | None]:
         """A job, and its first run unless it has a schedule (then its ticks start them)."""
@@ -162,9 +189,10 @@ class Jobs:
         if recipe is not None:
             body = recipe.job_request(body)
             validate(body, "JobCreate")
-        body = {"plan": self.config.default_plan, **body}
+        plan = self.plan(body)
+        body = {**body, "plan": plan.id}
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
-        plan = self.plan(spec.plan)
+        self._check_priority(spec, owner)
         _check_ports(spec)
         if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
             spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
@@ -198,20 +226,24 @@ class Jobs:
 
     async def rerun(self, job_id: str) -> Run:
         job = await self.store.get_job(job_id)
-        run = pending_run(job.id, job.spec, self.plan(job.spec.plan), now())
+        run = pending_run(job.id, job.spec, self.spec_plan(job.spec), now())
         await self.store.add_run(run)
         self.wake()
         return run
 
-    async def update(self, job_id: str, body: Mapping[str, Any]) -> Job:
+    async def update(self, job_id: str, body: Mapping[str, Any], owner: Owner) -> Job:
         """Change what the job's next runs execute (and its name, labels and schedule): each
         field given replaces its value whole, the others stay. Runs created before keep
         theirs. A changed schedule (or a resumed one) fires next at its first tick from now;
         the ticks of a suspended schedule are not caught up."""
         validate(body, "JobUpdate")
         job = await self.store.get_job(job_id)
+        if body.get("plan") and body.get("resources"):
+            raise InvalidRequest("give either plan or resources (explicit requirements), not both")
         spec = job.spec.updated(body)
-        self.plan(spec.plan)
+        self.spec_plan(spec)
+        if "priority" in body:
+            self._check_priority(spec, owner)
         _check_ports(spec)
         schedule = _updated_schedule(job.schedule, body)
         reschedule = _timing(schedule) != _timing(job.schedule)

@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
 DEFAULT_PLAN = "standard"
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+GB = 1000**3  # the API's *Gb fields are decimal, as GPU makers count ("80 GB" H100s)
 # a tick is on time when it fires within this of its moment (Quartz's misfire threshold): a
 # daemon restart across a tick still fires it; a tick missed for longer is caught up or not
 MISFIRE_GRACE = timedelta(seconds=60)
@@ -66,7 +67,9 @@ ACTIVE_STATUSES = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING, RunStatus.CA
 
 # The one table of legal transitions. The store refuses anything else.
 TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.PENDING: frozenset({RunStatus.ASSIGNED, RunStatus.CANCELLED}),
+    RunStatus.PENDING: frozenset(
+        {RunStatus.ASSIGNED, RunStatus.CANCELLED, RunStatus.FAILED}  # failed: unschedulable
+    ),
     RunStatus.ASSIGNED: frozenset(
         {
             RunStatus.PENDING,
@@ -105,6 +108,8 @@ class FailureType(StrEnum):
     IMAGE_NOT_FOUND = "image_not_found"  # the image is not in local storage and can't be pulled
     RUNTIME_ERROR = "runtime_error"  # podman could not create or start the container
     LOST = "lost"  # the container vanished (e.g. a reboot) while jobd was not watching
+    GPU_UNAVAILABLE = "gpu_unavailable"  # its GPUs did not reach the container: never run on CPU
+    UNSCHEDULABLE = "unschedulable"  # it waited in the queue longer than its maxPendingSeconds
 
     @property
     def category(self) -> FailureCategory:
@@ -116,6 +121,7 @@ class FailureCategory(StrEnum):
     TIMEOUT = "timeout"  # the job ran past its deadline
     INFRASTRUCTURE = "infrastructure"  # jobd, podman or the machine failed the run
     CANCELLED = "cancelled"  # someone stopped it
+    UNSCHEDULABLE = "unschedulable"  # the node never had room for it in time: not retried
 
 
 FAILURE_CATEGORIES: Mapping[FailureType, FailureCategory] = {
@@ -126,6 +132,8 @@ FAILURE_CATEGORIES: Mapping[FailureType, FailureCategory] = {
     FailureType.IMAGE_NOT_FOUND: FailureCategory.INFRASTRUCTURE,
     FailureType.RUNTIME_ERROR: FailureCategory.INFRASTRUCTURE,
     FailureType.LOST: FailureCategory.INFRASTRUCTURE,
+    FailureType.GPU_UNAVAILABLE: FailureCategory.INFRASTRUCTURE,
+    FailureType.UNSCHEDULABLE: FailureCategory.UNSCHEDULABLE,
 }
 
 
@@ -312,11 +320,19 @@ class Tick:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
+    """What a run is given: a named size from the plan table, or a job's own requirements
+    (id "custom"). GPUs are whole and exclusive unless `gpu_share`: then each of them is
+    shared with other runs, `min_vram_bytes` of its memory promised to this one."""
+
     id: str
     memory_bytes: int
     cpus: float
     pids_limit: int = 4096
     price_per_month: float | None = None
+    gpus: int = 0
+    min_vram_bytes: int = 0  # each of its GPUs has at least this much memory free for it
+    gpu_share: bool = False
+    storage_bytes: int = 0  # free disk it needs where containers are stored
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -326,6 +342,10 @@ class Plan:
             "cpus": self.cpus,
             "pidsLimit": self.pids_limit,
             "pricePerMonth": self.price_per_month,
+            "gpus": self.gpus,
+            "minVramBytes": self.min_vram_bytes,
+            "gpuShare": self.gpu_share,
+            "storageBytes": self.storage_bytes,
         }
 
     @classmethod
@@ -336,11 +356,28 @@ class Plan:
             cpus=float(data["cpus"]),
             pids_limit=int(data["pidsLimit"]),
             price_per_month=data.get("pricePerMonth"),
+            gpus=int(data.get("gpus", 0)),
+            min_vram_bytes=int(data.get("minVramBytes", 0)),
+            gpu_share=bool(data.get("gpuShare", False)),
+            storage_bytes=int(data.get("storageBytes", 0)),
+        )
+
+    @classmethod
+    def from_requirements(cls, wanted: Mapping[str, Any]) -> Plan:
+        """A job's explicit requirements (the GPU clouds' convention), schema-validated."""
+        return cls(
+            id="custom",
+            cpus=float(wanted.get("cpuCount", 1)),
+            memory_bytes=round(float(wanted.get("minRamGb", 2)) * GB),
+            gpus=int(wanted.get("gpuCount", 0)),
+            min_vram_bytes=round(float(wanted.get("minVramGb", 0)) * GB),
+            gpu_share=bool(wanted.get("gpuShare", False)),
+            storage_bytes=round(float(wanted.get("minStorageGb", 0)) * GB),
         )
 
 
-def _plan(pid: str, memory_mb: int, cpus: float, price: float | None) -> Plan:
-    return Plan(id=pid, memory_bytes=memory_mb * MIB, cpus=cpus, price_per_month=price)
+def _plan(pid: str, memory_mb: int, cpus: float, price: float | None, gpus: int = 0) -> Plan:
+    return Plan(id=pid, memory_bytes=memory_mb * MIB, cpus=cpus, price_per_month=price, gpus=gpus)
 
 
 # Render's instance types for one-off jobs.
@@ -355,34 +392,11 @@ DEFAULT_PLANS: Mapping[str, Plan] = {
         _plan("pro-plus", 8192, 4, 175.0),
         _plan("pro-max", 16384, 8, None),
         _plan("pro-ultra", 32768, 16, None),
+        # GPU plans: one or two whole GPUs, exclusive ($1 per GPU-hour)
+        _plan("gpu-1", 32768, 8, 720.0, gpus=1),
+        _plan("gpu-2", 65536, 16, 1440.0, gpus=2),
     )
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeCapacity:
-    """What the machine can give to runs at once."""
-
-    cpus: float
-    memory_bytes: int
-
-    def admits(self, plan: Plan) -> bool:
-        return plan.cpus <= self.cpus and plan.memory_bytes <= self.memory_bytes
-
-
-def place(queue: list[Run], running: list[Run], capacity: NodeCapacity) -> list[Run]:
-    """The pending runs to start now: oldest first, stopping at the first that does not fit, so a
-    large run waiting at the head of the queue is never starved by smaller ones behind it."""
-    cpus = capacity.cpus - sum(r.plan.cpus for r in running)
-    memory = capacity.memory_bytes - sum(r.plan.memory_bytes for r in running)
-    chosen: list[Run] = []
-    for run in queue:
-        if run.plan.cpus > cpus + 1e-9 or run.plan.memory_bytes > memory:
-            break
-        cpus -= run.plan.cpus
-        memory -= run.plan.memory_bytes
-        chosen.append(run)
-    return chosen
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -411,6 +425,11 @@ class JobSpec:
     # the image pinned to its digest (repo@sha256:...) when the job took a recipe's snapshot:
     # its runs use exactly that image, whatever the tag points at later
     image_digest: str | None = None
+    # explicit requirements instead of a plan (cpuCount, gpuCount, minRamGb, minVramGb,
+    # minStorageGb, gpuShare), as the request gave them
+    resources: Mapping[str, Any] | None = None
+    priority: int = 0  # higher first in the queue; bounded by what its owner may use
+    max_pending_seconds: int | None = None  # a run queued longer fails unschedulable
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], *, default_timeout: int) -> JobSpec:
@@ -429,6 +448,9 @@ class JobSpec:
             retry=RetryPolicy.from_api(body["retry"]) if body.get("retry") else None,
             kind=Kind(body.get("kind", "batch")),
             ports=tuple(body.get("ports", ())),
+            resources=dict(body["resources"]) if body.get("resources") else None,
+            priority=int(body.get("priority", 0)),
+            max_pending_seconds=body.get("maxPendingSeconds"),
         )
 
     def updated(self, body: Mapping[str, Any]) -> JobSpec:
@@ -441,6 +463,10 @@ class JobSpec:
         }
         if "image" in body:
             changes["image_digest"] = None  # a new image: the pin was the old one's
+        if body.get("plan"):
+            changes["resources"] = None  # a plan instead of requirements
+        if body.get("resources"):
+            changes["plan"] = "custom"
         return dataclasses.replace(self, **changes)
 
     def to_record(self) -> dict[str, Any]:
@@ -455,6 +481,9 @@ class JobSpec:
             "imageDigest": self.image_digest,
             "kind": self.kind.value,
             "ports": list(self.ports),
+            "resources": dict(self.resources) if self.resources else None,
+            "priority": self.priority,
+            "maxPendingSeconds": self.max_pending_seconds,
         }
 
     @property
@@ -475,6 +504,9 @@ class JobSpec:
             image_digest=data.get("imageDigest"),
             kind=Kind(data.get("kind", "batch")),
             ports=tuple(data.get("ports", ())),
+            resources=data.get("resources"),
+            priority=int(data.get("priority", 0)),
+            max_pending_seconds=data.get("maxPendingSeconds"),
         )
 
     @property
@@ -522,6 +554,9 @@ class Job:
                 image_digest=row["image_digest"],
                 kind=Kind(row["kind"]),
                 ports=tuple(orjson.loads(row["ports"])) if row["ports"] else (),
+                resources=orjson.loads(row["resources"]) if row["resources"] else None,
+                priority=row["priority"],
+                max_pending_seconds=row["max_pending_seconds"],
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner(uid=owner["uid"], user=owner["user"], via=owner["via"]),
@@ -556,6 +591,9 @@ class Job:
             "network": self.spec.network,
             "kind": self.spec.kind.value,
             "ports": list(self.spec.ports),
+            "resources": dict(self.spec.resources) if self.spec.resources else None,
+            "priority": self.spec.priority,
+            "maxPendingSeconds": self.spec.max_pending_seconds,
             "retry": self.spec.retry.to_api() if self.spec.retry else None,
             "imageDigest": self.spec.image_digest,
             "schedule": self.schedule_doc(),
@@ -585,6 +623,9 @@ _SPEC_UPDATES: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "kind": ("kind", Kind),
     "ports": ("ports", tuple),
     "retry": ("retry", lambda doc: RetryPolicy.from_api(doc) if doc else None),
+    "resources": ("resources", lambda doc: dict(doc) if doc else None),
+    "priority": ("priority", int),
+    "maxPendingSeconds": ("max_pending_seconds", lambda value: value),
 }
 
 
@@ -613,6 +654,9 @@ RECIPE_FIELDS = (
     "network",
     "labels",
     "retry",
+    "resources",
+    "priority",
+    "maxPendingSeconds",
 )
 
 
@@ -653,8 +697,11 @@ class Recipe:
     def job_request(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """A job's request made of this recipe's configuration and `overrides`: each field
         given replaces the recipe's, except env and labels, merged key by key; a command
-        given either way replaces the recipe's either way."""
+        given either way replaces the recipe's either way, and a plan or resources the
+        recipe's either."""
         merged = without_replaced_command(self.config, overrides)
+        if "plan" in overrides or "resources" in overrides:  # one replaces the other
+            merged = {k: v for k, v in merged.items() if k not in ("plan", "resources")}
         for key, value in overrides.items():
             if key in ("env", "labels"):
                 merged[key] = {**merged.get(key, {}), **value}
@@ -678,6 +725,63 @@ def _endpoints(column: str | None) -> dict[int, str] | None:
     if not column:
         return None
     return {int(port): address for port, address in orjson.loads(column).items()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuGrant:
+    """A GPU given to a run: whole, or shared with `vram_bytes` of its memory promised."""
+
+    uuid: str
+    index: str
+    name: str
+    shared: bool = False
+    vram_bytes: int = 0
+    factor: float = 1.0  # its model's performance factor, for normalizedSeconds
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "index": self.index,
+            "name": self.name,
+            "shared": self.shared,
+            "vramBytes": self.vram_bytes,
+            "performanceFactor": self.factor,
+        }
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> GpuGrant:
+        return cls(
+            uuid=data["uuid"],
+            index=data["index"],
+            name=data["name"],
+            shared=data["shared"],
+            vram_bytes=data["vramBytes"],
+            factor=data.get("performanceFactor", 1.0),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Allocation:
+    """Exactly what a run was given beside its plan's sums: its GPUs and, when its CPUs are
+    whole, the cores it is pinned to (others float over the cores, under their CPU quota)."""
+
+    gpus: tuple[GpuGrant, ...] = ()
+    cores: tuple[int, ...] = ()
+
+    @property
+    def cpu_set(self) -> str | None:
+        return ",".join(str(c) for c in self.cores) if self.cores else None
+
+    def to_api(self) -> dict[str, Any]:
+        return {"gpus": [g.to_api() for g in self.gpus], "cpuSet": self.cpu_set}
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Allocation:
+        cpu_set = data.get("cpuSet")
+        return cls(
+            gpus=tuple(GpuGrant.from_api(g) for g in data.get("gpus", ())),
+            cores=tuple(int(c) for c in cpu_set.split(",")) if cpu_set else (),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -743,6 +847,10 @@ class Run:
     retried_by: str | None = None  # the next attempt, once this one failed and was retried
     # where its published ports listen on the host: container port -> "address:port"
     endpoints: Mapping[int, str] | None = None
+    priority: int = 0  # its place in the queue: higher first, then oldest first
+    pending_until: datetime | None = None  # still queued then: it fails unschedulable
+    allocation: Allocation | None = None  # its GPUs and cores, once placed
+    gpu_peak_bytes: int | None = None  # the most GPU memory its processes were seen using
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -773,6 +881,12 @@ class Run:
             not_before=maybe_epoch(row["not_before"]),
             retried_by=row["retried_by"],
             endpoints=_endpoints(row["endpoints"]),
+            priority=row["priority"],
+            pending_until=maybe_epoch(row["pending_until"]),
+            allocation=Allocation.from_api(orjson.loads(row["allocation"]))
+            if row["allocation"]
+            else None,
+            gpu_peak_bytes=row["gpu_peak_bytes"],
         )
 
     @property
@@ -791,6 +905,19 @@ class Run:
         if seconds is None:
             return 0.0
         return round(self.plan.price_per_month * int(seconds) / SECONDS_PER_MONTH, 6)
+
+    def gpu_usage(self) -> dict[str, Any] | None:
+        """GPU-seconds, and normalizedSeconds: running seconds times each GPU's model
+        performance factor (as render farms bill), with the peak memory seen in use."""
+        gpus = self.allocation.gpus if self.allocation else ()
+        if not gpus:
+            return None
+        seconds = self.running_seconds or 0.0
+        return {
+            "gpuSeconds": round(seconds * len(gpus), 3),
+            "normalizedSeconds": round(seconds * sum(g.factor for g in gpus), 3),
+            "peakMemoryBytes": self.gpu_peak_bytes,
+        }
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -818,7 +945,22 @@ class Run:
                 {"containerPort": port, "address": address}
                 for port, address in (self.endpoints or {}).items()
             ],
-            "finalConfig": self.spec.to_record() if self.spec else None,
+            "priority": self.priority,
+            "pendingUntil": rfc3339(self.pending_until),
+            "allocation": self.allocation.to_api() if self.allocation else None,
+            "gpuUsage": self.gpu_usage(),
+            "finalConfig": self._final_config(),
+        }
+
+    def _final_config(self) -> dict[str, Any] | None:
+        """What the run executes and exactly what it was given: its resources, and its
+        devices (UUIDs) and CPU set once placed."""
+        if self.spec is None:
+            return None
+        return {
+            **self.spec.to_record(),
+            "granted": self.plan.to_api(),
+            "allocation": self.allocation.to_api() if self.allocation else None,
         }
 
     def with_changes(self, **changes: Any) -> Run:
@@ -911,8 +1053,13 @@ def _exited(run: Run, exit_code: int | None, oom_killed: bool) -> tuple[RunStatu
 
 def pending_run(job_id: str, spec: JobSpec, plan: Plan, moment: datetime, **origin: Any) -> Run:
     """A new run of `spec`, queued at `moment`; `origin` says what made it, when it was not a
-    request (trigger, attempt, scheduled_for, not_before)."""
+    request (trigger, attempt, scheduled_for, not_before). With maxPendingSeconds, it may
+    wait that long from when it may first start."""
+    limit = spec.max_pending_seconds
+    queued_from = origin.get("not_before") or moment
     return Run(
+        priority=spec.priority,
+        pending_until=queued_from + timedelta(seconds=limit) if limit else None,
         id=new_id("run"),
         job_id=job_id,
         status=RunStatus.PENDING,

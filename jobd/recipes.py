@@ -14,9 +14,9 @@ from jobd.store import Store
 
 
 class Recipes:
-    def __init__(self, store: Store, plan: Callable[[str], Plan]) -> None:
+    def __init__(self, store: Store, plan: Callable[[Mapping[str, Any]], Plan]) -> None:
         self.store = store
-        self.plan = plan  # the plan of that id, or InvalidRequest / PlanTooLarge
+        self.plan = plan  # what a request's plan or resources give, or InvalidRequest
 
     async def create(self, body: Mapping[str, Any], owner: Owner) -> Recipe:
         recipe, _ = await self.store.put_recipe(self._new(body, owner), replace=False)
@@ -34,6 +34,8 @@ class Recipes:
         validate(body, "RecipeUpdate")
         recipe = await self.store.get_recipe(name)
         config = without_replaced_command(recipe.config, body)
+        if "plan" in body or "resources" in body:  # one replaces the other
+            config = {k: v for k, v in config.items() if k not in ("plan", "resources")}
         config.update({k: v for k, v in body.items() if k in RECIPE_FIELDS})
         self._check_plan(config)
         changed = dataclasses.replace(
@@ -62,5 +64,5 @@ class Recipes:
         )
 
     def _check_plan(self, config: Mapping[str, Any]) -> None:
-        if "plan" in config:
-            self.plan(config["plan"])
+        if "plan" in config or "resources" in config:
+            self.plan(config)

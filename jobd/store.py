@@ -14,7 +14,7 @@ import base64
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +26,13 @@ import orjson
 from jobd.errors import Conflict, InvalidRequest, NotFound, StoreError
 from jobd.models import (
     ACTIVE_STATUSES,
+    Allocation,
     CatchUp,
     ConcurrencyPolicy,
     Failure,
     FailureType,
     Job,
+    JobSpec,
     Limits,
     Plan,
     Recipe,
@@ -46,13 +48,14 @@ from jobd.models import (
     rfc3339,
     sources_of,
 )
+from jobd.placement import Decision
 from jobd.writer import Writer
 
 T = TypeVar("T")
-Choose = Callable[[list[Run], list[Run]], list[Run]]  # (queue page, active runs) -> to start
-PlanLookup = Callable[[str], Plan | None]
+Choose = Callable[[Iterator[Run], list[Run]], Decision]  # (queue, active runs) -> to start
+PlanLookup = Callable[[JobSpec], Plan | None]  # what a job's runs get now; None: can't run
 FIRST_PAGE = 4  # usually the head does not fit: read little to find that out
-QUEUE_PAGE = 256
+QUEUE_PAGE = 64
 _IN_FLIGHT = tuple(s.value for s in (RunStatus.PENDING, *sorted(ACTIVE_STATUSES)))
 _IN_FLIGHT_MARKS = ", ".join("?" * len(_IN_FLIGHT))
 
@@ -180,6 +183,21 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE jobs ADD COLUMN ports TEXT;
     ALTER TABLE runs ADD COLUMN endpoints TEXT;
     """,
+    # hardware-aware placement: explicit requirements, priorities and pending limits; what
+    # each run was given (GPUs, cores) and its peak GPU memory. The queue is walked in
+    # priority order, then oldest first, from its own index.
+    """
+    ALTER TABLE jobs ADD COLUMN resources TEXT;
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN max_pending_seconds INTEGER;
+    ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN pending_until REAL;
+    ALTER TABLE runs ADD COLUMN allocation TEXT;
+    ALTER TABLE runs ADD COLUMN gpu_peak_bytes INTEGER;
+    CREATE INDEX runs_queue ON runs (priority DESC, created_at, id) WHERE status = 'pending';
+    CREATE INDEX runs_pending_until ON runs (pending_until)
+        WHERE status = 'pending' AND pending_until IS NOT NULL;
+    """,
 )
 
 RUN_COLUMNS = {
@@ -192,6 +210,9 @@ RUN_COLUMNS = {
     "container_id",
     "failure",
     "endpoints",
+    "allocation",
+    "gpu_peak_bytes",
+    "pending_until",
 }
 
 
@@ -206,7 +227,8 @@ class JobFilter:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Placement:
-    assigned: list[Run]  # moved to assigned by the pass, oldest first
+    assigned: list[Run]  # moved to assigned by the pass, in queue order
+    waiting: dict[str, str]  # why the queued runs the pass looked at wait
     seconds: float  # the pass's own time in the writer: its reads, decision and writes
 
 
@@ -290,13 +312,15 @@ class Store:
 
     async def next_timer(self, moment: datetime) -> datetime | None:
         """The soonest moment after `moment` when something time-driven is due: a schedule's
-        tick, or the end of a retry's backoff."""
+        tick, the end of a retry's backoff, or a queued run's pending limit."""
         row = await _one(
             self._reader,
             "SELECT MIN(t) AS t FROM ("
             " SELECT MIN(next_fire_at) AS t FROM jobs WHERE next_fire_at IS NOT NULL"
             " UNION ALL SELECT MIN(not_before) FROM runs"
-            " WHERE status = 'pending' AND not_before IS NOT NULL AND not_before > ?)",
+            " WHERE status = 'pending' AND not_before IS NOT NULL AND not_before > ?"
+            " UNION ALL SELECT MIN(pending_until) FROM runs"
+            " WHERE status = 'pending' AND pending_until IS NOT NULL)",
             (moment.timestamp(),),
         )
         return maybe_epoch(row["t"]) if row else None
@@ -401,12 +425,42 @@ class Store:
         return {row["id"]: Run.from_row(row) for row in rows}
 
     async def assign_what_fits(self, choose: Choose) -> Placement:
-        """One placement pass, as one write: read the active runs and the queue's head, let
-        `choose(queue page, active runs)` pick the runs to start (oldest first, stopping at
-        the first that does not fit), and move those to assigned. The decision and its record
-        share one transaction, so nothing changes between them; only the head is read, a page
-        at a time, so a pass costs the same with 10 or 10,000 runs queued."""
+        """One placement pass, as one write: read the active runs, let `choose(queue, active
+        runs)` walk the queue (priority, then oldest first) and decide what starts on what,
+        and move those runs to assigned with their allocations. The decision and its record
+        share one transaction, so nothing changes between them; the queue is read only as far
+        as `choose` walks it, so a pass costs the same with 10 or 10,000 runs queued."""
         return await self._writer.write(lambda db: _assign_what_fits(db, choose, now()))
+
+    async def expire_pending(self, moment: datetime, reasons: Mapping[str, str]) -> list[Run]:
+        """Fail the queued runs whose pending limit has passed (unschedulable), saying why
+        they waited: `reasons`, from the last placement pass."""
+        return await self._writer.write(lambda db: _expire_pending(db, moment, reasons))
+
+    async def record_gpu_peak(self, run_id: str, peak: int) -> None:
+        """The most GPU memory the run was seen using: a sample, not an event."""
+        await self._writer.write(
+            lambda db: db.execute(
+                "UPDATE runs SET gpu_peak_bytes = MAX(COALESCE(gpu_peak_bytes, 0), ?) WHERE id = ?",
+                (peak, run_id),
+            )
+        )
+
+    async def count_pending(self) -> int:
+        row = await _one(
+            self._reader, "SELECT COUNT(*) AS n FROM runs WHERE status = 'pending'", ()
+        )
+        return int(row["n"]) if row else 0
+
+    async def queue_position(self, run: Run) -> int:
+        """How many queued runs are ahead of this pending one (0: it is next)."""
+        row = await _one(
+            self._reader,
+            "SELECT COUNT(*) AS n FROM runs WHERE status = 'pending'"
+            " AND (priority > ? OR (priority = ? AND (created_at, id) < (?, ?)))",
+            (run.priority, run.priority, run.created_at.timestamp(), run.id),
+        )
+        return int(row["n"]) if row else 0
 
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         values = [s.value for s in statuses]
@@ -536,6 +590,9 @@ _EDITABLE = (
     "image_digest",
     "kind",
     "ports",
+    "resources",
+    "priority",
+    "max_pending_seconds",
 )
 _JOB_COLUMNS = (
     "id",
@@ -577,6 +634,9 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         job.spec.image_digest,
         job.spec.kind.value,
         _json(list(job.spec.ports)) if job.spec.ports else None,
+        _json(dict(job.spec.resources)) if job.spec.resources else None,
+        job.spec.priority,
+        job.spec.max_pending_seconds,
     )
 
 
@@ -694,9 +754,10 @@ def _fire(
 ) -> Tick:
     """Start the run for one due tick as the job's concurrency policy says, or say why not."""
     assert job.schedule is not None and job.next_fire_at is not None
-    plan = plans(job.spec.plan)
+    plan = plans(job.spec)
     if plan is None:
-        note = f"skipped: plan {job.spec.plan!r} is not configured or does not fit this machine"
+        what = "its resources" if job.spec.resources else f"plan {job.spec.plan!r}"
+        note = f"skipped: {what} is not configured or does not fit this machine"
         return Tick(at=tick, run_id=None, note=note)
     in_flight = db.execute(
         f"SELECT id FROM runs WHERE job_id = ? AND status IN ({_IN_FLIGHT_MARKS})"
@@ -778,7 +839,8 @@ def _add_run(db: sqlite3.Connection, run: Run) -> None:
 def _insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> None:
     db.execute(
         "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at, spec,"
-        " trigger, attempt, scheduled_for, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " trigger, attempt, scheduled_for, not_before, priority, pending_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.job_id,
@@ -791,6 +853,8 @@ def _insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> No
             run.attempt,
             run.scheduled_for.timestamp() if run.scheduled_for else None,
             run.not_before.timestamp() if run.not_before else None,
+            run.priority,
+            run.pending_until.timestamp() if run.pending_until else None,
         ),
     )
     db.execute(
@@ -870,33 +934,65 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose, moment: datetime) 
         f"SELECT * FROM runs WHERE status IN ({marks})", [s.value for s in ACTIVE_STATUSES]
     )
     active = [Run.from_row(row) for row in rows]
+    cursor = db.execute(
+        "SELECT * FROM runs WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
+        " ORDER BY priority DESC, created_at, id",
+        (moment.timestamp(),),
+    )
+    try:
+        decision = choose(_queue(cursor), active)
+    finally:
+        cursor.close()  # before the writes: the walk reads no row it changes
     assigned: list[Run] = []
-    size, after = FIRST_PAGE, None
-    while page := _queue_head(db, size, after, moment):
-        chosen = choose(page, active)
-        for run in chosen:
-            done = _transition(db, run.id, RunStatus.ASSIGNED, ["pending"], "", [], "placed")
-            assert done is not None, "a pending run changed inside the placing transaction"
-            assigned.append(done)
-        if len(chosen) < len(page):
-            break
-        active += chosen
-        size, after = min(size * 4, QUEUE_PAGE), page[-1]
-    return Placement(assigned=assigned, seconds=time.perf_counter() - began)
+    for run, allocation in decision.start:
+        assignments, values = _assignments({"allocation": allocation})
+        done = _transition(
+            db, run.id, RunStatus.ASSIGNED, ["pending"], assignments, values, _placed(allocation)
+        )
+        assert done is not None, "a pending run changed inside the placing transaction"
+        assigned.append(done)
+    return Placement(
+        assigned=assigned, waiting=decision.waiting, seconds=time.perf_counter() - began
+    )
 
 
-def _queue_head(
-    db: sqlite3.Connection, limit: int, after: Run | None, moment: datetime
+def _queue(cursor: sqlite3.Cursor) -> Iterator[Run]:
+    """The runs that may start, in queue order (the runs_queue index), read as far as
+    placement looks: usually the head does not fit, and a few rows tell."""
+    size = FIRST_PAGE
+    while rows := cursor.fetchmany(size):
+        yield from (Run.from_row(row) for row in rows)
+        size = QUEUE_PAGE
+
+
+def _placed(allocation: Allocation) -> str:
+    given = [f"GPU {g.index} ({g.uuid})" for g in allocation.gpus]
+    if allocation.cpu_set:
+        given.append(f"CPUs {allocation.cpu_set}")
+    return "placed" + (": " + ", ".join(given) if given else "")
+
+
+def _expire_pending(
+    db: sqlite3.Connection, moment: datetime, reasons: Mapping[str, str]
 ) -> list[Run]:
-    """The oldest pending runs (after `after`) that may start at `moment` (a retry waits out
-    its backoff), from the (status, created_at, id) index."""
-    sql = "SELECT * FROM runs WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
-    params: list[Any] = [moment.timestamp()]
-    if after is not None:
-        sql += " AND (created_at, id) > (?, ?)"  # a row value: an index SEARCH
-        params += [after.created_at.timestamp(), after.id]
-    rows = db.execute(sql + " ORDER BY created_at, id LIMIT ?", (*params, limit))
-    return [Run.from_row(row) for row in rows]
+    rows = db.execute(
+        "SELECT id, created_at, not_before, pending_until FROM runs"
+        " WHERE status = 'pending' AND pending_until IS NOT NULL AND pending_until <= ?",
+        (moment.timestamp(),),
+    ).fetchall()
+    expired = []
+    for row in rows:
+        waited = round(moment.timestamp() - (row["not_before"] or row["created_at"]))
+        why = reasons.get(row["id"], "the node had no room for it")
+        message = f"unschedulable: still queued after {waited}s (maxPendingSeconds); {why}"
+        failure = Failure(type=FailureType.UNSCHEDULABLE, message=message)
+        assignments, values = _assignments({"finished_at": moment, "failure": failure})
+        run = _transition(
+            db, row["id"], RunStatus.FAILED, ["pending"], assignments, values, message
+        )
+        if run is not None:
+            expired.append(run)
+    return expired
 
 
 def _update_run(
@@ -954,7 +1050,7 @@ def _failure_values(failure: Failure | None) -> list[Any]:
 def _column_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.timestamp()
-    if isinstance(value, Limits):
+    if isinstance(value, Limits | Allocation):
         return _json(value.to_api())
     if isinstance(value, StopReason):
         return value.value

@@ -15,23 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jobd.cdi import load_registry, max_cdi_version
 from jobd.config import Config
 from jobd.errors import ContainerGone, ImageNotFound, JobdError, RuntimeFailure
+from jobd.inventory import Inventory
 from jobd.logs import LogPump
 from jobd.models import (
     ACTIVE_STATUSES,
+    Allocation,
     Failure,
     FailureType,
     Job,
+    JobSpec,
     Limits,
-    NodeCapacity,
     PassTimes,
     Plan,
     Run,
@@ -39,8 +43,10 @@ from jobd.models import (
     StopReason,
     now,
     outcome,
-    place,
 )
+from jobd.node import NodeInventory
+from jobd.passthrough import Passthrough, mentions_devices, passthrough
+from jobd.placement import Decision, Slack, free_on, never_fits, place
 from jobd.runtime.image import DEFAULT_IMAGE, prepare_context, temporary_context
 from jobd.runtime.oom import OomWatch
 from jobd.runtime.types import (
@@ -55,6 +61,8 @@ from jobd.store import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RECONCILE_SECONDS = 30.0
+GPU_SAMPLE_SECONDS = 2.0  # while GPU runs are active: how often their GPU memory is sampled
+LAUNCH_ALLOWANCE_SECONDS = 300.0  # an image pull and a container's creation, at most
 STOP_RETRY_SECONDS = 5.0  # after a failed stop, before trying again
 FINISH_ATTEMPTS = 5
 NOFILE = 4096
@@ -70,7 +78,7 @@ class Supervisor:
         runtime: ContainerRuntime,
         pump: LogPump,
         config: Config,
-        capacity: NodeCapacity,
+        inventory: Inventory,
         info: RuntimeInfo,
         instance: str,
     ) -> None:
@@ -79,8 +87,12 @@ class Supervisor:
         self.runtime = runtime
         self.pump = pump
         self.config = config
-        self.capacity = capacity
+        self.inventory = inventory
         self.info = info
+        self.node: NodeInventory | None = None  # as the last placement pass read it
+        self.waiting: dict[str, str] = {}  # why queued runs wait, as the last pass saw
+        self._gpu_peaks: dict[str, int] = {}  # run -> the most GPU memory recorded
+        self._peaks_changed: set[str] = set()
         self._wake = asyncio.Event()
         self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
         self._launching: dict[str, asyncio.Task[None]] = {}
@@ -96,6 +108,8 @@ class Supervisor:
         self._deadlines: list[datetime] = []  # of running runs, as the last step saw them
         self._next_timer: datetime | None = None  # the next tick or retry, as the last step saw
         self._closing = False  # no new steps once shutdown began
+        self._sampling = False  # GPU runs are active: step often enough to sample their use
+        self._placed_gpus = False  # the last pass placed a GPU run
         self._purge_due = True  # deleted jobs may wait (since before a restart, too)
         self.passes = PassTimes()  # placement passes, their own time
         self.pass_waits = PassTimes()  # the same passes as the supervisor waited for them
@@ -151,6 +165,7 @@ class Supervisor:
             active = await self.store.runs_with_status(ACTIVE_STATUSES)  # a replace cancelled
         await self.apply_cancellations(active)
         await self.enforce_deadlines(active)
+        await self.expire_pending()
         await self.start_what_fits()
         if self._purge_due:
             self._purge_due = await self.purge_deleted_jobs()
@@ -159,6 +174,9 @@ class Supervisor:
             for r in active
             if r.status is RunStatus.RUNNING and r.deadline_at and not r.stop_reason
         ]
+        self._sampling = self._placed_gpus or any(
+            r.allocation and r.allocation.gpus for r in active
+        )
         self._next_timer = await self.store.next_timer(now())
         if time.monotonic() - self._last_reconcile > RECONCILE_SECONDS:
             await self.reconcile()
@@ -183,13 +201,15 @@ class Supervisor:
 
     def _sleep_seconds(self) -> float:
         """Until the soonest deadline, schedule tick or retry seen by the last step, or the
-        next reconcile. A run that starts meanwhile (a job created or updated) wakes the
-        loop, so what it brings is seen by the step after."""
+        next reconcile (or GPU sample, while GPU runs are active). A run that starts
+        meanwhile (a job created or updated) wakes the loop, so what it brings is seen by
+        the step after."""
         moments = [*self._deadlines, *([self._next_timer] if self._next_timer else [])]
+        longest = GPU_SAMPLE_SECONDS if self._sampling else RECONCILE_SECONDS
         if not moments:
-            return RECONCILE_SECONDS
+            return longest
         soonest = (min(moments) - now()).total_seconds()
-        return max(0.05, min(RECONCILE_SECONDS, soonest))
+        return max(0.05, min(longest, soonest))
 
     # -- step 1: reap -----------------------------------------------------------------
 
@@ -282,9 +302,16 @@ class Supervisor:
             log.info("schedule of %s fired: %s", run.job_id, run.id)
         return bool(firings.stopping)
 
-    def _plan_for(self, plan_id: str) -> Plan | None:
-        plan = self.config.plans.get(plan_id)
-        return plan if plan is not None and self.capacity.admits(plan) else None
+    def _plan_for(self, spec: JobSpec) -> Plan | None:
+        """What a tick's run gets: the job's own requirements, or its plan as configured
+        now; None when the plan is gone or could never run on this node."""
+        if spec.resources:
+            plan: Plan | None = Plan.from_requirements(spec.resources)
+        else:
+            plan = self.config.plans.get(spec.plan)
+        if plan is None or (self.node is not None and never_fits(plan, self.node)):
+            return None
+        return plan
 
     # -- step 3: cancellations --------------------------------------------------------
 
@@ -377,24 +404,74 @@ class Supervisor:
                     continue  # cancelled or ended meanwhile
             self._stop(run)
 
-    # -- step 5: start what fits ------------------------------------------------------
+    # -- step 5: pending limits ---------------------------------------------------------
+
+    async def expire_pending(self) -> None:
+        """Fail the queued runs that waited past their maxPendingSeconds (unschedulable)."""
+        if self._next_timer is None or self._next_timer > now():
+            return
+        for run in await self.store.expire_pending(now(), self.waiting):
+            log.info("%s: %s", run.id, run.failure.message if run.failure else "unschedulable")
+
+    # -- step 6: start what fits ------------------------------------------------------
 
     async def start_what_fits(self) -> None:
-        """Place runs from the head of the queue until one does not fit (FIFO, so a large
-        run at the head is never starved by smaller ones behind it), and launch them. The
-        pass (reads, decision, record) is one write in the store. Both its own time and the
-        time the supervisor waited for it (the writer busy with other writes, the event
-        loop with other work) are kept for /v1/health."""
+        """Place runs down the queue — priority, then oldest first — each where it fits now,
+        with backfill around a blocked head (jobd/placement.py), and launch them. The pass
+        (reads, decision, record) is one write in the store. Both its own time and the time
+        the supervisor waited for it (the writer busy with other writes, the event loop with
+        other work) are kept for /v1/health."""
         began = time.perf_counter()
-        placement = await self.store.assign_what_fits(
-            lambda queue, active: place(queue, active, self.capacity)
-        )
+        node = self.node = await self.inventory.read()
+        pin = self.config.cpu_pinning and "cpuset" in self.info.cgroup_controllers
+
+        def choose(queue: Iterator[Run], active: list[Run]) -> Decision:
+            self._record_gpu_use(node, active)
+            decision = place(
+                queue, active, free_on(node, active), now(), pin=pin, slack=self._slack
+            )
+            return Decision(
+                start=[(run, self._with_factors(a)) for run, a in decision.start],
+                waiting=decision.waiting,
+            )
+
+        placement = await self.store.assign_what_fits(choose)
+        self.waiting = placement.waiting
+        # a GPU run placed now is not in this step's snapshot: sample its memory soon anyway
+        self._placed_gpus = any(r.allocation and r.allocation.gpus for r in placement.assigned)
         self.passes.add(placement.seconds)
         self.pass_waits.add(time.perf_counter() - began)
         for run in placement.assigned:
             self._launching[run.id] = asyncio.create_task(
                 self._launch(run), name=f"launch-{run.id}"
             )
+        await self._save_gpu_peaks()
+
+    def _with_factors(self, allocation: Allocation) -> Allocation:
+        factor = self.config.gpus.factor
+        gpus = tuple(dataclasses.replace(g, factor=factor(g.name)) for g in allocation.gpus)
+        return dataclasses.replace(allocation, gpus=gpus)
+
+    def _record_gpu_use(self, node: NodeInventory, active: list[Run]) -> None:
+        """Note the GPU memory each run's processes use now, when more than seen before."""
+        if self._gpu_peaks:
+            live = {r.id for r in active}
+            self._gpu_peaks = {k: v for k, v in self._gpu_peaks.items() if k in live}
+        if not node.process_containers:  # no GPU process is in a container
+            return
+        use: dict[str, int] = {}
+        for state in free_on(node, active).gpus:
+            for run_id, used in state.used.items():
+                use[run_id] = use.get(run_id, 0) + used
+        for run_id, used in use.items():
+            if used > self._gpu_peaks.get(run_id, 0):
+                self._gpu_peaks[run_id] = used
+                self._peaks_changed.add(run_id)
+
+    async def _save_gpu_peaks(self) -> None:
+        changed, self._peaks_changed = self._peaks_changed, set()
+        for run_id in changed:
+            await self.store.record_gpu_peak(run_id, self._gpu_peaks.get(run_id, 0))
 
     async def _launch(self, run: Run) -> None:
         try:
@@ -416,14 +493,19 @@ class Supervisor:
 
     async def _launch_steps(self, run: Run) -> None:
         job = await self.store.get_job(run.job_id)
-        spec = self._container_spec(run, job)
+        devices = await self._passthrough(run)
+        if devices is None:
+            return
+        spec = self._container_spec(run, job, devices)
         try:
             container_id = await self._create(spec)
         except ImageNotFound as e:
             await self._fail(run, FailureType.IMAGE_NOT_FOUND, str(e))
             return
         except RuntimeFailure as e:
-            await self._fail(run, FailureType.RUNTIME_ERROR, str(e))
+            gpus = devices.names and mentions_devices(str(e))
+            kind = FailureType.GPU_UNAVAILABLE if gpus else FailureType.RUNTIME_ERROR
+            await self._fail(run, kind, str(e))
             return
         recorded = await self.store.update_run(
             run.id,
@@ -435,9 +517,50 @@ class Supervisor:
         if not recorded:
             await self._drop_unstarted(run, container_id)
             return
-        await self._arm_oom_watch(run.id, container_id)
+        pid = await self._arm_oom_watch(run.id, container_id)
+        if not await self._verify_devices(run, container_id, pid, devices):
+            return
         self.pump.track(run.id)
         await self._start(run, container_id)
+
+    async def _passthrough(self, run: Run) -> Passthrough | None:
+        """The run's GPUs as CDI devices; None when they can't be given (the run failed
+        gpu_unavailable)."""
+        if run.allocation is None or not run.allocation.gpus:
+            return Passthrough()
+        settings = self.config.gpus
+        registry = await asyncio.to_thread(
+            load_registry, settings.cdi_spec_dirs, max_cdi_version(self.info.version)
+        )
+        found = passthrough(run.allocation, registry, settings)
+        if isinstance(found, str):
+            await self._fail(run, FailureType.GPU_UNAVAILABLE, found)
+            return None
+        return found
+
+    async def _verify_devices(
+        self, run: Run, container_id: str, pid: int | None, devices: Passthrough
+    ) -> bool:
+        """Before the container's process starts (it is created, its namespaces exist):
+        its GPUs' device nodes are there, and no other GPU's. Otherwise it fails
+        gpu_unavailable and never runs."""
+        if not devices.devices:
+            return True
+        root = Path(f"/proc/{pid}/root")
+        try:
+            problem = (
+                await asyncio.to_thread(devices.check, root)
+                if pid
+                else "podman gave no process to look into"
+            )
+        except PermissionError as e:  # can't look inside: podman's CDI injection is trusted
+            log.warning("%s: could not check its GPU devices (%s)", run.id, e)
+            return True
+        if problem is None:
+            return True
+        await self._abandon(run.id, container_id)
+        await self._fail(run, FailureType.GPU_UNAVAILABLE, f"{problem}; it was not started")
+        return False
 
     async def _drop_unstarted(self, run: Run, container_id: str) -> None:
         """Cancelled while its container was created: the container never starts."""
@@ -500,12 +623,14 @@ class Supervisor:
             current = await self.store.get_run(run.id)
             await self._end_cancelled(current, "cancelled while its container was created")
 
-    async def _arm_oom_watch(self, run_id: str, container_id: str) -> None:
+    async def _arm_oom_watch(self, run_id: str, container_id: str) -> int | None:
+        """Watch the created container's cgroup; its process id."""
         state = await self.runtime.inspect(container_id)
         if state.pid:
             watch = OomWatch.start(state.pid)
             if watch is not None:
                 self._watches[run_id] = watch
+        return state.pid
 
     async def _create(self, spec: ContainerSpec) -> str:
         """Create the container, getting its image first where needed. Images seen present
@@ -538,7 +663,7 @@ class Supervisor:
                 return
             await self.runtime.pull(image)
 
-    def _container_spec(self, run: Run, job: Job) -> ContainerSpec:
+    def _container_spec(self, run: Run, job: Job, devices: Passthrough) -> ContainerSpec:
         spec = run.spec or job.spec  # what the run was created to execute
         return ContainerSpec(
             name=run.id,
@@ -546,7 +671,9 @@ class Supervisor:
             job_id=run.job_id,
             image=spec.image_to_run,
             command=spec.command,
-            env=spec.env,
+            env={**spec.env, **Passthrough.env(run.allocation, self._node_has_gpus)},
+            devices=devices.names,
+            cpu_set=run.allocation.cpu_set if run.allocation else None,
             memory_bytes=run.plan.memory_bytes,
             cpus=run.plan.cpus,
             pids_limit=run.plan.pids_limit,
@@ -559,6 +686,16 @@ class Supervisor:
             ports=spec.ports,
             publish_address=self.config.publish_address,
         )
+
+    @property
+    def _slack(self) -> Slack:
+        return Slack(
+            launch_seconds=LAUNCH_ALLOWANCE_SECONDS, grace_seconds=self.config.stop_grace_seconds
+        )
+
+    @property
+    def _node_has_gpus(self) -> bool:
+        return self.node is not None and bool(self.node.gpus.gpus)
 
     def _limits(self, run: Run) -> Limits:
         return Limits(
@@ -652,11 +789,15 @@ class Supervisor:
         a cancelling one is cancelled, a running one is lost. Each only from the status it
         had in the snapshot: if it moved on since, nothing happens."""
         if run.status is RunStatus.ASSIGNED:
+            limit = run.spec.max_pending_seconds if run.spec else None
             await self.store.transition(
                 run.id,
                 RunStatus.PENDING,
                 expect={RunStatus.ASSIGNED},
                 detail="requeued: jobd stopped before its container ran",
+                # it was placed in time: its wait for a place starts again
+                pending_until=now() + timedelta(seconds=limit) if limit else None,
+                allocation=None,
             )
         elif run.status is RunStatus.CANCELLING:
             await self._end_cancelled(run, "cancelled; its container was gone")

@@ -22,13 +22,25 @@ from tests.support import (
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without podman, podman tests are skipped on a workstation but fail in CI: CI installs
-    podman, so a missing one there is a broken setup, not a reason to pass."""
+    podman, so a missing one there is a broken setup, not a reason to pass. Tests that need a
+    real GPU are skipped where NVML finds none (the development and CI machines)."""
+    if not _has_gpu():
+        skip_gpu = pytest.mark.skip(reason="no NVIDIA GPU (NVML finds none)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip_gpu)
     if shutil.which("podman") is not None or os.environ.get("CI") == "true":
         return
     skip = pytest.mark.skip(reason="podman is not installed")
     for item in items:
         if "podman" in item.keywords:
             item.add_marker(skip)
+
+
+def _has_gpu() -> bool:
+    from jobd.gpus import NvmlSource
+
+    return bool(NvmlSource().read().gpus)
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,8 @@ class PodmanRuntime:
 
     def _info(self) -> RuntimeInfo:
         version = self._client.version()
-        host = self._client.info()["host"]
+        about = self._client.info()
+        host = about["host"]
         return RuntimeInfo(
             version=str(version.get("Version", "?")),
             api_version=str(version.get("ApiVersion", "?")),
@@ -112,6 +113,7 @@ class PodmanRuntime:
             cgroup_manager=str(host.get("cgroupManager", "?")),
             cgroup_controllers=tuple(host.get("cgroupControllers") or ()),
             oci_runtime=self._oci_runtime or str(host.get("ociRuntime", {}).get("name", "?")),
+            graph_root=str(about.get("store", {}).get("graphRoot", "")),
         )
 
     async def image_exists(self, reference: str) -> bool:
@@ -235,6 +237,10 @@ class PodmanRuntime:
             options["ports"] = {f"{p}/tcp": {"ip": spec.publish_address} for p in spec.ports}
         if self._oci_runtime:
             options["runtime"] = self._oci_runtime
+        if spec.devices:
+            options["devices"] = list(spec.devices)
+        if spec.cpu_set:
+            options["cpuset_cpus"] = spec.cpu_set
         container = self._client.containers.create(spec.image, **options)
         try:
             container.init()

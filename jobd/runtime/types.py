@@ -36,6 +36,8 @@ class ContainerSpec:
     stop_grace_seconds: int = 10
     ports: tuple[int, ...] = ()  # TCP, each published on a free port of publish_address
     publish_address: str = "127.0.0.1"
+    devices: tuple[str, ...] = ()  # CDI device names: "nvidia.com/gpu=GPU-..."
+    cpu_set: str | None = None  # the cores it is pinned to ("2,3"); None: all, under its quota
 
     @property
     def all_labels(self) -> dict[str, str]:
@@ -93,6 +95,7 @@ class RuntimeInfo:
     cgroup_manager: str
     cgroup_controllers: tuple[str, ...]
     oci_runtime: str
+    graph_root: str = ""  # where container storage lives (its disk is what runs fill)
 
     @property
     def missing_controllers(self) -> tuple[str, ...]:

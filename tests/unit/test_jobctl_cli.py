@@ -589,3 +589,111 @@ def test_tcp_token_flag_wins(fake: FakeJobd, url: str, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert fake.requests("GET", "/v1/plans")[0].headers["Authorization"] == "Bearer t"
+
+
+# -- GPUs and the node -----------------------------------------------------------------
+
+
+def test_run_sends_explicit_requirements_priority_and_a_pending_limit(
+    fake: FakeJobd, sock: Path
+) -> None:
+    fake.on("POST", "/v1/jobs", (201, job()))
+    result = jobctl(
+        sock,
+        *("run", "--gpus", "2", "--vram-gb", "10", "--gpu-share", "--cpus", "4"),
+        *("--ram-gb", "16", "--storage-gb", "50", "--priority", "5", "--max-pending", "2h"),
+        "busybox",
+    )
+    assert result.exit_code == 0, result.output
+    body = fake.requests("POST", "/v1/jobs")[0].body
+    assert body["resources"] == {
+        "cpuCount": 4,
+        "gpuCount": 2,
+        "minRamGb": 16,
+        "minVramGb": 10,
+        "minStorageGb": 50,
+        "gpuShare": True,
+    }
+    assert (body["priority"], body["maxPendingSeconds"]) == (5, 7200)
+
+
+NODE = {
+    "capacity": {
+        "cpus": 16,
+        "memoryBytes": 64 << 30,
+        "diskTotalBytes": 1 << 40,
+        "diskFreeBytes": 1 << 39,
+        "gpus": 2,
+    },
+    "allocated": {"cpus": 8, "memoryBytes": 32 << 30, "storageBytes": 0, "gpus": 1},
+    "free": {
+        "cpus": 8,
+        "memoryBytes": 32 << 30,
+        "storageBytes": 1 << 39,
+        "cores": [8, 9],
+        "gpus": 0,
+    },
+    "gpuSource": {"source": "nvml", "available": True, "error": None},
+    "gpus": [
+        {
+            "index": "0",
+            "uuid": "GPU-a",
+            "name": "NVIDIA L4",
+            "state": "exclusive",
+            "memoryFreeBytes": 20 << 30,
+            "memoryTotalBytes": 24 << 30,
+            "availableBytes": 0,
+            "allocatedTo": [{"runId": "run-1", "shared": False, "usedBytes": None}],
+            "foreignPids": [],
+            "foreignMemoryBytes": 0,
+        },
+        {
+            "index": "1",
+            "uuid": "GPU-b",
+            "name": "NVIDIA L4",
+            "state": "busy",
+            "memoryFreeBytes": 20 << 30,
+            "memoryTotalBytes": 24 << 30,
+            "availableBytes": 20 << 30,
+            "allocatedTo": [],
+            "foreignPids": [4242],
+            "foreignMemoryBytes": 4 << 30,
+        },
+    ],
+    "runs": [
+        {
+            "runId": "run-1",
+            "jobId": "job-1",
+            "status": "running",
+            "plan": "gpu-1",
+            "cpus": 8,
+            "memoryBytes": 32 << 30,
+            "cpuSet": "0,1,2,3,4,5,6,7",
+            "gpus": [{"index": "0", "uuid": "GPU-a"}],
+        }
+    ],
+    "queue": {"pending": 3},
+}
+
+
+def test_node_shows_who_holds_what_and_the_gpus_others_use(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/node", (200, NODE))
+    result = jobctl(sock, "node")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    gpu_b = next(line for line in lines if line.startswith("1 ") and "GPU-b" in line)
+    assert "busy" in gpu_b and "4242" in gpu_b
+    holder = next(line for line in lines if line.startswith("run-1"))
+    assert "0,1,2,3,4,5,6,7" in holder and "gpu-1" in holder
+    assert any("queued runs" in line and "3" in line for line in lines)
+
+
+def test_doctor_exits_1_when_a_check_fails(fake: FakeJobd, sock: Path) -> None:
+    checks = [
+        {"name": "gpus", "level": "ok", "message": "2 GPUs"},
+        {"name": "cdi-specs", "level": "fail", "message": "cdiVersion 0.6.0 is newer"},
+    ]
+    fake.on("GET", "/v1/doctor", (200, {"ok": False, "checks": checks}))
+    result = jobctl(sock, "doctor")
+    assert result.exit_code == 1
+    assert "FAIL" in result.stdout and "cdiVersion 0.6.0" in result.stdout

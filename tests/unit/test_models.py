@@ -13,16 +13,16 @@ from jobd.models import (
     TERMINAL_STATUSES,
     TRANSITIONS,
     FailureType,
-    NodeCapacity,
     Plan,
     Run,
     RunStatus,
     StopReason,
     new_id,
     outcome,
-    place,
     sources_of,
 )
+from jobd.node import NodeInventory
+from jobd.placement import free_on, never_fits, place
 
 
 def make_run(plan: str = "standard", **changes: object) -> Run:
@@ -43,8 +43,12 @@ def test_terminal_statuses_have_no_way_out() -> None:
         assert status.is_terminal
 
 
-def test_a_pending_run_can_only_be_placed_or_cancelled() -> None:
-    assert TRANSITIONS[RunStatus.PENDING] == {RunStatus.ASSIGNED, RunStatus.CANCELLED}
+def test_a_pending_run_can_only_be_placed_cancelled_or_given_up_as_unschedulable() -> None:
+    assert TRANSITIONS[RunStatus.PENDING] == {
+        RunStatus.ASSIGNED,
+        RunStatus.CANCELLED,
+        RunStatus.FAILED,
+    }
     assert sources_of(RunStatus.CANCELLING) == {RunStatus.ASSIGNED, RunStatus.RUNNING}
     assert RunStatus.PENDING not in sources_of(RunStatus.RUNNING)
 
@@ -92,28 +96,45 @@ def test_outcome(
     assert (got_failure.type if got_failure else None) is failure
 
 
+def _node(cpus: int, memory_gib: int) -> NodeInventory:
+    return NodeInventory(
+        cpus=cpus, memory_bytes=memory_gib * GIB, disk_total_bytes=GIB, disk_free_bytes=GIB
+    )
+
+
+def _started(queue: list[Run], running: list[Run], node: NodeInventory) -> list[str]:
+    now_ = datetime.now(UTC)
+    soon = timedelta(seconds=10)  # the running end before a queued run could (60 s timeouts)
+    active = [
+        r.with_changes(status=RunStatus.RUNNING, started_at=now_, deadline_at=now_ + soon)
+        for r in running
+    ]
+    decision = place(queue, active, free_on(node, active), now_)
+    return [r.id for r, _ in decision.start]
+
+
 def test_placement_is_fifo_and_never_starves_the_head() -> None:
-    capacity = NodeCapacity(cpus=4, memory_bytes=8 * GIB)
+    node = _node(4, 8)
     running = [make_run("pro")]  # 2 CPUs, 4 GiB
     big, small = make_run("pro-plus"), make_run("starter")  # 4 CPUs waits; starter would fit
-    assert place([big, small], running, capacity) == []
-    assert place([small, big], running, capacity) == [small]
-    assert place([small, small.with_changes(id="run-2")], [], capacity) == [
-        small,
-        small.with_changes(id="run-2"),
-    ]
+    assert _started([big, small], running, node) == []
+    assert _started([small, big], running, node) == [small.id]
+    second = small.with_changes(id="run-2")
+    assert _started([small, second], [], node) == [small.id, "run-2"]
 
 
 def test_placement_fills_exactly_to_capacity() -> None:
-    capacity = NodeCapacity(cpus=2, memory_bytes=4 * GIB)
     queue = [make_run("standard").with_changes(id=f"run-{i}") for i in range(3)]
-    assert [r.id for r in place(queue, [], capacity)] == ["run-0", "run-1"]
+    assert _started(queue, [], _node(2, 4)) == ["run-0", "run-1"]
 
 
-def test_capacity_admits_only_plans_that_fit_the_node() -> None:
-    capacity = NodeCapacity(cpus=2, memory_bytes=24 * GIB)
-    assert capacity.admits(DEFAULT_PLANS["pro"])
-    assert not capacity.admits(DEFAULT_PLANS["pro-plus"])
+def test_only_plans_that_fit_the_node_can_ever_run() -> None:
+    node = _node(2, 24)
+    assert never_fits(DEFAULT_PLANS["pro"], node) is None
+    assert never_fits(DEFAULT_PLANS["pro-plus"], node) == "4 CPUs (the machine has 2)"
+    assert never_fits(DEFAULT_PLANS["gpu-1"], node) == (
+        "8 CPUs (the machine has 2); 34.36 GB of memory (it has 25.77 GB); 1 GPU (it has 0 GPUs)"
+    )
 
 
 def test_cost_is_the_monthly_price_prorated_to_the_second() -> None:

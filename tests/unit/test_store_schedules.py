@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 
 from jobd.models import (
     DEFAULT_PLANS,
+    Allocation,
     CatchUp,
     ConcurrencyPolicy,
     Failure,
@@ -29,12 +30,13 @@ from jobd.models import (
     new_id,
     now,
 )
+from jobd.placement import Decision
 from jobd.store import Store
 from tests.unit.test_store import OWNER, new_run
 
 
-def plans(plan_id: str) -> Plan | None:
-    return DEFAULT_PLANS.get(plan_id)
+def plans(spec: JobSpec) -> Plan | None:
+    return DEFAULT_PLANS.get(spec.plan)
 
 
 @pytest.fixture
@@ -168,7 +170,7 @@ async def test_a_plan_gone_from_the_configuration_skips_the_tick(store: Store) -
     due = top_of_the_hour()
     job = hourly(due)
     await store.create_job(job, None)
-    assert (await store.fire_schedules(due, lambda plan_id: None)).started == []
+    assert (await store.fire_schedules(due, lambda spec: None)).started == []
     tick = (await store.get_job(job.id)).last_tick
     assert tick is not None and "plan" in tick.note
 
@@ -205,7 +207,7 @@ async def test_a_failure_queues_its_retry_in_the_same_write(store: Store) -> Non
     assert retry.not_before - retry.created_at == timedelta(seconds=30)
     assert (await store.get_job(job.id)).latest_run_id == retry.id
     # the retry waits out its backoff: the queue does not offer it, the timer names its end
-    placed = await store.assign_what_fits(lambda queue, active: queue)
+    placed = await store.assign_what_fits(start_all)
     assert placed.assigned == []
     assert await store.next_timer(now()) == retry.not_before
     # the last attempt is not retried
@@ -214,11 +216,15 @@ async def test_a_failure_queues_its_retry_in_the_same_write(store: Store) -> Non
     assert len(await runs_of(store, job.id)) == 2
 
 
+def start_all(queue: Iterator[Run], active: list[Run]) -> Decision:
+    return Decision(start=[(run, Allocation()) for run in queue])
+
+
 async def test_a_due_retry_takes_its_place_in_the_queue(store: Store) -> None:
     job, run = retrying_job(max_attempts=3, backoff_seconds=0)
     await store.create_job(job, run)
     failed = await _fail(store, run.id, FailureType.LOST, None)
-    placed = await store.assign_what_fits(lambda queue, active: queue)
+    placed = await store.assign_what_fits(start_all)
     assert [r.id for r in placed.assigned] == [failed.retried_by]
 
 

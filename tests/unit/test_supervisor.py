@@ -9,15 +9,25 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from jobd.config import Config
-from jobd.errors import ContainerGone, ImageNotFound, NotFound, RuntimeFailure
+from jobd.config import Config, GpuSettings
+from jobd.errors import (
+    ContainerGone,
+    Forbidden,
+    ImageNotFound,
+    InvalidRequest,
+    NotFound,
+    RuntimeFailure,
+)
+from jobd.inventory import Inventory
 from jobd.jobs import Jobs
 from jobd.logs import LogPump
-from jobd.models import GIB, NodeCapacity, Owner, RunStatus, now
+from jobd.models import GIB, FailureType, Owner, RunStatus, now
+from jobd.node import Gpu, GpuInventory, NodeInventory
 from jobd.runtime.types import ContainerExit, ContainerSpec, ContainerState, RuntimeInfo
 from jobd.store import Store
 from jobd.supervisor import Supervisor
@@ -133,7 +143,11 @@ class FakeRuntime:
 class Harness:
     def __init__(self, store: Store, runtime: FakeRuntime, tmp_path: Path) -> None:
         config = Config(data_dir=tmp_path, socket=tmp_path / "jobd.sock", stop_grace_seconds=0)
-        capacity = NodeCapacity(cpus=2, memory_bytes=8 * GIB)
+        capacity = Inventory.fixed(
+            NodeInventory(
+                cpus=2, memory_bytes=8 * GIB, disk_total_bytes=100 * GIB, disk_free_bytes=50 * GIB
+            )
+        )
         self.store = store
         self.runtime = runtime
         self.pump = LogPump(tmp_path / "logs", config.logs)
@@ -147,14 +161,14 @@ class Harness:
             runtime.image_digest,
         )
 
-    def new_supervisor(self, config: Config, capacity: NodeCapacity) -> Supervisor:
+    def new_supervisor(self, config: Config, capacity: Inventory) -> Supervisor:
         """A supervisor on this store, runtime and logs: the first, or one after a restart."""
         return Supervisor(
             store=self.store,
             runtime=self.runtime,
             pump=self.pump,
             config=config,
-            capacity=capacity,
+            inventory=capacity,
             info=INFO,
             instance="fake",
         )
@@ -386,7 +400,7 @@ async def test_an_update_changes_only_the_runs_created_after_it(harness: Harness
     first = await harness.submit(command=["old"], env={"A": "0"})
     job_id = (await harness.store.get_run(first)).job_id
     second = await harness.jobs.rerun(job_id)  # created before the update: keeps "old"
-    updated = await harness.jobs.update(job_id, {"command": ["new"], "labels": {"v": "2"}})
+    updated = await harness.jobs.update(job_id, {"command": ["new"], "labels": {"v": "2"}}, OWNER)
     assert updated.spec.command == ("new",) and updated.spec.env == {"A": "0"}
     assert updated.labels == {"v": "2"}
     third = await harness.jobs.rerun(job_id)
@@ -412,9 +426,69 @@ async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(harness:
     harness.supervisor.wake()  # the old daemon still stops the run it was told to cancel
     await harness.until(run_id, RunStatus.CANCELLED)
     assert (await harness.store.deleted_jobs()).keys() == {job_id}
-    restarted = harness.new_supervisor(harness.supervisor.config, harness.supervisor.capacity)
+    restarted = harness.new_supervisor(harness.supervisor.config, harness.supervisor.inventory)
     assert await restarted.purge_deleted_jobs() is False  # nothing left waiting
     assert await harness.store.deleted_jobs() == {}
     with pytest.raises(NotFound):
         await harness.store.get_run(run_id)
     assert container_id in harness.runtime.removed and not log_dir.exists()
+
+
+async def test_other_users_may_not_raise_a_priority_past_their_limit(harness: Harness) -> None:
+    guest = Owner(uid=4242, user="guest", via="unix")
+    with pytest.raises(Forbidden, match="guest may give a job priority 0 at most"):
+        await harness.jobs.create({"image": "img", "priority": 5}, guest)
+    job, run = await harness.jobs.create({"image": "img", "priority": -5}, guest)
+    assert run is not None and run.priority == -5  # lowering is always allowed
+    with pytest.raises(Forbidden):
+        await harness.jobs.update(job.id, {"priority": 1}, guest)
+    _, mine = await harness.jobs.create({"image": "img", "priority": 900}, OWNER)
+    assert mine is not None and mine.priority == 900  # root: any
+
+
+async def test_gpu_runs_fail_gpu_unavailable_when_no_cdi_spec_names_their_gpu(
+    harness: Harness, tmp_path: Path
+) -> None:
+    gpu = Gpu(index="0", uuid="GPU-abc", name="NVIDIA L4", memory_total=GIB, memory_free=GIB)
+    node = NodeInventory(
+        cpus=2,
+        memory_bytes=8 * GIB,
+        disk_total_bytes=GIB,
+        disk_free_bytes=GIB,
+        gpus=GpuInventory(gpus=(gpu,)),
+    )
+    settings = GpuSettings(cdi_spec_dirs=(tmp_path / "no-cdi",))
+    harness.supervisor.inventory = Inventory.fixed(node)
+    harness.supervisor.config = replace(harness.supervisor.config, gpus=settings)
+    harness.jobs.inventory = harness.supervisor.inventory
+    run_id = await harness.submit(resources={"gpuCount": 1, "cpuCount": 1, "minRamGb": 1})
+    await harness.until(run_id, RunStatus.FAILED)
+    run = await harness.store.get_run(run_id)
+    assert run.failure is not None and run.failure.type is FailureType.GPU_UNAVAILABLE
+    assert "no CDI device nvidia.com/gpu=GPU-abc or nvidia.com/gpu=0" in run.failure.message
+    assert run.allocation is not None and run.allocation.gpus[0].uuid == "GPU-abc"
+    assert harness.runtime.containers == {}  # nothing was created, nothing ran
+
+
+async def test_a_schedule_with_its_own_resources_fires_with_them(harness: Harness) -> None:
+    job, _ = await harness.jobs.create(
+        {
+            "image": "img",
+            "schedule": "* * * * *",
+            "resources": {"cpuCount": 1, "minRamGb": 1},
+        },
+        OWNER,
+    )
+    assert job.spec.plan == "custom"
+    due = (job.next_fire_at or now()) + timedelta(seconds=1)
+    fired = await harness.store.fire_schedules(due, harness.supervisor._plan_for)
+    (run,) = fired.started
+    assert (run.plan.id, run.plan.cpus, run.plan.memory_bytes) == ("custom", 1, 10**9)
+
+
+async def test_gpu_sharing_without_memory_to_promise_is_refused(harness: Harness) -> None:
+    with pytest.raises(InvalidRequest, match="gpuShare needs gpuCount and minVramGb"):
+        await harness.jobs.create(
+            {"image": "img", "resources": {"gpuCount": 1, "minVramGb": 0, "gpuShare": True}},
+            OWNER,
+        )

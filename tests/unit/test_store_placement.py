@@ -1,0 +1,174 @@
+"""The store's side of placement, on a real SQLite file: the queue walked in priority order,
+allocations written with the assignment, queue positions, pending limits, GPU peaks."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from jobd.models import (
+    DEFAULT_PLANS,
+    Allocation,
+    FailureType,
+    GpuGrant,
+    Job,
+    JobSpec,
+    Owner,
+    Run,
+    RunStatus,
+    new_id,
+    now,
+    pending_run,
+)
+from jobd.placement import Decision
+from jobd.store import MIGRATIONS, Store
+
+OWNER = Owner(uid=1000, user="dev", via="unix")
+GRANT = GpuGrant(uuid="GPU-1", index="1", name="NVIDIA L4", factor=2.0)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "jobd.db")
+    yield s
+    await s.close()
+
+
+async def queue(store: Store, *, priority: int = 0, max_pending: int | None = None) -> Run:
+    spec = JobSpec(image="busybox", priority=priority, max_pending_seconds=max_pending)
+    job = Job(id=new_id("job"), name=None, spec=spec, labels={}, owner=OWNER, created_at=now())
+    run = pending_run(job.id, spec, DEFAULT_PLANS["standard"], now())
+    await store.create_job(job, run)
+    return run
+
+
+def take_first(count: int, seen: list[str]):  # type: ignore[no-untyped-def]
+    def choose(runs: Iterator[Run], active: list[Run]) -> Decision:
+        chosen = []
+        for run in runs:
+            seen.append(run.id)
+            chosen.append((run, Allocation(gpus=(GRANT,), cores=(3,))))
+            if len(chosen) == count:
+                break
+        return Decision(start=chosen, waiting={"run-x": "waiting for 1 GPU"})
+
+    return choose
+
+
+async def test_the_queue_is_walked_by_priority_then_oldest_first(store: Store) -> None:
+    low = await queue(store, priority=-5)
+    old = await queue(store)
+    high = await queue(store, priority=10)
+    young = await queue(store)
+    seen: list[str] = []
+    placed = await store.assign_what_fits(take_first(4, seen))
+    assert seen == [high.id, old.id, young.id, low.id]
+    assert [r.id for r in placed.assigned] == seen
+    assert placed.waiting == {"run-x": "waiting for 1 GPU"}
+
+
+async def test_the_allocation_is_written_with_the_assignment(store: Store) -> None:
+    run = await queue(store)
+    await store.assign_what_fits(take_first(1, []))
+    stored = await store.get_run(run.id)
+    assert stored.status is RunStatus.ASSIGNED
+    assert stored.allocation == Allocation(gpus=(GRANT,), cores=(3,))
+    events = await store.run_events(run.id)
+    assert events[-1]["detail"] == "placed: GPU 1 (GPU-1), CPUs 3"
+    api = stored.to_api()
+    assert api["finalConfig"]["allocation"] == {
+        "gpus": [GRANT.to_api()],
+        "cpuSet": "3",
+    }
+
+
+async def test_only_what_placement_reads_is_read(store: Store) -> None:
+    for _ in range(300):
+        await queue(store)
+    seen: list[str] = []
+    await store.assign_what_fits(take_first(1, seen))
+    assert len(seen) == 1
+
+
+async def test_the_queue_position_counts_the_runs_ahead(store: Store) -> None:
+    first = await queue(store)
+    second = await queue(store)
+    urgent = await queue(store, priority=1)
+    assert await store.queue_position(urgent) == 0
+    assert await store.queue_position(first) == 1
+    assert await store.queue_position(second) == 2
+    assert await store.count_pending() == 3
+
+
+async def test_a_run_queued_past_its_limit_fails_unschedulable_saying_why(store: Store) -> None:
+    patient = await queue(store)
+    limited = await queue(store, max_pending=60)
+    assert limited.pending_until is not None
+    assert await store.next_timer(now()) == limited.pending_until
+    assert await store.expire_pending(now(), {}) == []  # not yet
+    later = limited.pending_until + timedelta(seconds=1)
+    (expired,) = await store.expire_pending(later, {limited.id: "waiting for 1 GPU"})
+    assert expired.id == limited.id and expired.status is RunStatus.FAILED
+    assert expired.failure is not None and expired.failure.type is FailureType.UNSCHEDULABLE
+    assert expired.failure.message.endswith("(maxPendingSeconds); waiting for 1 GPU")
+    assert expired.retried_by is None  # never retried: it would only wait again
+    assert (await store.get_run(patient.id)).status is RunStatus.PENDING
+
+
+async def test_a_retry_may_wait_its_limit_from_the_end_of_its_backoff() -> None:
+    spec = JobSpec(image="busybox", max_pending_seconds=30)
+    moment = now()
+    retry = pending_run(
+        "job-x", spec, DEFAULT_PLANS["standard"], moment, not_before=moment + timedelta(hours=1)
+    )
+    assert retry.pending_until == moment + timedelta(hours=1, seconds=30)
+
+
+async def test_the_gpu_peak_only_grows(store: Store) -> None:
+    run = await queue(store)
+    await store.record_gpu_peak(run.id, 5)
+    await store.record_gpu_peak(run.id, 3)
+    assert (await store.get_run(run.id)).gpu_peak_bytes == 5
+    assert len(await store.run_events(run.id)) == 1  # samples are not events
+
+
+# a run's plan as runs stored it before plans had GPUs, VRAM, sharing and disk
+OLD_PLAN = {
+    k: v
+    for k, v in DEFAULT_PLANS["standard"].to_api().items()
+    if k not in ("gpus", "minVramBytes", "gpuShare", "storageBytes")
+}
+
+
+async def test_a_database_from_before_placement_opens_and_its_queue_still_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # schema 8: the last before this change
+        for number, migration in enumerate(MIGRATIONS[:8], start=1):
+            db.executescript(f"{migration}; PRAGMA user_version = {number};")
+        db.execute(
+            "INSERT INTO jobs (id, image, command, env, plan, timeout_seconds, network, labels,"
+            " owner, created_at) VALUES ('job-old', 'busybox', '[]', '{}', 'standard', 60,"
+            " 'none', '{}', ?, 1)",
+            ('{"uid": 0, "user": "root", "via": "unix"}',),
+        )
+        db.execute(
+            "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at)"
+            " VALUES ('run-old', 'job-old', 'pending', ?, 60, 1)",
+            (json.dumps(OLD_PLAN),),
+        )
+    s = await Store.open(path)
+    try:
+        old = await s.get_run("run-old")
+        assert old.priority == 0 and old.allocation is None and old.plan.gpus == 0
+        assert (await s.get_job("job-old")).spec.resources is None
+        placed = await s.assign_what_fits(take_first(1, []))
+        assert [r.id for r in placed.assigned] == ["run-old"]
+    finally:
+        await s.close()
