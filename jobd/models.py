@@ -12,6 +12,7 @@ The outcome (why a run failed) is kept apart from the state, as `Failure`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -721,6 +722,13 @@ def without_replaced_command(
     return {k: v for k, v in config.items() if k not in ("command", "startCommand")}
 
 
+@functools.lru_cache(maxsize=512)
+def _stored_plan(column: str) -> Plan:
+    """A run's plan as stored: runs share a handful of plans, and placement reads many runs
+    a pass. Plans are frozen, so one object serves them all."""
+    return Plan.from_api(orjson.loads(column))
+
+
 def _endpoints(column: str | None) -> dict[int, str] | None:
     if not column:
         return None
@@ -863,7 +871,7 @@ class Run:
             id=row["id"],
             job_id=row["job_id"],
             status=RunStatus(row["status"]),
-            plan=Plan.from_api(orjson.loads(row["plan"])),
+            plan=_stored_plan(row["plan"]),
             created_at=from_epoch(row["created_at"]),
             timeout_seconds=row["timeout_seconds"],
             started_at=maybe_epoch(row["started_at"]),

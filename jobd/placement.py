@@ -29,7 +29,10 @@ from jobd.node import GB, GIB, Gpu, NodeInventory
 
 EPSILON = 1e-9
 DRIVER_RESERVE_BYTES = GIB  # an idle GPU shows this much in use (the driver's own)
-BACKFILL_DEPTH = 200  # queued runs looked at past a blocked head per pass (Slurm's bf_max_job_test)
+# Queued runs a pass looks at, at most. As in Slurm, a quick pass on every wake looks a little
+# way down the queue; a deep one, now and then, looks far for runs to backfill.
+QUICK_DEPTH = 8
+DEEP_DEPTH = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -283,6 +286,7 @@ class Decision:
 
     start: list[tuple[Run, Allocation]] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)
+    truncated: bool = False  # it stopped at its depth with room left: look further soon
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,6 +323,7 @@ def place(
     *,
     pin: bool = True,
     slack: Slack = Slack(),
+    depth: int = DEEP_DEPTH,
 ) -> Decision:
     """Go down the queue (priority, then oldest first): start each run that fits, until one
     does not; that one gets a reservation and the rest may only backfill around it."""
@@ -338,8 +343,10 @@ def place(
             free = free.take(run.id, run.plan, fit)
             started.append(_as_assigned(run, fit))
             decision.start.append((run, fit))
-        if free.exhausted or looked + 1 >= BACKFILL_DEPTH:  # nothing more could start
+        if free.exhausted:  # nothing more could start
             break
+        if looked + 1 >= depth:
+            return dataclasses.replace(decision, truncated=True)
     return decision
 
 

@@ -229,6 +229,7 @@ class JobFilter:
 class Placement:
     assigned: list[Run]  # moved to assigned by the pass, in queue order
     waiting: dict[str, str]  # why the queued runs the pass looked at wait
+    truncated: bool = False  # it stopped short of the queue's end with room left
     seconds: float  # the pass's own time in the writer: its reads, decision and writes
 
 
@@ -935,7 +936,10 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose, moment: datetime) 
     )
     active = [Run.from_row(row) for row in rows]
     cursor = db.execute(
-        "SELECT * FROM runs WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
+        # the planner would rather sort every pending run by priority than walk runs_queue;
+        # what a run executes (spec) is not read: placement does not need it
+        f"SELECT {_QUEUE_COLUMNS} FROM runs INDEXED BY runs_queue"
+        " WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
         " ORDER BY priority DESC, created_at, id",
         (moment.timestamp(),),
     )
@@ -952,8 +956,44 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose, moment: datetime) 
         assert done is not None, "a pending run changed inside the placing transaction"
         assigned.append(done)
     return Placement(
-        assigned=assigned, waiting=decision.waiting, seconds=time.perf_counter() - began
+        assigned=assigned,
+        waiting=decision.waiting,
+        truncated=decision.truncated,
+        seconds=time.perf_counter() - began,
     )
+
+
+_QUEUE_COLUMNS = ", ".join(
+    "NULL AS spec" if column == "spec" else column
+    for column in (
+        "id",
+        "job_id",
+        "status",
+        "plan",
+        "timeout_seconds",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "deadline_at",
+        "exit_code",
+        "failure_type",
+        "failure_message",
+        "limits",
+        "stop_reason",
+        "container_id",
+        "spec",
+        "trigger",
+        "attempt",
+        "scheduled_for",
+        "not_before",
+        "retried_by",
+        "endpoints",
+        "priority",
+        "pending_until",
+        "allocation",
+        "gpu_peak_bytes",
+    )
+)
 
 
 def _queue(cursor: sqlite3.Cursor) -> Iterator[Run]:

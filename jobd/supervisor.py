@@ -46,7 +46,7 @@ from jobd.models import (
 )
 from jobd.node import NodeInventory
 from jobd.passthrough import Passthrough, mentions_devices, passthrough
-from jobd.placement import Decision, Slack, free_on, never_fits, place
+from jobd.placement import DEEP_DEPTH, QUICK_DEPTH, Decision, Slack, free_on, never_fits, place
 from jobd.runtime.image import DEFAULT_IMAGE, prepare_context, temporary_context
 from jobd.runtime.oom import OomWatch
 from jobd.runtime.types import (
@@ -63,6 +63,7 @@ T = TypeVar("T")
 RECONCILE_SECONDS = 30.0
 GPU_SAMPLE_SECONDS = 2.0  # while GPU runs are active: how often their GPU memory is sampled
 LAUNCH_ALLOWANCE_SECONDS = 300.0  # an image pull and a container's creation, at most
+DEEP_PASS_SECONDS = 5.0  # how often a placement pass may look far down the queue
 STOP_RETRY_SECONDS = 5.0  # after a failed stop, before trying again
 FINISH_ATTEMPTS = 5
 NOFILE = 4096
@@ -110,6 +111,8 @@ class Supervisor:
         self._closing = False  # no new steps once shutdown began
         self._sampling = False  # GPU runs are active: step often enough to sample their use
         self._placed_gpus = False  # the last pass placed a GPU run
+        self._last_deep = 0.0  # when a pass last looked far down the queue
+        self._look_further = False  # the last pass stopped short: a deep one is due
         self._purge_due = True  # deleted jobs may wait (since before a restart, too)
         self.passes = PassTimes()  # placement passes, their own time
         self.pass_waits = PassTimes()  # the same passes as the supervisor waited for them
@@ -206,6 +209,8 @@ class Supervisor:
         the step after."""
         moments = [*self._deadlines, *([self._next_timer] if self._next_timer else [])]
         longest = GPU_SAMPLE_SECONDS if self._sampling else RECONCILE_SECONDS
+        if self._look_further:
+            longest = min(longest, DEEP_PASS_SECONDS)
         if not moments:
             return longest
         soonest = (min(moments) - now()).total_seconds()
@@ -425,18 +430,25 @@ class Supervisor:
         node = self.node = await self.inventory.read()
         pin = self.config.cpu_pinning and "cpuset" in self.info.cgroup_controllers
 
+        depth = self._depth()
+
         def choose(queue: Iterator[Run], active: list[Run]) -> Decision:
             self._record_gpu_use(node, active)
             decision = place(
-                queue, active, free_on(node, active), now(), pin=pin, slack=self._slack
+                queue,
+                active,
+                free_on(node, active),
+                now(),
+                pin=pin,
+                slack=self._slack,
+                depth=depth,
             )
-            return Decision(
-                start=[(run, self._with_factors(a)) for run, a in decision.start],
-                waiting=decision.waiting,
-            )
+            start = [(run, self._with_factors(a)) for run, a in decision.start]
+            return dataclasses.replace(decision, start=start)
 
         placement = await self.store.assign_what_fits(choose)
         self.waiting = placement.waiting
+        self._look_further = placement.truncated  # a deep pass then, without waiting a wake
         # a GPU run placed now is not in this step's snapshot: sample its memory soon anyway
         self._placed_gpus = any(r.allocation and r.allocation.gpus for r in placement.assigned)
         self.passes.add(placement.seconds)
@@ -446,6 +458,15 @@ class Supervisor:
                 self._launch(run), name=f"launch-{run.id}"
             )
         await self._save_gpu_peaks()
+
+    def _depth(self) -> int:
+        """How far down the queue this pass looks: a little on every wake (passes stay
+        cheap with thousands queued), far every DEEP_PASS_SECONDS at most, for backfill
+        (Slurm's own backfill runs every 30 s)."""
+        if time.monotonic() - self._last_deep < DEEP_PASS_SECONDS:
+            return QUICK_DEPTH
+        self._last_deep = time.monotonic()
+        return DEEP_DEPTH
 
     def _with_factors(self, allocation: Allocation) -> Allocation:
         factor = self.config.gpus.factor

@@ -319,3 +319,16 @@ def test_gpus_that_could_not_be_read_just_now_refuse_nothing() -> None:
     assert never_fits(plan(gpus=1), failing) is None
     no_driver = replace(failing, gpus=GpuInventory(error="no driver", no_driver=True))
     assert never_fits(plan(gpus=1), no_driver) == "1 GPU (it has 0 GPUs)"
+
+
+def test_a_quick_pass_looks_only_so_far_and_says_a_deeper_look_is_due() -> None:
+    holder = running(plan(cpus=2), ends_in=HOUR)
+    head = queued(plan(cpus=4))
+    held = [queued(plan(cpus=1)) for _ in range(3)]
+    short = queued(plan(cpus=1), timeout=60)  # fifth in the queue: could backfill
+    queue = [head, *held, short]
+    free = free_on(node(cpus=4), [holder])
+    quick = place(queue, [holder], free, MOMENT, depth=3)
+    assert quick.start == [] and quick.truncated
+    deep = place(queue, [holder], free, MOMENT)
+    assert [r.id for r, _ in deep.start] == [short.id] and not deep.truncated
