@@ -83,23 +83,19 @@ def passthrough(
     return Passthrough(devices=tuple(devices), others=tuple(others))
 
 
+def _names(grant: GpuGrant, settings: GpuSettings) -> list[str]:
+    """The CDI device names that may stand for the GPU, in the order they are tried."""
+    by = {"uuid": [grant.uuid], "index": [grant.index], "auto": [grant.uuid, grant.index]}
+    return [f"{settings.cdi_kind}={name}" for name in by[settings.cdi_device_name]]
+
+
 def _device(grant: GpuGrant, registry: CdiRegistry, settings: GpuSettings) -> CdiDevice | None:
-    by_uuid = registry.device(f"{settings.cdi_kind}={grant.uuid}")
-    by_index = registry.device(f"{settings.cdi_kind}={grant.index}")
-    if settings.cdi_device_name == "uuid":
-        return by_uuid
-    if settings.cdi_device_name == "index":
-        return by_index
-    return by_uuid or by_index
+    found = (registry.device(name) for name in _names(grant, settings))
+    return next((device for device in found if device is not None), None)
 
 
 def _missing(grant: GpuGrant, registry: CdiRegistry, settings: GpuSettings) -> str:
-    names = (
-        [grant.uuid, grant.index]
-        if settings.cdi_device_name == "auto"
-        else [grant.uuid if settings.cdi_device_name == "uuid" else grant.index]
-    )
-    wanted = " or ".join(f"{settings.cdi_kind}={n}" for n in names)
+    wanted = " or ".join(_names(grant, settings))
     where = ", ".join(str(d) for d in settings.cdi_spec_dirs)
     problems = f" ({'; '.join(registry.problems)})" if registry.problems else ""
     return (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -938,7 +939,7 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose, moment: datetime) 
     cursor = db.execute(
         # the planner would rather sort every pending run by priority than walk runs_queue;
         # what a run executes (spec) is not read: placement does not need it
-        f"SELECT {_QUEUE_COLUMNS} FROM runs INDEXED BY runs_queue"
+        f"SELECT {_queue_columns(db)} FROM runs INDEXED BY runs_queue"
         " WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
         " ORDER BY priority DESC, created_at, id",
         (moment.timestamp(),),
@@ -963,37 +964,12 @@ def _assign_what_fits(db: sqlite3.Connection, choose: Choose, moment: datetime) 
     )
 
 
-_QUEUE_COLUMNS = ", ".join(
-    "NULL AS spec" if column == "spec" else column
-    for column in (
-        "id",
-        "job_id",
-        "status",
-        "plan",
-        "timeout_seconds",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "deadline_at",
-        "exit_code",
-        "failure_type",
-        "failure_message",
-        "limits",
-        "stop_reason",
-        "container_id",
-        "spec",
-        "trigger",
-        "attempt",
-        "scheduled_for",
-        "not_before",
-        "retried_by",
-        "endpoints",
-        "priority",
-        "pending_until",
-        "allocation",
-        "gpu_peak_bytes",
-    )
-)
+@functools.lru_cache(maxsize=4)
+def _queue_columns(db: sqlite3.Connection) -> str:
+    """Every run column, as the schema has them now, but the spec: NULL in its place. The
+    schema is migrated when the store opens, so once per connection is enough."""
+    columns = (row[1] for row in db.execute("PRAGMA table_info(runs)"))
+    return ", ".join("NULL AS spec" if c == "spec" else c for c in columns)
 
 
 def _queue(cursor: sqlite3.Cursor) -> Iterator[Run]:

@@ -44,9 +44,17 @@ from jobd.models import (
     now,
     outcome,
 )
-from jobd.node import NodeInventory
 from jobd.passthrough import Passthrough, mentions_devices, passthrough
-from jobd.placement import DEEP_DEPTH, QUICK_DEPTH, Decision, Slack, free_on, never_fits, place
+from jobd.placement import (
+    DEEP_DEPTH,
+    QUICK_DEPTH,
+    Decision,
+    Free,
+    Slack,
+    free_on,
+    never_fits,
+    place,
+)
 from jobd.runtime.image import DEFAULT_IMAGE, prepare_context, temporary_context
 from jobd.runtime.oom import OomWatch
 from jobd.runtime.types import (
@@ -90,7 +98,6 @@ class Supervisor:
         self.config = config
         self.inventory = inventory
         self.info = info
-        self.node: NodeInventory | None = None  # as the last placement pass read it
         self.waiting: dict[str, str] = {}  # why queued runs wait, as the last pass saw
         self._gpu_peaks: dict[str, int] = {}  # run -> the most GPU memory recorded
         self._peaks_changed: set[str] = set()
@@ -314,7 +321,8 @@ class Supervisor:
             plan: Plan | None = Plan.from_requirements(spec.resources)
         else:
             plan = self.config.plans.get(spec.plan)
-        if plan is None or (self.node is not None and never_fits(plan, self.node)):
+        node = self.inventory.last
+        if plan is None or (node is not None and never_fits(plan, node)):
             return None
         return plan
 
@@ -427,17 +435,18 @@ class Supervisor:
         the supervisor waited for it (the writer busy with other writes, the event loop with
         other work) are kept for /v1/health."""
         began = time.perf_counter()
-        node = self.node = await self.inventory.read()
+        node = await self.inventory.read()
         pin = self.config.cpu_pinning and "cpuset" in self.info.cgroup_controllers
 
         depth = self._depth()
 
         def choose(queue: Iterator[Run], active: list[Run]) -> Decision:
-            self._record_gpu_use(node, active)
+            free = free_on(node, active)
+            self._record_gpu_use(free, active)
             decision = place(
                 queue,
                 active,
-                free_on(node, active),
+                free,
                 now(),
                 pin=pin,
                 slack=self._slack,
@@ -473,15 +482,14 @@ class Supervisor:
         gpus = tuple(dataclasses.replace(g, factor=factor(g.name)) for g in allocation.gpus)
         return dataclasses.replace(allocation, gpus=gpus)
 
-    def _record_gpu_use(self, node: NodeInventory, active: list[Run]) -> None:
-        """Note the GPU memory each run's processes use now, when more than seen before."""
+    def _record_gpu_use(self, free: Free, active: list[Run]) -> None:
+        """Note the GPU memory each run's processes use now (as this pass reckons it), when
+        more than seen before."""
         if self._gpu_peaks:
             live = {r.id for r in active}
             self._gpu_peaks = {k: v for k, v in self._gpu_peaks.items() if k in live}
-        if not node.process_containers:  # no GPU process is in a container
-            return
         use: dict[str, int] = {}
-        for state in free_on(node, active).gpus:
+        for state in free.gpus:
             for run_id, used in state.used.items():
                 use[run_id] = use.get(run_id, 0) + used
         for run_id, used in use.items():
@@ -716,7 +724,8 @@ class Supervisor:
 
     @property
     def _node_has_gpus(self) -> bool:
-        return self.node is not None and bool(self.node.gpus.gpus)
+        node = self.inventory.last
+        return node is not None and bool(node.gpus.gpus)
 
     def _limits(self, run: Run) -> Limits:
         return Limits(
