@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socketserver
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -697,3 +699,15 @@ def test_doctor_exits_1_when_a_check_fails(fake: FakeJobd, sock: Path) -> None:
     result = jobctl(sock, "doctor")
     assert result.exit_code == 1
     assert "FAIL" in result.stdout and "cdiVersion 0.6.0" in result.stdout
+
+
+# -- startup --------------------------------------------------------------------------
+
+
+def test_startup_imports_neither_jobd_nor_tabulate() -> None:
+    code = (
+        "import sys, jobctl.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'jobd', 'tabulate'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"

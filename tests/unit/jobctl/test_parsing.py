@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import click
 import pytest
-from click.core import ParameterSource
 
-from jobctl import defaults, render
-from jobctl.cli import job_body, pick_transport
-from jobctl.client import check_url, load_token, segment
+from jobctl import defaults
+from jobctl.client import load_token, segment
 from jobctl.parsing import check_id, id_kind, parse_duration, parse_pair, parse_since
+from jobctl.render import values
 from jobctl.waiting import MAX_DELAY, exit_status, failure_note, poll_delays
 
 # -- durations ------------------------------------------------------------------------
@@ -50,7 +46,7 @@ def test_duration_rejects(text: str) -> None:
 
 @pytest.mark.parametrize("seconds", [1, 59, 90, 3600, 5400, 86400, 93784, 2592000])
 def test_rendered_durations_parse_back(seconds: int) -> None:
-    assert parse_duration(render.duration(seconds) or "") == seconds
+    assert parse_duration(values.duration(seconds) or "") == seconds
 
 
 # -- KEY=VALUE ------------------------------------------------------------------------
@@ -68,43 +64,6 @@ def test_pair(text: str, pair: tuple[str, str]) -> None:
 def test_pair_needs_a_key_and_an_equals_sign(text: str) -> None:
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_pair(text)
-
-
-def test_job_body_leaves_out_what_was_not_given() -> None:
-    body = job_body(
-        image="busybox",
-        command=(),
-        env=(),
-        plan=None,
-        timeout=None,
-        name=None,
-        labels=(),
-        network=None,
-    )
-    assert body == {"image": "busybox", "env": {}, "labels": {}}
-
-
-def test_job_body_carries_every_option_and_repeated_pairs() -> None:
-    body = job_body(
-        image="busybox",
-        command=("sh", "-c", "exit 3"),
-        env=(("A", "1"), ("A", "2")),
-        plan="pro",
-        timeout=5400,
-        name="n",
-        labels=(("team", "x"),),
-        network="none",
-    )
-    assert body == {
-        "image": "busybox",
-        "command": ["sh", "-c", "exit 3"],
-        "env": {"A": "2"},
-        "plan": "pro",
-        "timeoutSeconds": 5400,
-        "name": "n",
-        "labels": {"team": "x"},
-        "network": "none",
-    }
 
 
 # -- times ----------------------------------------------------------------------------
@@ -209,6 +168,20 @@ def test_paths_match_the_daemons(monkeypatch: pytest.MonkeyPatch, xdg: str, uid:
     assert defaults.default_data_dir() == config.default_data_dir(system=False)
 
 
+def test_without_a_daemon_of_their_own_users_reach_the_system_daemon(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    system = tmp_path / "system.sock"
+    system.touch()
+    monkeypatch.setattr(defaults, "SYSTEM_SOCKET", system)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "user"))
+    assert defaults.default_socket() == system
+    own = tmp_path / "user" / "jobd" / "jobd.sock"
+    own.parent.mkdir(parents=True)
+    own.touch()
+    assert defaults.default_socket() == own
+
+
 def test_token_is_read_and_stripped(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("  s3cret\n")
     assert load_token(tmp_path) == "s3cret"
@@ -220,44 +193,6 @@ def test_missing_or_empty_token_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("\n")
     with pytest.raises(Exception, match="is empty"):
         load_token(tmp_path)
-
-
-# -- transport choice -----------------------------------------------------------------
-
-FLAG, ENV = ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT
-SOCK, URL = Path("/s.sock"), "http://127.0.0.1:8427"
-
-
-def test_one_transport_given_is_used() -> None:
-    assert pick_transport(SOCK, FLAG, None, None) == (SOCK, None)
-    assert pick_transport(None, None, URL, ENV) == (None, URL)
-
-
-def test_a_flag_beats_the_environment() -> None:
-    assert pick_transport(SOCK, FLAG, URL, ENV) == (SOCK, None)
-    assert pick_transport(SOCK, ENV, URL, FLAG) == (None, URL)
-
-
-def test_url_beats_socket_from_the_environment() -> None:
-    assert pick_transport(SOCK, ENV, URL, ENV) == (None, URL)
-
-
-def test_both_flags_is_a_usage_error() -> None:
-    with pytest.raises(click.UsageError, match="mutually exclusive"):
-        pick_transport(SOCK, FLAG, URL, FLAG)
-
-
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8427", "https://h", "http://h:1/prefix"])
-def test_urls_accepted(url: str) -> None:
-    assert check_url(url) == url
-
-
-@pytest.mark.parametrize(
-    "url", ["127.0.0.1:8427", "ftp://h", "http://", "http://h:99999", "http://h/?a"]
-)
-def test_urls_refused(url: str) -> None:
-    with pytest.raises(ValueError, match=r"(?i)URL|port|query"):
-        check_url(url)
 
 
 # -- a run's end as an exit status ----------------------------------------------------
@@ -303,47 +238,3 @@ def test_polls_fast_then_back_off_to_a_second() -> None:
     assert later == sorted(later)
     assert later[0] > 0.1
     assert later[-1] == MAX_DELAY
-
-
-# -- rendering ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [
-        (512 * 1024**2, "512 MiB"),
-        (1024**3, "1 GiB"),
-        (3 * 1024**3, "3 GiB"),
-        (25275000000, "23.5 GiB"),
-    ],
-)
-def test_memory(size: int, text: str) -> None:
-    assert render.memory(size) == text
-
-
-def test_table_keeps_ids_as_given() -> None:
-    text = render.table(["RUN", "EXIT"], [["1e5", "007"]])
-    assert text.splitlines()[1].split() == ["1e5", "007"]
-
-
-def test_startup_imports_neither_jobd_nor_tabulate() -> None:
-    code = (
-        "import sys, jobctl.cli\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'jobd', 'tabulate'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert out.stdout.strip() == "[]"
-
-
-def test_without_a_daemon_of_their_own_users_reach_the_system_daemon(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    system = tmp_path / "system.sock"
-    system.touch()
-    monkeypatch.setattr(defaults, "SYSTEM_SOCKET", system)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "user"))
-    assert defaults.default_socket() == system
-    own = tmp_path / "user" / "jobd" / "jobd.sock"
-    own.parent.mkdir(parents=True)
-    own.touch()
-    assert defaults.default_socket() == own

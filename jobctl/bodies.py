@@ -1,0 +1,215 @@
+"""Request bodies built from the options' values: a new job (POST /v1/jobs), a job's changes
+(PATCH /v1/jobs/{id}), a recipe's fields, and the parts they share (the schedule, the
+retry policy, explicit resources). What was not given is left out, for the daemon's
+defaults or the current values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+# retry_options' values that make a policy (--no-retry removes one)
+RETRY_OPTIONS = (
+    "attempts",
+    "backoff",
+    "retry_on_exit",
+    "retry_on_timeout",
+    "no_retry_on_infrastructure",
+)
+
+
+def new_job_body(
+    recipe: str | None, image: str | None, command: Sequence[str], options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`run`'s POST /v1/jobs body: the job of an IMAGE, or of a --recipe (then every argument
+    is the command), with its queueing options."""
+    if recipe is not None and image is not None:
+        command = (image, *command)  # with a recipe, every argument is the command
+    body = job_body(
+        image=image if recipe is None else None,
+        command=command,
+        env=options["env"],
+        plan=options["plan"],
+        timeout=options["timeout"],
+        name=options["name"],
+        labels=options["label"],
+        network=options["network"],
+        kind=options["kind"],
+        ports=options["port"],
+        when=schedule_from(options),
+        retry=retry_from(None, options),
+    )
+    queueing = {"resources": resources_from(options), "priority": options["priority"]}
+    body.update({k: v for k, v in queueing.items() if v is not None})
+    if options["max_pending"] is not None:
+        body["maxPendingSeconds"] = options["max_pending"]
+    if recipe is not None:
+        body["recipe"] = recipe
+    return body
+
+
+def job_body(
+    *,
+    image: str | None,
+    command: Sequence[str],
+    env: Sequence[tuple[str, str]],
+    plan: str | None,
+    timeout: int | None,
+    name: str | None,
+    labels: Sequence[tuple[str, str]],
+    network: str | None,
+    kind: str | None = None,
+    ports: Sequence[int] = (),
+    when: Mapping[str, Any] | None = None,
+    retry: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """POST /v1/jobs's body; what was not given is left out for the daemon's defaults.
+    `when`: the schedule's fields; `retry`: the retry policy."""
+    optional = {
+        "command": list(command),
+        "plan": plan,
+        "timeoutSeconds": timeout,
+        "name": name,
+        "network": network,
+        "kind": kind,
+        "ports": list(ports),
+        "retry": retry,
+        **(when or {}),
+    }
+    body: dict[str, Any] = {"image": image} if image else {}
+    body.update({"env": dict(env), "labels": dict(labels)})
+    body.update({k: v for k, v in optional.items() if v})
+    return body
+
+
+def job_changes(options: Mapping[str, Any]) -> dict[str, Any]:
+    """`update`'s PATCH /v1/jobs/{id} body, but for the retry policy (which merges into the
+    job's): only what was given, each value replacing the job's whole."""
+    given: dict[str, Any] = {
+        "image": options["image"],
+        "plan": options["plan"],
+        "env": dict(options["env"]) if options["env"] else None,
+        "timeoutSeconds": options["timeout"],
+        "name": options["name"],
+        "labels": dict(options["label"]) if options["label"] else None,
+        "network": options["network"],
+        "kind": options["kind"],
+        "ports": list(options["port"]) if options["port"] else None,
+        "command": list(options["command"]) if options["command"] else None,
+        **schedule_from(options),
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    if options["no_schedule"]:
+        body["schedule"] = None
+    return body
+
+
+def schedule_fields(
+    schedule: str | None, timezone: str | None, policy: str | None, catch_up: str | None
+) -> dict[str, Any]:
+    given = {
+        "schedule": schedule,
+        "timezone": timezone,
+        "concurrencyPolicy": policy,
+        "catchUp": catch_up,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def schedule_from(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The schedule's fields that schedule_options' values give."""
+    return schedule_fields(
+        options["schedule"], options["timezone"], options["concurrency_policy"], options["catch_up"]
+    )
+
+
+def retry_policy(
+    base: Mapping[str, Any] | None,
+    *,
+    attempts: int | None,
+    backoff: int | None,
+    exit_codes: Sequence[int],
+    on_timeout: bool,
+    no_infrastructure: bool,
+) -> dict[str, Any] | None:
+    """The retry policy the options ask for, over `base` (the job's, on update); None when
+    no retry option was given."""
+    given = {
+        "maxAttempts": attempts,
+        "backoffSeconds": backoff,
+        "onExitCodes": sorted(exit_codes) or None,
+        "onTimeout": on_timeout or None,
+        "onInfrastructure": False if no_infrastructure else None,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    if not changes:
+        return None
+    policy = {k: v for k, v in (base or {}).items() if v is not None}
+    policy.update(changes)
+    if "maxAttempts" not in policy:
+        raise click.UsageError("--attempts: how many times to run at most, in all")
+    return policy
+
+
+def resources_from(options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `resources` object of the options given, or None (the job uses a plan)."""
+    names = {
+        "cpus": "cpuCount",
+        "gpus": "gpuCount",
+        "ram_gb": "minRamGb",
+        "vram_gb": "minVramGb",
+        "storage_gb": "minStorageGb",
+        "gpu_share": "gpuShare",
+    }
+    given = {api: options[key] for key, api in names.items() if options.get(key) is not None}
+    return given or None
+
+
+def retry_from(base: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The retry policy that retry_options' values ask for, over `base`."""
+    return retry_policy(
+        base,
+        attempts=options["attempts"],
+        backoff=options["backoff"],
+        exit_codes=options["retry_on_exit"],
+        on_timeout=options["retry_on_timeout"],
+        no_infrastructure=options["no_retry_on_infrastructure"],
+    )
+
+
+def retry_given(options: Mapping[str, Any]) -> bool:
+    """Whether any of retry_options' policy options was given (not --no-retry)."""
+    return any(options[key] for key in RETRY_OPTIONS)
+
+
+def recipe_body(
+    *,
+    image: str | None,
+    command: Sequence[str],
+    env: Sequence[tuple[str, str]],
+    plan: str | None,
+    timeout: int | None,
+    labels: Sequence[tuple[str, str]],
+    network: str | None,
+    kind: str | None,
+    ports: Sequence[int],
+    retry: Mapping[str, Any] | None,
+    description: str | None,
+) -> dict[str, Any]:
+    """A recipe's fields as given; what was not given is left out."""
+    given = {
+        "kind": kind,
+        "ports": list(ports) or None,
+        "image": image,
+        "command": list(command) or None,
+        "env": dict(env) or None,
+        "plan": plan,
+        "timeoutSeconds": timeout,
+        "labels": dict(labels) or None,
+        "network": network,
+        "retry": retry,
+        "description": description,
+    }
+    return {k: v for k, v in given.items() if v is not None}

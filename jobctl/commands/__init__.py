@@ -1,0 +1,1 @@
+"""jobctl's commands, one module per area; jobctl.cli registers them on `main`."""

@@ -1,0 +1,278 @@
+"""Jobs and their runs: submit a job (`run`), change it (`update`, `suspend`, `resume`),
+read it (`ls`, `show`, `runs`, `status`, `schedule`) and control its runs (`rerun`,
+`cancel`, `stop`, `delete`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given
+from jobctl.client import Client, segment
+from jobctl.commands.shared import collect, finish, resolve_run, show
+from jobctl.connection import Connection, pass_connection
+from jobctl.options import (
+    ANY_ID,
+    CONTEXT,
+    JOB_ID,
+    PAIRS,
+    json_option,
+    resource_options,
+    retry_options,
+    schedule_options,
+    spec_options,
+)
+from jobctl.parsing import id_kind
+from jobctl.render.jobs import (
+    EVENT_HEADERS,
+    JOB_HEADERS,
+    RUN_HEADERS,
+    SCHEDULE_HEADERS,
+    event_row,
+    job_details,
+    job_row,
+    run_details,
+    run_row,
+    schedule_row,
+    status_details,
+)
+from jobctl.render.layout import table
+from jobctl.render.values import local_time
+from jobctl.waiting import wait_for_run, wait_until_gone
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--recipe",
+    help="Make the job of this recipe (a snapshot); the arguments are then the command,"
+    " and the options override the recipe's (env and labels merge).",
+)
+@spec_options(replacing=False)
+@resource_options()
+@schedule_options(replacing=False)
+@retry_options(replacing=False)
+@click.option("--wait", is_flag=True, help="Wait for the run (and its retries); exit as it did.")
+@click.option("--follow", is_flag=True, help="Stream its logs while waiting (implies --wait).")
+@json_option
+@click.argument("image", required=False)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
+def run(
+    connection: Connection,
+    /,
+    *,
+    recipe: str | None,
+    wait: bool,
+    follow: bool,
+    as_json: bool,
+    image: str | None,
+    command: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Create a job and start its first run: IMAGE [-- COMMAND ARGS...], or --recipe NAME
+    [-- COMMAND ARGS...]. Resources come from --plan, or from --cpus/--gpus/--ram-gb/
+    --vram-gb/--storage-gb/--gpu-share.
+
+    Prints `<job-id> <run-id>`; with --schedule, `<job-id> next <time>` (its ticks start
+    the runs). Put `--` before a command that has options of its own."""
+    if options["schedule"] and (wait or follow):
+        raise click.UsageError("--wait and --follow need a run now; a scheduled job has none")
+    if recipe is None and image is None:
+        raise click.UsageError("give an IMAGE, or a --recipe")
+    client = connection.client()
+    job = client.post("/v1/jobs", new_job_body(recipe, image, command, options))
+    run_id = job["latestRunId"]
+    if run_id is None:
+        next_fire = local_time((job.get("schedule") or {}).get("nextFireAt"))
+        show(job, as_json, lambda: f"{job['id']} next {next_fire}")
+        return
+    show(job, as_json, lambda: f"{job['id']} {run_id}")
+    if wait or follow:
+        finish(client, run_id, follow=follow)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--image", help="The image its next runs use.")
+@spec_options(replacing=True)
+@schedule_options(replacing=True)
+@retry_options(replacing=True)
+@json_option
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
+def update(connection: Connection, /, *, as_json: bool, job_id: str, **options: Any) -> None:
+    """Change what a job's next runs execute, or when: JOB_ID [OPTIONS] [-- COMMAND ARGS...].
+
+    Only what is given changes; runs created before keep what they were created with."""
+    client = connection.client()
+    body = job_changes(options)
+    if retry_given(options):
+        current = client.get(f"/v1/jobs/{segment(job_id)}").get("retry")
+        body["retry"] = retry_from(current, options)
+    if options["no_retry"]:
+        body["retry"] = None
+    if not body:
+        raise click.UsageError("nothing to change: give an option or a command")
+    job = client.patch(f"/v1/jobs/{segment(job_id)}", body)
+    show(job, as_json, lambda: job_details(job))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@json_option
+@pass_connection
+def suspend(connection: Connection, *, job_id: str, as_json: bool) -> None:
+    """Pause a job's schedule; runs in flight go on. `jobctl resume` restarts it."""
+    job = connection.client().patch(f"/v1/jobs/{segment(job_id)}", {"suspend": True})
+    show(job, as_json, lambda: f"{job['id']} suspended")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@json_option
+@pass_connection
+def resume(connection: Connection, *, job_id: str, as_json: bool) -> None:
+    """Restart a suspended schedule at its next tick (missed ticks are not caught up)."""
+    job = connection.client().patch(f"/v1/jobs/{segment(job_id)}", {"suspend": False})
+    next_fire = local_time((job.get("schedule") or {}).get("nextFireAt"))
+    show(job, as_json, lambda: f"{job['id']} next {next_fire}")
+
+
+@click.command("schedule", context_settings=CONTEXT)
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@json_option
+@pass_connection
+def list_schedules(connection: Connection, *, every: bool, as_json: bool) -> None:
+    """List the scheduled jobs with their next fire time, newest job first."""
+    page = collect(connection.client(), "/v1/jobs", {"scheduled": "true"}, "jobs", every)
+    rows = map(schedule_row, page["jobs"])
+    show(page, as_json, lambda: table(SCHEDULE_HEADERS, rows))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@json_option
+@pass_connection
+def status(connection: Connection, *, job_id: str, as_json: bool) -> None:
+    """A job's latest run, its runs counted by status, and its schedule."""
+    doc = connection.client().get(f"/v1/jobs/{segment(job_id)}/status")
+    show(doc, as_json, lambda: status_details(doc))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.option("--wait", is_flag=True, help="Wait until its runs have stopped and it is gone.")
+@pass_connection
+def delete(connection: Connection, *, job_id: str, wait: bool) -> None:
+    """Delete a job: stop its runs, remove their containers, logs and records. Irreversible."""
+    client = connection.client()
+    runs = client.get(f"/v1/jobs/{segment(job_id)}/runs", {"limit": 1})["runs"]
+    client.delete(f"/v1/jobs/{segment(job_id)}")
+    if wait and runs:  # the latest run's record goes last: gone, the job is purged
+        wait_until_gone(client, f"/v1/runs/{segment(runs[0]['id'])}")
+    click.echo(f"deleted {job_id}")
+
+
+@click.command("ls", context_settings=CONTEXT)
+@click.option("--status", help="Only jobs whose latest run has this status.")
+@click.option(
+    "--label",
+    multiple=True,
+    callback=PAIRS,
+    metavar="KEY=VALUE",
+    help="Only jobs with this label; repeatable.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@json_option
+@pass_connection
+def list_jobs(
+    connection: Connection,
+    *,
+    status: str | None,
+    label: tuple[tuple[str, str], ...],
+    limit: int | None,
+    every: bool,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    query = {"status": status, "label": [f"{k}={v}" for k, v in label], "limit": limit}
+    page = collect(connection.client(), "/v1/jobs", query, "jobs", every)
+    show(page, as_json, lambda: table(JOB_HEADERS, map(job_row, page["jobs"])))
+
+
+@click.command("show", context_settings=CONTEXT)
+@click.argument("object_id", metavar="ID", callback=ANY_ID)
+@json_option
+@pass_connection
+def show_object(connection: Connection, *, object_id: str, as_json: bool) -> None:
+    """Show a job (job-...) or a run (run-...) and its events."""
+    client = connection.client()
+    if id_kind(object_id) == "job":
+        job = client.get(f"/v1/jobs/{segment(object_id)}")
+        show(job, as_json, lambda: job_details(job))
+        return
+    run_doc = client.get(f"/v1/runs/{segment(object_id)}")
+    show(run_doc, as_json, lambda: run_with_events(client, run_doc))
+
+
+def run_with_events(client: Client, run_doc: Mapping[str, Any]) -> str:
+    events = client.get(f"/v1/runs/{segment(run_doc['id'])}/events")["events"]
+    events_table = table(EVENT_HEADERS, map(event_row, events))
+    return f"{run_details(run_doc)}\n\n{events_table}"
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
+@json_option
+@pass_connection
+def runs(connection: Connection, *, job_id: str, limit: int | None, as_json: bool) -> None:
+    """List a job's runs, newest first."""
+    path = f"/v1/jobs/{segment(job_id)}/runs"
+    page = connection.client().get(path, {"limit": limit})
+    show(page, as_json, lambda: table(RUN_HEADERS, map(run_row, page["runs"])))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@json_option
+@pass_connection
+def cancel(connection: Connection, *, any_id: str, as_json: bool) -> None:
+    """Cancel a run (a job id means its latest run). Prints `<run-id> <status>`."""
+    client = connection.client()
+    run_id = resolve_run(client, any_id)
+    run_doc = client.post(f"/v1/runs/{segment(run_id)}/cancel")
+    show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.option("--wait", is_flag=True, help="Wait until it has stopped.")
+@json_option
+@pass_connection
+def stop(connection: Connection, *, any_id: str, wait: bool, as_json: bool) -> None:
+    """Stop a run cleanly (a job id means its latest run): SIGTERM, the grace period, SIGKILL.
+    It ends succeeded if it exits 0, cancelled otherwise. Prints `<run-id> <status>`."""
+    client = connection.client()
+    run_id = resolve_run(client, any_id)
+    run_doc = client.post(f"/v1/runs/{segment(run_id)}/stop")
+    if wait:
+        run_doc = wait_for_run(client, run_id)
+    show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.option("--wait", is_flag=True, help="Wait for the run; exit with its exit code.")
+@json_option
+@pass_connection
+def rerun(connection: Connection, *, job_id: str, wait: bool, as_json: bool) -> None:
+    """Run a job again with the same spec. Prints the new run's id."""
+    client = connection.client()
+    run_doc = client.post(f"/v1/jobs/{segment(job_id)}/runs")
+    show(run_doc, as_json, lambda: str(run_doc["id"]))
+    if wait:
+        finish(client, run_doc["id"])

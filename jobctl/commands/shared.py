@@ -1,0 +1,70 @@
+"""Steps more than one command takes: print the API's JSON or a text, wait for a run to
+finish, resolve a job id to its latest run, and collect a list's pages."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import click
+
+from jobctl.client import Client, JobctlError, segment
+from jobctl.parsing import id_kind
+from jobctl.render.layout import as_json as json_text
+from jobctl.render.values import local_time
+from jobctl.waiting import copy_log, exit_status, failure_note, wait_for_run
+
+
+def show(doc: object, as_json: bool, text: Callable[[], str]) -> None:
+    """The API's JSON, or the readable text (built only when wanted: tables cost imports)."""
+    click.echo(json_text(doc) if as_json else text())
+
+
+def finish(client: Client, run_id: str, *, follow: bool = False) -> None:
+    """Wait for the run, and for its retries, and exit as the last attempt did; say why when
+    its exit code does not. With `follow`, stream each attempt's log meanwhile."""
+    while True:
+        if follow:
+            copy_log(client, run_id, {"follow": "true", "format": "text"}, sys.stdout.buffer)
+        run = wait_for_run(client, run_id)
+        note = failure_note(run)
+        if note:
+            click.echo(f"jobctl: {note}", err=True)
+        if not run.get("retriedBy"):
+            break
+        click.echo(f"jobctl: {retry_note(client, run)}", err=True)
+        run_id = run["retriedBy"]
+    click.get_current_context().exit(exit_status(run))
+
+
+def retry_note(client: Client, run: Mapping[str, Any]) -> str:
+    retry = client.get(f"/v1/runs/{segment(run['retriedBy'])}")
+    code = f" with exit code {run['exitCode']}" if run.get("exitCode") is not None else ""
+    return (
+        f"run {run['id']} failed{code}; attempt {retry['attempt']} is {retry['id']},"
+        f" not before {local_time(retry.get('notBefore'))}"
+    )
+
+
+def resolve_run(client: Client, any_id: str) -> str:
+    """A run id as given; a job id as its latest run."""
+    if id_kind(any_id) == "run":
+        return any_id
+    job = client.get(f"/v1/jobs/{segment(any_id)}")
+    run_id = job.get("latestRunId")
+    if not run_id:
+        raise JobctlError(f"job {any_id} has no runs")
+    return str(run_id)
+
+
+def collect(
+    client: Client, path: str, query: Mapping[str, Any], key: str, every: bool
+) -> dict[str, Any]:
+    """One page as the API sent it, or with --all every page's items in one."""
+    page = client.get(path, query)
+    items = list(page[key])
+    while every and page.get("nextCursor"):
+        page = client.get(path, {**query, "cursor": page["nextCursor"]})
+        items.extend(page[key])
+    return {key: items, "nextCursor": page.get("nextCursor")}

@@ -1,0 +1,194 @@
+"""The options and arguments commands share, and the callbacks that check their values as
+click parses them: what a job runs (spec), what it needs (resources), when it runs (schedule),
+how its failed runs are retried (retry), the ids commands take, and `--json`; and CONTEXT,
+the settings every command is made with (`-h` for `--help`).
+
+The request bodies these values feed are built in jobctl.bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from jobctl.parsing import check_id, parse_duration, parse_pair, parse_since
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+Callback = Callable[[click.Context, click.Parameter, Any], Any]
+
+
+# -- option types ---------------------------------------------------------------------
+
+
+def converted(parse: Callable[[str], object]) -> Callback:
+    """A click callback that parses an option's value (or each of a repeated option's)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            if isinstance(value, tuple):
+                return tuple(parse(item) for item in value)
+            return None if value is None else parse(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), ctx, param) from None
+
+    return callback
+
+
+DURATION = converted(parse_duration)
+PAIRS = converted(parse_pair)
+SINCE = converted(parse_since)
+JOB_ID = converted(lambda value: check_id(value, "job"))
+ANY_ID = converted(lambda value: check_id(value, "job", "run"))
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the API's JSON object instead."
+)
+
+
+def spec_options(
+    *, replacing: bool, named: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """What a job runs, for `run` and for `update` (where each option given replaces the
+    job's value whole), and for recipes (not `named`: a recipe's name is its argument)."""
+    whole = " Replaces the job's whole environment." if replacing else ""
+    options = [
+        click.option("--plan", help="Plan id (see `jobctl plans`)."),
+        click.option(
+            "--env",
+            multiple=True,
+            callback=PAIRS,
+            metavar="KEY=VALUE",
+            help=f"Environment variable; repeatable.{whole}",
+        ),
+        click.option(
+            "--timeout",
+            callback=DURATION,
+            metavar="DURATION",
+            help="Deadline: 90, 90s, 15m, 2h, 3d, 1h30m.",
+        ),
+        *(
+            [click.option("--name", help="A new name." if replacing else "A name for the job.")]
+            if named
+            else []
+        ),
+        click.option(
+            "--label",
+            multiple=True,
+            callback=PAIRS,
+            metavar="KEY=VALUE",
+            help="Label; repeatable." + (" Replaces the job's labels." if replacing else ""),
+        ),
+        click.option("--network", type=click.Choice(["default", "none"]), help="none: no network."),
+        click.option(
+            "--kind",
+            type=click.Choice(["batch", "persistent"]),
+            help="persistent: a service that runs until `jobctl stop`, restarted on a crash.",
+        ),
+        click.option(
+            "--port",
+            multiple=True,
+            type=click.IntRange(1, 65535),
+            metavar="PORT",
+            help="Publish this container port on a free local port; repeatable."
+            + (" Replaces the job's ports." if replacing else ""),
+        ),
+    ]
+    return _all_options(options)
+
+
+def resource_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Explicit requirements instead of a plan (`resources` in the API), and queueing."""
+    return _all_options(
+        [
+            click.option("--cpus", type=click.IntRange(min=1), help="CPUs (instead of a plan)."),
+            click.option("--gpus", type=click.IntRange(min=0), help="GPUs, exclusive by default."),
+            click.option("--ram-gb", type=click.FloatRange(min=0, min_open=True), help="Memory."),
+            click.option(
+                "--vram-gb", type=click.FloatRange(min=0), help="Free memory on each GPU."
+            ),
+            click.option("--storage-gb", type=click.FloatRange(min=0), help="Free disk."),
+            click.option(
+                "--gpu-share", is_flag=True, default=None, help="Share GPUs by --vram-gb."
+            ),
+            click.option("--priority", type=click.IntRange(-1000, 1000), help="Higher first."),
+            click.option(
+                "--max-pending",
+                callback=DURATION,
+                metavar="DURATION",
+                help="Fail unschedulable when still queued after this long.",
+            ),
+        ]
+    )
+
+
+def schedule_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """When a job runs by itself, for `run` and for `update`."""
+    options = [
+        click.option(
+            "--schedule",
+            metavar="CRON",
+            help="Run on a 5-field cron schedule, e.g. '0 3 * * *' (no run starts now)."
+            + (" See also --no-schedule." if replacing else ""),
+        ),
+        click.option("--timezone", help="IANA time zone for the schedule (default UTC)."),
+        click.option(
+            "--concurrency-policy",
+            type=click.Choice(["forbid", "allow", "replace"]),
+            help="A tick while a run is in flight: skip it (forbid, the default), start"
+            " another (allow), or cancel the run and start anew (replace).",
+        ),
+        click.option(
+            "--catch-up",
+            type=click.Choice(["skip", "once"]),
+            help="Ticks missed while jobd was down: skip them (default) or run once.",
+        ),
+    ]
+    if replacing:
+        options.append(
+            click.option("--no-schedule", is_flag=True, help="Remove the schedule: on demand.")
+        )
+    return _all_options(options)
+
+
+def retry_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A failed run's retries, for `run` and for `update`."""
+    options = [
+        click.option(
+            "--attempts",
+            type=click.IntRange(1, 100),
+            help="Retry a failed run: run at most N times in all.",
+        ),
+        click.option(
+            "--backoff",
+            callback=DURATION,
+            metavar="DURATION",
+            help="Wait before the first retry (default 10s), doubled for each next one.",
+        ),
+        click.option(
+            "--retry-on-exit",
+            multiple=True,
+            type=click.IntRange(1, 255),
+            metavar="CODE",
+            help="Retry only these exit codes; repeatable (default: any non-zero).",
+        ),
+        click.option("--retry-on-timeout", is_flag=True, help="Retry runs that timed out too."),
+        click.option(
+            "--no-retry-on-infrastructure",
+            is_flag=True,
+            help="Do not retry infrastructure failures (image missing, runtime error, lost).",
+        ),
+    ]
+    if replacing:
+        options.append(click.option("--no-retry", is_flag=True, help="Stop retrying failed runs."))
+    return _all_options(options)
+
+
+def _all_options(
+    options: Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

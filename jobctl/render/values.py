@@ -1,0 +1,68 @@
+"""One value as jobctl prints it: times, sizes, durations, money, pairs, and `-` for none."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+GB = 1000**3
+NONE = "-"
+
+
+def local_time(value: str | None) -> str:
+    """An API time (RFC 3339) in this machine's local time, to the second."""
+    if not value:
+        return NONE
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def memory(size: int) -> str:
+    """512 MiB, 2 GiB, 23.5 GiB."""
+    unit, name = (GIB, "GiB") if size >= GIB else (MIB, "MiB")
+    return f"{round(size / unit, 1):g} {name}"
+
+
+def duration(seconds: int | None) -> str | None:
+    """Seconds as jobctl's own durations read: 2592000 -> 30d, 5400 -> 1h30m."""
+    if seconds is None:
+        return None
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def price(amount: float | None) -> str:
+    return NONE if amount is None else f"${amount:.2f}"
+
+
+def cost(run: Mapping[str, Any]) -> str:
+    doc = run.get("cost")
+    if not doc:
+        return NONE
+    return f"{doc['amount']:.6f} {doc.get('currency', '')}".rstrip()
+
+
+def pairs(mapping: Mapping[str, str] | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in (mapping or {}).items()) or NONE
+
+
+def or_none(value: object) -> object:
+    return NONE if value is None or value == "" else value
+
+
+def yes_no(value: object) -> str:
+    return NONE if value is None else ("yes" if value else "no")
+
+
+def elapsed(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}s"
