@@ -25,24 +25,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from jobd.models import (
-    DEFAULT_PLANS,
-    Failure,
-    FailureType,
-    Job,
-    JobSpec,
-    Limits,
-    Owner,
-    Run,
-    RunStatus,
-    StopReason,
-    from_epoch,
-    new_id,
-    now,
-    outcome,
-)
+from jobd.domain.jobs import Job, JobSpec
+from jobd.domain.owners import Owner
+from jobd.domain.records import from_epoch, new_id, now
+from jobd.domain.resources import DEFAULT_PLANS, Limits
+from jobd.domain.runs import Run, outcome
+from jobd.domain.states import Failure, FailureType, RunStatus, StopReason
+from jobd.scheduler.launch import NOFILE
 from jobd.store import Store
-from jobd.supervisor import NOFILE
 
 HISTORY = timedelta(days=30)
 TEAMS = 5

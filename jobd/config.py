@@ -55,13 +55,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobd.cdi import DEFAULT_SPEC_DIRS
+from jobd.domain.jobs import DEFAULT_TIMEOUT_SECONDS
+from jobd.domain.resources import DEFAULT_PLAN, DEFAULT_PLANS, GB, MIB, Plan
 from jobd.errors import InvalidRequest
-from jobd.models import DEFAULT_PLAN, DEFAULT_PLANS, DEFAULT_TIMEOUT_SECONDS, GB, MIB, Plan
 
 DEFAULT_PORT = 8427
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600  # as the API's timeoutSeconds
 MAX_PRIORITY = 1000  # as the API's priority
+# where podman reads CDI specs: 4.3 only these; later versions too unless containers.conf says
+# otherwise
+DEFAULT_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 SYSTEM_DATA_DIR = Path("/var/lib/jobd")
 SYSTEM_RUNTIME_DIR = Path("/run/jobd")
 

@@ -20,7 +20,6 @@ import secrets
 import signal
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -31,18 +30,23 @@ import uvloop
 from aiohttp import web
 
 from jobd import __version__
-from jobd.api import Services, create_app
+from jobd.api.app import create_app
+from jobd.api.context import Services
 from jobd.config import Config, load
 from jobd.errors import JobdError
-from jobd.gpus import gpu_source
-from jobd.inventory import Inventory
-from jobd.jobs import Jobs
-from jobd.logs import LogPump
-from jobd.recipes import Recipes
-from jobd.runtime.podman import PodmanRuntime
-from jobd.runtime.service import PodmanService
+from jobd.logs.pump import LogPump
+from jobd.node.gpus import gpu_source
+from jobd.node.inventory import Inventory
+from jobd.runtime.podman.client import PodmanRuntime
+from jobd.runtime.podman.service import PodmanService
+from jobd.scheduler.supervisor import Supervisor
+from jobd.services.exec import ExecSessions
+from jobd.services.jobs import Jobs
+from jobd.services.logs import Logs
+from jobd.services.node import Node
+from jobd.services.recipes import Recipes
+from jobd.services.runs import Runs
 from jobd.store import Store
-from jobd.supervisor import Supervisor
 
 log = logging.getLogger("jobd")
 MIN_TOKEN_LENGTH = 32
@@ -125,7 +129,7 @@ class Daemon:
             services, supervisor = await self._startup(stack)
             runner = await self._serve(services)
             stack.push_async_callback(runner.cleanup)
-            self._start_tasks(supervisor, services.pump)
+            self._start_tasks(supervisor, supervisor.pump)
             log.info("jobd %s ready", __version__)
             await self.stop_requested.wait()
             log.info("shutting down: running containers are left running")
@@ -171,7 +175,6 @@ class Daemon:
             config=config,
             inventory=inventory,
             info=info,
-            instance=instance,
         )
         await supervisor.recover()
         jobs = Jobs(
@@ -179,18 +182,22 @@ class Daemon:
         )
         services = Services(
             config=config,
-            store=store,
             jobs=jobs,
+            runs=Runs(store, supervisor.wake, lambda: supervisor.waiting),
             recipes=Recipes(store, jobs.plan),
-            pump=pump,
-            runtime=runtime,
-            info=info,
-            inventory=inventory,
-            waiting=lambda: supervisor.waiting,
+            logs=Logs(store, pump),
+            node=Node(
+                config=config,
+                store=store,
+                inventory=inventory,
+                info=info,
+                runtime_info=runtime.info,
+                scheduler_report=supervisor.report,
+            ),
+            exec_sessions=ExecSessions(
+                lambda target, command, tty: runtime.exec(target, command, tty=tty)
+            ),
             token=token,
-            started=time.time(),
-            passes=supervisor.passes,
-            pass_waits=supervisor.pass_waits,
         )
         return services, supervisor
 

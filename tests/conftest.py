@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _has_gpu() -> bool:
-    from jobd.gpus import NvmlSource
+    from jobd.node.gpus import NvmlSource
 
     return bool(NvmlSource().read().gpus)
 

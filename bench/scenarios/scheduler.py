@@ -31,7 +31,7 @@ import aiohttp
 from bench.daemon import BLOCKER_PLAN, IMAGE, BenchDaemon, get_json, post_json, wait_for_status
 from bench.report import Report
 from bench.scenarios.common import add_figure, concurrently
-from jobd.models import RECENT_PASSES
+from jobd.scheduler.passes import RECENT_PASSES
 
 SCENARIO = "6 scheduler"
 JOB = {"image": IMAGE, "command": ["true"], "network": "none"}

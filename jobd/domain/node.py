@@ -1,16 +1,11 @@
-"""What the machine has: its CPUs, memory, disk and GPUs, as last read. Pure (it imports only
-the models); the readers (psutil, NVML, a supplied inventory) live in jobd/gpus.py and daemon.py.
-"""
+"""What the machine has: its CPUs, memory, disk and GPUs, as last read. The readers (psutil,
+NVML, a supplied inventory) live in jobd/node/."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from jobd.models import GB, GIB, MIB
-
-__all__ = ["GB", "GIB", "MIB", "Gpu", "GpuInventory", "GpuProcess", "NodeInventory"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

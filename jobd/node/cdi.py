@@ -26,7 +26,6 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "DEFAULT_SPEC_DIRS",
     "CdiDevice",
     "CdiRegistry",
     "CdiSpec",
@@ -35,8 +34,6 @@ __all__ = [
     "max_cdi_version",
 ]
 
-# podman 4.3 reads only these; later versions too unless containers.conf says otherwise
-DEFAULT_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 SPEC_SUFFIXES = (".json", ".yaml")
 # the spec versions the CDI library has released (specs-go/version.go); any other is invalid
 RELEASED_VERSIONS = frozenset(

@@ -9,12 +9,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from jobd.cdi import CdiRegistry, load_registry, max_cdi_version
 from jobd.config import Config
-from jobd.models import Allocation, GpuGrant
-from jobd.node import NodeInventory
-from jobd.passthrough import passthrough
-from jobd.runtime.types import RuntimeInfo
+from jobd.domain.engine import RuntimeInfo
+from jobd.domain.node import NodeInventory
+from jobd.domain.resources import Allocation, GpuGrant
+from jobd.node.cdi import CdiRegistry, load_registry, max_cdi_version
+from jobd.node.passthrough import passthrough
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from jobd.node import Gpu, GpuInventory, GpuProcess
+from jobd.domain.node import Gpu, GpuInventory, GpuProcess
 
 __all__ = [
     "NVML_MISSING",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from jobd.gpus import GpuSource, container_of
-from jobd.node import GpuInventory, NodeInventory
+from jobd.domain.node import GpuInventory, NodeInventory
+from jobd.node.gpus import GpuSource, container_of
 
 log = logging.getLogger(__name__)
 READ_SECONDS = 1.0  # placement passes within this share one read of the node

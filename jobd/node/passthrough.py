@@ -8,9 +8,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobd.cdi import CdiDevice, CdiRegistry
 from jobd.config import GpuSettings
-from jobd.models import Allocation, GpuGrant
+from jobd.domain.resources import Allocation, GpuGrant
+from jobd.node.cdi import CdiDevice, CdiRegistry
 
 VISIBLE_DEVICES = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 

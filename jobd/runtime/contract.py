@@ -1,4 +1,18 @@
-"""jobd's own view of containers: what the rest of jobd sees of podman."""
+"""The runtime contract: what the scheduler asks of whatever runs its runs' containers (after
+nomad-driver-podman's driver), and the types it gets back. Podman implements it today
+(jobd/runtime/podman/); docs/architecture.md says what another backend would implement.
+
+- A run's handle is opaque: the scheduler stores it (runs.container_id) and hands it back,
+  never reads it. It is podman's container id today; a batch engine's job id later.
+- Exits reach the scheduler as a stream (`exits`), fed the backend's own way: podman's event
+  stream, or polling an engine. Missing one is not fatal: the scheduler's reconcile lists the
+  backend's work (`list_managed`) and inspects what it is unsure of.
+- Logs are files: the backend has the run's output written to `ContainerSpec.log_path` in the
+  k8s-file format, where jobd's log readers find it.
+- The backend keeps what it needs to tell how a run ended (podman: a watch on the container's
+  memory cgroup, since podman's own OOM flag is not set on this podman/conmon pair) and says
+  it in `ContainerState.oom_killed`; after a restart, `adopt` lets it take that up again.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-RUN_LABEL = "io.jobd.run-id"
-JOB_LABEL = "io.jobd.job-id"
-MANAGED_LABEL = "io.jobd.managed"
-INSTANCE_LABEL = "io.jobd.instance"  # which jobd (data directory) owns the container
+from jobd.domain.engine import ExecSession, RuntimeInfo
+
+Handle = str  # a run's container in the runtime: opaque to everyone else
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContainerSpec:
-    """Everything podman needs to create one run's container."""
+    """Everything the runtime needs to create one run's container."""
 
     name: str
     run_id: str
@@ -30,38 +43,26 @@ class ContainerSpec:
     nofile: int
     nproc: int
     network: str
-    log_path: Path
-    instance: str
-    labels: Mapping[str, str] = field(default_factory=dict)
+    log_path: Path  # where the output goes, as k8s-file lines
     stop_grace_seconds: int = 10
     ports: tuple[int, ...] = ()  # TCP, each published on a free port of publish_address
     publish_address: str = "127.0.0.1"
     devices: tuple[str, ...] = ()  # CDI device names: "nvidia.com/gpu=GPU-..."
     cpu_set: str | None = None  # the cores it is pinned to ("2,3"); None: all, under its quota
 
-    @property
-    def all_labels(self) -> dict[str, str]:
-        return {
-            **self.labels,
-            MANAGED_LABEL: "true",
-            INSTANCE_LABEL: self.instance,
-            RUN_LABEL: self.run_id,
-            JOB_LABEL: self.job_id,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContainerState:
-    """A container as inspect saw it."""
+    """A container as the runtime saw it."""
 
-    container_id: str
+    container_id: Handle
     run_id: str | None
-    status: str  # podman's: created, initialized, running, stopping, exited, ...
+    status: str  # podman's words: created, initialized, running, stopping, exited, ...
     exit_code: int | None
     started_at: datetime | None
     finished_at: datetime | None
-    oom_killed: bool
-    pid: int | None
+    oom_killed: bool  # the kernel killed a process of it for exceeding its memory
+    pid: int | None  # its main process on this machine, once created (None: none here)
     endpoints: Mapping[int, str] = field(default_factory=dict)  # container port -> host addr:port
 
     @property
@@ -77,64 +78,39 @@ class ContainerState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContainerExit:
-    """A container of jobd's died (from podman's event stream)."""
+    """A container of this jobd's died."""
 
-    container_id: str
+    container_id: Handle
     run_id: str
     exit_code: int | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuntimeInfo:
-    """What podman reports about itself, and what follows for resource limits."""
-
-    version: str
-    api_version: str
-    rootless: bool
-    cgroup_version: str
-    cgroup_manager: str
-    cgroup_controllers: tuple[str, ...]
-    oci_runtime: str
-    graph_root: str = ""  # where container storage lives (its disk is what runs fill)
-
-    @property
-    def missing_controllers(self) -> tuple[str, ...]:
-        return tuple(c for c in ("memory", "cpu", "pids") if c not in self.cgroup_controllers)
-
-    @property
-    def limits_enforced(self) -> bool:
-        return not self.missing_controllers
-
-    @property
-    def limits_note(self) -> str | None:
-        if self.limits_enforced:
-            return None
-        missing = ", ".join(self.missing_controllers)
-        if self.rootless and self.cgroup_version == "v1":
-            why = "rootless podman on cgroup v1 cannot set cgroup limits"
-        elif self.rootless:
-            why = "the cgroup controllers are not delegated to this user (systemd user@.service)"
-        else:
-            why = "the cgroup controllers are not available"
-        return f"limits not enforced ({missing}): {why}"
-
-
 class ContainerRuntime(Protocol):
-    """The runtime contract the supervisor relies on (after nomad-driver-podman's driver):
-    create (+init) / start, exits as a stream, stop (idempotent), remove (idempotent),
-    inspect, list this jobd's containers for recovery."""
-
-    instance: str
+    """Create (created, not started: its limits and devices in place) / start, exits as a
+    stream, stop (idempotent: stopping a gone container succeeds), remove (idempotent),
+    inspect, list this jobd's containers for recovery, exec. Failures raise RuntimeFailure
+    and its subclasses (jobd/errors.py), never the backend's own exceptions."""
 
     async def info(self, *, max_age: float = 0.0) -> RuntimeInfo: ...
     async def image_exists(self, reference: str) -> bool: ...
-    async def image_digest(self, reference: str) -> str | None: ...
-    async def pull(self, reference: str) -> None: ...
-    async def build_image(self, context: Path, tag: str) -> None: ...
-    async def create(self, spec: ContainerSpec) -> str: ...
-    async def start(self, container_id: str) -> None: ...
-    async def inspect(self, container_id: str) -> ContainerState: ...
-    async def stop(self, container_id: str, grace_seconds: int) -> None: ...
-    async def remove(self, container_id: str) -> None: ...
+    async def image_digest(self, reference: str) -> str | None:
+        """The local image as repository@sha256:digest; None when there is none to pin."""
+        ...
+
+    async def fetch_image(self, reference: str) -> None:
+        """Make the image present: pull it, or build jobd's embedded image. ImageNotFound
+        when it can't be had."""
+        ...
+
+    async def create(self, spec: ContainerSpec) -> Handle: ...
+    async def start(self, handle: Handle) -> None: ...
+    async def inspect(self, handle: Handle) -> ContainerState: ...
+    async def stop(self, handle: Handle, grace_seconds: int) -> None: ...
+    async def remove(self, handle: Handle) -> None: ...
     async def list_managed(self) -> list[ContainerState]: ...
     def exits(self, since: float) -> AsyncIterator[ContainerExit]: ...
+    def adopt(self, state: ContainerState) -> None:
+        """A running container found again after a restart: take up watching it."""
+        ...
+
+    async def exec(self, handle: Handle, command: list[str], *, tty: bool) -> ExecSession: ...

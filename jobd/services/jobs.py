@@ -1,85 +1,29 @@
-"""What the API asks of jobd: create jobs, run them again, cancel runs. Writes intent to the store
-and wakes the supervisor; never touches the runtime."""
+"""Jobs as the edge asks for them: create them (of a request, or of a recipe's snapshot), run
+them again, change what their next runs execute, delete them, and read them. Writes intent to
+the store and wakes the supervisor; never touches the runtime."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
-import jsonschema
-import jsonschema_rs
-
 from jobd.config import Config
-from jobd.errors import Conflict, Forbidden, InvalidRequest, NotFound, PlanTooLarge
-from jobd.inventory import Inventory
-from jobd.models import (
-    Failure,
-    FailureType,
-    Job,
-    JobSpec,
-    Owner,
-    Plan,
-    Recipe,
-    Run,
-    RunStatus,
-    Schedule,
-    StopReason,
-    new_id,
-    now,
-    pending_run,
-)
-from jobd.placement import never_fits
+from jobd.domain.capacity import never_fits
+from jobd.domain.jobs import Job, JobFilter, JobSpec
+from jobd.domain.owners import Owner
+from jobd.domain.recipes import Recipe
+from jobd.domain.records import new_id, now
+from jobd.domain.resources import Plan
+from jobd.domain.runs import Run, pending_run
+from jobd.domain.schedules import Schedule
+from jobd.domain.states import RunStatus
+from jobd.errors import Forbidden, InvalidRequest, NotFound, PlanTooLarge
+from jobd.node.inventory import Inventory
+from jobd.services.validation import validate
 from jobd.store import Store
-
-
-@functools.cache
-def openapi_document() -> dict[str, Any]:
-    text = resources.files("jobd").joinpath("openapi.json").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
-
-
-@functools.cache
-def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
-    # request schemas are self-contained: validating against them directly skips resolving
-    # a $ref through the whole document on every request
-    schema = openapi_document()["components"]["schemas"][schema_name]
-    return jsonschema.Draft202012Validator(schema)
-
-
-@functools.cache
-def _checker(schema_name: str) -> jsonschema_rs.Draft202012Validator:
-    schema = openapi_document()["components"]["schemas"][schema_name]
-    return jsonschema_rs.Draft202012Validator(schema)
-
-
-def validate(body: Any, schema_name: str) -> None:
-    """Raise InvalidRequest naming the first offending field. jsonschema-rs tells whether the
-    body is valid, in about a microsecond (every submission takes this path); jsonschema,
-    a hundred times slower, words what is wrong and has the last word."""
-    if _checker(schema_name).is_valid(body):
-        return
-    error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(body))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "body"
-        raise InvalidRequest(f"{where}: {_friendly(error)}")
-
-
-def _friendly(error: jsonschema.ValidationError) -> str:
-    if error.validator == "pattern" and error.absolute_path and error.absolute_path[0] == "image":
-        return f"{error.instance!r} is not a valid image reference"
-    if error.validator == "not":
-        return "give either command (a list) or startCommand (a string), not both"
-    if error.validator == "anyOf" and not error.absolute_path:
-        return "image: required, unless the job is made of a recipe"
-    if error.validator == "dependentRequired":
-        return f"needs a schedule: {error.message}"
-    return error.message
-
+from jobd.store.rows import Page
 
 SCHEDULE_FIELDS = ("schedule", "timezone", "concurrencyPolicy", "catchUp", "suspend")
 
@@ -281,47 +225,18 @@ class Jobs:
         await self.store.delete_job(job_id)
         self.purge()
 
-    async def stop(self, run_id: str) -> Run:
-        """Stop a run cleanly: SIGTERM, the grace period, SIGKILL. It ends succeeded when its
-        container exits 0, cancelled otherwise. A run that has not started is cancelled."""
-        run = await self.store.get_run(run_id)
-        if run.status is not RunStatus.RUNNING:
-            return await self.cancel(run_id)
-        if run.stop_reason is not None:
-            return run  # a stop (or a deadline's) is already under way
-        recorded = await self.store.update_run(
-            run_id, detail="stop requested", expect={RunStatus.RUNNING}, stop_reason=StopReason.STOP
-        )
-        if not recorded:  # it ended, or was cancelled, meanwhile
-            return await self.cancel(run_id)
-        self.wake()
-        return await self.store.get_run(run_id)
+    # -- reads ------------------------------------------------------------------------------
 
-    async def cancel(self, run_id: str) -> Run:
-        """A pending run ends cancelled at once; an assigned or running one becomes cancelling
-        and the supervisor stops it. A run that already ended is a conflict."""
-        run = await self.store.get_run(run_id)
-        if run.status is RunStatus.PENDING:
-            cancelled = await self.store.transition(
-                run_id,
-                RunStatus.CANCELLED,
-                expect={RunStatus.PENDING},
-                detail="cancelled before it started",
-                finished_at=now(),
-                failure=Failure(type=FailureType.CANCELLED, message="cancelled before it started"),
-            )
-            if cancelled is not None:
-                return cancelled
-        cancelling = await self.store.transition(
-            run_id,
-            RunStatus.CANCELLING,
-            expect={RunStatus.ASSIGNED, RunStatus.RUNNING},
-            detail="cancel requested",
-        )
-        if cancelling is not None:
-            self.wake()
-            return cancelling
-        run = await self.store.get_run(run_id)
-        if run.status.is_terminal:
-            raise Conflict(f"run {run_id} already ended ({run.status.value}); nothing to cancel")
-        return run  # already cancelling
+    async def get(self, job_id: str) -> Job:
+        return await self.store.get_job(job_id)
+
+    async def list_jobs(self, where: JobFilter, *, limit: int, cursor: str | None) -> Page[Job]:
+        return await self.store.list_jobs(where, limit=limit, cursor=cursor)
+
+    async def latest_runs(self, jobs: Iterable[Job]) -> dict[str, Run]:
+        """The latest run of each of these jobs, by run id."""
+        return await self.store.get_runs(j.latest_run_id for j in jobs if j.latest_run_id)
+
+    async def list_runs(self, job_id: str, *, limit: int, cursor: str | None) -> Page[Run]:
+        """The job's runs, newest first."""
+        return await self.store.list_runs(job_id, limit=limit, cursor=cursor)

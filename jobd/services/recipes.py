@@ -1,5 +1,5 @@
-"""Recipes: named, reusable job configurations. Jobs made of one take a snapshot (jobd/jobs.py),
-so what is done here never changes a job."""
+"""Recipes: named, reusable job configurations. Jobs made of one take a snapshot
+(jobd/services/jobs.py), so what is done here never changes a job."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jobd.domain.owners import Owner
+from jobd.domain.recipes import RECIPE_FIELDS, Recipe, without_replaced_command
+from jobd.domain.records import now
+from jobd.domain.resources import Plan
 from jobd.errors import InvalidRequest
-from jobd.jobs import validate
-from jobd.models import RECIPE_FIELDS, Owner, Plan, Recipe, now, without_replaced_command
+from jobd.services.validation import validate
 from jobd.store import Store
 
 
@@ -48,6 +51,12 @@ class Recipes:
 
     async def delete(self, name: str) -> None:
         await self.store.delete_recipe(name)
+
+    async def get(self, name: str) -> Recipe:
+        return await self.store.get_recipe(name)
+
+    async def list_recipes(self) -> list[Recipe]:
+        return await self.store.list_recipes()
 
     def _new(self, body: Mapping[str, Any], owner: Owner) -> Recipe:
         validate(body, "RecipeCreate")

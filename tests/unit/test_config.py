@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from jobd.config import default_socket, load
+from jobd.domain.resources import MIB
 from jobd.errors import InvalidRequest
-from jobd.models import MIB
 
 
 def test_defaults_work_without_any_configuration(

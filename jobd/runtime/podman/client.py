@@ -1,70 +1,46 @@
-"""The podman runtime: create/init/start, watch exits, stop, remove, inspect, list, recover.
+"""The podman runtime: create/init/start, watch exits, stop, remove, inspect, list, recover, exec.
 
 podman-py blocks (requests under the hood), so every call runs in a bounded thread pool, and the
-event stream runs in one thread of its own. Podman's dicts and exceptions never leave this
-module: they become jobd's `ContainerState`/`ContainerExit` and `RuntimeFailure` subclasses.
+event stream runs in one thread of its own (events.py). Podman's dicts and exceptions never
+leave this package: translate.py makes them jobd's `ContainerState`/`ContainerExit` and
+`RuntimeFailure` subclasses. Each created or adopted container's memory cgroup is watched for
+OOM kills (oom.py), which podman 4.3.1 with conmon 2.1.6 never reports itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
-import logging
 import signal
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import podman
 import podman.errors
-import requests.exceptions
 
-from jobd.errors import ContainerGone, ImageNotFound, RuntimeFailure, RuntimeUnavailable
-from jobd.runtime.exec import ExecStream
-from jobd.runtime.types import (
+from jobd.domain.engine import RuntimeInfo
+from jobd.errors import ContainerGone, ImageNotFound, RuntimeUnavailable
+from jobd.runtime.contract import ContainerExit, ContainerSpec, ContainerState, Handle
+from jobd.runtime.podman import events
+from jobd.runtime.podman.exec import ExecStream
+from jobd.runtime.podman.image import DEFAULT_IMAGE, prepare_context, temporary_context
+from jobd.runtime.podman.oom import OomWatch
+from jobd.runtime.podman.translate import (
     INSTANCE_LABEL,
-    RUN_LABEL,
-    ContainerExit,
-    ContainerSpec,
-    ContainerState,
-    RuntimeInfo,
+    labels,
+    repository,
+    state_of,
+    translated_errors,
 )
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
-ZERO_TIME = "0001-01-01"
 STOP_POLL_SECONDS = 0.25
-
-
-@contextlib.contextmanager
-def translated_errors(what: str) -> Iterator[None]:
-    """Map podman-py and requests exceptions to jobd's runtime errors."""
-    try:
-        yield
-    except podman.errors.ImageNotFound as e:
-        raise ImageNotFound(f"{what}: image not found: {e}") from e
-    except podman.errors.NotFound as e:
-        raise ContainerGone(f"{what}: {e}") from e
-    except (requests.exceptions.ConnectionError, podman.errors.APIError) as e:
-        if isinstance(e, podman.errors.APIError) and e.status_code is not None:
-            raise _api_failure(what, e) from e
-        raise RuntimeUnavailable(f"{what}: podman API unreachable: {e}") from e
-    except (podman.errors.PodmanError, requests.exceptions.RequestException) as e:
-        raise RuntimeFailure(f"{what}: {e}") from e
-
-
-def _api_failure(what: str, e: podman.errors.APIError) -> RuntimeFailure:
-    text = str(e.explanation or e)
-    if e.status_code == 404 and "image" in text.lower():
-        return ImageNotFound(f"{what}: {text}")
-    if e.status_code == 404:
-        return ContainerGone(f"{what}: {text}")
-    return RuntimeFailure(f"{what}: {text}")
 
 
 class PodmanRuntime:
@@ -78,8 +54,12 @@ class PodmanRuntime:
         self._client = podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=120)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
         self._last_info: tuple[float, RuntimeInfo] | None = None  # (monotonic time, info)
+        self._watches: dict[Handle, OomWatch] = {}
 
     async def close(self) -> None:
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
@@ -116,6 +96,8 @@ class PodmanRuntime:
             graph_root=str(about.get("store", {}).get("graphRoot", "")),
         )
 
+    # -- images -------------------------------------------------------------------------
+
     async def image_exists(self, reference: str) -> bool:
         return await self._call("image exists", self._client.images.exists, reference)
 
@@ -129,17 +111,54 @@ class PodmanRuntime:
             return None
         attrs = self._client.images.get(reference).attrs
         digests = [str(d) for d in attrs.get("RepoDigests") or ()]
-        same = [d for d in digests if d.split("@")[0] == _repository(reference)]
+        same = [d for d in digests if d.split("@")[0] == repository(reference)]
         pinned = same or digests
         return pinned[0] if pinned else None
 
+    async def fetch_image(self, reference: str) -> None:
+        """Pull the image; jobd's embedded image is built here instead, from the host's
+        static busybox (no registry needed)."""
+        if reference == DEFAULT_IMAGE:
+            await self._call("build", self._build_default_image)
+        else:
+            await self._call("pull", self._pull, reference)
+
+    def _build_default_image(self) -> None:
+        with temporary_context() as directory:
+            context = prepare_context(Path(directory))
+            self._client.images.build(
+                path=str(context), tag=DEFAULT_IMAGE, dockerfile="Containerfile", rm=True
+            )
+
+    def _pull(self, reference: str) -> None:
+        # podman-py reports a failed pull in the progress stream, not as an exception
+        errors: list[str] = []
+        try:
+            reports: Any = self._client.images.pull(reference, stream=True, decode=True)
+            for report in reports:
+                if isinstance(report, dict) and report.get("error"):
+                    errors.append(str(report["error"]))
+        except (podman.errors.APIError, podman.errors.ImageNotFound) as e:
+            errors.append(str(getattr(e, "explanation", None) or e))
+        if errors or not self._client.images.exists(reference):
+            why = "; ".join(errors) or "the pull produced no image"
+            raise ImageNotFound(
+                f"image {reference!r} is not in local storage and could not be pulled: {why}"
+            )
+
     # -- exec -----------------------------------------------------------------------------
 
-    async def exec_start(self, container_id: str, command: list[str], *, tty: bool) -> ExecStream:
-        """Run `command` in the running container, attached (see jobd/runtime/exec.py)."""
-        exec_id = await self._call("exec create", self._exec_create, container_id, command, tty)
+    async def exec(self, handle: Handle, command: list[str], *, tty: bool) -> ExecStream:
+        """Run `command` in the running container, attached (see exec.py)."""
+        exec_id = await self._call("exec create", self._exec_create, handle, command, tty)
         try:
-            return await ExecStream.start(self._socket, exec_id, tty=tty)
+            return await ExecStream.start(
+                self._socket,
+                exec_id,
+                tty=tty,
+                resize=functools.partial(self._exec_resize, exec_id),
+                exit_code=functools.partial(self._exec_exit_code, exec_id),
+            )
         except OSError as e:
             raise RuntimeUnavailable(f"exec start: podman API unreachable: {e}") from e
 
@@ -159,57 +178,42 @@ class PodmanRuntime:
         response.raise_for_status()
         return str(response.json()["Id"])
 
-    async def exec_resize(self, exec_id: str, rows: int, columns: int) -> None:
+    async def _exec_resize(self, exec_id: str, rows: int, columns: int) -> None:
         await self._call("exec resize", self._post, f"/exec/{exec_id}/resize", h=rows, w=columns)
 
-    async def exec_exit_code(self, exec_id: str) -> int | None:
-        return await self._call("exec inspect", self._exec_exit_code, exec_id)
+    async def _exec_exit_code(self, exec_id: str) -> int | None:
+        return await self._call("exec inspect", self._read_exec_exit_code, exec_id)
 
-    def _exec_exit_code(self, exec_id: str) -> int | None:
+    def _read_exec_exit_code(self, exec_id: str) -> int | None:
         response = self._client.api.get(f"/exec/{exec_id}/json")
         response.raise_for_status()
         code = response.json().get("ExitCode")
         return int(code) if code is not None else None
 
-    async def pull(self, reference: str) -> None:
-        await self._call("pull", self._pull, reference)
-
-    def _pull(self, reference: str) -> None:
-        # podman-py reports a failed pull in the progress stream, not as an exception
-        errors: list[str] = []
-        try:
-            reports: Any = self._client.images.pull(reference, stream=True, decode=True)
-            for report in reports:
-                if isinstance(report, dict) and report.get("error"):
-                    errors.append(str(report["error"]))
-        except (podman.errors.APIError, podman.errors.ImageNotFound) as e:
-            errors.append(str(getattr(e, "explanation", None) or e))
-        if errors or not self._client.images.exists(reference):
-            why = "; ".join(errors) or "the pull produced no image"
-            raise ImageNotFound(
-                f"image {reference!r} is not in local storage and could not be pulled: {why}"
-            )
-
-    async def build_image(self, context: Path, tag: str) -> None:
-        await self._call(
-            "build",
-            self._client.images.build,
-            path=str(context),
-            tag=tag,
-            dockerfile="Containerfile",
-            rm=True,
-        )
-
     # -- one container's life ---------------------------------------------------------
 
-    async def create(self, spec: ContainerSpec) -> str:
-        """Create and init the container: its cgroup exists, its process has not started."""
-        return await self._call(f"create {spec.name}", self._create, spec)
+    async def create(self, spec: ContainerSpec) -> Handle:
+        """Create and init the container: its cgroup exists, its process has not started.
+        From now until it is removed, its memory cgroup is watched for OOM kills."""
+        container_id, pid = await self._call(f"create {spec.name}", self._create, spec)
+        self._watch(container_id, pid)
+        return container_id
 
-    def _create(self, spec: ContainerSpec) -> str:
+    def _create(self, spec: ContainerSpec) -> tuple[str, int | None]:
+        container = self._client.containers.create(spec.image, **self._create_options(spec))
+        try:
+            container.init()
+            container.reload()  # its process id, now that it has one
+        except Exception:
+            with contextlib.suppress(podman.errors.PodmanError):
+                container.remove(force=True)
+            raise
+        return str(container.id), container.attrs.get("State", {}).get("Pid") or None
+
+    def _create_options(self, spec: ContainerSpec) -> dict[str, Any]:
         options: dict[str, Any] = {
             "name": spec.name,
-            "labels": spec.all_labels,
+            "labels": labels(spec, self.instance),
             "environment": dict(spec.env),
             "mem_limit": spec.memory_bytes,
             "memswap_limit": spec.memory_bytes,  # no swap beyond the plan's memory
@@ -241,42 +245,34 @@ class PodmanRuntime:
             options["devices"] = list(spec.devices)
         if spec.cpu_set:
             options["cpuset_cpus"] = spec.cpu_set
-        container = self._client.containers.create(spec.image, **options)
-        try:
-            container.init()
-        except Exception:
-            with contextlib.suppress(podman.errors.PodmanError):
-                container.remove(force=True)
-            raise
-        return str(container.id)
+        return options
 
-    async def start(self, container_id: str) -> None:
-        await self._call("start", self._post, f"/containers/{container_id}/start")
+    async def start(self, handle: Handle) -> None:
+        await self._call("start", self._post, f"/containers/{handle}/start")
 
     def _post(self, path: str, **params: Any) -> None:
         """One API call. podman-py's Container methods inspect the container first (a GET
         per call); by id, jobd needs no Container object."""
         self._client.api.post(path, params=params).raise_for_status()
 
-    async def inspect(self, container_id: str) -> ContainerState:
-        return await self._call("inspect", self._inspect, container_id)
+    async def inspect(self, handle: Handle) -> ContainerState:
+        return self._with_oom(await self._call("inspect", self._inspect, handle))
 
     def _inspect(self, container_id: str) -> ContainerState:
-        container = self._client.containers.get(container_id)
-        return _state(container.attrs)
+        return state_of(self._client.containers.get(container_id).attrs)
 
-    async def stop(self, container_id: str, grace_seconds: int) -> None:
+    async def stop(self, handle: Handle, grace_seconds: int) -> None:
         """SIGTERM, then SIGKILL once the grace period is over. Stopping a gone container
         succeeds. The grace period is waited here, not in a pool thread: a hundred stops
         must not park a hundred threads."""
         with contextlib.suppress(ContainerGone):
-            await self._call("stop", self._signal, container_id, "SIGTERM")
+            await self._call("stop", self._signal, handle, "SIGTERM")
             deadline = time.monotonic() + grace_seconds
             while (left := deadline - time.monotonic()) > 0:
-                if not (await self.inspect(container_id)).running:
+                if not (await self.inspect(handle)).running:
                     return
                 await asyncio.sleep(min(STOP_POLL_SECONDS, left))
-            await self._call("kill", self._signal, container_id, "SIGKILL")
+            await self._call("kill", self._signal, handle, "SIGKILL")
 
     def _signal(self, container_id: str, signal_name: str) -> None:
         try:
@@ -286,18 +282,41 @@ class PodmanRuntime:
             if e.status_code not in (304, 404, 409):
                 raise
 
-    async def remove(self, container_id: str) -> None:
-        """Removing a gone container succeeds."""
+    async def remove(self, handle: Handle) -> None:
+        """Removing a gone container succeeds. Its OOM watch goes with it."""
+        watch = self._watches.pop(handle, None)
+        if watch is not None:
+            watch.close()
         with contextlib.suppress(ContainerGone):
-            await self._call("remove", self._remove, container_id)
+            await self._call("remove", self._remove, handle)
 
     def _remove(self, container_id: str) -> None:
         self._client.containers.remove(container_id, force=True)  # by id: no inspect first
 
+    # -- OOM kills ----------------------------------------------------------------------
+
+    def adopt(self, state: ContainerState) -> None:
+        """A running container created before jobd restarted: watch its cgroup again."""
+        self._watch(state.container_id, state.pid)
+
+    def _watch(self, container_id: Handle, pid: int | None) -> None:
+        if pid and container_id not in self._watches:
+            watch = OomWatch.start(pid)
+            if watch is not None:
+                self._watches[container_id] = watch
+
+    def _with_oom(self, state: ContainerState) -> ContainerState:
+        """An exited container's state says whether its watch saw an OOM kill: podman's own
+        flag is never set on podman 4.3.1 with conmon 2.1.6."""
+        watch = self._watches.get(state.container_id)
+        if state.oom_killed or watch is None or not state.exited or not watch.check():
+            return state
+        return dataclasses.replace(state, oom_killed=True)
+
     # -- all of jobd's containers ------------------------------------------------------
 
     async def list_managed(self) -> list[ContainerState]:
-        return await self._call("list", self._list_managed)
+        return [self._with_oom(s) for s in await self._call("list", self._list_managed)]
 
     def _list_managed(self) -> list[ContainerState]:
         # podman-py mangles a list of label filters: one string
@@ -308,121 +327,6 @@ class PodmanRuntime:
                 states.append(self._inspect(summary.id))
         return states
 
-    async def exits(self, since: float) -> AsyncIterator[ContainerExit]:
-        """Every death of a jobd container from `since` on, forever. Reconnects (replaying with
-        since=) when the stream breaks; a death may be reported twice, never missed."""
-        queue: asyncio.Queue[ContainerExit] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        stop = threading.Event()
-
-        def emit(exit_: ContainerExit) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, exit_)
-
-        thread = threading.Thread(
-            target=self._follow_events,
-            args=(since, emit, stop),
-            name="podman-events",
-            daemon=True,
-        )
-        thread.start()
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            stop.set()
-
-    def _follow_events(
-        self, since: float, emit: Callable[[ContainerExit], Any], stop: threading.Event
-    ) -> None:
-        client = podman.PodmanClient(base_url=f"http+unix://{self._socket}", timeout=None)
-        last = since
-        while not stop.is_set():
-            try:
-                for event in client.events(
-                    since=int(last) - 1,
-                    filters=["type=container", "event=died", f"label={self._mine}"],
-                    decode=True,
-                ):
-                    if stop.is_set():
-                        return
-                    last = max(last, float(event.get("time", last)))
-                    exit_ = _exit_event(event)
-                    if exit_ is not None:
-                        emit(exit_)
-            except Exception as e:  # the stream broke (podman restarted?): replay with since=
-                log.warning("podman event stream broke (%s); reconnecting", e)
-                stop.wait(1.0)
-        client.close()
-
-
-def _exit_event(event: dict[str, Any]) -> ContainerExit | None:
-    actor = event.get("Actor", {})
-    attributes = actor.get("Attributes", {})
-    run_id = attributes.get(RUN_LABEL)
-    if not run_id:
-        return None
-    code = attributes.get("containerExitCode")
-    return ContainerExit(
-        container_id=actor.get("ID", ""),
-        run_id=run_id,
-        exit_code=int(code) if code not in (None, "") else None,
-    )
-
-
-def _state(attrs: dict[str, Any]) -> ContainerState:
-    state = attrs.get("State", {})
-    labels = attrs.get("Config", {}).get("Labels") or {}
-    status = str(state.get("Status", "unknown"))
-    return ContainerState(
-        container_id=str(attrs["Id"]),
-        run_id=labels.get(RUN_LABEL),
-        status=status,
-        exit_code=state.get("ExitCode") if status in {"exited", "stopped"} else None,
-        started_at=_timestamp(state.get("StartedAt")),
-        finished_at=_timestamp(state.get("FinishedAt")),
-        oom_killed=bool(state.get("OOMKilled", False)),
-        pid=state.get("Pid") or None,
-        endpoints=_endpoints(attrs.get("NetworkSettings", {}).get("Ports") or {}),
-    )
-
-
-def _endpoints(ports: dict[str, Any]) -> dict[int, str]:
-    """{"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]} -> {8080: "127.0.0.1:41234"}"""
-    found: dict[int, str] = {}
-    for key, bindings in ports.items():
-        port, _, protocol = key.partition("/")
-        for binding in bindings or ():
-            if protocol in ("", "tcp") and binding.get("HostPort"):
-                host = binding.get("HostIp") or "0.0.0.0"
-                found[int(port)] = f"{host}:{binding['HostPort']}"
-    return found
-
-
-def _timestamp(value: str | None) -> datetime | None:
-    if not value or value.startswith(ZERO_TIME):
-        return None
-    return datetime.fromisoformat(value)
-
-
-def _answers(socket: Path) -> bool:
-    try:
-        with podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=2) as client:
-            return bool(client.ping())
-    except (podman.errors.PodmanError, requests.exceptions.RequestException, OSError):
-        return False  # not up yet
-
-
-def wait_for_socket(socket: Path, timeout: float) -> bool:
-    """Block until the podman API answers on `socket`, up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if socket.exists() and _answers(socket):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _repository(reference: str) -> str:
-    """localhost:5000/team/app:1.2 -> localhost:5000/team/app (the tag or digest goes)."""
-    name = reference.split("@", 1)[0]
-    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+    def exits(self, since: float) -> AsyncIterator[ContainerExit]:
+        """Every death of this jobd's containers from `since` on, forever (events.py)."""
+        return events.exits(self._socket, self._mine, since)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -23,19 +24,35 @@ FRAME_HEADER = struct.Struct(">BxxxI")
 READ_SIZE = 64 * 1024
 
 
+Resize = Callable[[int, int], Awaitable[None]]  # (rows, columns)
+ExitCode = Callable[[], Awaitable[int | None]]
+
+
 class ExecStream:
-    """One attached exec: write stdin, read (stream, bytes) until the process exits."""
+    """One attached exec: write stdin, read (stream, bytes) until the process exits. Its
+    terminal size and exit code go through the API's other calls: `resize`, `exit_code`."""
 
     def __init__(
-        self, exec_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tty: bool
+        self,
+        exec_id: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tty: bool,
+        resize: Resize,
+        exit_code: ExitCode,
     ) -> None:
         self.exec_id = exec_id
         self.tty = tty
         self._reader = reader
         self._writer = writer
+        self._resize = resize
+        self._exit_code = exit_code
 
     @classmethod
-    async def start(cls, socket: Path, exec_id: str, *, tty: bool) -> ExecStream:
+    async def start(
+        cls, socket: Path, exec_id: str, *, tty: bool, resize: Resize, exit_code: ExitCode
+    ) -> ExecStream:
         reader, writer = await asyncio.open_unix_connection(str(socket))
         body = orjson.dumps({"Detach": False, "Tty": tty})
         head = (
@@ -50,7 +67,7 @@ class ExecStream:
         if b" 101 " not in status and b" 200 " not in status:
             writer.close()
             raise RuntimeFailure(f"exec start: podman answered {status.decode(errors='replace')}")
-        return cls(exec_id, reader, writer, tty)
+        return cls(exec_id, reader, writer, tty=tty, resize=resize, exit_code=exit_code)
 
     async def read(self) -> tuple[int, bytes] | None:
         """The next piece of output and its stream, or None once the process has exited."""
@@ -72,6 +89,13 @@ class ExecStream:
         """The process reads end of file (the connection is half-closed)."""
         if self._writer.can_write_eof():
             self._writer.write_eof()
+
+    async def resize(self, rows: int, columns: int) -> None:
+        await self._resize(rows, columns)
+
+    async def exit_code(self) -> int | None:
+        """Once the output has ended: the process's exit code."""
+        return await self._exit_code()
 
     def close(self) -> None:
         self._writer.close()

@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from pathlib import Path
 
+import podman
+import podman.errors
+import requests.exceptions
+
 from jobd.errors import RuntimeUnavailable
-from jobd.runtime.podman import wait_for_socket
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +94,21 @@ class PodmanService:
             process.kill()
             await process.wait()
         self.socket.unlink(missing_ok=True)
+
+
+def wait_for_socket(socket: Path, timeout: float) -> bool:
+    """Block until the podman API answers on `socket`, up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if socket.exists() and _answers(socket):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _answers(socket: Path) -> bool:
+    try:
+        with podman.PodmanClient(base_url=f"http+unix://{socket}", timeout=2) as client:
+            return bool(client.ping())
+    except (podman.errors.PodmanError, requests.exceptions.RequestException, OSError):
+        return False  # not up yet

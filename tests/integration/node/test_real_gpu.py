@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobd.gpus import NvmlSource
+from jobd.node.gpus import NvmlSource
 
 pytestmark = pytest.mark.gpu
 

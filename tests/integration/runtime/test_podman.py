@@ -1,4 +1,4 @@
-"""The runtime module against a real `podman system service`: create/init/start, exit events,
+"""The podman runtime against a real `podman system service`: create/init/start, exit events,
 idempotent stop and remove, listing by instance label, OOM detection through the cgroup."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 
 from jobd.config import default_podman_runtime
 from jobd.errors import ContainerGone, ImageNotFound
-from jobd.runtime.oom import OomWatch
-from jobd.runtime.podman import PodmanRuntime
-from jobd.runtime.types import ContainerExit, ContainerSpec
+from jobd.runtime.contract import ContainerExit, ContainerSpec
+from jobd.runtime.podman.client import PodmanRuntime
+from jobd.runtime.podman.oom import OomWatch
 
 pytestmark = [pytest.mark.podman]
 MIB = 1024 * 1024
@@ -31,9 +31,7 @@ async def runtime(podman_socket: Path, test_image: str) -> AsyncIterator[PodmanR
     await rt.close()
 
 
-def spec(
-    tmp_path: Path, runtime: PodmanRuntime, image: str, *command: str, memory: int = 256 * MIB
-) -> ContainerSpec:
+def spec(tmp_path: Path, image: str, *command: str, memory: int = 256 * MIB) -> ContainerSpec:
     run_id = f"run-{secrets.token_hex(6)}"
     (tmp_path / run_id).mkdir()
     return ContainerSpec(
@@ -50,7 +48,6 @@ def spec(
         nproc=64,
         network="none",
         log_path=tmp_path / run_id / "container.log",
-        instance=runtime.instance,
     )
 
 
@@ -67,7 +64,7 @@ async def test_a_container_runs_with_its_limits_and_its_exit_is_reported(
     tmp_path: Path,
     test_image: str,
 ) -> None:
-    s = spec(tmp_path, runtime, test_image, "sh", "-c", "echo hello; exit 4")
+    s = spec(tmp_path, test_image, "sh", "-c", "echo hello; exit 4")
     exits = runtime.exits(since=0)
     container_id = await runtime.create(s)
     created = await runtime.inspect(container_id)
@@ -93,7 +90,6 @@ async def test_oom_kills_are_seen_through_the_cgroup(
 ) -> None:
     s = spec(
         tmp_path,
-        runtime,
         test_image,
         "sh",
         "-c",
@@ -112,9 +108,11 @@ async def test_oom_kills_are_seen_through_the_cgroup(
     await asyncio.sleep(0.3)  # let the loop run the eventfd callback
     assert watch.check() is True
     watch.close()
+    state = await runtime.inspect(container_id)
+    assert state.oom_killed, "the runtime's own watch, armed at create, says so too"
 
 
 async def test_a_missing_image_is_image_not_found(runtime: PodmanRuntime) -> None:
     assert not await runtime.image_exists("localhost/definitely-missing:0")
     with pytest.raises(ImageNotFound):
-        await runtime.pull("localhost/definitely-missing:0")
+        await runtime.fetch_image("localhost/definitely-missing:0")

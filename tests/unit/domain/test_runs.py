@@ -7,22 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobd.models import (
-    DEFAULT_PLANS,
-    GIB,
+from jobd.domain.capacity import free_on, never_fits
+from jobd.domain.node import NodeInventory
+from jobd.domain.records import new_id
+from jobd.domain.resources import DEFAULT_PLANS, GIB, Plan
+from jobd.domain.runs import Run, outcome
+from jobd.domain.states import (
     TERMINAL_STATUSES,
     TRANSITIONS,
     FailureType,
-    Plan,
-    Run,
     RunStatus,
     StopReason,
-    new_id,
-    outcome,
     sources_of,
 )
-from jobd.node import NodeInventory
-from jobd.placement import free_on, never_fits, place
+from jobd.scheduler.placement import place
 
 
 def make_run(plan: str = "standard", **changes: object) -> Run:

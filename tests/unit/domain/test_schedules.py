@@ -7,23 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobd.models import (
-    DEFAULT_PLANS,
+from jobd.domain.jobs import JobSpec, Kind, RetryPolicy
+from jobd.domain.resources import DEFAULT_PLANS
+from jobd.domain.runs import Run, next_attempt, outcome
+from jobd.domain.schedules import CatchUp, Schedule
+from jobd.domain.states import (
     TRANSITIONS,
-    CatchUp,
     Failure,
     FailureCategory,
     FailureType,
-    JobSpec,
-    Kind,
-    RetryPolicy,
-    Run,
     RunStatus,
-    Schedule,
     StopReason,
     Trigger,
-    next_attempt,
-    outcome,
 )
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -9,15 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 from jobd.config import LogLimits
-from jobd.logs import (
-    READ_CHUNK,
-    LineJoiner,
-    LogFollower,
-    LogQuery,
-    RunLog,
-    k8s_text,
-    parse_k8s_line,
-)
+from jobd.logs.follower import LogFollower
+from jobd.logs.lines import LineJoiner, LogQuery, k8s_text, parse_k8s_line
+from jobd.logs.run_log import READ_CHUNK, RunLog
 
 TS = "2026-11-23T10:00:00.000000000+00:00"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from jobd.cdi import (
+from jobd.node.cdi import (
     CdiDevice,
     CdiRegistry,
     CdiSpec,

@@ -14,8 +14,8 @@ from typing import Any
 import pynvml
 import pytest
 
-from jobd.gpus import NVML_MISSING, FileSource, NvmlSource, container_of, gpu_source
-from jobd.node import Gpu, GpuProcess
+from jobd.domain.node import Gpu, GpuProcess
+from jobd.node.gpus import NVML_MISSING, FileSource, NvmlSource, container_of, gpu_source
 
 GB = 1000**3
 CONTAINER = "3f" * 32

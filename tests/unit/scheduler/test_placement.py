@@ -7,9 +7,12 @@ import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from jobd.models import GB, GIB, Allocation, GpuGrant, Plan, Run, RunStatus
-from jobd.node import Gpu, GpuInventory, GpuProcess, NodeInventory
-from jobd.placement import Free, Slack, free_on, never_fits, place
+from jobd.domain.capacity import Free, free_on, never_fits
+from jobd.domain.node import Gpu, GpuInventory, GpuProcess, NodeInventory
+from jobd.domain.resources import GB, GIB, Allocation, GpuGrant, Plan
+from jobd.domain.runs import Run
+from jobd.domain.states import RunStatus
+from jobd.scheduler.placement import Slack, place
 
 MOMENT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 HOUR = 3600

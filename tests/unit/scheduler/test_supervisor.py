@@ -6,148 +6,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from jobd.config import Config, GpuSettings
-from jobd.errors import (
-    ContainerGone,
-    Forbidden,
-    ImageNotFound,
-    InvalidRequest,
-    NotFound,
-    RuntimeFailure,
-)
-from jobd.inventory import Inventory
-from jobd.jobs import Jobs
-from jobd.logs import LogPump
-from jobd.models import GIB, FailureType, Owner, RunStatus, now
-from jobd.node import Gpu, GpuInventory, NodeInventory
-from jobd.runtime.types import ContainerExit, ContainerSpec, ContainerState, RuntimeInfo
+from jobd.domain.node import Gpu, GpuInventory, NodeInventory
+from jobd.domain.owners import Owner
+from jobd.domain.records import now
+from jobd.domain.resources import GIB
+from jobd.domain.states import FailureType, RunStatus
+from jobd.errors import Forbidden, ImageNotFound, InvalidRequest, NotFound, RuntimeFailure
+from jobd.logs.pump import LogPump
+from jobd.node.inventory import Inventory
+from jobd.scheduler.supervisor import Supervisor
+from jobd.services.jobs import Jobs
+from jobd.services.runs import Runs
 from jobd.store import Store
-from jobd.supervisor import Supervisor
+from tests.unit.scheduler.fake_runtime import INFO, FakeRuntime
 
 OWNER = Owner(uid=0, user="root", via="unix")
-INFO = RuntimeInfo(
-    version="4.3.1",
-    api_version="1.41",
-    rootless=False,
-    cgroup_version="v1",
-    cgroup_manager="cgroupfs",
-    cgroup_controllers=("memory", "cpu", "pids"),
-    oci_runtime="runc",
+
+
+SMALL_NODE = NodeInventory(
+    cpus=2, memory_bytes=8 * GIB, disk_total_bytes=100 * GIB, disk_free_bytes=50 * GIB
 )
-
-
-class FakeRuntime:
-    """Containers in memory. `gate` holds create() until released; exits are pushed
-    to the stream as podman's died events would be."""
-
-    def __init__(self) -> None:
-        self.instance = "fake"
-        self.containers: dict[str, ContainerState] = {}
-        self.specs: dict[str, ContainerSpec] = {}  # by run id, as created
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.create_error: Exception | None = None
-        self.exit_on_start: int | None = None
-        self.list_delay = 0.0
-        self.stopped: list[str] = []
-        self.removed: list[str] = []
-        self.image_checks = 0
-        self.inspect_failures = 0
-        self._exits: asyncio.Queue[ContainerExit] = asyncio.Queue()
-
-    async def info(self, *, max_age: float = 0.0) -> RuntimeInfo:
-        return INFO
-
-    async def image_exists(self, reference: str) -> bool:
-        self.image_checks += 1
-        return reference != "missing"
-
-    async def image_digest(self, reference: str) -> str | None:
-        return None if reference == "missing" else f"{reference}@sha256:{'0' * 64}"
-
-    async def pull(self, reference: str) -> None:
-        raise ImageNotFound(f"{reference} can't be pulled")
-
-    async def build_image(self, context: Path, tag: str) -> None:
-        return None
-
-    async def create(self, spec: ContainerSpec) -> str:
-        await self.gate.wait()
-        self.specs[spec.run_id] = spec
-        if self.create_error is not None:
-            raise self.create_error
-        container_id = secrets.token_hex(8)
-        self.containers[container_id] = ContainerState(
-            container_id=container_id,
-            run_id=spec.run_id,
-            status="initialized",
-            exit_code=None,
-            started_at=None,
-            finished_at=None,
-            oom_killed=False,
-            pid=None,
-        )
-        return container_id
-
-    async def start(self, container_id: str) -> None:
-        state = self.containers[container_id]
-        self.containers[container_id] = replace(state, status="running", started_at=now())
-        if self.exit_on_start is not None:
-            self.exit(container_id, self.exit_on_start)
-
-    def exit(self, container_id: str, code: int) -> None:
-        state = self.containers[container_id]
-        self.containers[container_id] = replace(
-            state, status="exited", exit_code=code, finished_at=now()
-        )
-        assert state.run_id is not None
-        self._exits.put_nowait(
-            ContainerExit(container_id=container_id, run_id=state.run_id, exit_code=code)
-        )
-
-    async def inspect(self, container_id: str) -> ContainerState:
-        if self.inspect_failures:
-            self.inspect_failures -= 1
-            raise RuntimeFailure("inspect: read /proc/3181/cgroup: no such process")
-        if container_id not in self.containers:
-            raise ContainerGone(container_id)
-        return self.containers[container_id]
-
-    async def stop(self, container_id: str, grace_seconds: int) -> None:
-        self.stopped.append(container_id)
-        if container_id in self.containers and self.containers[container_id].running:
-            self.exit(container_id, 143)
-
-    async def remove(self, container_id: str) -> None:
-        self.removed.append(container_id)
-        self.containers.pop(container_id, None)
-
-    async def list_managed(self) -> list[ContainerState]:
-        listed = list(self.containers.values())
-        await asyncio.sleep(self.list_delay)  # the answer ages while launches go on
-        return listed
-
-    async def exits(self, since: float) -> AsyncIterator[ContainerExit]:
-        while True:
-            yield await self._exits.get()
 
 
 class Harness:
-    def __init__(self, store: Store, runtime: FakeRuntime, tmp_path: Path) -> None:
-        config = Config(data_dir=tmp_path, socket=tmp_path / "jobd.sock", stop_grace_seconds=0)
-        capacity = Inventory.fixed(
-            NodeInventory(
-                cpus=2, memory_bytes=8 * GIB, disk_total_bytes=100 * GIB, disk_free_bytes=50 * GIB
-            )
+    def __init__(
+        self,
+        store: Store,
+        runtime: FakeRuntime,
+        tmp_path: Path,
+        *,
+        node: NodeInventory = SMALL_NODE,
+        gpus: GpuSettings | None = None,
+    ) -> None:
+        config = Config(
+            data_dir=tmp_path,
+            socket=tmp_path / "jobd.sock",
+            stop_grace_seconds=0,
+            gpus=gpus or GpuSettings(),
         )
+        capacity = Inventory.fixed(node)
         self.store = store
         self.runtime = runtime
         self.pump = LogPump(tmp_path / "logs", config.logs)
@@ -160,6 +64,7 @@ class Harness:
             self.supervisor.purge_soon,
             runtime.image_digest,
         )
+        self.runs = Runs(store, self.supervisor.wake, lambda: self.supervisor.waiting)
 
     def new_supervisor(self, config: Config, capacity: Inventory) -> Supervisor:
         """A supervisor on this store, runtime and logs: the first, or one after a restart."""
@@ -170,7 +75,6 @@ class Harness:
             config=config,
             inventory=capacity,
             info=INFO,
-            instance="fake",
         )
 
     async def submit(self, image: str = "img", **body: object) -> str:
@@ -195,19 +99,30 @@ class Harness:
         return container_id in self.runtime.removed
 
 
-@pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+@contextlib.asynccontextmanager
+async def running(
+    tmp_path: Path, *, node: NodeInventory = SMALL_NODE, gpus: GpuSettings | None = None
+) -> AsyncIterator[Harness]:
+    """A harness whose supervisor runs its loop and watches exits."""
     store = await Store.open(tmp_path / "jobd.db")
-    h = Harness(store, FakeRuntime(), tmp_path)
+    h = Harness(store, FakeRuntime(), tmp_path, node=node, gpus=gpus)
     tasks = [
         asyncio.create_task(h.supervisor.run()),
         asyncio.create_task(h.supervisor.watch_exits()),
     ]
-    yield h
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await store.close()
+    try:
+        yield h
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await store.close()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with running(tmp_path) as h:
+        yield h
 
 
 async def terminal_events(h: Harness, run_id: str) -> list[str]:
@@ -233,7 +148,7 @@ async def test_cancel_while_the_container_is_created_ends_cancelled_once(
     harness.runtime.gate.clear()
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.ASSIGNED)
-    cancelled = await harness.jobs.cancel(run_id)
+    cancelled = await harness.runs.cancel(run_id)
     assert cancelled.status is RunStatus.CANCELLING
     harness.runtime.gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
@@ -249,7 +164,7 @@ async def test_cancel_while_a_failing_create_ends_cancelled_not_failed(harness: 
     harness.runtime.create_error = RuntimeFailure("boom")
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.ASSIGNED)
-    await harness.jobs.cancel(run_id)
+    await harness.runs.cancel(run_id)
     harness.runtime.gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
     assert await terminal_events(harness, run_id) == ["cancelled"]
@@ -368,7 +283,7 @@ async def test_a_cancel_decided_on_pending_does_not_end_an_assigned_run(
         run_id, RunStatus.CANCELLED, expect={RunStatus.PENDING}
     )
     assert refused is None
-    assert (await harness.jobs.cancel(run_id)).status is RunStatus.CANCELLING
+    assert (await harness.runs.cancel(run_id)).status is RunStatus.CANCELLING
     harness.runtime.gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
 
@@ -447,7 +362,7 @@ async def test_other_users_may_not_raise_a_priority_past_their_limit(harness: Ha
 
 
 async def test_gpu_runs_fail_gpu_unavailable_when_no_cdi_spec_names_their_gpu(
-    harness: Harness, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     gpu = Gpu(index="0", uuid="GPU-abc", name="NVIDIA L4", memory_total=GIB, memory_free=GIB)
     node = NodeInventory(
@@ -458,16 +373,14 @@ async def test_gpu_runs_fail_gpu_unavailable_when_no_cdi_spec_names_their_gpu(
         gpus=GpuInventory(gpus=(gpu,)),
     )
     settings = GpuSettings(cdi_spec_dirs=(tmp_path / "no-cdi",))
-    harness.supervisor.inventory = Inventory.fixed(node)
-    harness.supervisor.config = replace(harness.supervisor.config, gpus=settings)
-    harness.jobs.inventory = harness.supervisor.inventory
-    run_id = await harness.submit(resources={"gpuCount": 1, "cpuCount": 1, "minRamGb": 1})
-    await harness.until(run_id, RunStatus.FAILED)
-    run = await harness.store.get_run(run_id)
+    async with running(tmp_path, node=node, gpus=settings) as harness:
+        run_id = await harness.submit(resources={"gpuCount": 1, "cpuCount": 1, "minRamGb": 1})
+        await harness.until(run_id, RunStatus.FAILED)
+        run = await harness.store.get_run(run_id)
+        assert harness.runtime.containers == {}  # nothing was created, nothing ran
     assert run.failure is not None and run.failure.type is FailureType.GPU_UNAVAILABLE
     assert "no CDI device nvidia.com/gpu=GPU-abc or nvidia.com/gpu=0" in run.failure.message
     assert run.allocation is not None and run.allocation.gpus[0].uuid == "GPU-abc"
-    assert harness.runtime.containers == {}  # nothing was created, nothing ran
 
 
 async def test_a_schedule_with_its_own_resources_fires_with_them(harness: Harness) -> None:
@@ -481,7 +394,7 @@ async def test_a_schedule_with_its_own_resources_fires_with_them(harness: Harnes
     )
     assert job.spec.plan == "custom"
     due = (job.next_fire_at or now()) + timedelta(seconds=1)
-    fired = await harness.store.fire_schedules(due, harness.supervisor._plan_for)
+    fired = await harness.store.fire_schedules(due, harness.supervisor.plan_for)
     (run,) = fired.started
     assert (run.plan.id, run.plan.cpus, run.plan.memory_bytes) == ("custom", 1, 10**9)
 

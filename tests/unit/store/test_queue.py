@@ -11,22 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from jobd.models import (
-    DEFAULT_PLANS,
-    Allocation,
-    FailureType,
-    GpuGrant,
-    Job,
-    JobSpec,
-    Owner,
-    Run,
-    RunStatus,
-    new_id,
-    now,
-    pending_run,
-)
-from jobd.placement import Decision
-from jobd.store import MIGRATIONS, Store
+from jobd.domain.capacity import Decision
+from jobd.domain.jobs import Job, JobSpec
+from jobd.domain.owners import Owner
+from jobd.domain.records import new_id, now
+from jobd.domain.resources import DEFAULT_PLANS, Allocation, GpuGrant
+from jobd.domain.runs import Run, pending_run
+from jobd.domain.states import FailureType, RunStatus
+from jobd.store import Store
+from jobd.store.schema import MIGRATIONS
 
 OWNER = Owner(uid=1000, user="dev", via="unix")
 GRANT = GpuGrant(uuid="GPU-1", index="1", name="NVIDIA L4", factor=2.0)

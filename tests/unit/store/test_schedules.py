@@ -12,27 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from jobd.models import (
-    DEFAULT_PLANS,
-    Allocation,
-    CatchUp,
-    ConcurrencyPolicy,
-    Failure,
-    FailureType,
-    Job,
-    JobSpec,
-    Plan,
-    RetryPolicy,
-    Run,
-    RunStatus,
-    Schedule,
-    Trigger,
-    new_id,
-    now,
-)
-from jobd.placement import Decision
+from jobd.domain.capacity import Decision
+from jobd.domain.jobs import Job, JobSpec, RetryPolicy
+from jobd.domain.records import new_id, now
+from jobd.domain.resources import DEFAULT_PLANS, Allocation, Plan
+from jobd.domain.runs import Run
+from jobd.domain.schedules import CatchUp, ConcurrencyPolicy, Schedule
+from jobd.domain.states import Failure, FailureType, RunStatus, Trigger
 from jobd.store import Store
-from tests.unit.test_store import OWNER, new_run
+from tests.unit.store.test_store import OWNER, new_run
 
 
 def plans(spec: JobSpec) -> Plan | None:

@@ -11,20 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from jobd.domain.jobs import Job, JobFilter, JobSpec
+from jobd.domain.owners import Owner
+from jobd.domain.records import new_id, now
+from jobd.domain.resources import DEFAULT_PLANS
+from jobd.domain.runs import Run
+from jobd.domain.states import Failure, FailureType, RunStatus
 from jobd.errors import InvalidRequest, NotFound, StoreError
-from jobd.models import (
-    DEFAULT_PLANS,
-    Failure,
-    FailureType,
-    Job,
-    JobSpec,
-    Owner,
-    Run,
-    RunStatus,
-    new_id,
-    now,
-)
-from jobd.store import MIGRATIONS, JobFilter, Store
+from jobd.store import Store
+from jobd.store.schema import MIGRATIONS
 
 OWNER = Owner(uid=1000, user="dev", via="unix")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobd.writer import Writer
+from jobd.store.writer import Writer
 
 
 def _schema(db: sqlite3.Connection) -> None:

@@ -1,0 +1,32 @@
+"""What the edge is given: the services its handlers call, under the app's typed key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from jobd.config import Config
+from jobd.services.exec import ExecSessions
+from jobd.services.jobs import Jobs
+from jobd.services.logs import Logs
+from jobd.services.node import Node
+from jobd.services.recipes import Recipes
+from jobd.services.runs import Runs
+
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    config: Config
+    jobs: Jobs
+    runs: Runs
+    recipes: Recipes
+    logs: Logs
+    node: Node
+    exec_sessions: ExecSessions
+    token: str  # the TCP API's bearer token
+
+
+SERVICES = web.AppKey("services", Services)

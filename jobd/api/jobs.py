@@ -1,0 +1,93 @@
+"""/v1/jobs: create, list, read, change, delete jobs; their status, runs, and reruns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from jobd.api.context import SERVICES
+from jobd.api.middleware import caller
+from jobd.api.requests import json_body, json_response, page, time_param
+from jobd.domain.jobs import Job, JobFilter
+from jobd.domain.states import RunStatus
+from jobd.errors import InvalidRequest
+from jobd.services.jobs import Jobs
+
+
+async def create_job(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    job, run = await services.jobs.create(await json_body(request), caller(request))
+    return json_response(job.to_api(latest_run=run), status=201)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    jobs = request.app[SERVICES].jobs
+    limit, cursor = page(request)
+    found = await jobs.list_jobs(_job_filter(request), limit=limit, cursor=cursor)
+    latest = await jobs.latest_runs(found.items)
+    docs = [j.to_api(latest_run=latest.get(j.latest_run_id or "")) for j in found.items]
+    return json_response({"jobs": docs, "nextCursor": found.next_cursor})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    jobs = request.app[SERVICES].jobs
+    return json_response(await _job_doc(jobs, await jobs.get(request.match_info["job_id"])))
+
+
+async def update_job(request: web.Request) -> web.Response:
+    jobs = request.app[SERVICES].jobs
+    body = await json_body(request)
+    job = await jobs.update(request.match_info["job_id"], body, caller(request))
+    return json_response(await _job_doc(jobs, job))
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    await request.app[SERVICES].jobs.delete(request.match_info["job_id"])
+    return web.Response(status=202)
+
+
+async def job_status(request: web.Request) -> web.Response:
+    return json_response(await request.app[SERVICES].jobs.status(request.match_info["job_id"]))
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    limit, cursor = page(request)
+    found = await request.app[SERVICES].jobs.list_runs(
+        request.match_info["job_id"], limit=limit, cursor=cursor
+    )
+    return json_response(
+        {"runs": [r.to_api() for r in found.items], "nextCursor": found.next_cursor}
+    )
+
+
+async def rerun_job(request: web.Request) -> web.Response:
+    run = await request.app[SERVICES].jobs.rerun(request.match_info["job_id"])
+    return json_response(run.to_api(), status=201)
+
+
+async def _job_doc(jobs: Jobs, job: Job) -> dict[str, Any]:
+    latest = await jobs.latest_runs([job])
+    return job.to_api(latest_run=latest.get(job.latest_run_id or ""))
+
+
+def _job_filter(request: web.Request) -> JobFilter:
+    status = request.query.get("status")
+    if status is not None and status not in RunStatus.__members__.values():
+        raise InvalidRequest(f"status: unknown status {status!r}")
+    labels = {}
+    for item in request.query.getall("label", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"label: expected key=value, got {item!r}")
+        labels[key] = value
+    scheduled = request.query.get("scheduled", "false").lower()
+    if scheduled not in {"true", "false"}:
+        raise InvalidRequest(f"scheduled: true or false, not {scheduled!r}")
+    return JobFilter(
+        status=RunStatus(status) if status else None,
+        scheduled=scheduled == "true",
+        labels=labels,
+        created_after=time_param(request, "createdAfter"),
+        created_before=time_param(request, "createdBefore"),
+    )

@@ -1,0 +1,43 @@
+"""/v1/runs/{id}: a run (with where it stands in the queue), its state changes, cancel, stop."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jobd.api.context import SERVICES
+from jobd.api.requests import json_response
+from jobd.domain.records import from_epoch, rfc3339
+from jobd.domain.states import RunStatus
+
+
+async def get_run(request: web.Request) -> web.Response:
+    runs = request.app[SERVICES].runs
+    run = await runs.get(request.match_info["run_id"])
+    doc = run.to_api()
+    if run.status is RunStatus.PENDING:
+        doc["queue"] = await runs.queue_doc(run)
+    return json_response(doc)
+
+
+async def get_run_events(request: web.Request) -> web.Response:
+    events = await request.app[SERVICES].runs.events(request.match_info["run_id"])
+    docs = [
+        {
+            "at": rfc3339(from_epoch(e["at"])),
+            "from": e["from_status"],
+            "to": e["to_status"],
+            "detail": e["detail"],
+        }
+        for e in events
+    ]
+    return json_response({"events": docs})
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    run = await request.app[SERVICES].runs.cancel(request.match_info["run_id"])
+    return json_response(run.to_api(), status=202)
+
+
+async def stop_run(request: web.Request) -> web.Response:
+    run = await request.app[SERVICES].runs.stop(request.match_info["run_id"])
+    return json_response(run.to_api(), status=202)

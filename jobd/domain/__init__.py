@@ -1,0 +1,1 @@
+"""jobd's domain: pure records and rules. Imports nothing of jobd but jobd.errors."""

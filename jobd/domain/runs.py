@@ -1,0 +1,265 @@
+"""Runs: one execution of a job, from the queue to its outcome. How a run ends once its
+container has exited (`outcome`), and how new runs are made (`pending_run`, `next_attempt`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from jobd.domain.jobs import JobSpec, Kind
+from jobd.domain.records import Row, from_epoch, maybe_epoch, new_id, rfc3339
+from jobd.domain.resources import MIB, SECONDS_PER_MONTH, Allocation, Limits, Plan
+from jobd.domain.states import Failure, FailureType, RunStatus, StopReason, Trigger
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    id: str
+    job_id: str
+    status: RunStatus
+    plan: Plan
+    created_at: datetime
+    timeout_seconds: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+    exit_code: int | None = None
+    failure: Failure | None = None
+    limits: Limits | None = None
+    stop_reason: StopReason | None = None
+    container_id: str | None = None
+    # what the run executes, as its job was when the run was created (a later update of the
+    # job changes the runs after it, never this one); None for runs recorded before runs
+    # kept it, which run their job's spec
+    spec: JobSpec | None = None
+    trigger: Trigger = Trigger.API
+    attempt: int = 1  # 2 and up: a retry of the run before
+    scheduled_for: datetime | None = None  # the cron tick it stands for (trigger schedule)
+    not_before: datetime | None = None  # a retry waits in the queue until its backoff ends
+    retried_by: str | None = None  # the next attempt, once this one failed and was retried
+    # where its published ports listen on the host: container port -> "address:port"
+    endpoints: Mapping[int, str] | None = None
+    priority: int = 0  # its place in the queue: higher first, then oldest first
+    pending_until: datetime | None = None  # still queued then: it fails unschedulable
+    allocation: Allocation | None = None  # its GPUs and cores, once placed
+    gpu_peak_bytes: int | None = None  # the most GPU memory its processes were seen using
+
+    @classmethod
+    def from_row(cls, row: Row) -> Run:
+        failure = None
+        if row["failure_type"]:
+            failure = Failure(
+                type=FailureType(row["failure_type"]), message=row["failure_message"] or ""
+            )
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            status=RunStatus(row["status"]),
+            plan=_stored_plan(row["plan"]),
+            created_at=from_epoch(row["created_at"]),
+            timeout_seconds=row["timeout_seconds"],
+            started_at=maybe_epoch(row["started_at"]),
+            finished_at=maybe_epoch(row["finished_at"]),
+            deadline_at=maybe_epoch(row["deadline_at"]),
+            exit_code=row["exit_code"],
+            failure=failure,
+            limits=Limits.from_api(orjson.loads(row["limits"])) if row["limits"] else None,
+            stop_reason=StopReason(row["stop_reason"]) if row["stop_reason"] else None,
+            container_id=row["container_id"],
+            spec=JobSpec.from_record(orjson.loads(row["spec"])) if row["spec"] else None,
+            trigger=Trigger(row["trigger"]),
+            attempt=row["attempt"],
+            scheduled_for=maybe_epoch(row["scheduled_for"]),
+            not_before=maybe_epoch(row["not_before"]),
+            retried_by=row["retried_by"],
+            endpoints=_endpoints(row["endpoints"]),
+            priority=row["priority"],
+            pending_until=maybe_epoch(row["pending_until"]),
+            allocation=Allocation.from_api(orjson.loads(row["allocation"]))
+            if row["allocation"]
+            else None,
+            gpu_peak_bytes=row["gpu_peak_bytes"],
+        )
+
+    @property
+    def running_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(UTC)
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def cost(self) -> float | None:
+        """The plan's monthly price prorated to the second of running time."""
+        seconds = self.running_seconds
+        if self.plan.price_per_month is None:
+            return None
+        if seconds is None:
+            return 0.0
+        return round(self.plan.price_per_month * int(seconds) / SECONDS_PER_MONTH, 6)
+
+    def gpu_usage(self) -> dict[str, Any] | None:
+        """GPU-seconds, and normalizedSeconds: running seconds times each GPU's model
+        performance factor (as render farms bill), with the peak memory seen in use."""
+        gpus = self.allocation.gpus if self.allocation else ()
+        if not gpus:
+            return None
+        seconds = self.running_seconds or 0.0
+        return {
+            "gpuSeconds": round(seconds * len(gpus), 3),
+            "normalizedSeconds": round(seconds * sum(g.factor for g in gpus), 3),
+            "peakMemoryBytes": self.gpu_peak_bytes,
+        }
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "jobId": self.job_id,
+            "status": self.status.value,
+            "createdAt": rfc3339(self.created_at),
+            "startedAt": rfc3339(self.started_at),
+            "finishedAt": rfc3339(self.finished_at),
+            "deadlineAt": rfc3339(self.deadline_at),
+            "timeoutSeconds": self.timeout_seconds,
+            "exitCode": self.exit_code,
+            "failureReason": self.failure.to_api() if self.failure else None,
+            "plan": self.plan.to_api(),
+            "limits": self.limits.to_api() if self.limits else None,
+            "cost": {"amount": self.cost, "currency": "USD"} if self.cost is not None else None,
+            "runningSeconds": self.running_seconds,
+            "trigger": self.trigger.value,
+            "attempt": self.attempt,
+            "scheduledFor": rfc3339(self.scheduled_for),
+            "notBefore": rfc3339(self.not_before),
+            "retriedBy": self.retried_by,
+            "stopReason": self.stop_reason.value if self.stop_reason else None,
+            "endpoints": [
+                {"containerPort": port, "address": address}
+                for port, address in (self.endpoints or {}).items()
+            ],
+            "priority": self.priority,
+            "pendingUntil": rfc3339(self.pending_until),
+            "allocation": self.allocation.to_api() if self.allocation else None,
+            "gpuUsage": self.gpu_usage(),
+            "finalConfig": self._final_config(),
+        }
+
+    def _final_config(self) -> dict[str, Any] | None:
+        """What the run executes and exactly what it was given: its resources, and its
+        devices (UUIDs) and CPU set once placed."""
+        if self.spec is None:
+            return None
+        return {
+            **self.spec.to_record(),
+            "granted": self.plan.to_api(),
+            "allocation": self.allocation.to_api() if self.allocation else None,
+        }
+
+    def with_changes(self, **changes: Any) -> Run:
+        return dataclasses.replace(self, **changes)
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_plan(column: str) -> Plan:
+    """A run's plan as stored: runs share a handful of plans, and placement reads many runs
+    a pass. Plans are frozen, so one object serves them all."""
+    return Plan.from_api(orjson.loads(column))
+
+
+def _endpoints(column: str | None) -> dict[int, str] | None:
+    if not column:
+        return None
+    return {int(port): address for port, address in orjson.loads(column).items()}
+
+
+def outcome(
+    run: Run, *, exit_code: int | None, oom_killed: bool
+) -> tuple[RunStatus, Failure | None]:
+    """How a run ends once its container has exited. A cancel the user asked for wins over the
+    exit code (the API said `cancelling`); a clean stop succeeds on exit 0 and is cancelled
+    otherwise; a deadline stop is a timeout; an OOM kill inside the run explains a non-zero
+    exit; otherwise the exit code decides."""
+    if run.status is RunStatus.CANCELLING or run.stop_reason is StopReason.CANCEL:
+        return RunStatus.CANCELLED, Failure(
+            type=FailureType.CANCELLED, message="cancelled by request"
+        )
+    if run.stop_reason is StopReason.STOP:
+        return _stopped(exit_code)
+    if run.stop_reason is StopReason.TIMEOUT:
+        return RunStatus.FAILED, Failure(
+            type=FailureType.TIMEOUT,
+            message=f"stopped at its deadline after {run.timeout_seconds}s",
+        )
+    return _exited(run, exit_code, oom_killed)
+
+
+def _exited(run: Run, exit_code: int | None, oom_killed: bool) -> tuple[RunStatus, Failure | None]:
+    if exit_code == 0:
+        return RunStatus.SUCCEEDED, None
+    if oom_killed:
+        return RunStatus.FAILED, Failure(
+            type=FailureType.OOM_KILLED,
+            message=f"out of memory: a process exceeded the plan's {run.plan.memory_bytes // MIB}"
+            f" MiB and was killed (exit code {exit_code})",
+        )
+    if exit_code is None:
+        return RunStatus.FAILED, Failure(
+            type=FailureType.LOST, message="the container's exit code could not be read"
+        )
+    return RunStatus.FAILED, Failure(
+        type=FailureType.EXIT_CODE, message=f"exited with code {exit_code}"
+    )
+
+
+def pending_run(job_id: str, spec: JobSpec, plan: Plan, moment: datetime, **origin: Any) -> Run:
+    """A new run of `spec`, queued at `moment`; `origin` says what made it, when it was not a
+    request (trigger, attempt, scheduled_for, not_before). With maxPendingSeconds, it may
+    wait that long from when it may first start."""
+    limit = spec.max_pending_seconds
+    queued_from = origin.get("not_before") or moment
+    return Run(
+        priority=spec.priority,
+        pending_until=queued_from + timedelta(seconds=limit) if limit else None,
+        id=new_id("run"),
+        job_id=job_id,
+        status=RunStatus.PENDING,
+        plan=plan,
+        created_at=moment,
+        timeout_seconds=spec.timeout_seconds,
+        spec=spec,
+        **origin,
+    )
+
+
+def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
+    """The retry of a run that just failed, waiting out its backoff; None when the spec's
+    retry policy asks for none."""
+    policy = spec.restarts
+    delay = policy.delay_after(run) if policy else None
+    if delay is None:
+        return None
+    return pending_run(
+        run.job_id,
+        spec,
+        run.plan,
+        moment,
+        trigger=Trigger.RESTART if spec.kind is Kind.PERSISTENT else Trigger.RETRY,
+        attempt=run.attempt + 1,
+        not_before=moment + timedelta(seconds=delay),
+    )
+
+
+def _stopped(exit_code: int | None) -> tuple[RunStatus, Failure | None]:
+    """A clean stop: a service that exits 0 on SIGTERM succeeded."""
+    if exit_code == 0:
+        return RunStatus.SUCCEEDED, None
+    return RunStatus.CANCELLED, Failure(
+        type=FailureType.CANCELLED,
+        message=f"stopped by request (exit code {exit_code} on SIGTERM)",
+    )

@@ -1,0 +1,125 @@
+"""How runs end: a container's exit recorded as the run's outcome, or an end without an exit
+code to tell (cancelled, failed to launch, lost); and the container removed once its run has
+ended. Every final status write is shielded from cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from jobd.domain.records import now
+from jobd.domain.runs import Run, outcome
+from jobd.domain.states import Failure, FailureType, RunStatus
+from jobd.errors import RuntimeFailure
+from jobd.logs.pump import LogPump
+from jobd.runtime.contract import ContainerRuntime, ContainerState, Handle
+from jobd.scheduler.inflight import InFlight
+from jobd.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+FINISH_ATTEMPTS = 5
+RUNNING_OR_ASSIGNED = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING})
+
+
+async def shielded(operation: Coroutine[Any, Any, T]) -> T:
+    """Final status writes finish even if the daemon is shutting down."""
+    return await asyncio.shield(operation)
+
+
+class Endings:
+    def __init__(
+        self, *, store: Store, runtime: ContainerRuntime, pump: LogPump, inflight: InFlight
+    ) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.pump = pump
+        self.inflight = inflight
+
+    async def finish(self, run_id: str, state: ContainerState) -> None:
+        """The container exited: record the outcome, keep the logs, remove the container.
+        The outcome is decided from the run as it is now; if a cancel lands meanwhile, it is
+        decided again. The container goes only once the run has ended."""
+        self.inflight.stop_failed.pop(run_id, None)
+        await self.pump.finish(run_id)
+        for _ in range(FINISH_ATTEMPTS):
+            run = await self.store.get_run(run_id)
+            if run.status.is_terminal or await self._record_exit(run, state):
+                self.remove_later(state.container_id)
+                return
+        log.error("run %s kept changing while it finished; reconcile will retry", run_id)
+
+    async def _record_exit(self, run: Run, state: ContainerState) -> bool:
+        status, failure = outcome(run, exit_code=state.exit_code, oom_killed=state.oom_killed)
+        finished = max(state.finished_at or now(), run.started_at or state.started_at or now())
+        ended = await shielded(
+            self.store.transition(
+                run.id,
+                status,
+                expect={run.status},
+                detail=f"container exited ({state.exit_code})",
+                finished_at=finished,
+                started_at=run.started_at or state.started_at,
+                exit_code=state.exit_code,
+                failure=failure,
+            )
+        )
+        return ended is not None
+
+    def remove_later(self, container_id: Handle) -> None:
+        """The run has ended: its container goes in the background, so the slot it freed is
+        placed now, not after `podman rm`. A removal cut short by shutdown is done by the next
+        start's reconcile (a container of an ended run is removed)."""
+        task = asyncio.create_task(self._remove(container_id), name=f"remove-{container_id}")
+        self.inflight.removing.add(task)
+        task.add_done_callback(self.inflight.removing.discard)
+
+    async def _remove(self, container_id: Handle) -> None:
+        try:
+            await self.runtime.remove(container_id)
+        except RuntimeFailure as e:
+            log.error("removing container %s failed; reconcile retries: %s", container_id, e)
+
+    async def end(
+        self,
+        run_id: str,
+        status: RunStatus,
+        kind: FailureType,
+        message: str,
+        *,
+        expect: frozenset[RunStatus],
+    ) -> Run | None:
+        """End a run that has no exit code to tell: cancelled, failed to launch, or lost."""
+        return await shielded(
+            self.store.transition(
+                run_id,
+                status,
+                expect=expect,
+                detail=message,
+                finished_at=now(),
+                failure=Failure(type=kind, message=message),
+            )
+        )
+
+    async def end_cancelled(self, run: Run, message: str) -> None:
+        cancelling = frozenset({RunStatus.CANCELLING})
+        await self.end(
+            run.id, RunStatus.CANCELLED, FailureType.CANCELLED, message, expect=cancelling
+        )
+
+    async def fail(self, run: Run, kind: FailureType, message: str) -> None:
+        failed = await self.end(run.id, RunStatus.FAILED, kind, message, expect=RUNNING_OR_ASSIGNED)
+        if failed is None:  # cancelled while launching: it ends cancelled, not failed
+            current = await self.store.get_run(run.id)
+            await self.end_cancelled(current, "cancelled while its container was created")
+
+    async def abandon(self, run_id: str, container_id: Handle | None = None) -> None:
+        """A launch that will not go on: let go of its logs, remove its container (if it got
+        one; its OOM watch goes with it)."""
+        await self.pump.finish(run_id)
+        if container_id is None:
+            container_id = (await self.store.get_run(run_id)).container_id
+        if container_id is not None:
+            await self.runtime.remove(container_id)

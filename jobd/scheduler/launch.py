@@ -1,0 +1,256 @@
+"""Launching a placed run, each launch a named task of its own: its GPUs as CDI devices, its
+image (fetched once, then remembered), its container created (limits and devices in place, its
+process not started), the devices checked inside it, and then started. Any step that fails
+ends the run with a reason; none leaves it assigned, nor its container behind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from jobd.config import Config
+from jobd.domain.engine import RuntimeInfo
+from jobd.domain.jobs import Job
+from jobd.domain.records import now
+from jobd.domain.resources import Limits
+from jobd.domain.runs import Run
+from jobd.domain.states import FailureType, RunStatus
+from jobd.errors import ImageNotFound, RuntimeFailure
+from jobd.logs.pump import LogPump
+from jobd.node.cdi import load_registry, max_cdi_version
+from jobd.node.inventory import Inventory
+from jobd.node.passthrough import Passthrough, mentions_devices, passthrough
+from jobd.runtime.contract import ContainerRuntime, ContainerSpec, ContainerState, Handle
+from jobd.scheduler.endings import Endings, shielded
+from jobd.scheduler.inflight import InFlight
+from jobd.store import Store
+
+log = logging.getLogger(__name__)
+NOFILE = 4096
+
+
+class Launcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runtime: ContainerRuntime,
+        pump: LogPump,
+        config: Config,
+        inventory: Inventory,
+        info: RuntimeInfo,
+        inflight: InFlight,
+        endings: Endings,
+    ) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.pump = pump
+        self.config = config
+        self.inventory = inventory
+        self.info = info
+        self.inflight = inflight
+        self.endings = endings
+        self._image_lock = asyncio.Lock()
+        self._images: set[str] = set()  # seen present in the runtime's storage
+
+    def launch(self, run: Run) -> None:
+        """Launch the placed run in a task of its own."""
+        task = asyncio.create_task(self._launch(run), name=f"launch-{run.id}")
+        self.inflight.launching[run.id] = task
+
+    async def _launch(self, run: Run) -> None:
+        try:
+            await self._launch_steps(run)
+        except asyncio.CancelledError:
+            raise  # shutdown: the run stays assigned; the next start requeues or adopts it
+        except Exception as e:  # never leave a run stuck in assigned, nor its container behind
+            log.exception("launching %s failed", run.id)
+            await self.endings.abandon(run.id)
+            await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"launch failed: {e}")
+        finally:
+            self.inflight.launching.pop(run.id, None)
+            container_id = self.inflight.deferred.pop(run.id, None)
+            if container_id is not None:
+                self.inflight.reap_later(run.id, container_id)
+            self.inflight.wake()
+
+    async def _launch_steps(self, run: Run) -> None:
+        job = await self.store.get_job(run.job_id)
+        devices = await self._passthrough(run)
+        if devices is None:
+            return
+        spec = self._container_spec(run, job, devices)
+        try:
+            container_id = await self._create(spec)
+        except ImageNotFound as e:
+            await self.endings.fail(run, FailureType.IMAGE_NOT_FOUND, str(e))
+            return
+        except RuntimeFailure as e:
+            gpus = devices.names and mentions_devices(str(e))
+            kind = FailureType.GPU_UNAVAILABLE if gpus else FailureType.RUNTIME_ERROR
+            await self.endings.fail(run, kind, str(e))
+            return
+        recorded = await self.store.update_run(
+            run.id,
+            detail="container created",
+            expect={RunStatus.ASSIGNED},
+            container_id=container_id,
+            limits=self._limits(run),
+        )
+        if not recorded:
+            await self._drop_unstarted(run, container_id)
+            return
+        if not await self._verify_devices(run, container_id, devices):
+            return
+        self.pump.track(run.id)
+        await self._start(run, container_id)
+
+    async def _passthrough(self, run: Run) -> Passthrough | None:
+        """The run's GPUs as CDI devices; None when they can't be given (the run failed
+        gpu_unavailable)."""
+        if run.allocation is None or not run.allocation.gpus:
+            return Passthrough()
+        settings = self.config.gpus
+        registry = await asyncio.to_thread(
+            load_registry, settings.cdi_spec_dirs, max_cdi_version(self.info.version)
+        )
+        found = passthrough(run.allocation, registry, settings)
+        if isinstance(found, str):
+            await self.endings.fail(run, FailureType.GPU_UNAVAILABLE, found)
+            return None
+        return found
+
+    async def _verify_devices(self, run: Run, container_id: Handle, devices: Passthrough) -> bool:
+        """Before the container's process starts (it is created, its namespaces exist):
+        its GPUs' device nodes are there, and no other GPU's. Otherwise it fails
+        gpu_unavailable and never runs."""
+        if not devices.devices:
+            return True
+        pid = (await self.runtime.inspect(container_id)).pid
+        root = Path(f"/proc/{pid}/root")
+        try:
+            problem = (
+                await asyncio.to_thread(devices.check, root)
+                if pid
+                else "podman gave no process to look into"
+            )
+        except PermissionError as e:  # can't look inside: podman's CDI injection is trusted
+            log.warning("%s: could not check its GPU devices (%s)", run.id, e)
+            return True
+        if problem is None:
+            return True
+        await self.endings.abandon(run.id, container_id)
+        await self.endings.fail(run, FailureType.GPU_UNAVAILABLE, f"{problem}; it was not started")
+        return False
+
+    async def _drop_unstarted(self, run: Run, container_id: Handle) -> None:
+        """Cancelled while its container was created: the container never starts."""
+        await self.endings.abandon(run.id, container_id)
+        await self.endings.end_cancelled(run, "cancelled before its container started")
+
+    async def _start(self, run: Run, container_id: Handle) -> None:
+        if (await self.store.get_run(run.id)).status is not RunStatus.ASSIGNED:
+            await self._drop_unstarted(run, container_id)
+            return
+        try:
+            await self.runtime.start(container_id)
+        except RuntimeFailure as e:
+            await self.endings.abandon(run.id, container_id)
+            await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"start failed: {e}")
+            return
+        state = await self._state_after_start(container_id)
+        started = (state.started_at if state else None) or now()
+        await shielded(
+            self.store.transition(
+                run.id,
+                RunStatus.RUNNING,
+                expect={RunStatus.ASSIGNED},
+                detail="container started",
+                started_at=started,
+                deadline_at=started + timedelta(seconds=run.timeout_seconds),
+                endpoints=dict(state.endpoints) if state and state.endpoints else None,
+            )
+        )  # refused when cancelled meanwhile: apply_cancellations stops it once we are done
+        if state is None or state.exited:  # reaped from what the runtime says then
+            self.inflight.reap_later(run.id, container_id)
+
+    async def _state_after_start(self, container_id: Handle) -> ContainerState | None:
+        """The container's state once started, or None when the runtime could not tell: an
+        inspect racing a process that exits at once can fail (podman 4.3: "read
+        /proc/N/cgroup: no such process"). The start worked; the reap finds out the rest."""
+        try:
+            return await self.runtime.inspect(container_id)
+        except RuntimeFailure as e:
+            log.info("inspecting %s right after its start failed (%s); reaping it", container_id, e)
+            return None
+
+    # -- images -----------------------------------------------------------------------------
+
+    async def _create(self, spec: ContainerSpec) -> Handle:
+        """Create the container, getting its image first where needed. Images seen present
+        are not asked about again; one removed behind jobd's back is fetched again once."""
+        try:
+            await self._ensure_image(spec.image)
+            return await self.runtime.create(spec)
+        except ImageNotFound:
+            if spec.image not in self._images:
+                raise
+            self._images.discard(spec.image)
+            await self._ensure_image(spec.image)
+            return await self.runtime.create(spec)
+
+    async def _ensure_image(self, image: str) -> None:
+        if image not in self._images:
+            await self._fetch_image(image)
+            self._images.add(image)
+
+    async def _fetch_image(self, image: str) -> None:
+        if await self.runtime.image_exists(image):
+            return
+        async with self._image_lock:
+            if await self.runtime.image_exists(image):
+                return
+            await self.runtime.fetch_image(image)
+
+    # -- what the container is given --------------------------------------------------------
+
+    def _container_spec(self, run: Run, job: Job, devices: Passthrough) -> ContainerSpec:
+        spec = run.spec or job.spec  # what the run was created to execute
+        return ContainerSpec(
+            name=run.id,
+            run_id=run.id,
+            job_id=run.job_id,
+            image=spec.image_to_run,
+            command=spec.command,
+            env={**spec.env, **Passthrough.env(run.allocation, self._node_has_gpus)},
+            devices=devices.names,
+            cpu_set=run.allocation.cpu_set if run.allocation else None,
+            memory_bytes=run.plan.memory_bytes,
+            cpus=run.plan.cpus,
+            pids_limit=run.plan.pids_limit,
+            nofile=NOFILE,
+            nproc=run.plan.pids_limit,
+            network=spec.network,
+            log_path=self.pump.prepare(run.id),
+            stop_grace_seconds=self.config.stop_grace_seconds,
+            ports=spec.ports,
+            publish_address=self.config.publish_address,
+        )
+
+    @property
+    def _node_has_gpus(self) -> bool:
+        node = self.inventory.last
+        return node is not None and bool(node.gpus.gpus)
+
+    def _limits(self, run: Run) -> Limits:
+        return Limits(
+            memory_bytes=run.plan.memory_bytes,
+            cpus=run.plan.cpus,
+            pids_limit=run.plan.pids_limit,
+            nofile=NOFILE,
+            nproc=run.plan.pids_limit,
+            enforced=self.info.limits_enforced,
+            note=self.info.limits_note,
+        )

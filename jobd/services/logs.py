@@ -1,0 +1,39 @@
+"""Run logs as the edge reads them: one run's log, the logs of a job's runs in a time window,
+and when a followed log has news or has ended."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from jobd.domain.jobs import Job
+from jobd.logs.pump import LogPump
+from jobd.logs.run_log import RunLog
+from jobd.store import Store
+
+
+class Logs:
+    def __init__(self, store: Store, pump: LogPump) -> None:
+        self.store = store
+        self.pump = pump
+
+    def open(self, run_id: str) -> RunLog:
+        return self.pump.open(run_id)
+
+    def changed(self, run_id: str) -> asyncio.Event:
+        """Set when the run's log grows or ends."""
+        return self.pump.changed(run_id)
+
+    async def ended(self, run_id: str) -> bool:
+        """Whether the run has ended. Every path that ends a run finishes its log first: once
+        the run is terminal, one more read gets everything."""
+        return (await self.store.get_run(run_id)).status.is_terminal
+
+    async def of_job(
+        self, job_id: str, *, since: datetime | None, until: datetime | None
+    ) -> tuple[Job, list[tuple[str, RunLog]]]:
+        """The job, and the logs of its runs that may have written between `since` and
+        `until`, oldest run first."""
+        job = await self.store.get_job(job_id)
+        runs = await self.store.runs_in_window(job.id, since=since, until=until)
+        return job, [(run.id, self.pump.open(run.id)) for run in runs]

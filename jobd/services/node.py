@@ -1,0 +1,191 @@
+"""What the node has and how jobd is, for GET /v1/node, /v1/doctor and /v1/health: capacity,
+holders and what is free (from the same reckoning placement uses), jobd's checks of what it
+depends on, and the runtime's and scheduler's state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from jobd import __version__
+from jobd.config import Config
+from jobd.domain.capacity import Free, GpuState, free_on
+from jobd.domain.engine import RuntimeInfo
+from jobd.domain.node import NodeInventory
+from jobd.domain.runs import Run
+from jobd.domain.states import ACTIVE_STATUSES
+from jobd.errors import RuntimeFailure
+from jobd.node.doctor import checks
+from jobd.node.inventory import Inventory
+from jobd.store import Store
+from jobd.users import user_name
+
+HEALTH_INFO_SECONDS = 5.0  # how stale the runtime facts /v1/health serves may be
+
+
+class InfoSource(Protocol):
+    """What the runtime says of itself, asked again once the last answer is `max_age` old."""
+
+    def __call__(self, *, max_age: float = 0.0) -> Awaitable[RuntimeInfo]: ...
+
+
+class Node:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        inventory: Inventory,
+        info: RuntimeInfo,
+        runtime_info: InfoSource,
+        scheduler_report: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.inventory = inventory
+        self.info = info  # as the runtime said at startup
+        self.runtime_info = runtime_info
+        self.scheduler_report = scheduler_report
+        self.started = time.time()
+
+    async def node_doc(self) -> dict[str, Any]:
+        """What the node has, what each run holds, what is free, and the GPUs as they are now
+        (with memory used by processes jobd did not start)."""
+        node = await self.inventory.read()
+        active = await self.store.runs_with_status(ACTIVE_STATUSES)
+        doc = node_doc(free_on(node, active), node, active)
+        doc["queue"] = {"pending": await self.store.count_pending()}
+        return doc
+
+    async def doctor_doc(self) -> dict[str, Any]:
+        """jobd's own checks of what it needs: podman, limits, and the GPU path."""
+        found = await checks(self.config, self.info, await self.inventory.read())
+        return {
+            "ok": all(c.level != "fail" for c in found),
+            "checks": [c.to_api() for c in found],
+        }
+
+    async def health_doc(self) -> dict[str, Any]:
+        podman: dict[str, Any]
+        try:
+            async with asyncio.timeout(5):
+                info = await self.runtime_info(max_age=HEALTH_INFO_SECONDS)
+            podman = {"reachable": True, **_podman_doc(info)}
+        except (RuntimeFailure, TimeoutError) as e:
+            info = self.info
+            podman = {"reachable": False, "error": str(e), **_podman_doc(info)}
+        uid = os.getuid()
+        return {
+            "status": "ok" if podman["reachable"] else "degraded",
+            "version": __version__,
+            "podman": podman,
+            "limits": {
+                "enforced": info.limits_enforced,
+                "missingControllers": list(info.missing_controllers),
+                "note": info.limits_note,
+            },
+            "node": _node_summary(self.inventory),
+            "daemon": {
+                "uid": uid,
+                "user": user_name(uid),
+                "pid": os.getpid(),
+                "dataDir": str(self.config.data_dir),
+            },
+            "scheduler": self.scheduler_report(),
+            "uptimeSeconds": round(time.time() - self.started, 3),
+        }
+
+
+def _node_summary(inventory: Inventory) -> dict[str, Any]:
+    node = inventory.last
+    if node is None:
+        return {}
+    return {
+        "cpus": node.cpus,
+        "memoryBytes": node.memory_bytes,
+        "gpus": node.gpus.to_api(),  # says why there are none when NVML is absent
+    }
+
+
+def _podman_doc(info: RuntimeInfo) -> dict[str, Any]:
+    return {
+        "version": info.version,
+        "apiVersion": info.api_version,
+        "rootless": info.rootless,
+        "cgroupVersion": info.cgroup_version,
+        "cgroupManager": info.cgroup_manager,
+        "ociRuntime": info.oci_runtime,
+    }
+
+
+def node_doc(free: Free, node: NodeInventory, runs: list[Run]) -> dict[str, Any]:
+    """GET /v1/node: what the node has, what each run holds, what is free, from the same
+    reckoning placement uses — so it shows the truth placement acts on."""
+    holding = [r for r in runs if r.status.holds_resources]
+    return {
+        "capacity": {
+            "cpus": node.cpus,
+            "memoryBytes": node.memory_bytes,
+            "diskTotalBytes": node.disk_total_bytes,
+            "diskFreeBytes": node.disk_free_bytes,
+            "gpus": len(node.gpus.gpus),
+        },
+        "allocated": {
+            "cpus": sum(r.plan.cpus for r in holding),
+            "memoryBytes": sum(r.plan.memory_bytes for r in holding),
+            "storageBytes": sum(r.plan.storage_bytes for r in holding),
+            "gpus": sum(len(r.allocation.gpus) for r in holding if r.allocation),
+        },
+        "free": {
+            "cpus": max(0.0, free.cpus),
+            "memoryBytes": max(0, free.memory_bytes),
+            "storageBytes": max(0, free.storage_bytes),
+            "cores": sorted(free.cores),
+            "gpus": sum(1 for s in free.gpus if s.idle),
+        },
+        "gpuSource": node.gpus.to_api(),
+        "gpus": [_gpu_doc(s) for s in free.gpus],
+        "runs": [_run_doc(r) for r in holding],
+    }
+
+
+def _gpu_doc(state: GpuState) -> dict[str, Any]:
+    holders = (
+        [{"runId": state.exclusive, "shared": False, "usedBytes": state.used.get(state.exclusive)}]
+        if state.exclusive
+        else []
+    )
+    holders += [
+        {"runId": run_id, "shared": True, "vramBytes": want, "usedBytes": state.used.get(run_id)}
+        for run_id, want in state.shared.items()
+    ]
+    if state.exclusive:
+        use = "exclusive"
+    elif state.shared:
+        use = "shared"
+    else:
+        use = "busy" if state.busy_outside else "free"
+    return {
+        **state.gpu.to_api(),
+        "state": use,
+        "allocatedTo": holders,
+        "foreignMemoryBytes": state.foreign_bytes,
+        "foreignPids": list(state.foreign_pids),
+        "availableBytes": max(0, state.available),
+    }
+
+
+def _run_doc(run: Run) -> dict[str, Any]:
+    return {
+        "runId": run.id,
+        "jobId": run.job_id,
+        "status": run.status.value,
+        "plan": run.plan.id,
+        "cpus": run.plan.cpus,
+        "memoryBytes": run.plan.memory_bytes,
+        "storageBytes": run.plan.storage_bytes,
+        **(run.allocation.to_api() if run.allocation else {"gpus": [], "cpuSet": None}),
+    }

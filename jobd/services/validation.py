@@ -1,0 +1,57 @@
+"""Requests checked against the OpenAPI document's schemas, with errors that name the field."""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import jsonschema_rs
+
+from jobd.errors import InvalidRequest
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    text = resources.files("jobd").joinpath("openapi.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    # request schemas are self-contained: validating against them directly skips resolving
+    # a $ref through the whole document on every request
+    schema = openapi_document()["components"]["schemas"][schema_name]
+    return jsonschema.Draft202012Validator(schema)
+
+
+@functools.cache
+def _checker(schema_name: str) -> jsonschema_rs.Draft202012Validator:
+    schema = openapi_document()["components"]["schemas"][schema_name]
+    return jsonschema_rs.Draft202012Validator(schema)
+
+
+def validate(body: Any, schema_name: str) -> None:
+    """Raise InvalidRequest naming the first offending field. jsonschema-rs tells whether the
+    body is valid, in about a microsecond (every submission takes this path); jsonschema,
+    a hundred times slower, words what is wrong and has the last word."""
+    if _checker(schema_name).is_valid(body):
+        return
+    error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(body))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "body"
+        raise InvalidRequest(f"{where}: {_friendly(error)}")
+
+
+def _friendly(error: jsonschema.ValidationError) -> str:
+    if error.validator == "pattern" and error.absolute_path and error.absolute_path[0] == "image":
+        return f"{error.instance!r} is not a valid image reference"
+    if error.validator == "not":
+        return "give either command (a list) or startCommand (a string), not both"
+    if error.validator == "anyOf" and not error.absolute_path:
+        return "image: required, unless the job is made of a recipe"
+    if error.validator == "dependentRequired":
+        return f"needs a schedule: {error.message}"
+    return error.message

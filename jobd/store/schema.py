@@ -1,0 +1,189 @@
+"""The database's schema: its migrations, applied in order when the store opens, and the
+connections' settings."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiosqlite
+
+from jobd.errors import StoreError
+
+# Each entry migrates the schema from version N to N+1. Never edit a released entry: append.
+MIGRATIONS: Sequence[str] = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        image TEXT NOT NULL,
+        command TEXT NOT NULL,
+        env TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        timeout_seconds INTEGER NOT NULL,
+        network TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        latest_run_id TEXT,
+        status TEXT
+    );
+    CREATE INDEX jobs_created ON jobs (created_at DESC, id DESC);
+    CREATE INDEX jobs_status_created ON jobs (status, created_at DESC, id DESC);
+    CREATE TABLE job_labels (
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (job_id, key)
+    );
+    CREATE INDEX job_labels_kv ON job_labels (key, value);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        timeout_seconds INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        deadline_at REAL,
+        exit_code INTEGER,
+        failure_type TEXT,
+        failure_message TEXT,
+        limits TEXT,
+        stop_reason TEXT,
+        container_id TEXT
+    );
+    CREATE INDEX runs_job_created ON runs (job_id, created_at DESC, id DESC);
+    CREATE INDEX runs_status_created ON runs (status, created_at, id);
+    CREATE TABLE run_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        from_status TEXT,
+        to_status TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX run_events_run ON run_events (run_id, id);
+    """,
+    # A label filter walks the matching labels newest first and stops at a page, instead of
+    # walking every job newest first and probing its labels (a rare label took 200 ms).
+    """
+    ALTER TABLE job_labels ADD COLUMN created_at REAL NOT NULL DEFAULT 0;
+    UPDATE job_labels SET created_at = (SELECT created_at FROM jobs WHERE id = job_id);
+    DROP INDEX job_labels_kv;
+    CREATE INDEX job_labels_kv_created
+        ON job_labels (key, value, created_at DESC, job_id DESC);
+    """,
+    # each run keeps what it executes (JSON of JobSpec.to_record), so updating a job changes
+    # only the runs created after; NULL for older runs, which run their job's spec
+    """
+    ALTER TABLE runs ADD COLUMN spec TEXT;
+    """,
+    # a deleted job is hidden at once and purged (rows, logs, containers) once none of its
+    # runs is active any more
+    """
+    ALTER TABLE jobs ADD COLUMN deleted_at REAL;
+    CREATE INDEX jobs_deleted ON jobs (deleted_at) WHERE deleted_at IS NOT NULL;
+    """,
+    # cron schedules and retries. A schedule's next tick and the run a tick starts are
+    # written in one transaction, and a tick has at most one run (runs_job_tick): a crash
+    # never fires a tick twice.
+    """
+    ALTER TABLE jobs ADD COLUMN retry TEXT;
+    ALTER TABLE jobs ADD COLUMN schedule TEXT;
+    ALTER TABLE jobs ADD COLUMN timezone TEXT;
+    ALTER TABLE jobs ADD COLUMN concurrency_policy TEXT;
+    ALTER TABLE jobs ADD COLUMN catch_up TEXT;
+    ALTER TABLE jobs ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN next_fire_at REAL;
+    ALTER TABLE jobs ADD COLUMN last_tick TEXT;
+    CREATE INDEX jobs_next_fire ON jobs (next_fire_at) WHERE next_fire_at IS NOT NULL;
+    CREATE INDEX jobs_scheduled ON jobs (created_at DESC, id DESC) WHERE schedule IS NOT NULL;
+    ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'api';
+    ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE runs ADD COLUMN scheduled_for REAL;
+    ALTER TABLE runs ADD COLUMN not_before REAL;
+    ALTER TABLE runs ADD COLUMN retried_by TEXT;
+    CREATE UNIQUE INDEX runs_job_tick ON runs (job_id, scheduled_for)
+        WHERE scheduled_for IS NOT NULL;
+    CREATE INDEX runs_waiting ON runs (not_before)
+        WHERE status = 'pending' AND not_before IS NOT NULL;
+    """,
+    # recipes; a job keeps the request that created it and, when made of a recipe, the
+    # recipe's name and the image pinned to its digest
+    """
+    CREATE TABLE recipes (
+        name TEXT PRIMARY KEY,
+        description TEXT,
+        config TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE jobs ADD COLUMN recipe TEXT;
+    ALTER TABLE jobs ADD COLUMN requested TEXT;
+    ALTER TABLE jobs ADD COLUMN image_digest TEXT;
+    """,
+    # batch or persistent
+    """
+    ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'batch';
+    """,
+    # published ports: what a job asks for, where each run's listen
+    """
+    ALTER TABLE jobs ADD COLUMN ports TEXT;
+    ALTER TABLE runs ADD COLUMN endpoints TEXT;
+    """,
+    # hardware-aware placement: explicit requirements, priorities and pending limits; what
+    # each run was given (GPUs, cores) and its peak GPU memory. The queue is walked in
+    # priority order, then oldest first, from its own index.
+    """
+    ALTER TABLE jobs ADD COLUMN resources TEXT;
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN max_pending_seconds INTEGER;
+    ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN pending_until REAL;
+    ALTER TABLE runs ADD COLUMN allocation TEXT;
+    ALTER TABLE runs ADD COLUMN gpu_peak_bytes INTEGER;
+    CREATE INDEX runs_queue ON runs (priority DESC, created_at, id) WHERE status = 'pending';
+    CREATE INDEX runs_pending_until ON runs (pending_until)
+        WHERE status = 'pending' AND pending_until IS NOT NULL;
+    """,
+)
+
+PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")
+
+
+async def connect_reader(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    db.row_factory = aiosqlite.Row
+    for pragma in PRAGMAS:
+        await db.execute(pragma)
+    return db
+
+
+def prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    for pragma in PRAGMAS:
+        db.execute(pragma)
+    _migrate(db)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database schema (version {version}) is newer than this jobd knows"
+            f" ({len(MIGRATIONS)}): upgrade jobd"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        try:
+            db.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
+                " COMMIT;"
+            )
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"schema migration {number + 1} failed: {e}") from e

@@ -1,0 +1,15 @@
+"""Who the machine's users are: their names by uid, as the system's user database has them."""
+
+from __future__ import annotations
+
+import functools
+import pwd
+
+
+@functools.lru_cache(maxsize=256)
+def user_name(uid: int) -> str:
+    """The user's login name; the uid itself for a uid the system does not know."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
