@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
 from tests.conftest import DaemonFactory
-from tests.support import TEST_IMAGE, Daemon, removed_soon
+from tests.support import TEST_IMAGE, Daemon, removed_soon, wait_until
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
 
@@ -341,10 +342,16 @@ def test_plans_health_and_openapi(daemon: Daemon) -> None:
     assert plans["standard"]["memoryBytes"] == 2048 * 1024 * 1024
     assert plans["starter"]["pricePerMonth"] == 7.0
     assert plans["pro-ultra"]["pricePerMonth"] is None
-    health = daemon.get("/v1/health").body
+
+    def health_after_a_pass() -> Any:
+        body = daemon.get("/v1/health").body
+        return body if body["scheduler"]["passes"] else None
+
+    # the supervisor's first step (at start) times a pass, just after jobd starts serving
+    health = wait_until(health_after_a_pass, 10, "the first placement pass")
     assert health["status"] == "ok" and health["podman"]["reachable"] is True
     assert health["limits"]["enforced"] is True
-    scheduler = health["scheduler"]  # the first step, at start, timed a pass
+    scheduler = health["scheduler"]
     assert scheduler["passes"] > 0 and scheduler["slowestPassMs"] >= scheduler["recentP50Ms"] > 0
     assert scheduler["waited"]["recentP99Ms"] >= scheduler["waited"]["recentP50Ms"] > 0
     spec = daemon.get("/v1/openapi.json").body
