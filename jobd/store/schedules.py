@@ -92,13 +92,15 @@ def _fire(
 
 
 async def next_timer(db: aiosqlite.Connection, moment: datetime) -> datetime | None:
+    # every step asks this: each part reads the first entry of its own partial index. Left
+    # to itself the planner walks every queued run by status instead (10 ms with 10,000)
     row = await fetch_one(
         db,
         "SELECT MIN(t) AS t FROM ("
         " SELECT MIN(next_fire_at) AS t FROM jobs WHERE next_fire_at IS NOT NULL"
-        " UNION ALL SELECT MIN(not_before) FROM runs"
+        " UNION ALL SELECT MIN(not_before) FROM runs INDEXED BY runs_waiting"
         " WHERE status = 'pending' AND not_before IS NOT NULL AND not_before > ?"
-        " UNION ALL SELECT MIN(pending_until) FROM runs"
+        " UNION ALL SELECT MIN(pending_until) FROM runs INDEXED BY runs_pending_until"
         " WHERE status = 'pending' AND pending_until IS NOT NULL)",
         (moment.timestamp(),),
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from jobd.domain.capacity import Decision
@@ -18,8 +19,9 @@ from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS, Allocation, GpuGrant
 from jobd.domain.runs import Run, pending_run
 from jobd.domain.states import FailureType, RunStatus
-from jobd.store import Store
-from jobd.store.schema import MIGRATIONS
+from jobd.store import Store, jobs, schedules
+from jobd.store import queue as queue_queries
+from jobd.store.schema import MIGRATIONS, connect_reader
 
 OWNER = Owner(uid=1000, user="dev", via="unix")
 GRANT = GpuGrant(uuid="GPU-1", index="1", name="NVIDIA L4", factor=2.0)
@@ -165,3 +167,68 @@ async def test_a_database_from_before_placement_opens_and_its_queue_still_runs(
         assert [r.id for r in placed.assigned] == ["run-old"]
     finally:
         await s.close()
+
+
+async def vm_steps(path: Path, read: Callable[[aiosqlite.Connection], Awaitable[object]]) -> int:
+    """How much work SQLite does for `read`: its virtual machine's steps, in hundreds. A
+    count, not a time: the same on any machine, however busy."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    db = await connect_reader(path)
+    try:
+        await db.set_progress_handler(count, 100)
+        await read(db)
+    finally:
+        await db.close()
+    return steps
+
+
+def expiry_steps(path: Path) -> int:
+    """The same count for a pass over the pending limits, in a transaction rolled back."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    try:
+        db.set_progress_handler(count, 100)
+        db.execute("BEGIN")
+        queue_queries.expire_pending(db, now(), {})
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
+    return steps
+
+
+async def test_what_every_step_reads_costs_the_same_with_10_or_2000_queued(
+    store: Store, tmp_path: Path
+) -> None:
+    """The supervisor asks for its next timer on every step, for the deleted jobs while
+    some wait, and expires pending limits when one is due: each must read its own small
+    index, not walk the queue."""
+    path = tmp_path / "jobd.db"
+    gone = await queue(store)
+    await store.delete_job(gone.job_id)
+    moment = now()
+    reads: dict[str, Callable[[aiosqlite.Connection], Awaitable[object]]] = {
+        "next timer": lambda db: schedules.next_timer(db, moment),
+        "deleted jobs": jobs.deleted_jobs,
+    }
+    for _ in range(10):
+        await queue(store)
+    short = {name: await vm_steps(path, read) for name, read in reads.items()}
+    short["expiry"] = expiry_steps(path)
+    for _ in range(2000):
+        await queue(store)
+    long = {name: await vm_steps(path, read) for name, read in reads.items()}
+    long["expiry"] = expiry_steps(path)
+    assert long == short
