@@ -213,7 +213,7 @@ async def _start(store: Store, run: Run) -> None:
 
 
 async def _exit(store: Store, run: Run, ending: Ending) -> None:
-    """What the supervisor writes when the container has exited (its _record_exit)."""
+    """What the supervisor writes when the container has exited (Endings._record_exit)."""
     exit_code = {Ending.SUCCEEDED: 0, Ending.FAILED: 1}.get(ending, 137)
     status, failure = outcome(run, exit_code=exit_code, oom_killed=ending is Ending.OOM)
     await store.transition(

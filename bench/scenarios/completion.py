@@ -3,10 +3,11 @@ P of them running at once: completed jobs per second, from the first submit unti
 has ended, on each system at the same parallelism P.
 
 - jobd: a plan with cpus = node CPUs / P (and little memory), so that exactly P runs fit on
-  the node (jobd/models.py `place`). The N jobs are submitted by a few concurrent clients; the
-  end is the latest terminal transition among the runs' events (GET /v1/runs/{id}/events),
-  i.e. when jobd itself knew the last run had ended, not when the bench's poll noticed it
-  (jobd removes that container just after; the other systems' ends include the removal).
+  the node (jobd/scheduler/placement.py `place`). The N jobs are submitted by a few
+  concurrent clients; the end is the latest terminal transition among the runs' events (GET
+  /v1/runs/{id}/events), i.e. when jobd itself knew the last run had ended, not when the
+  bench's poll noticed it (jobd removes that container just after; the other systems' ends
+  include the removal).
   The bench polls slowly (one run every 0.25 s) so as not to take CPU from jobd on 2 cores.
   The runs' events also tell where jobd's time goes: each phase's median, the slowest run,
   and how long a freed slot stays empty before jobd places the next run.

@@ -3,8 +3,8 @@
 Every system starts the same container: jobd's embedded busybox image, no network, the same
 memory, CPU and pids limits and the same rlimits as the jobd plan the scenario defines
 (`ContainerLimits`). The floor is the podman API called directly through podman-py, the way
-jobd's runtime calls it (jobd/runtime/podman.py), on a `podman system service` of the bench's
-own in a private working directory, so nothing but the bench's calls is in its way.
+jobd's runtime calls it (jobd/runtime/podman/client.py), on a `podman system service` of the
+bench's own in a private working directory, so nothing but the bench's calls is in its way.
 
 Every container the bench creates outside jobd carries the label `jobd-bench=<scenario>`, and
 `remove_labelled` removes whatever a failed run left behind.

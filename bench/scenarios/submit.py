@@ -2,7 +2,11 @@
 through jobd's API, and through `jobctl` as a shell loop would; peers: `sbatch --wrap true`
 and `tsp true`. jobd's jobs queue behind a job that fills the node, so what is measured is
 accepting work (and a queue that grows to N), not running it. Beside them, the HTTP floor:
-an aiohttp server that only parses the body and answers, driven by the same client."""
+an aiohttp server that only parses the body and answers, driven by the same client.
+
+Rates on this 2-core VM drift from run to run (the same build measured minutes apart can
+differ by half), so beside them the scenario reports the CPU the server process spent per
+job accepted: jobd's daemon and the floor's server, the work each does for a submission."""
 
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 from bench.daemon import BIN, BLOCKER_PLAN, IMAGE, BenchDaemon, post_json, wait_for_status
 from bench.report import Figure, Report
@@ -26,15 +32,21 @@ SCENARIO = "1 submit"
 JOB = {"image": IMAGE, "command": ["true"], "network": "none", "plan": "starter"}
 
 
+Samples = dict[tuple[str, int], list[tuple[float, list[float]]]]  # (system, clients) -> runs
+
+
 def run(
     report: Report, *, n: int, clients: list[int], repeats: int, jobctl_n: int, peer_n: int
 ) -> None:
-    results: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
+    results: Samples = {}
+    cpu: dict[tuple[str, int], list[float]] = {}  # server CPU seconds per job, each run
     status = peers()
     for _ in range(repeats):
         for c in clients:
-            results.setdefault(("jobd", c), []).append(asyncio.run(_jobd(n, c)))
-            results.setdefault((HTTP_FLOOR, c), []).append(asyncio.run(_http_floor(n, c)))
+            for system, submit in (("jobd", _jobd), (HTTP_FLOOR, _http_floor)):
+                wall, latencies, seconds = asyncio.run(submit(n, c))
+                results.setdefault((system, c), []).append((wall, latencies))
+                cpu.setdefault((system, c), []).append(seconds / len(latencies))
         results.setdefault(("jobctl", 1), []).append(asyncio.run(_jobctl(jobctl_n)))
         for peer, command, env in _peer_commands(status):
             for c in clients:
@@ -46,6 +58,7 @@ def run(
         if not status.get(peer, {}).get("available"):
             report.missing(SCENARIO, peer, status.get(peer, {}).get("reason", "not set up"))
     _figures(report, results, n)
+    _cpu_figures(report, cpu)
 
 
 def _peer_commands(status: dict[str, Any]) -> list[tuple[str, list[str], dict[str, str]]]:
@@ -79,16 +92,28 @@ def _clear_peer_queues(status: dict[str, Any]) -> None:
         )
 
 
-async def _jobd(n: int, clients: int) -> tuple[float, list[float]]:
+async def _jobd(n: int, clients: int) -> tuple[float, list[float], float]:
     with tempfile.TemporaryDirectory(prefix="jobd-bench-") as home:
         daemon = BenchDaemon(Path(home))
         daemon.start()
         try:
             async with daemon.session(clients + 4) as http:
                 await _fill_the_node(http)
-                return await concurrently(n, clients, lambda: _submit(http))
+                assert daemon.process is not None
+                return await _measured(daemon.process.pid, n, clients, lambda: _submit(http))
         finally:
             daemon.stop()
+
+
+async def _measured(
+    server: int, n: int, clients: int, one: Callable[[], Awaitable[None]]
+) -> tuple[float, list[float], float]:
+    """`concurrently`'s wall time and latencies, and the CPU seconds process `server` spent
+    meanwhile (its own, not its children's: jobd's podman service is idle while it accepts)."""
+    process = psutil.Process(server)
+    before = sum(process.cpu_times()[:2])
+    wall, latencies = await concurrently(n, clients, one)
+    return wall, latencies, sum(process.cpu_times()[:2]) - before
 
 
 # The HTTP floor: an aiohttp server on a Unix socket that reads the body as JSON and answers
@@ -121,14 +146,14 @@ def _start_floor(socket_path: Path) -> subprocess.Popen[bytes]:
     return server
 
 
-async def _http_floor(n: int, clients: int) -> tuple[float, list[float]]:
+async def _http_floor(n: int, clients: int) -> tuple[float, list[float], float]:
     with tempfile.TemporaryDirectory(prefix="jobd-bench-") as home:
         socket_path = Path(home) / "floor.sock"
         server = await asyncio.to_thread(_start_floor, socket_path)
         try:
             connector = aiohttp.UnixConnector(path=str(socket_path), limit=clients + 4)
             async with aiohttp.ClientSession(connector=connector) as http:
-                return await concurrently(n, clients, lambda: _submit(http))
+                return await _measured(server.pid, n, clients, lambda: _submit(http))
         finally:
             server.terminate()
             server.wait(10)
@@ -169,9 +194,7 @@ async def _jobctl(n: int) -> tuple[float, list[float]]:
             daemon.stop()
 
 
-def _figures(
-    report: Report, results: dict[tuple[str, int], list[tuple[float, list[float]]]], n: int
-) -> None:
+def _figures(report: Report, results: Samples, n: int) -> None:
     sbatch = results.get(("slurm", 8))
     sbatch_rate = statistics.median(len(lat) / wall for wall, lat in sbatch) if sbatch else None
     for (system, c), samples in results.items():
@@ -207,3 +230,17 @@ def _figures(
                     higher_is_better=False,
                 )
             )
+
+
+def _cpu_figures(report: Report, cpu: dict[tuple[str, int], list[float]]) -> None:
+    for (system, c), per_job in cpu.items():
+        report.add(
+            Figure(
+                scenario=SCENARIO,
+                name=f"server CPU per job, {c} client{'s' if c > 1 else ''}",
+                system=system,
+                unit="µs",
+                samples=tuple(seconds * 1e6 for seconds in per_job),
+                higher_is_better=False,
+            )
+        )
