@@ -1,4 +1,4 @@
-"""The state machine, placement, outcomes and cost: pure logic."""
+"""The state machine, ids, outcomes and cost: pure logic."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobd.domain.capacity import free_on, never_fits
-from jobd.domain.node import NodeInventory
 from jobd.domain.records import new_id
 from jobd.domain.resources import DEFAULT_PLANS, GIB, Plan
 from jobd.domain.runs import Run, outcome
@@ -20,7 +18,6 @@ from jobd.domain.states import (
     StopReason,
     sources_of,
 )
-from jobd.scheduler.placement import place
 
 
 def make_run(plan: str = "standard", **changes: object) -> Run:
@@ -92,47 +89,6 @@ def test_outcome(
     got_status, got_failure = outcome(make_run(**run_changes), exit_code=exit_code, oom_killed=oom)
     assert got_status is status
     assert (got_failure.type if got_failure else None) is failure
-
-
-def _node(cpus: int, memory_gib: int) -> NodeInventory:
-    return NodeInventory(
-        cpus=cpus, memory_bytes=memory_gib * GIB, disk_total_bytes=GIB, disk_free_bytes=GIB
-    )
-
-
-def _started(queue: list[Run], running: list[Run], node: NodeInventory) -> list[str]:
-    now_ = datetime.now(UTC)
-    soon = timedelta(seconds=10)  # the running end before a queued run could (60 s timeouts)
-    active = [
-        r.with_changes(status=RunStatus.RUNNING, started_at=now_, deadline_at=now_ + soon)
-        for r in running
-    ]
-    decision = place(queue, active, free_on(node, active), now_)
-    return [r.id for r, _ in decision.start]
-
-
-def test_placement_is_fifo_and_never_starves_the_head() -> None:
-    node = _node(4, 8)
-    running = [make_run("pro")]  # 2 CPUs, 4 GiB
-    big, small = make_run("pro-plus"), make_run("starter")  # 4 CPUs waits; starter would fit
-    assert _started([big, small], running, node) == []
-    assert _started([small, big], running, node) == [small.id]
-    second = small.with_changes(id="run-2")
-    assert _started([small, second], [], node) == [small.id, "run-2"]
-
-
-def test_placement_fills_exactly_to_capacity() -> None:
-    queue = [make_run("standard").with_changes(id=f"run-{i}") for i in range(3)]
-    assert _started(queue, [], _node(2, 4)) == ["run-0", "run-1"]
-
-
-def test_only_plans_that_fit_the_node_can_ever_run() -> None:
-    node = _node(2, 24)
-    assert never_fits(DEFAULT_PLANS["pro"], node) is None
-    assert never_fits(DEFAULT_PLANS["pro-plus"], node) == "4 CPUs (the machine has 2)"
-    assert never_fits(DEFAULT_PLANS["gpu-1"], node) == (
-        "8 CPUs (the machine has 2); 34.36 GB of memory (it has 25.77 GB); 1 GPU (it has 0 GPUs)"
-    )
 
 
 def test_cost_is_the_monthly_price_prorated_to_the_second() -> None:

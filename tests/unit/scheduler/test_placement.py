@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from jobd.domain.capacity import Free, free_on, never_fits
 from jobd.domain.node import Gpu, GpuInventory, GpuProcess, NodeInventory
-from jobd.domain.resources import GB, GIB, Allocation, GpuGrant, Plan
+from jobd.domain.records import new_id
+from jobd.domain.resources import DEFAULT_PLANS, GB, GIB, Allocation, GpuGrant, Plan
 from jobd.domain.runs import Run
 from jobd.domain.states import RunStatus
 from jobd.scheduler.placement import Slack, place
@@ -335,3 +336,58 @@ def test_a_quick_pass_looks_only_so_far_and_says_a_deeper_look_is_due() -> None:
     assert quick.start == [] and quick.truncated
     deep = place(queue, [holder], free, MOMENT)
     assert [r.id for r, _ in deep.start] == [short.id] and not deep.truncated
+
+
+# -- plans from the default table, on a node without GPUs ---------------------------------
+
+
+def table_run(plan_id: str) -> Run:
+    return Run(
+        id=new_id("run"),
+        job_id="job-x",
+        status=RunStatus.RUNNING,
+        plan=DEFAULT_PLANS[plan_id],
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        timeout_seconds=60,
+    )
+
+
+def cpu_node(cpus: int, memory_gib: int) -> NodeInventory:
+    return NodeInventory(
+        cpus=cpus, memory_bytes=memory_gib * GIB, disk_total_bytes=GIB, disk_free_bytes=GIB
+    )
+
+
+def started(queue: list[Run], running: list[Run], node: NodeInventory) -> list[str]:
+    now_ = datetime.now(UTC)
+    soon = timedelta(seconds=10)  # the running end before a queued run could (60 s timeouts)
+    active = [
+        r.with_changes(status=RunStatus.RUNNING, started_at=now_, deadline_at=now_ + soon)
+        for r in running
+    ]
+    decision = place(queue, active, free_on(node, active), now_)
+    return [r.id for r, _ in decision.start]
+
+
+def test_placement_is_fifo_and_never_starves_the_head() -> None:
+    node = cpu_node(4, 8)
+    running = [table_run("pro")]  # 2 CPUs, 4 GiB
+    big, small = table_run("pro-plus"), table_run("starter")  # 4 CPUs waits; starter would fit
+    assert started([big, small], running, node) == []
+    assert started([small, big], running, node) == [small.id]
+    second = small.with_changes(id="run-2")
+    assert started([small, second], [], node) == [small.id, "run-2"]
+
+
+def test_placement_fills_exactly_to_capacity() -> None:
+    queue = [table_run("standard").with_changes(id=f"run-{i}") for i in range(3)]
+    assert started(queue, [], cpu_node(2, 4)) == ["run-0", "run-1"]
+
+
+def test_only_plans_that_fit_the_node_can_ever_run() -> None:
+    node = cpu_node(2, 24)
+    assert never_fits(DEFAULT_PLANS["pro"], node) is None
+    assert never_fits(DEFAULT_PLANS["pro-plus"], node) == "4 CPUs (the machine has 2)"
+    assert never_fits(DEFAULT_PLANS["gpu-1"], node) == (
+        "8 CPUs (the machine has 2); 34.36 GB of memory (it has 25.77 GB); 1 GPU (it has 0 GPUs)"
+    )
