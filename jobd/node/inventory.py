@@ -1,5 +1,5 @@
 """Reading the node: CPUs and memory (psutil, the daemon's CPU affinity), free disk where
-containers are stored, and the GPUs (NVML, or a supplied inventory; see jobd/gpus.py). Reads
+containers are stored, and the GPUs (NVML, or a supplied inventory; see gpus.py). Reads
 block, so they run in a thread, and a read younger than `max_age` is served again."""
 
 from __future__ import annotations
