@@ -95,16 +95,34 @@ async def _feed(socket: Any, use_tty: bool) -> None:
     if use_tty:
         await _send_size(socket)
         loop.add_signal_handler(signal.SIGWINCH, lambda: asyncio.ensure_future(_send_size(socket)))
+    if sys.stdin is None:  # no stdin at all (<&-): nothing to send
+        await socket.send_json({"eof": True})
+        return
     fd = sys.stdin.fileno()
-    if stat.S_ISREG(os.fstat(fd).st_mode):  # a file: reads never block
-        while data := await asyncio.to_thread(os.read, fd, STDIN_CHUNK):
-            await socket.send_bytes(data)
-    else:  # a terminal, a pipe, /dev/null: read as it comes, on the loop
+    if _pollable(fd):  # a terminal, a pipe, a socket: read as it comes, on the loop
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while data := await reader.read(STDIN_CHUNK):
             await socket.send_bytes(data)
+    else:  # a file, /dev/null (cron, systemd): reads never block, and epoll refuses them
+        while data := await asyncio.to_thread(_read, fd):
+            await socket.send_bytes(data)
     await socket.send_json({"eof": True})
+
+
+def _pollable(fd: int) -> bool:
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:  # closed under Python's feet: read as a file, which ends at once
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, STDIN_CHUNK)
+    except OSError:  # closed: end of file
+        return b""
 
 
 async def _send_size(socket: Any) -> None:
@@ -114,4 +132,6 @@ async def _send_size(socket: Any) -> None:
 
 def wants_tty() -> bool:
     """A TTY when both ends are terminals, as `docker exec -it` is used."""
+    if sys.stdin is None or sys.stdout is None:  # closed (<&-, >&-)
+        return False
     return os.isatty(sys.stdin.fileno()) and os.isatty(sys.stdout.fileno())

@@ -213,3 +213,12 @@ def recipe_body(
         "description": description,
     }
     return {k: v for k, v in given.items() if v is not None}
+
+
+def stop_body(grace: int | None, force: bool) -> dict[str, Any] | None:
+    """A cancel's or stop's body: its grace, or SIGKILL now; None for jobd's default."""
+    if grace is not None and force:
+        raise click.UsageError("--grace and --force: give one (--force is no grace at all)")
+    if force:
+        return {"force": True}
+    return {"graceSeconds": grace} if grace is not None else None

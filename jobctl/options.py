@@ -45,6 +45,18 @@ json_option = click.option(
 )
 
 
+def stop_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """How `cancel` and `stop` end a running container: SIGTERM, then SIGKILL after a grace."""
+    grace = click.option(
+        "--grace",
+        callback=DURATION,
+        metavar="DURATION",
+        help="Time between SIGTERM and SIGKILL (30s, 2m); default jobd's (10s).",
+    )
+    force = click.option("--force", is_flag=True, help="SIGKILL now.")
+    return grace(force(function))
+
+
 def spec_options(
     *, replacing: bool, named: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

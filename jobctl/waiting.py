@@ -86,13 +86,21 @@ def _end_after_run(client: Client, run_id: str, stream: Stream, done: threading.
         stream.abort()
 
 
+# a command that could not run exits as a shell's would, as `podman run` does
+COMMAND_FAILURES = {"command_not_found": 127, "command_not_executable": 126}
+
+
 def exit_status(run: Mapping[str, Any]) -> int:
-    """The container's exit code; 1 for a run that did not succeed without one.
+    """The container's exit code; 1 for a run that did not succeed without one; 127 or 126
+    for a command that was not found or could not be run.
 
     A run that failed or was cancelled never exits 0, even when its container did (it caught
     SIGTERM at a deadline or a cancel): a script must not take it for a success."""
     if run["status"] == "succeeded":
         return 0
+    failure = (run.get("failureReason") or {}).get("type")
+    if failure in COMMAND_FAILURES:
+        return COMMAND_FAILURES[failure]
     code = run.get("exitCode")
     if isinstance(code, int) and 0 < code < 256:
         return code

@@ -177,29 +177,7 @@ class Daemon:
             info=info,
         )
         await supervisor.recover()
-        jobs = Jobs(
-            store, config, inventory, supervisor.wake, supervisor.purge_soon, runtime.image_digest
-        )
-        services = Services(
-            config=config,
-            jobs=jobs,
-            runs=Runs(store, supervisor.wake, lambda: supervisor.waiting),
-            recipes=Recipes(store, jobs.plan),
-            logs=Logs(store, pump),
-            node=Node(
-                config=config,
-                store=store,
-                inventory=inventory,
-                info=info,
-                runtime_info=runtime.info,
-                scheduler_report=supervisor.report,
-            ),
-            exec_sessions=ExecSessions(
-                lambda target, command, tty: runtime.exec(target, command, tty=tty)
-            ),
-            token=token,
-        )
-        return services, supervisor
+        return _services(config, store, runtime, supervisor, token), supervisor
 
     async def _podman_socket(self, stack: AsyncExitStack) -> Path:
         if self.config.podman_socket is not None:
@@ -258,6 +236,45 @@ class Daemon:
             log.error(
                 "background task %s did not stop within %ss", task.get_name(), STOP_TASKS_SECONDS
             )
+
+
+def _services(
+    config: Config, store: Store, runtime: PodmanRuntime, supervisor: Supervisor, token: str
+) -> Services:
+    """What the edge is given: the services, wired to the store, the supervisor and, through
+    callables only, the runtime."""
+    jobs = Jobs(
+        store,
+        config,
+        supervisor.inventory,
+        supervisor.wake,
+        supervisor.purge_soon,
+        runtime.image_digest,
+    )
+    return Services(
+        config=config,
+        jobs=jobs,
+        runs=Runs(
+            store,
+            supervisor.wake,
+            lambda: supervisor.waiting,
+            default_grace=config.stop_grace_seconds,
+        ),
+        recipes=Recipes(store, jobs.plan),
+        logs=Logs(store, supervisor.pump),
+        node=Node(
+            config=config,
+            store=store,
+            inventory=supervisor.inventory,
+            info=supervisor.info,
+            runtime_info=runtime.info,
+            scheduler_report=supervisor.report,
+        ),
+        exec_sessions=ExecSessions(
+            lambda target, command, tty: runtime.exec(target, command, tty=tty)
+        ),
+        token=token,
+    )
 
 
 def _share_socket(path: Path, *, system: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given
+from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given, stop_body
 from jobctl.client import Client, segment
 from jobctl.commands.shared import collect, finish, resolve_run, show
 from jobctl.connection import Connection, pass_connection
@@ -23,6 +23,7 @@ from jobctl.options import (
     retry_options,
     schedule_options,
     spec_options,
+    stop_options,
 )
 from jobctl.parsing import id_kind
 from jobctl.render.jobs import (
@@ -238,27 +239,42 @@ def runs(connection: Connection, *, job_id: str, limit: int | None, as_json: boo
 
 @click.command(context_settings=CONTEXT)
 @click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@stop_options
 @json_option
 @pass_connection
-def cancel(connection: Connection, *, any_id: str, as_json: bool) -> None:
-    """Cancel a run (a job id means its latest run). Prints `<run-id> <status>`."""
+def cancel(
+    connection: Connection, *, any_id: str, grace: int | None, force: bool, as_json: bool
+) -> None:
+    """Cancel a run (a job id means its latest run): a queued one never starts, a running one
+    gets SIGTERM, the grace period, SIGKILL. Prints `<run-id> <status>`."""
+    body = stop_body(grace, force)
     client = connection.client()
     run_id = resolve_run(client, any_id)
-    run_doc = client.post(f"/v1/runs/{segment(run_id)}/cancel")
+    run_doc = client.post(f"/v1/runs/{segment(run_id)}/cancel", body)
     show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
 @click.option("--wait", is_flag=True, help="Wait until it has stopped.")
+@stop_options
 @json_option
 @pass_connection
-def stop(connection: Connection, *, any_id: str, wait: bool, as_json: bool) -> None:
+def stop(
+    connection: Connection,
+    *,
+    any_id: str,
+    wait: bool,
+    grace: int | None,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Stop a run cleanly (a job id means its latest run): SIGTERM, the grace period, SIGKILL.
     It ends succeeded if it exits 0, cancelled otherwise. Prints `<run-id> <status>`."""
+    body = stop_body(grace, force)
     client = connection.client()
     run_id = resolve_run(client, any_id)
-    run_doc = client.post(f"/v1/runs/{segment(run_id)}/stop")
+    run_doc = client.post(f"/v1/runs/{segment(run_id)}/stop", body)
     if wait:
         run_doc = wait_for_run(client, run_id)
     show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")

@@ -25,6 +25,8 @@ async def exec_in_run(request: web.Request) -> web.StreamResponse:
     command = request.query.getall("cmd", [])
     if not command or not command[0]:
         raise InvalidRequest("cmd: the command to run, one cmd parameter per argument")
+    if any("\x00" in part for part in command):
+        raise InvalidRequest("cmd: NUL characters are not allowed")
     target = services.exec_sessions.target(run)
     socket = web.WebSocketResponse(max_msg_size=MAX_BODY)
     if not socket.can_prepare(request).ok:

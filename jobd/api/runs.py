@@ -1,13 +1,15 @@
-"""/v1/runs/{id}: a run (with where it stands in the queue), its state changes, cancel, stop."""
+"""/v1/runs/{id}: a run (with where it stands in the queue), its state changes, cancel and stop
+(with their grace)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.requests import json_response
+from jobd.api.requests import json_body, json_response
 from jobd.domain.records import from_epoch, rfc3339
 from jobd.domain.states import RunStatus
+from jobd.services.validation import validate
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -34,10 +36,19 @@ async def get_run_events(request: web.Request) -> web.Response:
 
 
 async def cancel_run(request: web.Request) -> web.Response:
-    run = await request.app[SERVICES].runs.cancel(request.match_info["run_id"])
+    grace = await _grace(request)
+    run = await request.app[SERVICES].runs.cancel(request.match_info["run_id"], grace=grace)
     return json_response(run.to_api(), status=202)
 
 
 async def stop_run(request: web.Request) -> web.Response:
-    run = await request.app[SERVICES].runs.stop(request.match_info["run_id"])
+    grace = await _grace(request)
+    run = await request.app[SERVICES].runs.stop(request.match_info["run_id"], grace=grace)
     return json_response(run.to_api(), status=202)
+
+
+async def _grace(request: web.Request) -> int | None:
+    """The grace a cancel or stop asks for (a StopRequest body, which may be absent)."""
+    body = await json_body(request) if request.can_read_body else {}
+    validate(body, "StopRequest")
+    return 0 if body.get("force") else body.get("graceSeconds")

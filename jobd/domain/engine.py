@@ -21,6 +21,7 @@ class RuntimeInfo:
     cgroup_controllers: tuple[str, ...]
     oci_runtime: str
     graph_root: str = ""  # where container storage lives (its disk is what runs fill)
+    init_path: str | None = None  # the init process it puts in containers; None: missing
 
     @property
     def missing_controllers(self) -> tuple[str, ...]:

@@ -41,7 +41,7 @@ class RetryPolicy:
     twice the previous wait (`backoff_seconds` first, at most an hour). Application failures
     are retried (only those exit codes, when `on_exit_codes` is given); infrastructure
     failures unless `on_infrastructure` is off; timeouts only when `on_timeout` is on;
-    cancelled runs never."""
+    cancelled runs, and commands that could not run (missing, not executable), never."""
 
     max_attempts: int
     backoff_seconds: float = 10.0
@@ -77,6 +77,8 @@ class RetryPolicy:
 
     def covers(self, run: Run) -> bool:
         assert run.failure is not None
+        if not run.failure.type.retryable:
+            return False
         category = run.failure.type.category
         if category is FailureCategory.APPLICATION:
             return self.on_exit_codes is None or run.exit_code in self.on_exit_codes

@@ -3,8 +3,10 @@ container has exited (`outcome`), and how new runs are made (`pending_run`, `nex
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +17,14 @@ import orjson
 from jobd.domain.jobs import JobSpec, Kind
 from jobd.domain.records import Row, from_epoch, maybe_epoch, new_id, rfc3339
 from jobd.domain.resources import MIB, SECONDS_PER_MONTH, Allocation, Limits, Plan
-from jobd.domain.states import Failure, FailureType, RunStatus, StopReason, Trigger
+from jobd.domain.states import (
+    COMMAND_EXIT_CODES,
+    Failure,
+    FailureType,
+    RunStatus,
+    StopReason,
+    Trigger,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +58,9 @@ class Run:
     pending_until: datetime | None = None  # still queued then: it fails unschedulable
     allocation: Allocation | None = None  # its GPUs and cores, once placed
     gpu_peak_bytes: int | None = None  # the most GPU memory its processes were seen using
+    # SIGTERM, then SIGKILL after this many seconds, when a cancel or a stop asked for its own
+    # grace (0: at once); None: the configured default
+    stop_grace_seconds: int | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -85,6 +97,7 @@ class Run:
             if row["allocation"]
             else None,
             gpu_peak_bytes=row["gpu_peak_bytes"],
+            stop_grace_seconds=row["stop_grace_seconds"],
         )
 
     @property
@@ -145,6 +158,7 @@ class Run:
             ],
             "priority": self.priority,
             "pendingUntil": rfc3339(self.pending_until),
+            "stopGraceSeconds": self.stop_grace_seconds,
             "allocation": self.allocation.to_api() if self.allocation else None,
             "gpuUsage": self.gpu_usage(),
             "finalConfig": self._final_config(),
@@ -179,27 +193,47 @@ def _endpoints(column: str | None) -> dict[int, str] | None:
 
 
 def outcome(
-    run: Run, *, exit_code: int | None, oom_killed: bool
+    run: Run,
+    *,
+    exit_code: int | None,
+    oom_killed: bool,
+    command_failure: Failure | None = None,
 ) -> tuple[RunStatus, Failure | None]:
     """How a run ends once its container has exited. A cancel the user asked for wins over the
     exit code (the API said `cancelling`); a clean stop succeeds on exit 0 and is cancelled
     otherwise; a deadline stop is a timeout; an OOM kill inside the run explains a non-zero
-    exit; otherwise the exit code decides."""
+    exit; a command the runtime could not start (`command_failure`, in its own words), or a
+    shell's 127 or 126, is a command that was not found or not executable; otherwise the exit
+    code decides. A stopped run says which signal ended it."""
     if run.status is RunStatus.CANCELLING or run.stop_reason is StopReason.CANCEL:
-        return RunStatus.CANCELLED, Failure(
-            type=FailureType.CANCELLED, message="cancelled by request"
-        )
+        message = "cancelled by request"
+        if exit_code is not None:
+            message += f"; {ended_by(exit_code)}"
+        return RunStatus.CANCELLED, Failure(type=FailureType.CANCELLED, message=message)
     if run.stop_reason is StopReason.STOP:
         return _stopped(exit_code)
     if run.stop_reason is StopReason.TIMEOUT:
         return RunStatus.FAILED, Failure(
             type=FailureType.TIMEOUT,
-            message=f"stopped at its deadline after {run.timeout_seconds}s",
+            message=f"stopped at its deadline after {run.timeout_seconds}s; {ended_by(exit_code)}",
         )
-    return _exited(run, exit_code, oom_killed)
+    return _exited(run, exit_code, oom_killed, command_failure)
 
 
-def _exited(run: Run, exit_code: int | None, oom_killed: bool) -> tuple[RunStatus, Failure | None]:
+def ended_by(exit_code: int | None) -> str:
+    """What a stopped process's exit code says of its end: a code above 128 is the signal that
+    killed it (128 + its number, as shells report it)."""
+    if exit_code is None:
+        return "its exit code could not be read"
+    if exit_code > 128:
+        with contextlib.suppress(ValueError):
+            return f"{signal.Signals(exit_code - 128).name} ended it (exit code {exit_code})"
+    return f"it exited {exit_code}"
+
+
+def _exited(
+    run: Run, exit_code: int | None, oom_killed: bool, command_failure: Failure | None
+) -> tuple[RunStatus, Failure | None]:
     if exit_code == 0:
         return RunStatus.SUCCEEDED, None
     if oom_killed:
@@ -208,9 +242,17 @@ def _exited(run: Run, exit_code: int | None, oom_killed: bool) -> tuple[RunStatu
             message=f"out of memory: a process exceeded the plan's {run.plan.memory_bytes // MIB}"
             f" MiB and was killed (exit code {exit_code})",
         )
+    if command_failure is not None:
+        return RunStatus.FAILED, command_failure
     if exit_code is None:
         return RunStatus.FAILED, Failure(
             type=FailureType.LOST, message="the container's exit code could not be read"
+        )
+    if exit_code in COMMAND_EXIT_CODES:
+        kind = COMMAND_EXIT_CODES[exit_code]
+        what = "not found" if kind is FailureType.COMMAND_NOT_FOUND else "not executable"
+        return RunStatus.FAILED, Failure(
+            type=kind, message=f"exited with code {exit_code}: a command was {what}"
         )
     return RunStatus.FAILED, Failure(
         type=FailureType.EXIT_CODE, message=f"exited with code {exit_code}"
@@ -260,6 +302,5 @@ def _stopped(exit_code: int | None) -> tuple[RunStatus, Failure | None]:
     if exit_code == 0:
         return RunStatus.SUCCEEDED, None
     return RunStatus.CANCELLED, Failure(
-        type=FailureType.CANCELLED,
-        message=f"stopped by request (exit code {exit_code} on SIGTERM)",
+        type=FailureType.CANCELLED, message=f"stopped by request; {ended_by(exit_code)}"
     )

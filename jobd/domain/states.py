@@ -81,10 +81,18 @@ class FailureType(StrEnum):
     LOST = "lost"  # the container vanished (e.g. a reboot) while jobd was not watching
     GPU_UNAVAILABLE = "gpu_unavailable"  # its GPUs did not reach the container: never run on CPU
     UNSCHEDULABLE = "unschedulable"  # it waited in the queue longer than its maxPendingSeconds
+    COMMAND_NOT_FOUND = "command_not_found"  # its command does not exist (a shell's exit 127)
+    COMMAND_NOT_EXECUTABLE = "command_not_executable"  # it exists but can't run (exit 126)
 
     @property
     def category(self) -> FailureCategory:
         return FAILURE_CATEGORIES[self]
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt could end otherwise: a cancel is final, and a command that
+        is missing from the image stays missing."""
+        return self not in NEVER_RETRIED
 
 
 class FailureCategory(StrEnum):
@@ -105,6 +113,22 @@ FAILURE_CATEGORIES: Mapping[FailureType, FailureCategory] = {
     FailureType.LOST: FailureCategory.INFRASTRUCTURE,
     FailureType.GPU_UNAVAILABLE: FailureCategory.INFRASTRUCTURE,
     FailureType.UNSCHEDULABLE: FailureCategory.UNSCHEDULABLE,
+    FailureType.COMMAND_NOT_FOUND: FailureCategory.APPLICATION,
+    FailureType.COMMAND_NOT_EXECUTABLE: FailureCategory.APPLICATION,
+}
+NEVER_RETRIED = frozenset(
+    {
+        FailureType.CANCELLED,
+        FailureType.UNSCHEDULABLE,
+        FailureType.COMMAND_NOT_FOUND,
+        FailureType.COMMAND_NOT_EXECUTABLE,
+    }
+)
+# a shell's exit codes for a command it could not run (POSIX: 127 not found, 126 found but not
+# executable); runtimes and init processes report the same two cases in their own words
+COMMAND_EXIT_CODES: Mapping[int, FailureType] = {
+    127: FailureType.COMMAND_NOT_FOUND,
+    126: FailureType.COMMAND_NOT_EXECUTABLE,
 }
 
 

@@ -33,7 +33,7 @@ async def checks(config: Config, info: RuntimeInfo, node: NodeInventory) -> list
     registry = await asyncio.to_thread(
         load_registry, config.gpus.cdi_spec_dirs, max_cdi_version(info.version)
     )
-    found = [_podman(info), _limits(info), _nvml(node)]
+    found = [_podman(info), _init(info), _limits(info), _nvml(node)]
     if node.gpus.gpus or registry.names(config.gpus.cdi_kind):
         found += [
             _cdi_specs(config, info, registry, node),
@@ -49,6 +49,17 @@ def _podman(info: RuntimeInfo) -> Check:
         level=OK,
         message=f"podman {info.version} (API {info.api_version}), OCI runtime {info.oci_runtime},"
         f" cgroups {info.cgroup_version}, {'rootless' if info.rootless else 'rootful'}",
+    )
+
+
+def _init(info: RuntimeInfo) -> Check:
+    if info.init_path:
+        return Check(name="init", level=OK, message=f"containers run {info.init_path} as PID 1")
+    return Check(
+        name="init",
+        level=FAIL,
+        message="podman's init (catatonit) is missing, so no container can be created: "
+        "apt-get install catatonit",
     )
 
 

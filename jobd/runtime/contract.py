@@ -11,7 +11,9 @@ nomad-driver-podman's driver), and the types it gets back. Podman implements it 
   k8s-file format, where jobd's log readers find it.
 - The backend keeps what it needs to tell how a run ended (podman: a watch on the container's
   memory cgroup, since podman's own OOM flag is not set on this podman/conmon pair) and says
-  it in `ContainerState.oom_killed`; after a restart, `adopt` lets it take that up again.
+  it in `ContainerState.oom_killed`; after a restart, `adopt` lets it take that up again. A
+  command that never ran (not found, not executable) is `ContainerState.command_failure`.
+- Containers run an init process: a program that ignores signals still ends on SIGTERM.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from jobd.domain.engine import ExecSession, RuntimeInfo
+from jobd.domain.states import Failure
 
 Handle = str  # a run's container in the runtime: opaque to everyone else
 
@@ -64,6 +67,8 @@ class ContainerState:
     oom_killed: bool  # the kernel killed a process of it for exceeding its memory
     pid: int | None  # its main process on this machine, once created (None: none here)
     endpoints: Mapping[int, str] = field(default_factory=dict)  # container port -> host addr:port
+    # its command never ran: not found or not executable, in the runtime's own words
+    command_failure: Failure | None = None
 
     @property
     def running(self) -> bool:

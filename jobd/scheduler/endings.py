@@ -52,7 +52,12 @@ class Endings:
         log.error("run %s kept changing while it finished; reconcile will retry", run_id)
 
     async def _record_exit(self, run: Run, state: ContainerState) -> bool:
-        status, failure = outcome(run, exit_code=state.exit_code, oom_killed=state.oom_killed)
+        status, failure = outcome(
+            run,
+            exit_code=state.exit_code,
+            oom_killed=state.oom_killed,
+            command_failure=state.command_failure,
+        )
         finished = max(state.finished_at or now(), run.started_at or state.started_at or now())
         ended = await shielded(
             self.store.transition(

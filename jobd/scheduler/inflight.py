@@ -19,6 +19,7 @@ class InFlight:
         self.wake = wake  # the supervisor's loop: something changed
         self.launching: dict[str, asyncio.Task[None]] = {}
         self.stopping: dict[str, asyncio.Task[None]] = {}
+        self.stop_graces: dict[str, int] = {}  # the grace each stop under way waits out
         self.stop_failed: dict[str, float] = {}  # run id -> when its last stop failed
         self.deferred: dict[str, Handle] = {}  # exits seen while their launch was in flight
         self.removing: set[asyncio.Task[None]] = set()

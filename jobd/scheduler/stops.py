@@ -40,6 +40,7 @@ class Stops:
     async def apply_cancellations(self, active: list[Run]) -> None:
         """Stop the runs being cancelled, and the running ones asked to stop cleanly."""
         for run in active:
+            self._hurry(run)
             if self.inflight.busy(run.id):
                 continue
             if run.status is RunStatus.RUNNING and run.stop_reason is StopReason.STOP:
@@ -70,20 +71,39 @@ class Stops:
                     continue  # cancelled or ended meanwhile
             self._stop(run)
 
+    def _grace(self, run: Run) -> int:
+        """The run's own grace (a cancel or stop asked for it), or the configured one."""
+        if run.stop_grace_seconds is not None:
+            return run.stop_grace_seconds
+        return self.config.stop_grace_seconds
+
+    def _hurry(self, run: Run) -> None:
+        """A stop under way waits out a longer grace than the run now asks for (`--force`
+        after a plain cancel): let it go, so that the next one uses the shorter grace."""
+        task = self.inflight.stopping.get(run.id)
+        if task is not None and self._grace(run) < self.inflight.stop_graces.get(run.id, 0):
+            task.cancel()
+            del self.inflight.stopping[run.id]
+
     def _stop(self, run: Run) -> None:
         assert run.container_id is not None
+        grace = self._grace(run)
+        self.inflight.stop_graces[run.id] = grace
         self.inflight.stopping[run.id] = asyncio.create_task(
-            self._stop_container(run.id, run.container_id), name=f"stop-{run.id}"
+            self._stop_container(run.id, run.container_id, grace), name=f"stop-{run.id}"
         )
 
-    async def _stop_container(self, run_id: str, container_id: Handle) -> None:
+    async def _stop_container(self, run_id: str, container_id: Handle, grace: int) -> None:
         try:
-            await self.runtime.stop(container_id, self.config.stop_grace_seconds)
+            await self.runtime.stop(container_id, grace)
         except RuntimeFailure as e:
             log.error("stopping %s failed (retrying in %ss): %s", run_id, STOP_RETRY_SECONDS, e)
             self.inflight.stop_failed[run_id] = time.monotonic()
             return
         finally:
-            self.inflight.stopping.pop(run_id, None)
+            # a stop let go by _hurry has been replaced already: leave its successor be
+            if self.inflight.stopping.get(run_id) is asyncio.current_task():
+                del self.inflight.stopping[run_id]
+                self.inflight.stop_graces.pop(run_id, None)
         self.inflight.reap_later(run_id, container_id)
         self.inflight.wake()

@@ -63,6 +63,7 @@ class Supervisor:
         self.pump = pump
         self.config = config
         self.inventory = inventory
+        self.info = info  # what the runtime said of itself at startup
         self._wake = asyncio.Event()
         self.inflight = InFlight(self.wake)
         self.endings = Endings(store=store, runtime=runtime, pump=pump, inflight=self.inflight)

@@ -20,10 +20,13 @@ class Runs:
         store: Store,
         wake: Callable[[], None],
         waiting: Callable[[], Mapping[str, str]],
+        *,
+        default_grace: int,
     ) -> None:
         self.store = store
         self.wake = wake  # the supervisor: runs to stop
         self.waiting = waiting  # why queued runs wait, as placement last saw
+        self.default_grace = default_grace  # a stop's grace unless the request gives one
 
     async def get(self, run_id: str) -> Run:
         return await self.store.get_run(run_id)
@@ -43,25 +46,31 @@ class Runs:
         run = await self.store.get_run(run_id)
         return await self.store.run_events(run.id)
 
-    async def stop(self, run_id: str) -> Run:
-        """Stop a run cleanly: SIGTERM, the grace period, SIGKILL. It ends succeeded when its
-        container exits 0, cancelled otherwise. A run that has not started is cancelled."""
+    async def stop(self, run_id: str, *, grace: int | None = None) -> Run:
+        """Stop a run cleanly: SIGTERM, the grace period (`grace` seconds, or the configured
+        default; 0: SIGKILL at once), SIGKILL. It ends succeeded when its container exits 0,
+        cancelled otherwise. A run that has not started is cancelled."""
         run = await self.store.get_run(run_id)
         if run.status is not RunStatus.RUNNING:
-            return await self.cancel(run_id)
-        if run.stop_reason is not None:
-            return run  # a stop (or a deadline's) is already under way
+            return await self.cancel(run_id, grace=grace)
+        if run.stop_reason is not None:  # a stop (or a deadline's) is already under way
+            return await self._hurry(run, grace)
         recorded = await self.store.update_run(
-            run_id, detail="stop requested", expect={RunStatus.RUNNING}, stop_reason=StopReason.STOP
+            run_id,
+            detail=_asked("stop requested", grace),
+            expect={RunStatus.RUNNING},
+            stop_reason=StopReason.STOP,
+            **_grace(grace),
         )
         if not recorded:  # it ended, or was cancelled, meanwhile
-            return await self.cancel(run_id)
+            return await self.cancel(run_id, grace=grace)
         self.wake()
         return await self.store.get_run(run_id)
 
-    async def cancel(self, run_id: str) -> Run:
+    async def cancel(self, run_id: str, *, grace: int | None = None) -> Run:
         """A pending run ends cancelled at once; an assigned or running one becomes cancelling
-        and the supervisor stops it. A run that already ended is a conflict."""
+        and the supervisor stops it, with `grace` as `stop` does. A run that already ended is a
+        conflict; one already being stopped is stopped sooner when `grace` is shorter."""
         run = await self.store.get_run(run_id)
         if run.status is RunStatus.PENDING:
             cancelled = await self.store.transition(
@@ -74,16 +83,44 @@ class Runs:
             )
             if cancelled is not None:
                 return cancelled
+        stopping = run.stop_reason is not None  # a stop is under way: its grace can only shorten
         cancelling = await self.store.transition(
             run_id,
             RunStatus.CANCELLING,
             expect={RunStatus.ASSIGNED, RunStatus.RUNNING},
-            detail="cancel requested",
+            detail=_asked("cancel requested", grace),
+            **({} if stopping else _grace(grace)),
         )
         if cancelling is not None:
             self.wake()
-            return cancelling
+            return await self._hurry(cancelling, grace) if stopping else cancelling
         run = await self.store.get_run(run_id)
         if run.status.is_terminal:
             raise Conflict(f"run {run_id} already ended ({run.status.value}); nothing to cancel")
-        return run  # already cancelling
+        return await self._hurry(run, grace)  # already cancelling
+
+    async def _hurry(self, run: Run, grace: int | None) -> Run:
+        """A stop is under way: a shorter grace asked now (or --force) replaces its own."""
+        if grace is None or (
+            run.stop_grace_seconds is not None and run.stop_grace_seconds <= grace
+        ):
+            return run
+        recorded = await self.store.update_run(
+            run.id,
+            detail=_asked("asked to stop sooner", grace),
+            expect={RunStatus.CANCELLING, RunStatus.RUNNING},
+            stop_grace_seconds=grace,
+        )
+        if recorded:
+            self.wake()
+        return await self.store.get_run(run.id)
+
+
+def _grace(grace: int | None) -> dict[str, int]:
+    return {} if grace is None else {"stop_grace_seconds": grace}
+
+
+def _asked(what: str, grace: int | None) -> str:
+    if grace is None:
+        return what
+    return f"{what}: SIGKILL at once" if grace == 0 else f"{what}: {grace}s grace"

@@ -32,6 +32,7 @@ RUN_COLUMNS = {
     "endpoints",
     "allocation",
     "gpu_peak_bytes",
+    "stop_grace_seconds",
     "pending_until",
 }
 

@@ -150,6 +150,11 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX runs_pending_until ON runs (pending_until)
         WHERE status = 'pending' AND pending_until IS NOT NULL;
     """,
+    # the grace a cancel or stop asked for (SIGTERM, then SIGKILL once it is over); NULL: the
+    # configured default
+    """
+    ALTER TABLE runs ADD COLUMN stop_grace_seconds INTEGER;
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

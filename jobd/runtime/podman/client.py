@@ -30,6 +30,7 @@ from jobd.runtime.contract import ContainerExit, ContainerSpec, ContainerState, 
 from jobd.runtime.podman import events
 from jobd.runtime.podman.exec import ExecStream
 from jobd.runtime.podman.image import DEFAULT_IMAGE, prepare_context, temporary_context
+from jobd.runtime.podman.init import INIT_PATH, command_failure
 from jobd.runtime.podman.oom import OomWatch
 from jobd.runtime.podman.translate import (
     INSTANCE_LABEL,
@@ -94,6 +95,7 @@ class PodmanRuntime:
             cgroup_controllers=tuple(host.get("cgroupControllers") or ()),
             oci_runtime=self._oci_runtime or str(host.get("ociRuntime", {}).get("name", "?")),
             graph_root=str(about.get("store", {}).get("graphRoot", "")),
+            init_path=str(INIT_PATH) if INIT_PATH.exists() else None,
         )
 
     # -- images -------------------------------------------------------------------------
@@ -232,6 +234,7 @@ class PodmanRuntime:
             },
             "stop_signal": int(signal.SIGTERM),
             "stop_timeout": spec.stop_grace_seconds,
+            "init": True,  # catatonit as PID 1: SIGTERM reaches programs without handlers
         }
         if spec.command:
             options["command"] = list(spec.command)
@@ -259,7 +262,10 @@ class PodmanRuntime:
         return self._with_oom(await self._call("inspect", self._inspect, handle))
 
     def _inspect(self, container_id: str) -> ContainerState:
-        return state_of(self._client.containers.get(container_id).attrs)
+        attrs = self._client.containers.get(container_id).attrs
+        state = state_of(attrs)
+        failure = command_failure(attrs)
+        return dataclasses.replace(state, command_failure=failure) if failure else state
 
     async def stop(self, handle: Handle, grace_seconds: int) -> None:
         """SIGTERM, then SIGKILL once the grace period is over. Stopping a gone container

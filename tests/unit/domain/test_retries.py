@@ -64,6 +64,15 @@ def test_what_a_retry_policy_covers() -> None:
     assert strict.delay_after(failed(FailureType.OOM_KILLED, 137)) is not None
 
 
+def test_a_command_that_could_not_run_is_never_retried_nor_restarted() -> None:
+    policy = RetryPolicy(max_attempts=5, on_exit_codes=frozenset({126, 127}))
+    for kind in (FailureType.COMMAND_NOT_FOUND, FailureType.COMMAND_NOT_EXECUTABLE):
+        assert kind.category is FailureCategory.APPLICATION and not kind.retryable
+        assert policy.delay_after(failed(kind, 127)) is None
+        service = JobSpec(image="busybox", kind=Kind.PERSISTENT)
+        assert next_attempt(failed(kind, 1), service, T0) is None
+
+
 def test_the_next_attempt_waits_out_its_backoff_and_keeps_the_spec() -> None:
     spec = JobSpec(image="busybox", retry=RetryPolicy(max_attempts=2, backoff_seconds=5))
     retry = next_attempt(failed(), spec, T0)

@@ -13,6 +13,7 @@ from jobd.domain.runs import Run, outcome
 from jobd.domain.states import (
     TERMINAL_STATUSES,
     TRANSITIONS,
+    Failure,
     FailureType,
     RunStatus,
     StopReason,
@@ -77,6 +78,9 @@ def test_ids_are_prefixed_unguessable_and_ordered_by_creation() -> None:
             FailureType.CANCELLED,
         ),
         ({}, None, False, RunStatus.FAILED, FailureType.LOST),
+        ({}, 127, False, RunStatus.FAILED, FailureType.COMMAND_NOT_FOUND),
+        ({}, 126, False, RunStatus.FAILED, FailureType.COMMAND_NOT_EXECUTABLE),
+        ({}, 127, True, RunStatus.FAILED, FailureType.OOM_KILLED),
     ],
 )
 def test_outcome(
@@ -89,6 +93,52 @@ def test_outcome(
     got_status, got_failure = outcome(make_run(**run_changes), exit_code=exit_code, oom_killed=oom)
     assert got_status is status
     assert (got_failure.type if got_failure else None) is failure
+
+
+def test_a_command_the_runtime_could_not_start_ends_in_its_words() -> None:
+    said = Failure(type=FailureType.COMMAND_NOT_FOUND, message="its command was not found: ...")
+    assert outcome(make_run(), exit_code=1, oom_killed=False, command_failure=said) == (
+        RunStatus.FAILED,
+        said,
+    )
+    cancelled = make_run(status=RunStatus.CANCELLING)
+    status, _ = outcome(cancelled, exit_code=1, oom_killed=False, command_failure=said)
+    assert status is RunStatus.CANCELLED, "a cancel the user asked for still wins"
+
+
+@pytest.mark.parametrize(
+    ("run_changes", "exit_code", "message"),
+    [
+        (
+            {"status": RunStatus.CANCELLING},
+            143,
+            "cancelled by request; SIGTERM ended it (exit code 143)",
+        ),
+        (
+            {"status": RunStatus.CANCELLING},
+            137,
+            "cancelled by request; SIGKILL ended it (exit code 137)",
+        ),
+        ({"status": RunStatus.CANCELLING}, None, "cancelled by request"),
+        (
+            {"stop_reason": StopReason.STOP},
+            137,
+            "stopped by request; SIGKILL ended it (exit code 137)",
+        ),
+        ({"stop_reason": StopReason.STOP}, 2, "stopped by request; it exited 2"),
+        (
+            {"stop_reason": StopReason.TIMEOUT},
+            143,
+            "stopped at its deadline after 60s; SIGTERM ended it (exit code 143)",
+        ),
+        ({"stop_reason": StopReason.STOP}, 255, "stopped by request; it exited 255"),
+    ],
+)
+def test_a_stopped_run_says_which_signal_ended_it(
+    run_changes: dict[str, object], exit_code: int | None, message: str
+) -> None:
+    _, failure = outcome(make_run(**run_changes), exit_code=exit_code, oom_killed=False)
+    assert failure is not None and failure.message == message
 
 
 def test_cost_is_the_monthly_price_prorated_to_the_second() -> None:

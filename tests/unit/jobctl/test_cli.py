@@ -518,6 +518,31 @@ def test_cancel_a_job_cancels_its_latest_run(fake: FakeJobd, sock: Path) -> None
     assert (result.exit_code, result.stdout) == (0, "run-1 cancelling\n")
 
 
+@pytest.mark.parametrize(
+    ("options", "body"),
+    [
+        ([], None),
+        (["--grace", "30s"], {"graceSeconds": 30}),
+        (["--grace", "2m"], {"graceSeconds": 120}),
+        (["--force"], {"force": True}),
+    ],
+)
+@pytest.mark.parametrize("command", ["cancel", "stop"])
+def test_cancel_and_stop_send_their_grace(
+    fake: FakeJobd, sock: Path, command: str, options: list[str], body: object
+) -> None:
+    fake.on("POST", f"/v1/runs/run-1/{command}", (202, run("cancelling")))
+    result = jobctl(sock, command, "run-1", *options)
+    assert result.exit_code == 0
+    assert fake.requests("POST", f"/v1/runs/run-1/{command}")[0].body == body
+
+
+def test_grace_and_force_do_not_go_together(fake: FakeJobd, sock: Path) -> None:
+    result = jobctl(sock, "cancel", "run-1", "--grace", "5s", "--force")
+    assert result.exit_code == 2 and "give one" in result.output
+    assert fake.requests("POST", "/v1/runs/run-1/cancel") == []
+
+
 def test_rerun_wait(fake: FakeJobd, sock: Path) -> None:
     fake.on("POST", "/v1/jobs/job-1/runs", (201, run("pending")))
     fake.on("GET", "/v1/runs/run-1", (200, run("succeeded", 0)))

@@ -215,6 +215,9 @@ def _run(status: str, exit_code: int | None, kind: str | None = None) -> dict[st
         # the container caught SIGTERM at its deadline and exited 0: still not a success
         (_run("failed", 0, "timeout"), 1),
         (_run("failed", 300, "runtime_error"), 1),
+        # a command that could not run exits as a shell's would, whatever the init said
+        (_run("failed", 1, "command_not_found"), 127),
+        (_run("failed", 1, "command_not_executable"), 126),
     ],
 )
 def test_exit_status(run: dict[str, object], status: int) -> None:

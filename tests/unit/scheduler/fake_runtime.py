@@ -45,6 +45,9 @@ class FakeRuntime:
         self.exit_on_start: int | None = None
         self.list_delay = 0.0
         self.stopped: list[str] = []
+        self.graces: list[int] = []  # each stop's grace, in order
+        self.stop_gate = asyncio.Event()  # held: a stop waits out its grace until released
+        self.stop_gate.set()
         self.removed: list[str] = []
         self.adopted: list[str] = []
         self.image_checks = 0
@@ -108,6 +111,9 @@ class FakeRuntime:
 
     async def stop(self, handle: Handle, grace_seconds: int) -> None:
         self.stopped.append(handle)
+        self.graces.append(grace_seconds)
+        if grace_seconds:
+            await self.stop_gate.wait()
         if handle in self.containers and self.containers[handle].running:
             self.exit(handle, 143)
 

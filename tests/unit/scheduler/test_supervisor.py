@@ -64,7 +64,12 @@ class Harness:
             self.supervisor.purge_soon,
             runtime.image_digest,
         )
-        self.runs = Runs(store, self.supervisor.wake, lambda: self.supervisor.waiting)
+        self.runs = Runs(
+            store,
+            self.supervisor.wake,
+            lambda: self.supervisor.waiting,
+            default_grace=config.stop_grace_seconds,
+        )
 
     def new_supervisor(self, config: Config, capacity: Inventory) -> Supervisor:
         """A supervisor on this store, runtime and logs: the first, or one after a restart."""
@@ -235,6 +240,36 @@ async def test_an_inspect_racing_an_instant_exit_does_not_fail_a_started_run(
     run = await harness.store.get_run(run_id)
     assert run.exit_code == 0 and run.started_at is not None
     assert await harness.removed(run.container_id)
+
+
+async def test_a_shorter_grace_asked_during_a_stop_replaces_it(harness: Harness) -> None:
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.RUNNING)
+    harness.runtime.stop_gate.clear()  # the first stop waits out its 60 s grace
+    await harness.runs.cancel(run_id, grace=60)
+    async with asyncio.timeout(5):
+        while harness.runtime.graces != [60]:
+            await asyncio.sleep(0.01)
+    forced = await harness.runs.cancel(run_id, grace=0)
+    assert forced.stop_grace_seconds == 0
+    await harness.until(run_id, RunStatus.CANCELLED)
+    assert harness.runtime.graces == [60, 0], "the force did not wait for the first stop"
+    assert await terminal_events(harness, run_id) == ["cancelled"]
+
+
+async def test_a_longer_grace_asked_during_a_stop_changes_nothing(harness: Harness) -> None:
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.RUNNING)
+    harness.runtime.stop_gate.clear()
+    await harness.runs.stop(run_id, grace=5)
+    async with asyncio.timeout(5):
+        while harness.runtime.graces != [5]:
+            await asyncio.sleep(0.01)
+    later = await harness.runs.cancel(run_id, grace=30)
+    assert later.stop_grace_seconds == 5
+    harness.runtime.stop_gate.set()
+    await harness.until(run_id, RunStatus.CANCELLED)
+    assert harness.runtime.graces == [5]
 
 
 async def test_a_deadline_stops_the_run_and_fails_it_as_timeout(harness: Harness) -> None:
