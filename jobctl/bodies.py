@@ -30,7 +30,7 @@ def new_job_body(
     body = job_body(
         image=image if recipe is None else None,
         command=command,
-        env=options["env"],
+        env=tuple(env_from(options).items()),
         plan=options["plan"],
         timeout=options["timeout"],
         name=options["name"],
@@ -43,6 +43,7 @@ def new_job_body(
     )
     queueing = {"resources": resources_from(options), "priority": options["priority"]}
     body.update({k: v for k, v in queueing.items() if v is not None})
+    body.update(data_fields(options, replacing=False))
     if options["max_pending"] is not None:
         body["maxPendingSeconds"] = options["max_pending"]
     if recipe is not None:
@@ -90,7 +91,7 @@ def job_changes(options: Mapping[str, Any]) -> dict[str, Any]:
     given: dict[str, Any] = {
         "image": options["image"],
         "plan": options["plan"],
-        "env": dict(options["env"]) if options["env"] else None,
+        "env": env_from(options) if options["env"] or options["env_file"] else None,
         "timeoutSeconds": options["timeout"],
         "name": options["name"],
         "labels": dict(options["label"]) if options["label"] else None,
@@ -101,8 +102,33 @@ def job_changes(options: Mapping[str, Any]) -> dict[str, Any]:
         **schedule_from(options),
     }
     body = {k: v for k, v in given.items() if v is not None}
+    body.update(data_fields(options, replacing=True))
     if options["no_schedule"]:
         body["schedule"] = None
+    return body
+
+
+def env_from(options: Mapping[str, Any]) -> dict[str, str]:
+    """The environment --env-file and --env give: the files in order, then each --env."""
+    env: dict[str, str] = {}
+    for values in options.get("env_file", ()):
+        env.update(values)
+    env.update(dict(options["env"]))
+    return env
+
+
+def data_fields(options: Mapping[str, Any], *, replacing: bool) -> dict[str, Any]:
+    """Volumes, working directory and user, as given (--no-volumes: none, when replacing)."""
+    if replacing and options.get("no_volumes") and options["volume"]:
+        raise click.UsageError("--volume and --no-volumes: give one")
+    given = {
+        "volumes": list(options["volume"]) or None,
+        "workingDir": options["workdir"],
+        "user": options["user"],
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    if replacing and options.get("no_volumes"):
+        body["volumes"] = []
     return body
 
 

@@ -32,6 +32,7 @@ from jobctl.commands.jobs import (
 from jobctl.commands.logs import logs
 from jobctl.commands.node import doctor, health, node, plans
 from jobctl.commands.recipes import recipe
+from jobctl.commands.volumes import volume
 from jobctl.connection import Connection, check_url_option, pick_transport
 from jobctl.options import CONTEXT
 
@@ -108,5 +109,6 @@ main.add_command(plans)
 main.add_command(health)
 main.add_command(node)
 main.add_command(doctor)
-# recipes, a group of their own
+# recipes and volumes, groups of their own
 main.add_command(recipe)
+main.add_command(volume)

@@ -8,14 +8,23 @@ The request bodies these values feed are built in jobctl.bodies."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
-from jobctl.parsing import check_id, parse_duration, parse_pair, parse_since
+from jobctl.parsing import (
+    check_id,
+    parse_duration,
+    parse_pair,
+    parse_since,
+    parse_volume,
+    read_env_file,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 Callback = Callable[[click.Context, click.Parameter, Any], Any]
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 # -- option types ---------------------------------------------------------------------
@@ -37,6 +46,8 @@ def converted(parse: Callable[[str], object]) -> Callback:
 
 DURATION = converted(parse_duration)
 PAIRS = converted(parse_pair)
+VOLUMES = converted(parse_volume)
+ENV_FILES = converted(lambda path: read_env_file(Path(path)))
 SINCE = converted(parse_since)
 JOB_ID = converted(lambda value: check_id(value, "job"))
 ANY_ID = converted(lambda value: check_id(value, "job", "run"))
@@ -63,7 +74,7 @@ def spec_options(
     """What a job runs, for `run` and for `update` (where each option given replaces the
     job's value whole), and for recipes (not `named`: a recipe's name is its argument)."""
     whole = " Replaces the job's whole environment." if replacing else ""
-    options = [
+    options: list[Decorator] = [
         click.option("--plan", help="Plan id (see `jobctl plans`)."),
         click.option(
             "--env",
@@ -104,8 +115,38 @@ def spec_options(
             help="Publish this container port on a free local port; repeatable."
             + (" Replaces the job's ports." if replacing else ""),
         ),
+        *data_options(replacing=replacing),
     ]
     return _all_options(options)
+
+
+def data_options(*, replacing: bool) -> list[Decorator]:
+    """Where a job's data lives and who its command is: volumes, working directory, user,
+    and environment variables from files."""
+    options: list[Decorator] = [
+        click.option(
+            "-v",
+            "--volume",
+            multiple=True,
+            callback=VOLUMES,
+            metavar="SOURCE:/PATH[:ro]",
+            help="Mount a named volume (made on first use) or a host path at /PATH; repeatable."
+            + (" Replaces the job's volumes." if replacing else ""),
+        ),
+        click.option("--workdir", metavar="PATH", help="The command's working directory."),
+        click.option("--user", metavar="UID[:GID]|NAME", help="Run the command as this user."),
+        click.option(
+            "--env-file",
+            multiple=True,
+            callback=ENV_FILES,
+            metavar="FILE",
+            help="Environment variables from a dotenv file, before --env; repeatable. The"
+            " values are sent, not the file.",
+        ),
+    ]
+    if replacing:
+        options.append(click.option("--no-volumes", is_flag=True, help="Mount no volumes."))
+    return options
 
 
 def resource_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -5,6 +5,7 @@ Each parser raises ValueError with a message fit to follow "Invalid value for '-
 
 from __future__ import annotations
 
+import io
 import re
 import sys
 import tomllib
@@ -46,6 +47,31 @@ def parse_pair(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise ValueError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def parse_volume(text: str) -> dict[str, Any]:
+    """`NAME:/data`, `/host/path:/data`, each with an optional `:ro` (or `:rw`), as
+    `podman run -v` reads them -> the API's {source, target, readOnly}."""
+    parts = text.split(":")
+    mode = parts.pop() if len(parts) == 3 else "rw"
+    if len(parts) != 2 or not parts[0] or mode not in ("ro", "rw"):
+        raise ValueError(f"expected NAME:/path or /host/path:/path, :ro to read only; got {text!r}")
+    source, target = parts
+    if not target.startswith("/"):
+        raise ValueError(f"{text!r}: the path in the container must be absolute")
+    return {"source": source, "target": target, "readOnly": mode == "ro"}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A dotenv file's variables (python-dotenv's reading: comments, quotes, `export`); a key
+    without a value is an empty string, as `podman run --env-file` has it."""
+    from dotenv import dotenv_values  # only here: jobctl starts without it
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror or e}") from None
+    return {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
 
 
 def parse_since(text: str, now: datetime | None = None) -> str:

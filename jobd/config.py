@@ -42,6 +42,11 @@ A TOML file looks like this (every key optional):
     cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
     [gpus.performance]                    # normalizedSeconds factor per GPU model (default 1)
     "NVIDIA H100 80GB HBM3" = 2.0
+
+    [volumes]
+    # host paths jobs may mount (--volume /path:/target), each with what is below it; default:
+    # the daemon's user's home for a user daemon, none for the system daemon
+    allowed_host_paths = ["/srv/data", "/home/alice/renders"]
 """
 
 from __future__ import annotations
@@ -89,6 +94,12 @@ class GpuSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VolumeSettings:
+    # a job may bind-mount these host paths and what is below them (symlinks resolved first)
+    allowed_host_paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     data_dir: Path
     socket: Path
@@ -104,6 +115,7 @@ class Config:
     plans: Mapping[str, Plan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
     logs: LogLimits = field(default_factory=LogLimits)
     gpus: GpuSettings = field(default_factory=GpuSettings)
+    volumes: VolumeSettings = field(default_factory=VolumeSettings)
     cpu_pinning: bool = True
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
@@ -130,6 +142,11 @@ class Config:
     @property
     def runtime_dir(self) -> Path:
         return self.socket.parent
+
+    @property
+    def volumes_dir(self) -> Path:
+        """Where the named volumes jobd manages are kept, a directory each."""
+        return self.data_dir / "volumes"
 
 
 def default_data_dir(system: bool = False) -> Path:
@@ -209,7 +226,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["podman_runtime"] = podman["runtime"]
     if "logs" in raw:
         settings["logs"] = raw["logs"]
-    for table in ("plans", "gpus", "max_priority_by_user"):
+    for table in ("plans", "gpus", "max_priority_by_user", "volumes"):
         if table in raw:
             settings[table] = raw[table]
     return settings
@@ -237,6 +254,7 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
     known = {
         "podman": frozenset({"socket", "runtime"}),
         "logs": frozenset(f.name for f in dataclasses.fields(LogLimits)),
+        "volumes": frozenset(f.name for f in dataclasses.fields(VolumeSettings)),
     }
     for name, table in raw.items():
         if not isinstance(table, dict):
@@ -308,6 +326,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             plans=_plans(settings.get("plans", {})),
             logs=LogLimits(**settings.get("logs", {})),
             gpus=_gpu_settings(settings),
+            volumes=_volume_settings(settings.get("volumes", {}), system=system),
             cpu_pinning=_as_bool(settings.get("cpu_pinning", True)),
             max_priority=int(settings.get("max_priority", 0)),
             max_priority_by_user={
@@ -325,6 +344,18 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+def _volume_settings(table: Mapping[str, Any], *, system: bool) -> VolumeSettings:
+    """Host paths jobs may mount: as configured; by default a user daemon's user's home (its
+    jobs have that user's powers anyway) and nothing for the system daemon."""
+    if "allowed_host_paths" not in table:
+        return VolumeSettings(allowed_host_paths=() if system else (Path.home(),))
+    paths = tuple(Path(p) for p in table["allowed_host_paths"])
+    relative = [str(p) for p in paths if not p.is_absolute()]
+    if relative:
+        raise ValueError(f"volumes.allowed_host_paths must be absolute: {', '.join(relative)}")
+    return VolumeSettings(allowed_host_paths=paths)
 
 
 def _gpu_settings(settings: Mapping[str, Any]) -> GpuSettings:

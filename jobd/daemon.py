@@ -46,6 +46,7 @@ from jobd.services.logs import Logs
 from jobd.services.node import Node
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.volumes import Volumes
 from jobd.store import Store
 
 log = logging.getLogger("jobd")
@@ -262,6 +263,7 @@ def _services(
         ),
         recipes=Recipes(store, jobs.plan),
         logs=Logs(store, supervisor.pump),
+        volumes=Volumes(store, config),
         node=Node(
             config=config,
             store=store,

@@ -2,7 +2,8 @@
 
 JobdError
 ├── InvalidRequest          400  the request is malformed or breaks a rule
-│   └── PlanTooLarge        422  the plan needs more than the node has
+│   ├── PlanTooLarge        422  the plan needs more than the node has
+│   └── NotHere             422  it names something this machine does not have (a host path)
 ├── Unauthorized            401  the TCP API needs the bearer token
 ├── Forbidden               403  the caller may not do this (a priority above its limit)
 ├── NotFound                404  no such job or run
@@ -50,6 +51,13 @@ class PlanTooLarge(InvalidRequest):
 
     status = 422
     code = "plan_exceeds_node"
+
+
+class NotHere(InvalidRequest):
+    """The request names something this machine does not have."""
+
+    status = 422
+    code = "not_here"
 
 
 class Unauthorized(JobdError):

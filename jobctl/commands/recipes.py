@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from jobctl.bodies import recipe_body, retry_from
+from jobctl.bodies import data_fields, env_from, recipe_body, retry_from, retry_given
 from jobctl.client import segment
 from jobctl.commands.shared import show
 from jobctl.connection import Connection, pass_connection
@@ -47,22 +47,23 @@ def recipe_create(
     name: str,
     image: str,
     command: tuple[str, ...],
-    **retry: Any,
+    **options: Any,
 ) -> None:
     """Create a recipe: NAME IMAGE [-- COMMAND ARGS...]."""
     body = recipe_body(
         image=image,
         command=command,
-        env=env,
+        env=tuple(env_from({"env": env, **options}).items()),
         plan=plan,
         timeout=timeout,
         labels=label,
         network=network,
         kind=kind,
         ports=port,
-        retry=retry_from(None, retry),
+        retry=retry_from(None, options),
         description=description,
     )
+    body.update(data_fields(options, replacing=False))
     doc = connection.client().post("/v1/recipes", {"name": name, **body})
     show(doc, as_json, lambda: f"created recipe {doc['name']}")
 
@@ -93,16 +94,17 @@ def recipe_update(
     as_json: bool,
     name: str,
     command: tuple[str, ...],
-    **retry: Any,
+    **options: Any,
 ) -> None:
     """Change a recipe: NAME [OPTIONS] [-- COMMAND ARGS...]. Jobs made of it keep theirs."""
     client = connection.client()
     path = f"/v1/recipes/{segment(name)}"
-    policy = retry_from(client.get(path).get("retry"), retry) if any(retry.values()) else None
+    retried = retry_given(options)
+    policy = retry_from(client.get(path).get("retry"), options) if retried else None
     body = recipe_body(
         image=image,
         command=command,
-        env=env,
+        env=tuple(env_from({"env": env, **options}).items()),
         plan=plan,
         timeout=timeout,
         labels=label,
@@ -112,6 +114,7 @@ def recipe_update(
         retry=policy,
         description=description,
     )
+    body.update(data_fields(options, replacing=True))
     if no_retry:
         body["retry"] = None
     if not body:

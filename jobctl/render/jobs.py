@@ -15,6 +15,7 @@ from jobctl.render.values import (
     elapsed,
     local_time,
     memory,
+    mounts,
     or_none,
     pairs,
 )
@@ -152,6 +153,9 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("network", job.get("network")),
             ("kind", job.get("kind")),
             ("ports", ", ".join(map(str, job.get("ports") or [])) or None),
+            ("volumes", mounts(job.get("volumes"))),
+            ("workdir", job.get("workingDir")),
+            ("user", job.get("user")),
             ("labels", pairs(job.get("labels"))),
             ("recipe", job.get("recipe")),
             ("image digest", job.get("imageDigest")),

@@ -8,7 +8,7 @@ from typing import Any
 
 from jobctl.render.jobs import retry_text
 from jobctl.render.layout import Row, details
-from jobctl.render.values import duration, local_time, or_none, pairs
+from jobctl.render.values import duration, local_time, mounts, or_none, pairs
 
 RECIPE_HEADERS = ("RECIPE", "IMAGE", "PLAN", "DESCRIPTION", "UPDATED")
 
@@ -40,6 +40,9 @@ def recipe_details(recipe: Mapping[str, Any]) -> str:
             ("timeout", duration(recipe.get("timeoutSeconds"))),
             ("network", recipe.get("network")),
             ("kind", recipe.get("kind") or "batch"),
+            ("volumes", mounts(recipe.get("volumes"))),
+            ("workdir", recipe.get("workingDir")),
+            ("user", recipe.get("user")),
             ("labels", pairs(recipe.get("labels"))),
             ("retry", retry_text(recipe.get("retry"))),
             ("owner", owner.get("user")),

@@ -29,6 +29,27 @@ def memory(size: int) -> str:
     return f"{round(size / unit, 1):g} {name}"
 
 
+def size(count: int | None) -> str | None:
+    """Bytes as people read them: 0 B, 812 B, 4.2 KiB, 1.5 GiB."""
+    if count is None:
+        return None
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def mounts(volumes: object) -> str | None:
+    """A job's volumes as `podman run -v` writes them: SOURCE:/PATH[:ro], comma-separated."""
+    if not isinstance(volumes, list) or not volumes:
+        return None
+    return ", ".join(
+        f"{v['source']}:{v['target']}{':ro' if v.get('readOnly') else ''}" for v in volumes
+    )
+
+
 def duration(seconds: int | None) -> str | None:
     """Seconds as jobctl's own durations read: 2592000 -> 30d, 5400 -> 1h30m."""
     if seconds is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api import exec as exec_
-from jobd.api import jobs, logs, node, recipes, runs
+from jobd.api import jobs, logs, node, recipes, runs, volumes
 from jobd.api.context import MAX_BODY, SERVICES, Services
 from jobd.api.middleware import auth_middleware, error_middleware
 
@@ -34,6 +34,10 @@ def create_app(services: Services) -> web.Application:
     app.router.add_put("/v1/recipes/{name}", recipes.put_recipe)
     app.router.add_patch("/v1/recipes/{name}", recipes.update_recipe)
     app.router.add_delete("/v1/recipes/{name}", recipes.delete_recipe)
+    app.router.add_get("/v1/volumes", volumes.list_volumes)
+    app.router.add_post("/v1/volumes", volumes.create_volume)
+    app.router.add_get("/v1/volumes/{name}", volumes.get_volume)
+    app.router.add_delete("/v1/volumes/{name}", volumes.delete_volume)
     app.router.add_get("/v1/plans", node.list_plans)
     app.router.add_get("/v1/node", node.get_node)
     app.router.add_get("/v1/doctor", node.doctor)

@@ -13,6 +13,7 @@ from jobd.services.logs import Logs
 from jobd.services.node import Node
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.volumes import Volumes
 
 MAX_BODY = 1024 * 1024
 
@@ -24,6 +25,7 @@ class Services:
     runs: Runs
     recipes: Recipes
     logs: Logs
+    volumes: Volumes
     node: Node
     exec_sessions: ExecSessions
     token: str  # the TCP API's bearer token

@@ -17,6 +17,7 @@ from jobd.domain.records import Row, from_epoch, maybe_epoch, rfc3339
 from jobd.domain.resources import DEFAULT_PLAN
 from jobd.domain.schedules import Schedule, Tick, schedule_from_row
 from jobd.domain.states import FailureCategory, RunStatus
+from jobd.domain.volumes import VolumeMount, mounts_from_api
 
 if TYPE_CHECKING:
     from jobd.domain.runs import Run
@@ -110,6 +111,9 @@ class JobSpec:
     resources: Mapping[str, Any] | None = None
     priority: int = 0  # higher first in the queue; bounded by what its owner may use
     max_pending_seconds: int | None = None  # a run queued longer fails unschedulable
+    volumes: tuple[VolumeMount, ...] = ()  # named volumes and host paths it mounts
+    working_dir: str | None = None  # None: the image's own
+    user: str | None = None  # "uid[:gid]" or a name the image knows; None: the image's own
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], *, default_timeout: int) -> JobSpec:
@@ -131,6 +135,9 @@ class JobSpec:
             resources=dict(body["resources"]) if body.get("resources") else None,
             priority=int(body.get("priority", 0)),
             max_pending_seconds=body.get("maxPendingSeconds"),
+            volumes=mounts_from_api(body.get("volumes")),
+            working_dir=body.get("workingDir"),
+            user=body.get("user"),
         )
 
     def updated(self, body: Mapping[str, Any]) -> JobSpec:
@@ -164,6 +171,9 @@ class JobSpec:
             "resources": dict(self.resources) if self.resources else None,
             "priority": self.priority,
             "maxPendingSeconds": self.max_pending_seconds,
+            "volumes": [v.to_api() for v in self.volumes],
+            "workingDir": self.working_dir,
+            "user": self.user,
         }
 
     @property
@@ -187,6 +197,9 @@ class JobSpec:
             resources=data.get("resources"),
             priority=int(data.get("priority", 0)),
             max_pending_seconds=data.get("maxPendingSeconds"),
+            volumes=mounts_from_api(data.get("volumes")),
+            working_dir=data.get("workingDir"),
+            user=data.get("user"),
         )
 
     @property
@@ -236,6 +249,9 @@ class Job:
                 resources=orjson.loads(row["resources"]) if row["resources"] else None,
                 priority=row["priority"],
                 max_pending_seconds=row["max_pending_seconds"],
+                volumes=mounts_from_api(orjson.loads(row["volumes"]) if row["volumes"] else ()),
+                working_dir=row["working_dir"],
+                user=row["run_as"],
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner.from_api(orjson.loads(row["owner"])),
@@ -273,6 +289,9 @@ class Job:
             "resources": dict(self.spec.resources) if self.spec.resources else None,
             "priority": self.spec.priority,
             "maxPendingSeconds": self.spec.max_pending_seconds,
+            "volumes": [v.to_api() for v in self.spec.volumes],
+            "workingDir": self.spec.working_dir,
+            "user": self.spec.user,
             "retry": self.spec.retry.to_api() if self.spec.retry else None,
             "imageDigest": self.spec.image_digest,
             "schedule": self.schedule_doc(),
@@ -305,6 +324,9 @@ _SPEC_UPDATES: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "resources": ("resources", lambda doc: dict(doc) if doc else None),
     "priority": ("priority", int),
     "maxPendingSeconds": ("max_pending_seconds", lambda value: value),
+    "volumes": ("volumes", mounts_from_api),
+    "workingDir": ("working_dir", lambda value: value),
+    "user": ("user", lambda value: value),
 }
 
 

@@ -28,6 +28,9 @@ RECIPE_FIELDS = (
     "resources",
     "priority",
     "maxPendingSeconds",
+    "volumes",
+    "workingDir",
+    "user",
 )
 
 

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from jobd.domain.engine import ExecSession, RuntimeInfo
 from jobd.domain.states import Failure
+from jobd.domain.volumes import HostMount
 
 Handle = str  # a run's container in the runtime: opaque to everyone else
 
@@ -52,6 +53,9 @@ class ContainerSpec:
     publish_address: str = "127.0.0.1"
     devices: tuple[str, ...] = ()  # CDI device names: "nvidia.com/gpu=GPU-..."
     cpu_set: str | None = None  # the cores it is pinned to ("2,3"); None: all, under its quota
+    mounts: tuple[HostMount, ...] = ()  # host directories and files, bind-mounted
+    working_dir: str | None = None  # None: the image's own
+    user: str | None = None  # "uid[:gid]" or a name the image knows; None: the image's own
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,15 +12,17 @@ from pathlib import Path
 
 from jobd.config import Config
 from jobd.domain.engine import RuntimeInfo
-from jobd.domain.jobs import Job
+from jobd.domain.jobs import Job, JobSpec
 from jobd.domain.records import now
 from jobd.domain.resources import Limits
 from jobd.domain.runs import Run
 from jobd.domain.states import FailureType, RunStatus
-from jobd.errors import ImageNotFound, RuntimeFailure
+from jobd.domain.volumes import HostMount
+from jobd.errors import ImageNotFound, JobdError, RuntimeFailure
 from jobd.logs.pump import LogPump
 from jobd.node.cdi import load_registry, max_cdi_version
 from jobd.node.inventory import Inventory
+from jobd.node.mounts import resolved
 from jobd.node.passthrough import Passthrough, mentions_devices, passthrough
 from jobd.runtime.contract import ContainerRuntime, ContainerSpec, ContainerState, Handle
 from jobd.scheduler.endings import Endings, shielded
@@ -81,7 +83,10 @@ class Launcher:
         devices = await self._passthrough(run)
         if devices is None:
             return
-        spec = self._container_spec(run, job, devices)
+        mounts = await self._mounts(run, run.spec or job.spec)
+        if mounts is None:
+            return
+        spec = self._container_spec(run, job, devices, mounts)
         try:
             container_id = await self._create(spec)
         except ImageNotFound as e:
@@ -121,6 +126,15 @@ class Launcher:
             await self.endings.fail(run, FailureType.GPU_UNAVAILABLE, found)
             return None
         return found
+
+    async def _mounts(self, run: Run, spec: JobSpec) -> tuple[HostMount, ...] | None:
+        """The run's volumes on this machine, named ones made on first use; None when one
+        can't be mounted (the run failed): a host path gone, or no longer allowed."""
+        try:
+            return await asyncio.to_thread(resolved, spec.volumes, self.config)
+        except JobdError as e:
+            await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"{e}; it was not started")
+            return None
 
     async def _verify_devices(self, run: Run, container_id: Handle, devices: Passthrough) -> bool:
         """Before the container's process starts (it is created, its namespaces exist):
@@ -216,7 +230,9 @@ class Launcher:
 
     # -- what the container is given --------------------------------------------------------
 
-    def _container_spec(self, run: Run, job: Job, devices: Passthrough) -> ContainerSpec:
+    def _container_spec(
+        self, run: Run, job: Job, devices: Passthrough, mounts: tuple[HostMount, ...]
+    ) -> ContainerSpec:
         spec = run.spec or job.spec  # what the run was created to execute
         return ContainerSpec(
             name=run.id,
@@ -237,6 +253,9 @@ class Launcher:
             stop_grace_seconds=self.config.stop_grace_seconds,
             ports=spec.ports,
             publish_address=self.config.publish_address,
+            mounts=mounts,
+            working_dir=spec.working_dir,
+            user=spec.user,
         )
 
     @property

@@ -4,6 +4,7 @@ the store and wakes the supervisor; never touches the runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
@@ -19,8 +20,10 @@ from jobd.domain.resources import Plan
 from jobd.domain.runs import Run, pending_run
 from jobd.domain.schedules import Schedule
 from jobd.domain.states import RunStatus
+from jobd.domain.volumes import mount_problem
 from jobd.errors import Forbidden, InvalidRequest, NotFound, PlanTooLarge
 from jobd.node.inventory import Inventory
+from jobd.node.mounts import check_host_paths
 from jobd.services.validation import validate
 from jobd.store import Store
 from jobd.store.rows import Page
@@ -117,6 +120,14 @@ class Jobs:
             raise InvalidRequest(f"plan: unknown plan {plan_id!r}; known plans: {known}")
         return plan
 
+    async def _check_volumes(self, spec: JobSpec) -> None:
+        """Volumes as written, then the host paths: they must exist and be allowed here."""
+        problem = mount_problem(spec.volumes)
+        if problem:
+            raise InvalidRequest(problem)
+        if any(v.host_path for v in spec.volumes):
+            await asyncio.to_thread(check_host_paths, spec.volumes, self.config)
+
     def _check_priority(self, spec: JobSpec, owner: Owner) -> None:
         limit = self.config.priority_limit(owner.user, owner.uid)
         if spec.priority > limit:
@@ -138,6 +149,7 @@ class Jobs:
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
         self._check_priority(spec, owner)
         _check_ports(spec)
+        await self._check_volumes(spec)
         if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
             spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
         schedule = _schedule(body) if "schedule" in body else None
@@ -189,6 +201,7 @@ class Jobs:
         if "priority" in body:
             self._check_priority(spec, owner)
         _check_ports(spec)
+        await self._check_volumes(spec)
         schedule = _updated_schedule(job.schedule, body)
         reschedule = _timing(schedule) != _timing(job.schedule)
         changed = dataclasses.replace(

@@ -11,6 +11,7 @@ from jobd.domain.owners import Owner
 from jobd.domain.recipes import RECIPE_FIELDS, Recipe, without_replaced_command
 from jobd.domain.records import now
 from jobd.domain.resources import Plan
+from jobd.domain.volumes import mount_problem, mounts_from_api
 from jobd.errors import InvalidRequest
 from jobd.services.validation import validate
 from jobd.store import Store
@@ -75,3 +76,6 @@ class Recipes:
     def _check_plan(self, config: Mapping[str, Any]) -> None:
         if "plan" in config or "resources" in config:
             self.plan(config)
+        problem = mount_problem(mounts_from_api(config.get("volumes")))
+        if problem:  # host paths are checked where a job is made of it
+            raise InvalidRequest(problem)

@@ -9,7 +9,7 @@ event loop (jobd/store/writer.py says why); reads use a second connection on a t
 
 `Store` is the one handle the rest of jobd holds. The queries live beside it, grouped by what
 they read and write: jobs.py, runs.py (runs and their events), recipes.py, schedules.py,
-queue.py (placement passes and pending limits); schema.py has the migrations.
+queue.py (placement passes and pending limits), volumes.py; schema.py has the migrations.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.runs import Run
 from jobd.domain.states import RunStatus, sources_of
-from jobd.store import jobs, queue, recipes, runs, schedules
+from jobd.domain.volumes import Volume
+from jobd.store import jobs, queue, recipes, runs, schedules, volumes
 from jobd.store.queue import Choose, Placement
 from jobd.store.rows import Page
 from jobd.store.schedules import Firings, PlanLookup
@@ -122,6 +123,30 @@ class Store:
 
     async def list_recipes(self) -> list[Recipe]:
         return await recipes.list_recipes(self._reader)
+
+    # -- volumes ----------------------------------------------------------------------------
+
+    async def create_volume(self, volume: Volume) -> None:
+        """Record a new named volume; a Conflict if the name is taken."""
+        await self._writer.write(lambda db: volumes.create_volume(db, volume))
+
+    async def ensure_volume(self, volume: Volume) -> None:
+        """Record the volume unless one of that name exists (a job's first use of it)."""
+        await self._writer.write(lambda db: volumes.ensure_volume(db, volume))
+
+    async def delete_volume(self, name: str) -> None:
+        """Forget the volume; a Conflict while a queued or active run uses it."""
+        await self._writer.write(lambda db: volumes.delete_volume(db, name))
+
+    async def get_volume(self, name: str) -> Volume:
+        return await volumes.get_volume(self._reader, name)
+
+    async def list_volumes(self) -> list[Volume]:
+        return await volumes.list_volumes(self._reader)
+
+    async def volume_users(self, names: list[str]) -> dict[str, list[str]]:
+        """The queued and active runs using each of these volumes."""
+        return await volumes.volume_users(self._reader, names)
 
     # -- runs: state changes ----------------------------------------------------------------
 

@@ -38,6 +38,9 @@ _EDITABLE = (
     "resources",
     "priority",
     "max_pending_seconds",
+    "volumes",
+    "working_dir",
+    "run_as",
 )
 _JOB_COLUMNS = (
     "id",
@@ -82,6 +85,9 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         to_json(dict(job.spec.resources)) if job.spec.resources else None,
         job.spec.priority,
         job.spec.max_pending_seconds,
+        to_json([v.to_api() for v in job.spec.volumes]) if job.spec.volumes else None,
+        job.spec.working_dir,
+        job.spec.user,
     )
 
 

@@ -19,6 +19,7 @@ from jobd.domain.runs import Run, next_attempt
 from jobd.domain.states import Failure, RunStatus, StopReason, Trigger
 from jobd.errors import NotFound, StoreError
 from jobd.store.rows import Page, decode_cursor, fetch_all, fetch_one, page_cursor, to_json
+from jobd.store.volumes import use_volumes
 
 RUN_COLUMNS = {
     "started_at",
@@ -71,6 +72,7 @@ def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> Non
         " VALUES (?, ?, NULL, ?, ?)",
         (run.id, run.created_at.timestamp(), run.status.value, detail),
     )
+    use_volumes(db, run)
 
 
 def make_latest(db: sqlite3.Connection, run: Run) -> None:

@@ -150,10 +150,26 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX runs_pending_until ON runs (pending_until)
         WHERE status = 'pending' AND pending_until IS NOT NULL;
     """,
-    # the grace a cancel or stop asked for (SIGTERM, then SIGKILL once it is over); NULL: the
-    # configured default
+    # what issue 13 brought: the grace a cancel or stop asked for (NULL: the configured
+    # default); a job's volumes, working directory and user; the named volumes jobd manages,
+    # and which runs use each (written with the run, so a volume in use is never deleted)
     """
     ALTER TABLE runs ADD COLUMN stop_grace_seconds INTEGER;
+    ALTER TABLE jobs ADD COLUMN volumes TEXT;
+    ALTER TABLE jobs ADD COLUMN working_dir TEXT;
+    ALTER TABLE jobs ADD COLUMN run_as TEXT;
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE run_volumes (
+        volume TEXT NOT NULL,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        PRIMARY KEY (volume, run_id)
+    );
+    CREATE INDEX run_volumes_run ON run_volumes (run_id);
     """,
 )
 

@@ -85,3 +85,28 @@ def test_the_user_config_file_is_read_when_present(
     (tmp_path / "jobd").mkdir()
     (tmp_path / "jobd" / "jobd.toml").write_text("port = 9999\n")
     assert load(config_file=None, overrides={}).port == 9999
+
+
+def test_host_paths_jobs_may_mount(tmp_path: Path) -> None:
+    user = load(config_file=None, overrides={"data_dir": tmp_path})
+    assert user.volumes.allowed_host_paths == (Path.home(),)
+    system = load(config_file=None, overrides={"data_dir": tmp_path}, system=True)
+    assert system.volumes.allowed_host_paths == ()
+    configured = tmp_path / "jobd.toml"
+    configured.write_text('[volumes]\nallowed_host_paths = ["/srv/data"]\n')
+    assert load(config_file=configured, overrides={}).volumes.allowed_host_paths == (
+        Path("/srv/data"),
+    )
+    configured.write_text('[volumes]\nallowed_host_paths = ["srv"]\n')
+    with pytest.raises(InvalidRequest, match="must be absolute: srv"):
+        load(config_file=configured, overrides={})
+    configured.write_text('[volumes]\nallowed = ["/srv"]\n')
+    with pytest.raises(InvalidRequest, match=r"unknown keys in \[volumes\]: allowed"):
+        load(config_file=configured, overrides={})
+
+
+def test_the_example_configuration_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "jobd.toml"
+    config = load(config_file=example, overrides={})
+    assert config.volumes.allowed_host_paths == (Path("/srv/data"),)
+    assert "render-node" in config.plans

@@ -248,6 +248,20 @@ class PodmanRuntime:
             options["devices"] = list(spec.devices)
         if spec.cpu_set:
             options["cpuset_cpus"] = spec.cpu_set
+        if spec.mounts:
+            options["mounts"] = [
+                {
+                    "type": "bind",
+                    "source": m.host_path,
+                    "target": m.target,
+                    "read_only": m.read_only,
+                }
+                for m in spec.mounts
+            ]
+        if spec.working_dir:
+            options["working_dir"] = spec.working_dir
+        if spec.user:
+            options["user"] = spec.user
         return options
 
     async def start(self, handle: Handle) -> None:

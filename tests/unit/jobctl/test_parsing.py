@@ -11,7 +11,15 @@ import pytest
 
 from jobctl import defaults
 from jobctl.client import load_token, segment
-from jobctl.parsing import check_id, id_kind, parse_duration, parse_pair, parse_since
+from jobctl.parsing import (
+    check_id,
+    id_kind,
+    parse_duration,
+    parse_pair,
+    parse_since,
+    parse_volume,
+    read_env_file,
+)
 from jobctl.render import values
 from jobctl.waiting import MAX_DELAY, exit_status, failure_note, poll_delays
 
@@ -241,3 +249,32 @@ def test_polls_fast_then_back_off_to_a_second() -> None:
     assert later == sorted(later)
     assert later[0] > 0.1
     assert later[-1] == MAX_DELAY
+
+
+# -- volumes and environment files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "volume"),
+    [
+        ("cache:/data", {"source": "cache", "target": "/data", "readOnly": False}),
+        ("cache:/data:ro", {"source": "cache", "target": "/data", "readOnly": True}),
+        ("/srv/in:/in:rw", {"source": "/srv/in", "target": "/in", "readOnly": False}),
+    ],
+)
+def test_volumes_read_as_podman_run_v(text: str, volume: dict[str, object]) -> None:
+    assert parse_volume(text) == volume
+
+
+@pytest.mark.parametrize("text", ["cache", ":/data", "cache:data", "cache:/data:rx", "a:b:c:d"])
+def test_bad_volumes(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_volume(text)
+
+
+def test_env_files_read_as_dotenv(tmp_path: Path) -> None:
+    env = tmp_path / "app.env"
+    env.write_text("# a comment\nA=1\nexport B='two words'\nC\nD=x=y\n\n")
+    assert read_env_file(env) == {"A": "1", "B": "two words", "C": "", "D": "x=y"}
+    with pytest.raises(ValueError, match=r"missing\.env"):
+        read_env_file(tmp_path / "missing.env")
