@@ -118,13 +118,15 @@ def env_from(options: Mapping[str, Any]) -> dict[str, str]:
 
 
 def data_fields(options: Mapping[str, Any], *, replacing: bool) -> dict[str, Any]:
-    """Volumes, working directory and user, as given (--no-volumes: none, when replacing)."""
+    """Volumes, working directory, user and output limit, as given (--no-volumes: none,
+    when replacing)."""
     if replacing and options.get("no_volumes") and options["volume"]:
         raise click.UsageError("--volume and --no-volumes: give one")
     given = {
         "volumes": list(options["volume"]) or None,
         "workingDir": options["workdir"],
         "user": options["user"],
+        "outputLimitBytes": options["output_limit"],
     }
     body = {k: v for k, v in given.items() if v is not None}
     if replacing and options.get("no_volumes"):

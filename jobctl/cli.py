@@ -31,6 +31,7 @@ from jobctl.commands.jobs import (
 )
 from jobctl.commands.logs import logs
 from jobctl.commands.node import doctor, health, node, plans
+from jobctl.commands.outputs import outputs
 from jobctl.commands.recipes import recipe
 from jobctl.commands.volumes import volume
 from jobctl.connection import Connection, check_url_option, pick_transport
@@ -103,6 +104,7 @@ main.add_command(stop)
 main.add_command(rerun)
 # a run's output, and commands in its container
 main.add_command(logs)
+main.add_command(outputs)
 main.add_command(exec_command)
 # the node and the daemon
 main.add_command(plans)

@@ -18,6 +18,7 @@ from jobctl.parsing import (
     parse_duration,
     parse_pair,
     parse_since,
+    parse_size,
     parse_volume,
     read_env_file,
 )
@@ -47,6 +48,7 @@ def converted(parse: Callable[[str], object]) -> Callback:
 DURATION = converted(parse_duration)
 PAIRS = converted(parse_pair)
 VOLUMES = converted(parse_volume)
+SIZE = converted(parse_size)
 ENV_FILES = converted(lambda path: read_env_file(Path(path)))
 SINCE = converted(parse_since)
 JOB_ID = converted(lambda value: check_id(value, "job"))
@@ -134,6 +136,13 @@ def data_options(*, replacing: bool) -> list[Decorator]:
             + (" Replaces the job's volumes." if replacing else ""),
         ),
         click.option("--workdir", metavar="PATH", help="The command's working directory."),
+        click.option(
+            "--output-limit",
+            callback=SIZE,
+            metavar="SIZE",
+            help="The most a run's /outputs may hold (20GB, 1.5GiB); past it the run is killed"
+            " and fails output_limit. Default jobd's (10 GiB).",
+        ),
         click.option("--user", metavar="UID[:GID]|NAME", help="Run the command as this user."),
         click.option(
             "--env-file",

@@ -49,6 +49,32 @@ def parse_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b|b)?", re.IGNORECASE)
+SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_size(text: str) -> int:
+    """`20GB` (decimal, as disks are sold), `1.5GiB` (binary), `500MB`, `4096` (bytes)."""
+    match = SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (examples: 20GB, 1.5GiB, 500MB)")
+    number, unit = match.groups()
+    size = int(float(number) * SIZE_UNITS[(unit or "b").lower()])
+    if size < 1:
+        raise ValueError(f"{text!r}: a size must be at least one byte")
+    return size
+
+
 def parse_volume(text: str) -> dict[str, Any]:
     """`NAME:/data`, `/host/path:/data`, each with an optional `:ro` (or `:rw`), as
     `podman run -v` reads them -> the API's {source, target, readOnly}."""

@@ -47,6 +47,11 @@ A TOML file looks like this (every key optional):
     # host paths jobs may mount (--volume /path:/target), each with what is below it; default:
     # the daemon's user's home for a user daemon, none for the system daemon
     allowed_host_paths = ["/srv/data", "/home/alice/renders"]
+
+    [outputs]
+    limit_bytes = 10737418240             # a run's /outputs at most, unless its job says
+    sample_seconds = 1.0                  # how often running runs' outputs are measured
+    disk_reserve_bytes = 1073741824       # stop writers when their disk has less than this free
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from jobd.domain.jobs import DEFAULT_TIMEOUT_SECONDS
-from jobd.domain.resources import DEFAULT_PLAN, DEFAULT_PLANS, GB, MIB, Plan
+from jobd.domain.resources import DEFAULT_PLAN, DEFAULT_PLANS, GB, GIB, MIB, Plan
 from jobd.errors import InvalidRequest
 
 DEFAULT_PORT = 8427
@@ -100,6 +105,14 @@ class VolumeSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutputSettings:
+    limit_bytes: int = 10 * GIB  # the most a run's /outputs may hold, unless its job says
+    sample_seconds: float = 1.0  # how often running runs' outputs are measured
+    # stop runs writing outputs when the disk they are on has less than this free
+    disk_reserve_bytes: int = GIB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     data_dir: Path
     socket: Path
@@ -116,6 +129,7 @@ class Config:
     logs: LogLimits = field(default_factory=LogLimits)
     gpus: GpuSettings = field(default_factory=GpuSettings)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
+    outputs: OutputSettings = field(default_factory=OutputSettings)
     cpu_pinning: bool = True
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
@@ -142,6 +156,11 @@ class Config:
     @property
     def runtime_dir(self) -> Path:
         return self.socket.parent
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Where each run's /outputs is kept, a directory per run."""
+        return self.data_dir / "outputs"
 
     @property
     def volumes_dir(self) -> Path:
@@ -226,7 +245,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["podman_runtime"] = podman["runtime"]
     if "logs" in raw:
         settings["logs"] = raw["logs"]
-    for table in ("plans", "gpus", "max_priority_by_user", "volumes"):
+    for table in ("plans", "gpus", "max_priority_by_user", "volumes", "outputs"):
         if table in raw:
             settings[table] = raw[table]
     return settings
@@ -255,6 +274,7 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
         "podman": frozenset({"socket", "runtime"}),
         "logs": frozenset(f.name for f in dataclasses.fields(LogLimits)),
         "volumes": frozenset(f.name for f in dataclasses.fields(VolumeSettings)),
+        "outputs": frozenset(f.name for f in dataclasses.fields(OutputSettings)),
     }
     for name, table in raw.items():
         if not isinstance(table, dict):
@@ -327,6 +347,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             logs=LogLimits(**settings.get("logs", {})),
             gpus=_gpu_settings(settings),
             volumes=_volume_settings(settings.get("volumes", {}), system=system),
+            outputs=OutputSettings(**settings.get("outputs", {})),
             cpu_pinning=_as_bool(settings.get("cpu_pinning", True)),
             max_priority=int(settings.get("max_priority", 0)),
             max_priority_by_user={
@@ -407,6 +428,9 @@ def _check(config: Config) -> None:
         raise InvalidRequest("stop_grace_seconds must not be negative")
     if config.logs.head_bytes >= config.logs.max_bytes:
         raise InvalidRequest("logs.head_bytes must be smaller than logs.max_bytes")
+    outputs = config.outputs
+    if outputs.limit_bytes <= 0 or outputs.sample_seconds <= 0 or outputs.disk_reserve_bytes < 0:
+        raise InvalidRequest("outputs: limit_bytes and sample_seconds must be positive")
     for plan in config.plans.values():
         if plan.memory_bytes <= 0 or plan.cpus <= 0 or plan.pids_limit <= 0:
             raise InvalidRequest(f"plan {plan.id!r} needs positive memory, cpus and pids")

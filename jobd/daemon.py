@@ -44,6 +44,7 @@ from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
 from jobd.services.logs import Logs
 from jobd.services.node import Node
+from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
 from jobd.services.volumes import Volumes
@@ -264,6 +265,7 @@ def _services(
         recipes=Recipes(store, jobs.plan),
         logs=Logs(store, supervisor.pump),
         volumes=Volumes(store, config),
+        outputs=Outputs(store, config),
         node=Node(
             config=config,
             store=store,

@@ -36,6 +36,8 @@ APPLETS = (
     "trap",
     "kill",
     "httpd",
+    "mkdir",
+    "ln",
 )
 # tagged by its contents: built once per machine, not re-imported (and left dangling) per run
 TEST_IMAGE = (

@@ -18,6 +18,7 @@ from jobctl.render.values import (
     mounts,
     or_none,
     pairs,
+    size,
 )
 
 JOB_HEADERS = ("JOB", "NAME", "IMAGE", "STATUS", "PLAN", "CREATED", "LATEST RUN", "NEXT TICK")
@@ -156,6 +157,7 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("volumes", mounts(job.get("volumes"))),
             ("workdir", job.get("workingDir")),
             ("user", job.get("user")),
+            ("output limit", size(job.get("outputLimitBytes"))),
             ("labels", pairs(job.get("labels"))),
             ("recipe", job.get("recipe")),
             ("image digest", job.get("imageDigest")),
@@ -185,6 +187,7 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("failure", _failure(reason)),
             ("retried by", run.get("retriedBy")),
             ("endpoints", _endpoints(run.get("endpoints"))),
+            ("outputs", _outputs(run.get("output"))),
             ("queue", _queue(run.get("queue"))),
             ("plan", plan.get("id")),
             ("resources", _granted(plan)),
@@ -268,3 +271,12 @@ def limits(doc: Mapping[str, Any] | None) -> str | None:
         f" ({'enforced' if doc.get('enforced') else 'NOT enforced'})"
     )
     return f"{text}\n{doc['note']}" if doc.get("note") else text
+
+
+def _outputs(summary: Mapping[str, Any] | None) -> str | None:
+    if not summary:
+        return None
+    text = f"{summary['files']} files, {size(summary['bytes'])}"
+    if not summary.get("kept"):
+        return text + " (no longer kept)"
+    return text + (f"; preview {summary['previewUrl']}" if summary.get("previewUrl") else "")

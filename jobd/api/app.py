@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api import exec as exec_
-from jobd.api import jobs, logs, node, recipes, runs, volumes
+from jobd.api import jobs, logs, node, outputs, recipes, runs, volumes
 from jobd.api.context import MAX_BODY, SERVICES, Services
 from jobd.api.middleware import auth_middleware, error_middleware
 
@@ -28,6 +28,8 @@ def create_app(services: Services) -> web.Application:
     app.router.add_post("/v1/runs/{run_id}/stop", runs.stop_run)
     app.router.add_get("/v1/runs/{run_id}/exec", exec_.exec_in_run)
     app.router.add_get("/v1/runs/{run_id}/logs", logs.get_run_logs)
+    app.router.add_get("/v1/runs/{run_id}/outputs", outputs.list_outputs)
+    app.router.add_get("/v1/runs/{run_id}/outputs/{path:.+}", outputs.get_output)
     app.router.add_get("/v1/recipes", recipes.list_recipes)
     app.router.add_post("/v1/recipes", recipes.create_recipe)
     app.router.add_get("/v1/recipes/{name}", recipes.get_recipe)

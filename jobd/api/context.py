@@ -11,6 +11,7 @@ from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
 from jobd.services.logs import Logs
 from jobd.services.node import Node
+from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
 from jobd.services.volumes import Volumes
@@ -26,6 +27,7 @@ class Services:
     recipes: Recipes
     logs: Logs
     volumes: Volumes
+    outputs: Outputs
     node: Node
     exec_sessions: ExecSessions
     token: str  # the TCP API's bearer token

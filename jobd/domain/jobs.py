@@ -114,6 +114,8 @@ class JobSpec:
     volumes: tuple[VolumeMount, ...] = ()  # named volumes and host paths it mounts
     working_dir: str | None = None  # None: the image's own
     user: str | None = None  # "uid[:gid]" or a name the image knows; None: the image's own
+    # the most its /outputs may hold; None only for records written before limits (no limit)
+    output_limit_bytes: int | None = None
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], *, default_timeout: int) -> JobSpec:
@@ -138,6 +140,7 @@ class JobSpec:
             volumes=mounts_from_api(body.get("volumes")),
             working_dir=body.get("workingDir"),
             user=body.get("user"),
+            output_limit_bytes=body.get("outputLimitBytes"),
         )
 
     def updated(self, body: Mapping[str, Any]) -> JobSpec:
@@ -174,6 +177,7 @@ class JobSpec:
             "volumes": [v.to_api() for v in self.volumes],
             "workingDir": self.working_dir,
             "user": self.user,
+            "outputLimitBytes": self.output_limit_bytes,
         }
 
     @property
@@ -200,6 +204,7 @@ class JobSpec:
             volumes=mounts_from_api(data.get("volumes")),
             working_dir=data.get("workingDir"),
             user=data.get("user"),
+            output_limit_bytes=data.get("outputLimitBytes"),
         )
 
     @property
@@ -252,6 +257,7 @@ class Job:
                 volumes=mounts_from_api(orjson.loads(row["volumes"]) if row["volumes"] else ()),
                 working_dir=row["working_dir"],
                 user=row["run_as"],
+                output_limit_bytes=row["output_limit_bytes"],
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner.from_api(orjson.loads(row["owner"])),
@@ -292,6 +298,7 @@ class Job:
             "volumes": [v.to_api() for v in self.spec.volumes],
             "workingDir": self.spec.working_dir,
             "user": self.spec.user,
+            "outputLimitBytes": self.spec.output_limit_bytes,
             "retry": self.spec.retry.to_api() if self.spec.retry else None,
             "imageDigest": self.spec.image_digest,
             "schedule": self.schedule_doc(),
@@ -327,6 +334,7 @@ _SPEC_UPDATES: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "volumes": ("volumes", mounts_from_api),
     "workingDir": ("working_dir", lambda value: value),
     "user": ("user", lambda value: value),
+    "outputLimitBytes": ("output_limit_bytes", int),
 }
 
 

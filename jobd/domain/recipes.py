@@ -31,6 +31,7 @@ RECIPE_FIELDS = (
     "volumes",
     "workingDir",
     "user",
+    "outputLimitBytes",
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from jobd.domain.jobs import JobSpec, Kind
+from jobd.domain.outputs import OutputSummary, size_text
 from jobd.domain.records import Row, from_epoch, maybe_epoch, new_id, rfc3339
 from jobd.domain.resources import MIB, SECONDS_PER_MONTH, Allocation, Limits, Plan
 from jobd.domain.states import (
@@ -61,6 +62,7 @@ class Run:
     # SIGTERM, then SIGKILL after this many seconds, when a cancel or a stop asked for its own
     # grace (0: at once); None: the configured default
     stop_grace_seconds: int | None = None
+    outputs: OutputSummary | None = None  # what its /outputs held when last counted
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -98,6 +100,9 @@ class Run:
             else None,
             gpu_peak_bytes=row["gpu_peak_bytes"],
             stop_grace_seconds=row["stop_grace_seconds"],
+            outputs=OutputSummary.from_record(orjson.loads(row["outputs"]))
+            if row["outputs"]
+            else None,
         )
 
     @property
@@ -159,6 +164,7 @@ class Run:
             "priority": self.priority,
             "pendingUntil": rfc3339(self.pending_until),
             "stopGraceSeconds": self.stop_grace_seconds,
+            "output": self.outputs.to_api(self.id) if self.outputs else None,
             "allocation": self.allocation.to_api() if self.allocation else None,
             "gpuUsage": self.gpu_usage(),
             "finalConfig": self._final_config(),
@@ -217,7 +223,20 @@ def outcome(
             type=FailureType.TIMEOUT,
             message=f"stopped at its deadline after {run.timeout_seconds}s; {ended_by(exit_code)}",
         )
+    if run.stop_reason in (StopReason.OUTPUT_LIMIT, StopReason.DISK_FULL):
+        return RunStatus.FAILED, Failure(
+            type=FailureType.OUTPUT_LIMIT, message=f"{_why_outputs(run)}; {ended_by(exit_code)}"
+        )
     return _exited(run, exit_code, oom_killed, command_failure)
+
+
+def _why_outputs(run: Run) -> str:
+    written = f" ({size_text(run.outputs.bytes)} written)" if run.outputs else ""
+    if run.stop_reason is StopReason.DISK_FULL:
+        return f"stopped: the disk holding its outputs was nearly full{written}"
+    limit = run.spec.output_limit_bytes if run.spec else None
+    of = f" of {size_text(limit)}" if limit else ""
+    return f"stopped: its outputs grew past their limit{of}{written}"
 
 
 def ended_by(exit_code: int | None) -> str:

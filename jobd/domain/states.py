@@ -83,6 +83,7 @@ class FailureType(StrEnum):
     UNSCHEDULABLE = "unschedulable"  # it waited in the queue longer than its maxPendingSeconds
     COMMAND_NOT_FOUND = "command_not_found"  # its command does not exist (a shell's exit 127)
     COMMAND_NOT_EXECUTABLE = "command_not_executable"  # it exists but can't run (exit 126)
+    OUTPUT_LIMIT = "output_limit"  # its outputs outgrew their limit, or the disk ran short
 
     @property
     def category(self) -> FailureCategory:
@@ -115,6 +116,7 @@ FAILURE_CATEGORIES: Mapping[FailureType, FailureCategory] = {
     FailureType.UNSCHEDULABLE: FailureCategory.UNSCHEDULABLE,
     FailureType.COMMAND_NOT_FOUND: FailureCategory.APPLICATION,
     FailureType.COMMAND_NOT_EXECUTABLE: FailureCategory.APPLICATION,
+    FailureType.OUTPUT_LIMIT: FailureCategory.APPLICATION,
 }
 NEVER_RETRIED = frozenset(
     {
@@ -143,6 +145,8 @@ class StopReason(StrEnum):
     CANCEL = "cancel"  # the user cancelled the run
     TIMEOUT = "timeout"  # the run's deadline passed
     STOP = "stop"  # the user asked for a clean stop: exit 0 on SIGTERM is a success
+    OUTPUT_LIMIT = "output_limit"  # its outputs outgrew their limit
+    DISK_FULL = "disk_full"  # the disk its outputs are on was nearly full while it wrote
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,13 +9,15 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from jobd.config import Config
 from jobd.domain.records import now
 from jobd.domain.runs import Run, outcome
 from jobd.domain.states import Failure, FailureType, RunStatus
-from jobd.errors import RuntimeFailure
+from jobd.errors import JobdError, RuntimeFailure
 from jobd.logs.pump import LogPump
 from jobd.runtime.contract import ContainerRuntime, ContainerState, Handle
 from jobd.scheduler.inflight import InFlight
+from jobd.scheduler.outputs import seal
 from jobd.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,19 @@ async def shielded(operation: Coroutine[Any, Any, T]) -> T:
 
 class Endings:
     def __init__(
-        self, *, store: Store, runtime: ContainerRuntime, pump: LogPump, inflight: InFlight
+        self,
+        *,
+        store: Store,
+        runtime: ContainerRuntime,
+        pump: LogPump,
+        inflight: InFlight,
+        config: Config,
     ) -> None:
         self.store = store
         self.runtime = runtime
         self.pump = pump
         self.inflight = inflight
+        self.config = config
 
     async def finish(self, run_id: str, state: ContainerState) -> None:
         """The container exited: record the outcome, keep the logs, remove the container.
@@ -48,6 +57,7 @@ class Endings:
             run = await self.store.get_run(run_id)
             if run.status.is_terminal or await self._record_exit(run, state):
                 self.remove_later(state.container_id)
+                self._in_background(seal(run_id, self.store, self.config), f"seal-{run_id}")
                 return
         log.error("run %s kept changing while it finished; reconcile will retry", run_id)
 
@@ -77,9 +87,21 @@ class Endings:
         """The run has ended: its container goes in the background, so the slot it freed is
         placed now, not after `podman rm`. A removal cut short by shutdown is done by the next
         start's reconcile (a container of an ended run is removed)."""
-        task = asyncio.create_task(self._remove(container_id), name=f"remove-{container_id}")
+        self._in_background(self._remove(container_id), f"remove-{container_id}")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """After a run ended: its container's removal, its outputs' seal. Shutdown cancels
+        them; a seal cut short is made when the outputs are first listed."""
+        task = asyncio.create_task(self._logged(work, name), name=name)
         self.inflight.removing.add(task)
         task.add_done_callback(self.inflight.removing.discard)
+
+    @staticmethod
+    async def _logged(work: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await work
+        except (JobdError, OSError) as e:
+            log.error("%s failed: %s", name, e)
 
     async def _remove(self, container_id: Handle) -> None:
         try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from jobd.config import Config
 from jobd.domain.engine import RuntimeInfo
 from jobd.domain.jobs import Job, JobSpec
+from jobd.domain.outputs import OUTPUTS_TARGET
 from jobd.domain.records import now
 from jobd.domain.resources import Limits
 from jobd.domain.runs import Run
@@ -23,6 +24,7 @@ from jobd.logs.pump import LogPump
 from jobd.node.cdi import load_registry, max_cdi_version
 from jobd.node.inventory import Inventory
 from jobd.node.mounts import resolved
+from jobd.node.outputs import make_outputs_dir
 from jobd.node.passthrough import Passthrough, mentions_devices, passthrough
 from jobd.runtime.contract import ContainerRuntime, ContainerSpec, ContainerState, Handle
 from jobd.scheduler.endings import Endings, shielded
@@ -128,13 +130,16 @@ class Launcher:
         return found
 
     async def _mounts(self, run: Run, spec: JobSpec) -> tuple[HostMount, ...] | None:
-        """The run's volumes on this machine, named ones made on first use; None when one
-        can't be mounted (the run failed): a host path gone, or no longer allowed."""
+        """The run's volumes on this machine, named ones made on first use, and its own
+        /outputs; None when one can't be mounted (the run failed): a host path gone, or no
+        longer allowed."""
         try:
-            return await asyncio.to_thread(resolved, spec.volumes, self.config)
+            volumes = await asyncio.to_thread(resolved, spec.volumes, self.config)
         except JobdError as e:
             await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"{e}; it was not started")
             return None
+        outputs = await asyncio.to_thread(make_outputs_dir, run.id, self.config)
+        return (*volumes, HostMount(host_path=str(outputs), target=OUTPUTS_TARGET))
 
     async def _verify_devices(self, run: Run, container_id: Handle, devices: Passthrough) -> bool:
         """Before the container's process starts (it is created, its namespaces exist):

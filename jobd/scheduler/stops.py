@@ -19,6 +19,8 @@ from jobd.scheduler.inflight import STOP_RETRY_SECONDS, InFlight
 from jobd.store import Store
 
 log = logging.getLogger(__name__)
+# stops recorded on a running run for the stops step to carry out (a deadline's is timed)
+ASKED = frozenset({StopReason.STOP, StopReason.OUTPUT_LIMIT, StopReason.DISK_FULL})
 
 
 class Stops:
@@ -43,7 +45,7 @@ class Stops:
             self._hurry(run)
             if self.inflight.busy(run.id):
                 continue
-            if run.status is RunStatus.RUNNING and run.stop_reason is StopReason.STOP:
+            if run.status is RunStatus.RUNNING and run.stop_reason in ASKED:
                 self._stop(run)
                 continue
             if run.status is not RunStatus.CANCELLING:

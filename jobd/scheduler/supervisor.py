@@ -1,12 +1,13 @@
 """The supervisor: the only part of jobd that talks to the runtime, through its contract.
 
 Its loop reads like its own description — reap what exited, fire due schedules, apply
-cancellations, enforce deadlines, expire queued runs past their limit, start what fits, purge
-deleted jobs — woken by an event (a new run, a cancel, a container's death) or by a timeout
-(the next deadline, schedule tick or retry, the periodic reconcile). Each step lives in a
-module of its own: recovery.py (reap, reconcile), stops.py (cancellations, deadlines),
-passes.py (placement passes), launch.py (each launch a task of its own), endings.py (how a run
-ends), all sharing what is in flight (inflight.py).
+cancellations, enforce deadlines, keep outputs within bounds, expire queued runs past their
+limit, start what fits, purge deleted jobs — woken by an event (a new run, a cancel, a
+container's death) or by a timeout (the next deadline, schedule tick or retry, the periodic
+reconcile). Each step lives in a module of its own: recovery.py (reap, reconcile), stops.py
+(cancellations, deadlines), outputs.py (output limits, sealing), passes.py (placement
+passes), launch.py (each launch a task of its own), endings.py (how a run ends), all sharing
+what is in flight (inflight.py).
 
 Every state change is a guarded transition through the store that names the status it was
 decided from (`expect=`): when another writer (a cancel, a reconcile) got there first, the
@@ -32,10 +33,12 @@ from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES, RunStatus
 from jobd.logs.pump import LogPump
 from jobd.node.inventory import Inventory
+from jobd.node.outputs import remove_outputs
 from jobd.runtime.contract import ContainerRuntime
 from jobd.scheduler.endings import Endings
 from jobd.scheduler.inflight import InFlight
 from jobd.scheduler.launch import Launcher
+from jobd.scheduler.outputs import OutputWatch
 from jobd.scheduler.passes import DEEP_PASS_SECONDS, PassTimes, Placer
 from jobd.scheduler.recovery import Recovery
 from jobd.scheduler.stops import Stops
@@ -66,7 +69,9 @@ class Supervisor:
         self.info = info  # what the runtime said of itself at startup
         self._wake = asyncio.Event()
         self.inflight = InFlight(self.wake)
-        self.endings = Endings(store=store, runtime=runtime, pump=pump, inflight=self.inflight)
+        self.endings = Endings(
+            store=store, runtime=runtime, pump=pump, inflight=self.inflight, config=config
+        )
         self.recovery = Recovery(
             store=store,
             runtime=runtime,
@@ -83,6 +88,7 @@ class Supervisor:
             endings=self.endings,
         )
         self.placer = Placer(store=store, config=config, inventory=inventory, info=info)
+        self.outputs = OutputWatch(store=store, config=config)
         self.launcher = Launcher(
             store=store,
             runtime=runtime,
@@ -98,6 +104,7 @@ class Supervisor:
         self._next_timer: datetime | None = None  # the next tick or retry, as the last step saw
         self._closing = False  # no new steps once shutdown began
         self._sampling = False  # GPU runs are active: step often enough to sample their use
+        self._measuring = False  # runs are running: step often enough to measure their outputs
         self._purge_due = True  # deleted jobs may wait (since before a restart, too)
         self.started_at = time.time()
 
@@ -168,6 +175,7 @@ class Supervisor:
             active = await self.store.runs_with_status(ACTIVE_STATUSES)  # a replace cancelled
         await self.stops.apply_cancellations(active)
         await self.stops.enforce_deadlines(active)
+        await self.stops.apply_cancellations(await self.outputs.check(active))
         await self.expire_pending()
         await self.placer.start_what_fits(self.launcher.launch)
         if self._purge_due:
@@ -186,6 +194,7 @@ class Supervisor:
         self._sampling = self.placer.placed_gpus or any(
             r.allocation and r.allocation.gpus for r in active
         )
+        self._measuring = any(r.status is RunStatus.RUNNING for r in active)
 
     async def shutdown(self) -> None:
         """Before the runtime and the store close: cancel launches and stops and wait for
@@ -209,6 +218,8 @@ class Supervisor:
         the step after."""
         moments = [*self._deadlines, *([self._next_timer] if self._next_timer else [])]
         longest = GPU_SAMPLE_SECONDS if self._sampling else RECONCILE_SECONDS
+        if self._measuring:
+            longest = min(longest, max(0.05, self.outputs.due_in()))
         if self.placer.look_further:
             longest = min(longest, DEEP_PASS_SECONDS)
         if not moments:
@@ -277,5 +288,6 @@ class Supervisor:
             for job_id, runs in ready.items():
                 for run in runs:
                     await self.pump.remove(run.id)
+                    await asyncio.to_thread(remove_outputs, run.id, self.config)
                 await self.store.purge_job(job_id)
         return len(ready) < len(deleted)

@@ -147,6 +147,8 @@ class Jobs:
         plan = self.plan(body)
         body = {**body, "plan": plan.id}
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
+        if spec.output_limit_bytes is None:  # the default frozen in, as the job's final config
+            spec = dataclasses.replace(spec, output_limit_bytes=self.config.outputs.limit_bytes)
         self._check_priority(spec, owner)
         _check_ports(spec)
         await self._check_volumes(spec)

@@ -22,6 +22,7 @@ from typing import Any
 import aiosqlite
 
 from jobd.domain.jobs import Job, JobFilter
+from jobd.domain.outputs import OutputSummary
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.runs import Run
@@ -192,6 +193,10 @@ class Store:
         return await self._writer.write(
             lambda db: runs.update_run(db, run_id, statuses, assignments, values, detail)
         )
+
+    async def record_outputs(self, run_id: str, summary: OutputSummary) -> None:
+        """What the ended run's outputs hold, counted once they are sealed: not an event."""
+        await self._writer.write(lambda db: runs.record_outputs(db, run_id, summary))
 
     async def record_gpu_peak(self, run_id: str, peak: int) -> None:
         """The most GPU memory the run was seen using: a sample, not an event."""

@@ -41,6 +41,7 @@ _EDITABLE = (
     "volumes",
     "working_dir",
     "run_as",
+    "output_limit_bytes",
 )
 _JOB_COLUMNS = (
     "id",
@@ -88,6 +89,7 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         to_json([v.to_api() for v in job.spec.volumes]) if job.spec.volumes else None,
         job.spec.working_dir,
         job.spec.user,
+        job.spec.output_limit_bytes,
     )
 
 

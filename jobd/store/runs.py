@@ -13,6 +13,7 @@ from typing import Any
 import aiosqlite
 
 from jobd.domain.jobs import Job
+from jobd.domain.outputs import OutputSummary
 from jobd.domain.records import now
 from jobd.domain.resources import Allocation, Limits
 from jobd.domain.runs import Run, next_attempt
@@ -34,6 +35,7 @@ RUN_COLUMNS = {
     "allocation",
     "gpu_peak_bytes",
     "stop_grace_seconds",
+    "outputs",
     "pending_until",
 }
 
@@ -191,11 +193,17 @@ def _column_value(value: Any) -> Any:
         return value.timestamp()
     if isinstance(value, Limits | Allocation):
         return to_json(value.to_api())
+    if isinstance(value, OutputSummary):
+        return to_json(value.to_record())
     if isinstance(value, StopReason):
         return value.value
     if isinstance(value, dict):
         return to_json({str(k): v for k, v in value.items()})
     return value
+
+
+def record_outputs(db: sqlite3.Connection, run_id: str, summary: OutputSummary) -> None:
+    db.execute("UPDATE runs SET outputs = ? WHERE id = ?", (to_json(summary.to_record()), run_id))
 
 
 def record_gpu_peak(db: sqlite3.Connection, run_id: str, peak: int) -> None:

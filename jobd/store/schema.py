@@ -151,13 +151,16 @@ MIGRATIONS: Sequence[str] = (
         WHERE status = 'pending' AND pending_until IS NOT NULL;
     """,
     # what issue 13 brought: the grace a cancel or stop asked for (NULL: the configured
-    # default); a job's volumes, working directory and user; the named volumes jobd manages,
-    # and which runs use each (written with the run, so a volume in use is never deleted)
+    # default); a job's volumes, working directory, user and output limit; a run's outputs'
+    # summary; the named volumes jobd manages, and which runs use each (written with the
+    # run, so a volume in use is never deleted)
     """
     ALTER TABLE runs ADD COLUMN stop_grace_seconds INTEGER;
     ALTER TABLE jobs ADD COLUMN volumes TEXT;
     ALTER TABLE jobs ADD COLUMN working_dir TEXT;
     ALTER TABLE jobs ADD COLUMN run_as TEXT;
+    ALTER TABLE jobs ADD COLUMN output_limit_bytes INTEGER;
+    ALTER TABLE runs ADD COLUMN outputs TEXT;
     CREATE TABLE volumes (
         name TEXT PRIMARY KEY,
         owner TEXT NOT NULL,

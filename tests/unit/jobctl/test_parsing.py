@@ -17,6 +17,7 @@ from jobctl.parsing import (
     parse_duration,
     parse_pair,
     parse_since,
+    parse_size,
     parse_volume,
     read_env_file,
 )
@@ -278,3 +279,18 @@ def test_env_files_read_as_dotenv(tmp_path: Path) -> None:
     assert read_env_file(env) == {"A": "1", "B": "two words", "C": "", "D": "x=y"}
     with pytest.raises(ValueError, match=r"missing\.env"):
         read_env_file(tmp_path / "missing.env")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("4096", 4096), ("50MB", 50_000_000), ("20GB", 20 * 10**9), ("1.5GiB", 3 * 2**29),
+     ("100 kib", 102400), ("1TB", 10**12)],
+)  # fmt: skip
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "GB", "-1GB", "1.5XB", "0"])
+def test_bad_sizes(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)

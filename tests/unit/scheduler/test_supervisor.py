@@ -131,8 +131,13 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 async def terminal_events(h: Harness, run_id: str) -> list[str]:
+    """The transitions into an end (facts recorded after it, such as its outputs, are not)."""
     events = await h.store.run_events(run_id)
-    return [e["to_status"] for e in events if RunStatus(e["to_status"]).is_terminal]
+    return [
+        e["to_status"]
+        for e in events
+        if RunStatus(e["to_status"]).is_terminal and e["from_status"] != e["to_status"]
+    ]
 
 
 async def test_a_run_goes_through_its_states_to_its_exit_code(harness: Harness) -> None:
@@ -270,6 +275,25 @@ async def test_a_longer_grace_asked_during_a_stop_changes_nothing(harness: Harne
     harness.runtime.stop_gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
     assert harness.runtime.graces == [5]
+
+
+async def test_a_run_whose_outputs_pass_their_limit_is_killed(harness: Harness) -> None:
+    run_id = await harness.submit(outputLimitBytes=1000)
+    await harness.until(run_id, RunStatus.RUNNING)
+    outputs = harness.supervisor.config.outputs_dir / run_id
+    assert outputs.is_dir(), "its /outputs was made at launch"
+    (outputs / "big").write_bytes(b"x" * 2000)
+    await harness.until(run_id, RunStatus.FAILED)
+    run = await harness.store.get_run(run_id)
+    assert run.failure is not None and run.failure.type is FailureType.OUTPUT_LIMIT
+    assert "grew past their limit of 1000 B (2.0 KiB written)" in run.failure.message
+    assert harness.runtime.graces == [0], "killed, no grace"
+    manifest = harness.supervisor.config.outputs_dir / f"{run_id}.manifest.json"
+    async with asyncio.timeout(5):
+        while not manifest.exists():
+            await asyncio.sleep(0.01)  # sealed once ended
+    sealed = (await harness.store.get_run(run_id)).outputs
+    assert sealed is not None and (sealed.files, sealed.bytes) == (1, 2000)
 
 
 async def test_a_deadline_stops_the_run_and_fails_it_as_timeout(harness: Harness) -> None:
