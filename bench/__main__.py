@@ -12,10 +12,10 @@ import click
 import psutil
 
 from bench.report import Report
-from bench.scenarios import completion, dispatch, logs, scheduler, store, submit
+from bench.scenarios import completion, data, dispatch, logs, scheduler, store, submit
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("submit", "dispatch", "completion", "store", "logs", "scheduler")
+SCENARIOS = ("submit", "dispatch", "completion", "store", "logs", "scheduler", "data")
 
 
 def _ints(value: str) -> list[int]:
@@ -72,6 +72,10 @@ def _ints(value: str) -> list[int]:
 @click.option(
     "--queued-n", default=10_000, show_default=True, help="Runs queued while passes are timed."
 )
+@click.option(
+    "--data-bytes", default=1_000_000_000, show_default=True, help="File uploaded and downloaded."
+)
+@click.option("--outputs-n", default=10_000, show_default=True, help="Output files listed.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
 def main(
     scenarios: str,
@@ -88,6 +92,8 @@ def main(
     logs_bytes: int,
     follow_lines: int,
     queued_n: int,
+    data_bytes: int,
+    outputs_n: int,
     out: Path,
 ) -> None:
     """jobd against raw podman, the podman API, Slurm and task-spooler, side by side."""
@@ -113,6 +119,8 @@ def main(
             "logsBytes": logs_bytes,
             "followLines": follow_lines,
             "queuedN": queued_n,
+            "dataBytes": data_bytes,
+            "outputsN": outputs_n,
         }
     )
     # each scenario, with the parameters it takes; run in the order of SCENARIOS
@@ -134,6 +142,9 @@ def main(
             report, size=logs_bytes, follow_lines=follow_lines, repeats=repeats
         ),
         "scheduler": lambda: scheduler.run(report, queued=queued_n, repeats=repeats),
+        "data": lambda: data.run(
+            report, size=data_bytes, files=outputs_n, listings=20, repeats=repeats
+        ),
     }
     for name in SCENARIOS:
         if name not in chosen:
@@ -143,9 +154,9 @@ def main(
             report.missing(name, "jobd", "this scenario is not written yet (issue 3)")
         else:
             runner()
-    markdown, data = report.write(out)
+    markdown, table = report.write(out)
     click.echo(report.markdown())
-    click.echo(f"written: {markdown} and {data}")
+    click.echo(f"written: {markdown} and {table}")
 
 
 if __name__ == "__main__":

@@ -118,12 +118,14 @@ def env_from(options: Mapping[str, Any]) -> dict[str, str]:
 
 
 def data_fields(options: Mapping[str, Any], *, replacing: bool) -> dict[str, Any]:
-    """Volumes, working directory, user and output limit, as given (--no-volumes: none,
-    when replacing)."""
-    if replacing and options.get("no_volumes") and options["volume"]:
-        raise click.UsageError("--volume and --no-volumes: give one")
+    """Volumes, a job's inputs (uploads' slugs by now), working directory, user and output
+    limit, as given (--no-volumes, --no-inputs: none, when replacing)."""
+    for listed, none in (("volume", "no_volumes"), ("input", "no_inputs")):
+        if replacing and options.get(none) and options.get(listed):
+            raise click.UsageError(f"--{listed} and --{none.replace('_', '-')}: give one")
     given = {
         "volumes": list(options["volume"]) or None,
+        "inputs": list(options.get("input", ())) or None,
         "workingDir": options["workdir"],
         "user": options["user"],
         "outputLimitBytes": options["output_limit"],
@@ -131,6 +133,8 @@ def data_fields(options: Mapping[str, Any], *, replacing: bool) -> dict[str, Any
     body = {k: v for k, v in given.items() if v is not None}
     if replacing and options.get("no_volumes"):
         body["volumes"] = []
+    if replacing and options.get("no_inputs"):
+        body["inputs"] = []
     return body
 
 

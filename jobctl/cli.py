@@ -33,6 +33,7 @@ from jobctl.commands.logs import logs
 from jobctl.commands.node import doctor, health, node, plans
 from jobctl.commands.outputs import outputs
 from jobctl.commands.recipes import recipe
+from jobctl.commands.uploads import upload
 from jobctl.commands.volumes import volume
 from jobctl.connection import Connection, check_url_option, pick_transport
 from jobctl.options import CONTEXT
@@ -111,6 +112,7 @@ main.add_command(plans)
 main.add_command(health)
 main.add_command(node)
 main.add_command(doctor)
-# recipes and volumes, groups of their own
+# recipes, volumes and uploads, groups of their own
 main.add_command(recipe)
 main.add_command(volume)
+main.add_command(upload)

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
 REQUEST_TIMEOUT = 60.0  # a hung daemon should not hang a script; streams wait without one
 CHUNK = 64 * 1024
+UPLOAD_BLOCK = 1024 * 1024  # a file is sent in blocks this big (http.client's default: 8 KiB)
 Query = Mapping[str, str | int | Sequence[str] | None]
 
 
@@ -129,6 +130,34 @@ class Client:
     def delete(self, path: str) -> None:
         with self._exchange("DELETE", path, None, None, REQUEST_TIMEOUT) as response:
             response.read()
+
+    def upload(self, path: str, query: Query, source: BinaryIO, length: int) -> dict[str, Any]:
+        """POST `length` bytes of `source` as the request's body, a block at a time. A daemon
+        that refuses it early (too large) may close before all is sent: its answer counts."""
+        connection = self._connect(REQUEST_TIMEOUT)
+        connection.blocksize = UPLOAD_BLOCK
+        headers = {
+            **self._headers(None),
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(length),
+        }
+        try:
+            try:
+                connection.request("POST", self._target(path, query), source, headers)
+            except OSError as e:  # the daemon stopped reading: an answer may be waiting
+                sent_error: OSError | None = e
+            else:
+                sent_error = None
+            try:
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                raise self._lost(sent_error or e) from None
+            if response.status >= 400:
+                raise _api_error(response)
+            with response:
+                return _json(response)
+        finally:
+            connection.close()
 
     @contextmanager
     def stream(self, path: str, query: Query | None = None) -> Iterator[Stream]:

@@ -118,8 +118,25 @@ def spec_options(
             + (" Replaces the job's ports." if replacing else ""),
         ),
         *data_options(replacing=replacing),
+        *(input_options(replacing=replacing) if named else []),
     ]
     return _all_options(options)
+
+
+def input_options(*, replacing: bool) -> list[Decorator]:
+    """A job's inputs (recipes have none: each job of a recipe brings its own)."""
+    options: list[Decorator] = [
+        click.option(
+            "--input",
+            multiple=True,
+            metavar="FILE|SLUG",
+            help="Upload FILE (or take an upload's slug) and mount it read-only at"
+            " /inputs/NAME; repeatable." + (" Replaces the job's inputs." if replacing else ""),
+        )
+    ]
+    if replacing:
+        options.append(click.option("--no-inputs", is_flag=True, help="Mount no inputs."))
+    return options
 
 
 def data_options(*, replacing: bool) -> list[Decorator]:

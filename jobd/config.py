@@ -113,6 +113,17 @@ class OutputSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UploadSettings:
+    max_bytes: int = 20 * GIB  # the largest file one upload may be
+    # an upload no job names is deleted this long after it was uploaded or last named
+    expire_days: float = 7.0
+
+    @property
+    def expire_seconds(self) -> float:
+        return self.expire_days * 86400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     data_dir: Path
     socket: Path
@@ -130,6 +141,7 @@ class Config:
     gpus: GpuSettings = field(default_factory=GpuSettings)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
+    uploads: UploadSettings = field(default_factory=UploadSettings)
     cpu_pinning: bool = True
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
@@ -166,6 +178,11 @@ class Config:
     def volumes_dir(self) -> Path:
         """Where the named volumes jobd manages are kept, a directory each."""
         return self.data_dir / "volumes"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploads are kept: each upload's file, and one blob per content it links to."""
+        return self.data_dir / "uploads"
 
 
 def default_data_dir(system: bool = False) -> Path:
@@ -245,7 +262,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["podman_runtime"] = podman["runtime"]
     if "logs" in raw:
         settings["logs"] = raw["logs"]
-    for table in ("plans", "gpus", "max_priority_by_user", "volumes", "outputs"):
+    for table in ("plans", "gpus", "max_priority_by_user", "volumes", "outputs", "uploads"):
         if table in raw:
             settings[table] = raw[table]
     return settings
@@ -275,6 +292,7 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
         "logs": frozenset(f.name for f in dataclasses.fields(LogLimits)),
         "volumes": frozenset(f.name for f in dataclasses.fields(VolumeSettings)),
         "outputs": frozenset(f.name for f in dataclasses.fields(OutputSettings)),
+        "uploads": frozenset(f.name for f in dataclasses.fields(UploadSettings)),
     }
     for name, table in raw.items():
         if not isinstance(table, dict):
@@ -348,6 +366,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             gpus=_gpu_settings(settings),
             volumes=_volume_settings(settings.get("volumes", {}), system=system),
             outputs=OutputSettings(**settings.get("outputs", {})),
+            uploads=UploadSettings(**settings.get("uploads", {})),
             cpu_pinning=_as_bool(settings.get("cpu_pinning", True)),
             max_priority=int(settings.get("max_priority", 0)),
             max_priority_by_user={
@@ -428,9 +447,7 @@ def _check(config: Config) -> None:
         raise InvalidRequest("stop_grace_seconds must not be negative")
     if config.logs.head_bytes >= config.logs.max_bytes:
         raise InvalidRequest("logs.head_bytes must be smaller than logs.max_bytes")
-    outputs = config.outputs
-    if outputs.limit_bytes <= 0 or outputs.sample_seconds <= 0 or outputs.disk_reserve_bytes < 0:
-        raise InvalidRequest("outputs: limit_bytes and sample_seconds must be positive")
+    _check_storage(config)
     for plan in config.plans.values():
         if plan.memory_bytes <= 0 or plan.cpus <= 0 or plan.pids_limit <= 0:
             raise InvalidRequest(f"plan {plan.id!r} needs positive memory, cpus and pids")
@@ -440,3 +457,11 @@ def _check(config: Config) -> None:
             )
         if plan.gpu_share and not (plan.gpus and plan.min_vram_bytes):
             raise InvalidRequest(f"plan {plan.id!r}: gpu_share needs gpus and min_vram_gb")
+
+
+def _check_storage(config: Config) -> None:
+    outputs = config.outputs
+    if outputs.limit_bytes <= 0 or outputs.sample_seconds <= 0 or outputs.disk_reserve_bytes < 0:
+        raise InvalidRequest("outputs: limit_bytes and sample_seconds must be positive")
+    if config.uploads.max_bytes <= 0 or config.uploads.expire_days <= 0:
+        raise InvalidRequest("uploads: max_bytes and expire_days must be positive")

@@ -47,6 +47,7 @@ from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
 from jobd.store import Store
 
@@ -266,6 +267,7 @@ def _services(
         logs=Logs(store, supervisor.pump),
         volumes=Volumes(store, config),
         outputs=Outputs(store, config),
+        uploads=Uploads(store, config),
         node=Node(
             config=config,
             store=store,

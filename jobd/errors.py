@@ -3,7 +3,8 @@
 JobdError
 ├── InvalidRequest          400  the request is malformed or breaks a rule
 │   ├── PlanTooLarge        422  the plan needs more than the node has
-│   └── NotHere             422  it names something this machine does not have (a host path)
+│   ├── NotHere             422  it names something this machine does not have (a host path)
+│   └── TooLarge            413  the request's body is over the configured limit (an upload)
 ├── Unauthorized            401  the TCP API needs the bearer token
 ├── Forbidden               403  the caller may not do this (a priority above its limit)
 ├── NotFound                404  no such job or run
@@ -58,6 +59,13 @@ class NotHere(InvalidRequest):
 
     status = 422
     code = "not_here"
+
+
+class TooLarge(InvalidRequest):
+    """The request's body is larger than this daemon accepts."""
+
+    status = 413
+    code = "too_large"
 
 
 class Unauthorized(JobdError):

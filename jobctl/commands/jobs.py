@@ -12,6 +12,7 @@ import click
 from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given, stop_body
 from jobctl.client import Client, segment
 from jobctl.commands.shared import collect, finish, resolve_run, show
+from jobctl.commands.uploads import input_slugs
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import (
     ANY_ID,
@@ -83,6 +84,7 @@ def run(
     if recipe is None and image is None:
         raise click.UsageError("give an IMAGE, or a --recipe")
     client = connection.client()
+    options["input"] = input_slugs(client, options["input"])  # files are uploaded first
     job = client.post("/v1/jobs", new_job_body(recipe, image, command, options))
     run_id = job["latestRunId"]
     if run_id is None:
@@ -108,6 +110,7 @@ def update(connection: Connection, /, *, as_json: bool, job_id: str, **options: 
 
     Only what is given changes; runs created before keep what they were created with."""
     client = connection.client()
+    options["input"] = input_slugs(client, options["input"])
     body = job_changes(options)
     if retry_given(options):
         current = client.get(f"/v1/jobs/{segment(job_id)}").get("retry")

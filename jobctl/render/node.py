@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobctl.render.layout import Row, details, table
-from jobctl.render.values import NONE, elapsed, memory, price, yes_no
+from jobctl.render.values import NONE, elapsed, memory, price, size, yes_no
 
 PLAN_HEADERS = ("PLAN", "MEMORY", "CPUS", "PIDS", "PRICE/MONTH")
 CHECK_HEADERS = ("CHECK", "LEVEL", "MESSAGE")
@@ -60,6 +60,7 @@ def node_details(node: Mapping[str, Any]) -> str:
             ("gpu note", source.get("error")),
             ("free cores", _cores(free.get("cores") or [])),
             ("queued runs", (node.get("queue") or {}).get("pending")),
+            ("data dir", _data_dir(node.get("dataDir"))),
         ]
     )
     parts = [summary]
@@ -68,6 +69,15 @@ def node_details(node: Mapping[str, Any]) -> str:
     if node["runs"]:
         parts.append(table(HOLDER_HEADERS, map(holder_row, node["runs"])))
     return "\n\n".join(parts)
+
+
+def _data_dir(data: Mapping[str, Any] | None) -> str | None:
+    """What jobd's data directory holds: in all, then its parts."""
+    if not data:
+        return None
+    parts = ("outputs", "logs", "uploads", "volumes", "database")
+    shown = ", ".join(f"{name} {size(data[f'{name}Bytes'])}" for name in parts)
+    return f"{size(data['totalBytes'])} in {data['path']} ({shown})"
 
 
 def gpu_row(gpu: Mapping[str, Any]) -> Row:

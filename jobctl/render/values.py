@@ -50,6 +50,13 @@ def mounts(volumes: object) -> str | None:
     )
 
 
+def inputs(items: object) -> str | None:
+    """A job's inputs: where each is mounted, and its upload's slug."""
+    if not isinstance(items, list) or not items:
+        return None
+    return ", ".join(f"{i['path']} ({i['slug']})" for i in items)
+
+
 def duration(seconds: int | None) -> str | None:
     """Seconds as jobctl's own durations read: 2592000 -> 30d, 5400 -> 1h30m."""
     if seconds is None:
@@ -87,3 +94,10 @@ def yes_no(value: object) -> str:
 
 def elapsed(value: float | None) -> str | None:
     return None if value is None else f"{value:.1f}s"
+
+
+def first_of(items: object) -> str:
+    """The first of a list of ids, and how many more: `run-1 +2`."""
+    if not isinstance(items, list) or not items:
+        return NONE
+    return f"{items[0]}" + (f" +{len(items) - 1}" if len(items) > 1 else "")

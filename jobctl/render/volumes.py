@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobctl.render.layout import Row, details
-from jobctl.render.values import NONE, local_time, pairs, size
+from jobctl.render.values import first_of, local_time, pairs, size
 
 VOLUME_HEADERS = ("VOLUME", "SIZE", "FILES", "OWNER", "USED BY", "CREATED")
 
@@ -17,7 +17,7 @@ def volume_row(volume: Mapping[str, Any]) -> Row:
         size(volume.get("sizeBytes")),
         volume.get("files"),
         (volume.get("owner") or {}).get("user"),
-        _users(volume.get("usedBy")),
+        first_of(volume.get("usedBy")),
         local_time(volume.get("createdAt")),
     )
 
@@ -35,10 +35,3 @@ def volume_details(volume: Mapping[str, Any]) -> str:
             ("created", local_time(volume.get("createdAt"))),
         ]
     )
-
-
-def _users(runs: object) -> str:
-    """The first run using it, and how many more."""
-    if not isinstance(runs, list) or not runs:
-        return NONE
-    return f"{runs[0]}" + (f" +{len(runs) - 1}" if len(runs) > 1 else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api import exec as exec_
-from jobd.api import jobs, logs, node, outputs, recipes, runs, volumes
+from jobd.api import jobs, logs, node, outputs, recipes, runs, uploads, volumes
 from jobd.api.context import MAX_BODY, SERVICES, Services
 from jobd.api.middleware import auth_middleware, error_middleware
 
@@ -40,6 +40,10 @@ def create_app(services: Services) -> web.Application:
     app.router.add_post("/v1/volumes", volumes.create_volume)
     app.router.add_get("/v1/volumes/{name}", volumes.get_volume)
     app.router.add_delete("/v1/volumes/{name}", volumes.delete_volume)
+    app.router.add_post("/v1/uploads", uploads.create_upload)
+    app.router.add_get("/v1/uploads", uploads.list_uploads)
+    app.router.add_get("/v1/uploads/{slug}", uploads.get_upload)
+    app.router.add_delete("/v1/uploads/{slug}", uploads.delete_upload)
     app.router.add_get("/v1/plans", node.list_plans)
     app.router.add_get("/v1/node", node.get_node)
     app.router.add_get("/v1/doctor", node.doctor)

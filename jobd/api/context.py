@@ -14,6 +14,7 @@ from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
 
 MAX_BODY = 1024 * 1024
@@ -28,6 +29,7 @@ class Services:
     logs: Logs
     volumes: Volumes
     outputs: Outputs
+    uploads: Uploads
     node: Node
     exec_sessions: ExecSessions
     token: str  # the TCP API's bearer token

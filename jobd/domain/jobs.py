@@ -17,6 +17,7 @@ from jobd.domain.records import Row, from_epoch, maybe_epoch, rfc3339
 from jobd.domain.resources import DEFAULT_PLAN
 from jobd.domain.schedules import Schedule, Tick, schedule_from_row
 from jobd.domain.states import FailureCategory, RunStatus
+from jobd.domain.uploads import InputFile, inputs_from_api
 from jobd.domain.volumes import VolumeMount, mounts_from_api
 
 if TYPE_CHECKING:
@@ -116,6 +117,9 @@ class JobSpec:
     user: str | None = None  # "uid[:gid]" or a name the image knows; None: the image's own
     # the most its /outputs may hold; None only for records written before limits (no limit)
     output_limit_bytes: int | None = None
+    # uploads mounted read-only at /inputs/<name>; the request names them by slug and the
+    # service resolves them (JobSpec.from_request leaves them out)
+    inputs: tuple[InputFile, ...] = ()
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], *, default_timeout: int) -> JobSpec:
@@ -178,6 +182,7 @@ class JobSpec:
             "workingDir": self.working_dir,
             "user": self.user,
             "outputLimitBytes": self.output_limit_bytes,
+            "inputs": [i.to_api() for i in self.inputs],
         }
 
     @property
@@ -205,6 +210,7 @@ class JobSpec:
             working_dir=data.get("workingDir"),
             user=data.get("user"),
             output_limit_bytes=data.get("outputLimitBytes"),
+            inputs=inputs_from_api(data.get("inputs")),
         )
 
     @property
@@ -258,6 +264,7 @@ class Job:
                 working_dir=row["working_dir"],
                 user=row["run_as"],
                 output_limit_bytes=row["output_limit_bytes"],
+                inputs=inputs_from_api(orjson.loads(row["inputs"]) if row["inputs"] else ()),
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner.from_api(orjson.loads(row["owner"])),
@@ -299,6 +306,7 @@ class Job:
             "workingDir": self.spec.working_dir,
             "user": self.spec.user,
             "outputLimitBytes": self.spec.output_limit_bytes,
+            "inputs": [i.to_api() for i in self.spec.inputs],
             "retry": self.spec.retry.to_api() if self.spec.retry else None,
             "imageDigest": self.spec.image_digest,
             "schedule": self.schedule_doc(),

@@ -26,6 +26,7 @@ from jobd.node.inventory import Inventory
 from jobd.node.mounts import resolved
 from jobd.node.outputs import make_outputs_dir
 from jobd.node.passthrough import Passthrough, mentions_devices, passthrough
+from jobd.node.uploads import input_mounts
 from jobd.runtime.contract import ContainerRuntime, ContainerSpec, ContainerState, Handle
 from jobd.scheduler.endings import Endings, shielded
 from jobd.scheduler.inflight import InFlight
@@ -130,16 +131,17 @@ class Launcher:
         return found
 
     async def _mounts(self, run: Run, spec: JobSpec) -> tuple[HostMount, ...] | None:
-        """The run's volumes on this machine, named ones made on first use, and its own
-        /outputs; None when one can't be mounted (the run failed): a host path gone, or no
-        longer allowed."""
+        """The run's volumes on this machine, named ones made on first use, its inputs, read
+        only, and its own /outputs; None when one can't be mounted (the run failed): a host
+        path gone, or no longer allowed."""
         try:
             volumes = await asyncio.to_thread(resolved, spec.volumes, self.config)
+            inputs = await asyncio.to_thread(input_mounts, spec.inputs, self.config)
         except JobdError as e:
             await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"{e}; it was not started")
             return None
         outputs = await asyncio.to_thread(make_outputs_dir, run.id, self.config)
-        return (*volumes, HostMount(host_path=str(outputs), target=OUTPUTS_TARGET))
+        return (*volumes, *inputs, HostMount(host_path=str(outputs), target=OUTPUTS_TARGET))
 
     async def _verify_devices(self, run: Run, container_id: Handle, devices: Passthrough) -> bool:
         """Before the container's process starts (it is created, its namespaces exist):

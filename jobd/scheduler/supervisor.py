@@ -6,8 +6,8 @@ limit, start what fits, purge deleted jobs — woken by an event (a new run, a c
 container's death) or by a timeout (the next deadline, schedule tick or retry, the periodic
 reconcile). Each step lives in a module of its own: recovery.py (reap, reconcile), stops.py
 (cancellations, deadlines), outputs.py (output limits, sealing), passes.py (placement
-passes), launch.py (each launch a task of its own), endings.py (how a run ends), all sharing
-what is in flight (inflight.py).
+passes), launch.py (each launch a task of its own), endings.py (how a run ends), uploads.py
+(expiring uploads), all sharing what is in flight (inflight.py).
 
 Every state change is a guarded transition through the store that names the status it was
 decided from (`expect=`): when another writer (a cancel, a reconcile) got there first, the
@@ -42,6 +42,7 @@ from jobd.scheduler.outputs import OutputWatch
 from jobd.scheduler.passes import DEEP_PASS_SECONDS, PassTimes, Placer
 from jobd.scheduler.recovery import Recovery
 from jobd.scheduler.stops import Stops
+from jobd.scheduler.uploads import expire_uploads, tidy_uploads
 from jobd.store import Store
 
 log = logging.getLogger(__name__)
@@ -231,11 +232,16 @@ class Supervisor:
 
     async def recover(self) -> None:
         """At startup: adopt running containers, finish those that exited while jobd was
-        down, requeue runs that never got a container, end the rest as lost."""
+        down, requeue runs that never got a container, end the rest as lost; and delete
+        what interrupted uploads left."""
         await self.recovery.recover()
+        await tidy_uploads(self.store, self.config)
 
     async def reconcile(self) -> None:
+        """Check the runs against the runtime; expire the uploads no job has named for a
+        while (the same unhurried pace suits both)."""
         await self.recovery.reconcile()
+        await expire_uploads(self.store, self.config)
 
     # -- schedules and pending limits -------------------------------------------------
 

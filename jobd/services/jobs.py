@@ -20,8 +20,9 @@ from jobd.domain.resources import Plan
 from jobd.domain.runs import Run, pending_run
 from jobd.domain.schedules import Schedule
 from jobd.domain.states import RunStatus
+from jobd.domain.uploads import InputFile, inputs_problem
 from jobd.domain.volumes import mount_problem
-from jobd.errors import Forbidden, InvalidRequest, NotFound, PlanTooLarge
+from jobd.errors import Forbidden, InvalidRequest, NotFound, NotHere, PlanTooLarge
 from jobd.node.inventory import Inventory
 from jobd.node.mounts import check_host_paths
 from jobd.services.validation import validate
@@ -53,6 +54,14 @@ def _updated_schedule(current: Schedule | None, body: Mapping[str, Any]) -> Sche
         raise InvalidRequest(f"{field}: the job has no schedule; give one with it")
     base = current.to_api() if current else {}
     return _schedule({**base, **given})
+
+
+def _slugs(body: Mapping[str, Any]) -> list[str]:
+    """The uploads a job's request names: its inputs, or the one `slug` (as render farms
+    take a job of a recipe and an uploaded scene)."""
+    if "slug" in body and "inputs" in body:
+        raise InvalidRequest("give inputs or slug (one input), not both")
+    return [body["slug"]] if "slug" in body else list(body["inputs"])
 
 
 def _check_ports(spec: JobSpec) -> None:
@@ -128,6 +137,24 @@ class Jobs:
         if any(v.host_path for v in spec.volumes):
             await asyncio.to_thread(check_host_paths, spec.volumes, self.config)
 
+    async def _inputs(self, slugs: list[str]) -> tuple[InputFile, ...]:
+        """The uploads these slugs name, as the job's inputs: NotHere naming one that does
+        not exist or has expired."""
+        found = await self.store.get_uploads(slugs)
+        used = await self.store.upload_users(list(found))
+        moment = now()
+        for slug in slugs:
+            upload = found.get(slug)
+            if upload is None:
+                raise NotHere(f"inputs: no upload {slug} (uploads expire unless a job names them)")
+            if not used[slug] and upload.expires_at(self.config.uploads.expire_seconds) < moment:
+                raise NotHere(f"inputs: upload {slug} has expired")
+        inputs = tuple(InputFile.of(found[slug]) for slug in slugs)
+        problem = inputs_problem(slugs, inputs)
+        if problem:
+            raise InvalidRequest(problem)
+        return inputs
+
     def _check_priority(self, spec: JobSpec, owner: Owner) -> None:
         limit = self.config.priority_limit(owner.user, owner.uid)
         if spec.priority > limit:
@@ -149,6 +176,8 @@ class Jobs:
         spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
         if spec.output_limit_bytes is None:  # the default frozen in, as the job's final config
             spec = dataclasses.replace(spec, output_limit_bytes=self.config.outputs.limit_bytes)
+        if body.get("inputs") or "slug" in body:
+            spec = dataclasses.replace(spec, inputs=await self._inputs(_slugs(body)))
         self._check_priority(spec, owner)
         _check_ports(spec)
         await self._check_volumes(spec)
@@ -199,6 +228,8 @@ class Jobs:
         if body.get("plan") and body.get("resources"):
             raise InvalidRequest("give either plan or resources (explicit requirements), not both")
         spec = job.spec.updated(body)
+        if "inputs" in body:
+            spec = dataclasses.replace(spec, inputs=await self._inputs(body["inputs"]))
         self.spec_plan(spec)
         if "priority" in body:
             self._check_priority(spec, owner)

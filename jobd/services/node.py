@@ -18,12 +18,14 @@ from jobd.domain.node import NodeInventory
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES
 from jobd.errors import RuntimeFailure
+from jobd.node.disk import Footprint, footprint
 from jobd.node.doctor import checks
 from jobd.node.inventory import Inventory
 from jobd.store import Store
 from jobd.users import user_name
 
 HEALTH_INFO_SECONDS = 5.0  # how stale the runtime facts /v1/health serves may be
+FOOTPRINT_SECONDS = 30.0  # how stale the data directory's footprint may be (it is a walk)
 
 
 class InfoSource(Protocol):
@@ -50,6 +52,8 @@ class Node:
         self.runtime_info = runtime_info
         self.scheduler_report = scheduler_report
         self.started = time.time()
+        self._footprint: tuple[float, Footprint] | None = None
+        self._footprint_lock = asyncio.Lock()
 
     async def node_doc(self) -> dict[str, Any]:
         """What the node has, what each run holds, what is free, and the GPUs as they are now
@@ -58,7 +62,17 @@ class Node:
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
         doc = node_doc(free_on(node, active), node, active)
         doc["queue"] = {"pending": await self.store.count_pending()}
+        doc["dataDir"] = (await self.footprint()).to_api(self.config.data_dir)
         return doc
+
+    async def footprint(self) -> Footprint:
+        """What the data directory holds (database, logs, outputs, uploads, volumes), walked
+        at most once every FOOTPRINT_SECONDS however many ask."""
+        async with self._footprint_lock:
+            if self._footprint is None or time.monotonic() - self._footprint[0] > FOOTPRINT_SECONDS:
+                found = await asyncio.to_thread(footprint, self.config)
+                self._footprint = (time.monotonic(), found)
+            return self._footprint[1]
 
     async def doctor_doc(self) -> dict[str, Any]:
         """jobd's own checks of what it needs: podman, limits, and the GPU path."""

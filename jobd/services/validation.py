@@ -79,7 +79,9 @@ def _nul_at(value: Any, where: str = "") -> str | None:
 def _friendly(error: jsonschema.ValidationError) -> str:
     if error.validator == "pattern" and error.absolute_path and error.absolute_path[0] == "image":
         return f"{error.instance!r} is not a valid image reference"
-    if error.validator == "not":
+    if error.validator == "not":  # two fields that exclude each other, both given
+        if isinstance(error.instance, dict) and {"inputs", "slug"} <= error.instance.keys():
+            return "give inputs or slug (one input), not both"
         return "give either command (a list) or startCommand (a string), not both"
     if error.validator == "anyOf" and not error.absolute_path:
         return "image: required, unless the job is made of a recipe"

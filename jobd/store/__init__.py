@@ -9,7 +9,8 @@ event loop (jobd/store/writer.py says why); reads use a second connection on a t
 
 `Store` is the one handle the rest of jobd holds. The queries live beside it, grouped by what
 they read and write: jobs.py, runs.py (runs and their events), recipes.py, schedules.py,
-queue.py (placement passes and pending limits), volumes.py; schema.py has the migrations.
+queue.py (placement passes and pending limits), volumes.py, uploads.py; schema.py has the
+migrations.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.runs import Run
 from jobd.domain.states import RunStatus, sources_of
+from jobd.domain.uploads import Upload
 from jobd.domain.volumes import Volume
-from jobd.store import jobs, queue, recipes, runs, schedules, volumes
+from jobd.store import jobs, queue, recipes, runs, schedules, uploads, volumes
 from jobd.store.queue import Choose, Placement
 from jobd.store.rows import Page
 from jobd.store.schedules import Firings, PlanLookup
@@ -148,6 +150,36 @@ class Store:
     async def volume_users(self, names: list[str]) -> dict[str, list[str]]:
         """The queued and active runs using each of these volumes."""
         return await volumes.volume_users(self._reader, names)
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    async def create_upload(self, upload: Upload) -> None:
+        await self._writer.write(lambda db: uploads.create_upload(db, upload))
+
+    async def delete_upload(self, slug: str) -> Upload:
+        """Forget the upload (it is returned); a Conflict while a job names it."""
+        return await self._writer.write(lambda db: uploads.delete_upload(db, slug))
+
+    async def expire_uploads(self, used_before: float) -> list[Upload]:
+        """Forget the uploads no job names, last used before `used_before`; those forgotten."""
+        return await self._writer.write(lambda db: uploads.expire_uploads(db, used_before))
+
+    async def get_upload(self, slug: str) -> Upload:
+        return await uploads.get_upload(self._reader, slug)
+
+    async def get_uploads(self, slugs: list[str]) -> dict[str, Upload]:
+        """Those of these uploads that exist, by slug."""
+        return await uploads.get_uploads(self._reader, slugs)
+
+    async def list_uploads(self, *, sha256: str | None = None) -> list[Upload]:
+        return await uploads.list_uploads(self._reader, sha256)
+
+    async def upload_users(self, slugs: list[str]) -> dict[str, list[str]]:
+        """The jobs naming each of these uploads as an input."""
+        return await uploads.upload_users(self._reader, slugs)
+
+    async def upload_keys(self) -> list[tuple[str, str]]:
+        return await uploads.upload_keys(self._reader)
 
     # -- runs: state changes ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from jobd.domain.states import ACTIVE_STATUSES, Failure, FailureType, RunStatus
 from jobd.errors import NotFound
 from jobd.store.rows import Page, decode_cursor, fetch_all, fetch_one, page_cursor, to_json
 from jobd.store.runs import column_changes, insert_run, transition
+from jobd.store.uploads import release_inputs, use_inputs
 
 # the job's columns that an update may change, in this order (see _editable_values)
 _EDITABLE = (
@@ -42,6 +43,7 @@ _EDITABLE = (
     "working_dir",
     "run_as",
     "output_limit_bytes",
+    "inputs",
 )
 _JOB_COLUMNS = (
     "id",
@@ -90,6 +92,7 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         job.spec.working_dir,
         job.spec.user,
         job.spec.output_limit_bytes,
+        to_json([i.to_api() for i in job.spec.inputs]) if job.spec.inputs else None,
     )
 
 
@@ -109,6 +112,7 @@ def create_job(db: sqlite3.Connection, job: Job, run: Run | None) -> None:
         ),
     )
     _insert_labels(db, job)
+    use_inputs(db, job)
     if run is not None:
         insert_run(db, run)
 
@@ -161,6 +165,7 @@ def purge_job(db: sqlite3.Connection, job_id: str) -> bool:
     ).fetchone()
     if active is not None:
         return False
+    release_inputs(db, job_id)
     cursor = db.execute("DELETE FROM jobs WHERE id = ? AND deleted_at IS NOT NULL", (job_id,))
     return cursor.rowcount > 0
 
@@ -177,6 +182,7 @@ def update_job(db: sqlite3.Connection, job: Job, reschedule: bool) -> Job:
         db.execute("UPDATE jobs SET next_fire_at = ? WHERE id = ?", (next_fire, job.id))
     db.execute("DELETE FROM job_labels WHERE job_id = ?", (job.id,))
     _insert_labels(db, job)
+    use_inputs(db, job)
     return Job.from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone())
 
 

@@ -150,17 +150,17 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX runs_pending_until ON runs (pending_until)
         WHERE status = 'pending' AND pending_until IS NOT NULL;
     """,
-    # what issue 13 brought: the grace a cancel or stop asked for (NULL: the configured
-    # default); a job's volumes, working directory, user and output limit; a run's outputs'
-    # summary; the named volumes jobd manages, and which runs use each (written with the
-    # run, so a volume in use is never deleted)
+    # the grace a cancel or stop asked for (SIGTERM, then SIGKILL once it is over); NULL: the
+    # configured default
     """
     ALTER TABLE runs ADD COLUMN stop_grace_seconds INTEGER;
+    """,
+    # a job's volumes, working directory and user; the named volumes jobd manages, and which
+    # runs use each (written with the run, so a volume in use is never deleted)
+    """
     ALTER TABLE jobs ADD COLUMN volumes TEXT;
     ALTER TABLE jobs ADD COLUMN working_dir TEXT;
     ALTER TABLE jobs ADD COLUMN run_as TEXT;
-    ALTER TABLE jobs ADD COLUMN output_limit_bytes INTEGER;
-    ALTER TABLE runs ADD COLUMN outputs TEXT;
     CREATE TABLE volumes (
         name TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
@@ -173,6 +173,31 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (volume, run_id)
     );
     CREATE INDEX run_volumes_run ON run_volumes (run_id);
+    """,
+    # a job's output limit and a run's outputs' summary; uploaded inputs (their blobs are
+    # content-addressed files, one per sha256) and the jobs that mount each: an upload a job
+    # names is never deleted under it
+    """
+    ALTER TABLE jobs ADD COLUMN output_limit_bytes INTEGER;
+    ALTER TABLE jobs ADD COLUMN inputs TEXT;
+    ALTER TABLE runs ADD COLUMN outputs TEXT;
+    CREATE TABLE uploads (
+        slug TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        used_at REAL NOT NULL
+    );
+    CREATE INDEX uploads_used_at ON uploads (used_at);
+    CREATE INDEX uploads_sha256 ON uploads (sha256);
+    CREATE TABLE job_inputs (
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        slug TEXT NOT NULL REFERENCES uploads (slug),
+        PRIMARY KEY (job_id, slug)
+    );
+    CREATE INDEX job_inputs_slug ON job_inputs (slug);
     """,
 )
 

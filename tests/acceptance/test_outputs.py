@@ -119,9 +119,14 @@ def test_a_runaway_writer_is_killed_at_its_limit_and_the_disk_stays_usable(
     assert after.returncode == 0, "jobd and the next job go on"
 
 
-def test_deleting_the_job_deletes_its_outputs(daemon: Daemon, finished: str) -> None:
+def test_outputs_count_in_the_footprint_and_go_with_their_job(
+    daemon: Daemon, finished: str
+) -> None:
     outputs = daemon.data_dir / "outputs" / finished
     assert outputs.is_dir()
+    footprint = daemon.get("/v1/node").body["dataDir"]
+    assert footprint["outputsBytes"] >= daemon.run(finished)["output"]["bytes"] > 0
+    assert footprint["totalBytes"] >= footprint["outputsBytes"] + footprint["databaseBytes"]
     job_id = daemon.run(finished)["jobId"]
     assert daemon.jobctl("delete", job_id, "--wait").returncode == 0
     assert not outputs.exists()

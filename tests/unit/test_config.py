@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobd.config import default_socket, load
+from jobd.config import OutputSettings, UploadSettings, default_socket, load
 from jobd.domain.resources import MIB
 from jobd.errors import InvalidRequest
 
@@ -110,3 +110,11 @@ def test_the_example_configuration_loads() -> None:
     config = load(config_file=example, overrides={})
     assert config.volumes.allowed_host_paths == (Path("/srv/data"),)
     assert "render-node" in config.plans
+    assert (config.outputs, config.uploads) == (OutputSettings(), UploadSettings()), (
+        "the example shows the defaults"
+    )
+
+
+def test_bad_upload_settings_are_refused() -> None:
+    with pytest.raises(InvalidRequest, match="uploads: max_bytes and expire_days"):
+        load(config_file=None, overrides={"uploads": {"expire_days": 0}})

@@ -3,6 +3,7 @@ that answers from a script, so the transport, errors, exit statuses and query st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socketserver
 import subprocess
@@ -79,7 +80,7 @@ def handler_for(fake: FakeJobd) -> type[BaseHTTPRequestHandler]:
                     parse_qs(parts.query),
                     parts.query,
                     dict(self.headers),
-                    json.loads(raw) if raw else None,
+                    _decoded(raw, self.headers.get("Content-Type")),
                 )
             )
             status, body = fake.answer(self.command, parts.path)
@@ -111,6 +112,12 @@ def handler_for(fake: FakeJobd) -> type[BaseHTTPRequestHandler]:
             pass  # a Unix peer has no address to log, and tests want quiet
 
     return Handler
+
+
+def _decoded(raw: bytes, kind: str | None) -> Any:
+    if kind == "application/octet-stream":
+        return raw  # an upload: the file as sent
+    return json.loads(raw) if raw else None
 
 
 class UnixServer(socketserver.ThreadingUnixStreamServer):
@@ -736,3 +743,64 @@ def test_startup_imports_neither_jobd_nor_tabulate() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- inputs ---------------------------------------------------------------------------
+
+SLUG_A = "upload-" + "a" * 32
+SLUG_B = "upload-" + "b" * 32
+
+
+def test_run_input_uploads_a_file_and_takes_a_slug_as_it_is(
+    fake: FakeJobd, sock: Path, tmp_path: Path
+) -> None:
+    scene = tmp_path / "scene.blend"
+    scene.write_bytes(b"a scene")
+    digest = hashlib.sha256(b"a scene").hexdigest()
+    fake.on("GET", "/v1/uploads", (200, {"uploads": []}))
+    fake.on("POST", "/v1/uploads", (201, {"slug": SLUG_A, "name": "scene.blend"}))
+    fake.on("POST", "/v1/jobs", (201, job()))
+    result = jobctl(sock, "run", "--input", str(scene), "--input", SLUG_B, "busybox")
+    assert result.exit_code == 0, result.output
+    assert fake.requests("GET", "/v1/uploads")[0].query == {"sha256": [digest]}
+    sent = fake.requests("POST", "/v1/uploads")[0]
+    assert (sent.body, sent.query) == (b"a scene", {"name": ["scene.blend"]})
+    assert fake.requests("POST", "/v1/jobs")[0].body["inputs"] == [SLUG_A, SLUG_B]
+
+
+def test_run_input_reuses_what_jobd_keeps_of_the_file(
+    fake: FakeJobd, sock: Path, tmp_path: Path
+) -> None:
+    scene = tmp_path / "scene.blend"
+    scene.write_bytes(b"a scene")
+    kept = [
+        {"slug": SLUG_B, "name": "other.blend", "expiresAt": None},
+        {"slug": SLUG_A, "name": "scene.blend", "expiresAt": None},
+    ]
+    fake.on("GET", "/v1/uploads", (200, {"uploads": kept}))
+    fake.on("POST", "/v1/jobs", (201, job()))
+    result = jobctl(sock, "run", "--input", str(scene), "busybox")
+    assert result.exit_code == 0, result.output
+    assert fake.requests("POST", "/v1/uploads") == [], "not sent again"
+    assert fake.requests("POST", "/v1/jobs")[0].body["inputs"] == [SLUG_A]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("missing.bin", "no such file, nor an upload's slug"), (".", "not a file")],
+)
+def test_an_input_that_is_neither_a_file_nor_a_slug_is_a_usage_error(
+    sock: Path, value: str, message: str
+) -> None:
+    result = jobctl(sock, "run", "--input", value, "busybox")
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_update_replaces_or_clears_the_inputs(fake: FakeJobd, sock: Path) -> None:
+    fake.on("PATCH", "/v1/jobs/job-1", (200, {**job(), "inputs": []}))
+    assert jobctl(sock, "update", "job-1", "--no-inputs").exit_code == 0
+    assert jobctl(sock, "update", "job-1", "--input", SLUG_A).exit_code == 0
+    bodies = [s.body for s in fake.requests("PATCH", "/v1/jobs/job-1")]
+    assert bodies == [{"inputs": []}, {"inputs": [SLUG_A]}]
+    both = jobctl(sock, "update", "job-1", "--input", SLUG_A, "--no-inputs")
+    assert both.exit_code == 2 and "--input and --no-inputs" in both.stderr

@@ -1,0 +1,37 @@
+"""/v1/uploads: files handed to jobd for jobs to read, streamed in as the request's body."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jobd.api.context import SERVICES
+from jobd.api.middleware import caller
+from jobd.api.requests import json_response
+from jobd.domain.resources import MIB
+
+
+async def create_upload(request: web.Request) -> web.Response:
+    """The body is the file, as it is (no form encoding); `?name=` names it for the jobs that
+    mount it (/inputs/<name>)."""
+    upload = await request.app[SERVICES].uploads.receive(
+        request.content.iter_chunked(MIB),
+        name=request.query.get("name", ""),
+        length=request.content_length,
+        owner=caller(request),
+    )
+    return json_response(upload, status=201)
+
+
+async def list_uploads(request: web.Request) -> web.Response:
+    uploads = request.app[SERVICES].uploads
+    found = await uploads.list_uploads(sha256=request.query.get("sha256"))
+    return json_response({"uploads": found})
+
+
+async def get_upload(request: web.Request) -> web.Response:
+    return json_response(await request.app[SERVICES].uploads.get(request.match_info["slug"]))
+
+
+async def delete_upload(request: web.Request) -> web.Response:
+    await request.app[SERVICES].uploads.delete(request.match_info["slug"])
+    return web.Response(status=204)
