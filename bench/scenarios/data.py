@@ -15,7 +15,10 @@
   service; the difference of the medians. jobd's own dispatch latency (scenario 2) includes it.
 
 Targets (issue 13): upload and download >= 200 MB/s with the daemon under 50% of one core,
-listing under 100 ms, --init under 10 ms.
+listing under 100 ms, --init under 10 ms. The daemon's CPU grows with the rate, and jobctl runs
+as fast as it can, above 200 MB/s on a quiet machine: the CPU target is checked as CPU time per
+GB moved, where 2.5 s/GB is 50% of a core at 200 MB/s. The % of a core at the rate reached is
+shown beside it, without a target.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import psutil
@@ -36,8 +38,8 @@ import psutil
 from bench.daemon import BIN, IMAGE, BenchDaemon, get_json, post_json, wait_for_status
 from bench.report import Report
 from bench.scenarios.common import add_figure, median
-from bench.scenarios.dispatch import LIMITS, STAMP, parse_stamp
-from bench.scenarios.floor import WAIT_INTERVAL, client, podman_service, remove_labelled
+from bench.scenarios.dispatch import floor_sample
+from bench.scenarios.floor import client, podman_service, remove_labelled
 
 SCENARIO = "7 data"
 LABEL = "data"
@@ -46,6 +48,7 @@ MB = 1_000_000
 ENDED = {"succeeded", "failed", "cancelled"}
 TARGET_MB_S = 200.0
 TARGET_CPU = 50.0
+TARGET_CPU_S_PER_GB = TARGET_CPU / 100 * 1000 / TARGET_MB_S  # 50% of a core at 200 MB/s
 TARGET_LISTING_MS = 100.0
 TARGET_INIT_MS = 10.0
 INIT_SAMPLES = 20
@@ -55,6 +58,7 @@ INIT_SAMPLES = 20
 class Transfer:
     mb_per_s: float
     cpu_percent: float  # the daemon's, of one core
+    cpu_s_per_gb: float  # the daemon's CPU time per GB moved
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,9 +116,11 @@ def _timed(daemon: BenchDaemon, size: int, *args: str) -> Transfer:
     cpu, began = _cpu_seconds(daemon), time.perf_counter()
     _jobctl(daemon, *args)
     seconds = time.perf_counter() - began
+    cpu = _cpu_seconds(daemon) - cpu
     return Transfer(
         mb_per_s=size / MB / seconds,
-        cpu_percent=(_cpu_seconds(daemon) - cpu) / seconds * 100,
+        cpu_percent=cpu / seconds * 100,
+        cpu_s_per_gb=cpu / (size / 1000 / MB),
     )
 
 
@@ -185,32 +191,14 @@ async def _run_to_end(
 def _init_overhead() -> dict[str, float]:
     """The podman API floor with and without init, alternately: each one's median (ms)."""
     with podman_service() as socket, client(socket) as api:
-        _floor(api, init=True)  # warm-up: the catatonit binary and the image in the cache
+        # warm-up: the catatonit binary and the image in the cache
+        floor_sample(api, init=True, label=LABEL)
         taken: dict[str, list[float]] = {"with init": [], "without": []}
         for _ in range(INIT_SAMPLES):
             for name, init in (("with init", True), ("without", False)):
                 time.sleep(0.1)
-                taken[name].append(_floor(api, init=init) * 1000)
+                taken[name].append(floor_sample(api, init=init, label=LABEL) * 1000)
     return {name: median(values) for name, values in taken.items()}
-
-
-def _floor(api: Any, *, init: bool) -> float:
-    """Seconds from create to the container's process reading the clock."""
-    began = time.time()
-    container = api.containers.create(
-        IMAGE, command=list(STAMP), init=init, **LIMITS.api_options(LABEL)
-    )
-    try:
-        container.start()
-        container.wait(interval=WAIT_INTERVAL)
-        logs = container.logs(stdout=True, stderr=False)
-        output = logs if isinstance(logs, bytes) else b"".join(logs)
-    finally:
-        container.remove(force=True)
-    stamp = parse_stamp(output.decode())
-    if stamp is None:
-        raise RuntimeError(f"no timestamp in the container's output: {output!r}")
-    return stamp - began
 
 
 # -- the table --------------------------------------------------------------------------
@@ -224,6 +212,7 @@ def _figures(report: Report, samples: list[Sample], size: int, files: int) -> No
     ):
         rates = [t.mb_per_s for t in transfers]
         cpus = [t.cpu_percent for t in transfers]
+        per_gb = [t.cpu_s_per_gb for t in transfers]
         _add(
             report,
             f"{name}, {what}",
@@ -234,11 +223,15 @@ def _figures(report: Report, samples: list[Sample], size: int, files: int) -> No
         )
         _add(
             report,
-            f"{name}: daemon CPU",
-            "% of a core",
-            cpus,
-            (f"< {TARGET_CPU:g}%", median(cpus) < TARGET_CPU),
+            f"{name}: daemon CPU per GB",
+            "s/GB",
+            per_gb,
+            (
+                f"< {TARGET_CPU_S_PER_GB:g} s/GB ({TARGET_CPU:g}% at {TARGET_MB_S:g} MB/s)",
+                median(per_gb) < TARGET_CPU_S_PER_GB,
+            ),
         )
+        _add(report, f"{name}: daemon CPU at that rate", "% of a core", cpus, None)
     listing = [s.listing_ms for s in samples]
     _add(
         report,

@@ -86,7 +86,10 @@ Sampler = Callable[[], Awaitable[Sample]]
 
 
 def run(report: Report, *, samples: int, repeats: int) -> None:
-    blocking = {FLOOR: _floor_sample, "podman run": _podman_run_sample}
+    blocking: dict[str, Callable[[Any], float]] = {
+        FLOOR: floor_sample,
+        "podman run": _podman_run_sample,
+    }
     blocking |= _peer_samplers(report, peers())
     results: dict[str, list[list[Sample]]] = {}
     failed_runs: list[int] = []  # jobd's, per repeat
@@ -211,9 +214,13 @@ def _epoch(rfc3339: str) -> float:
 # -- the others, one blocking call per sample (each given the floor's podman client) --
 
 
-def _floor_sample(api: Any) -> float:
+def floor_sample(api: Any, *, init: bool = False, label: str = LABEL) -> float:
+    """Seconds from create to the container's process reading the clock, through the podman
+    API; `init`: with podman's --init (catatonit as PID 1), as jobd runs every container."""
     began = time.time()
-    container = api.containers.create(IMAGE, command=list(STAMP), **LIMITS.api_options(LABEL))
+    container = api.containers.create(
+        IMAGE, command=list(STAMP), init=init, **LIMITS.api_options(label)
+    )
     try:
         container.start()
         container.wait(interval=WAIT_INTERVAL)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from jobd.api.context import SERVICES
 from jobd.api.requests import json_response
+from jobd.api.sendfile import SentFile
 from jobd.errors import InvalidRequest
 
 
@@ -38,14 +39,14 @@ async def list_outputs(request: web.Request) -> web.StreamResponse:
 
 
 async def get_output(request: web.Request) -> web.StreamResponse:
-    """One output, from the file opened without following any symlink: aiohttp serves it
-    (ranges, sendfile) by its /proc/self/fd path, so what a running job may swap in the
-    meantime is never what is read."""
+    """One output, from the file opened without following any symlink: served (ranges,
+    sendfile) by its /proc/self/fd path, so what a running job may swap in the meantime is
+    never what is read."""
     path = request.match_info["path"]
     fd = await request.app[SERVICES].outputs.open(request.match_info["run_id"], path)
     try:
         content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        response = web.FileResponse(f"/proc/self/fd/{fd}", headers={"Content-Type": content_type})
+        response = SentFile(f"/proc/self/fd/{fd}", headers={"Content-Type": content_type})
         await response.prepare(request)
         return response
     finally:

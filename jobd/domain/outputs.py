@@ -33,15 +33,6 @@ class OutputFile:
         }
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> OutputFile:
-        return cls(
-            path=data["path"],
-            size_bytes=data["sizeBytes"],
-            sha256=data.get("sha256"),
-            modified_at=datetime.fromisoformat(data["modifiedAt"]),
-        )
-
-    @classmethod
     def seen(cls, path: str, size_bytes: int, mtime: float, sha256: str | None) -> OutputFile:
         return cls(path=path, size_bytes=size_bytes, modified_at=from_epoch(mtime), sha256=sha256)
 

@@ -119,12 +119,13 @@ def write_manifest(run_id: str, config: Config) -> list[OutputFile]:
     return files
 
 
-def read_manifest(run_id: str, config: Config) -> list[OutputFile] | None:
+def read_manifest(run_id: str, config: Config) -> bytes | None:
+    """The manifest as written: the files' JSON array, as the API lists them (served as it is:
+    10,000 files are 1.5 MB, not worth parsing only to write them again)."""
     try:
-        data = orjson.loads(manifest_path(run_id, config).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+        return manifest_path(run_id, config).read_bytes()
+    except OSError:
         return None
-    return [OutputFile.from_api(f) for f in data]
 
 
 # -- one file, or all of them -------------------------------------------------------------

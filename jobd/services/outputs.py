@@ -10,8 +10,10 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from jobd.config import Config
-from jobd.domain.outputs import OutputFile, OutputSummary
+from jobd.domain.outputs import OutputSummary
 from jobd.domain.runs import Run
 from jobd.node.outputs import (
     open_output,
@@ -33,27 +35,29 @@ class Outputs:
 
     async def listing(self, run_id: str) -> dict[str, Any]:
         """The run's files, each with its size and time; with its checksum once the run has
-        ended (the manifest: made when it ended, or now if that was cut short)."""
+        ended (the manifest: made when it ended, or now if that was cut short). A manifest's
+        files are an orjson.Fragment: its JSON, passed through whole."""
         run = await self.store.get_run(run_id)
         files, sealed_now = await asyncio.to_thread(self._files, run)
         summary = run.outputs
-        if sealed_now:
-            summary = OutputSummary.of(files)
+        if sealed_now is not None:
+            summary = sealed_now
             await self.store.record_outputs(run.id, summary)
         return {
             "runId": run.id,
-            "files": [f.to_api() for f in files],
+            "files": files,
             "output": summary.to_api(run.id) if summary else None,
         }
 
-    def _files(self, run: Run) -> tuple[list[OutputFile], bool]:
-        """(the files, whether their manifest was made just now)."""
+    def _files(self, run: Run) -> tuple[Any, OutputSummary | None]:
+        """(the files as the API lists them, their summary if their manifest was made now)."""
         manifest = read_manifest(run.id, self.config)
         if manifest is not None:
-            return manifest, False
+            return orjson.Fragment(manifest), None
         if run.status.is_terminal:
-            return write_manifest(run.id, self.config), True
-        return scan(outputs_dir(run.id, self.config), checksums=False), False
+            files = write_manifest(run.id, self.config)
+            return [f.to_api() for f in files], OutputSummary.of(files)
+        return [f.to_api() for f in scan(outputs_dir(run.id, self.config), checksums=False)], None
 
     async def open(self, run_id: str, path: str) -> int:
         """A file descriptor of the output at `path` (the caller closes it)."""

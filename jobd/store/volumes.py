@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import Literal
 
 import aiosqlite
 
@@ -34,23 +35,21 @@ def use_volumes(db: sqlite3.Connection, run: Run) -> None:
 
 def create_volume(db: sqlite3.Connection, volume: Volume) -> None:
     try:
-        db.execute(
-            "INSERT INTO volumes (name, owner, labels, created_at) VALUES (?, ?, ?, ?)",
-            (
-                volume.name,
-                to_json(volume.owner.to_api()),
-                to_json(dict(volume.labels)),
-                volume.created_at.timestamp(),
-            ),
-        )
+        _insert(db, volume, "INSERT")
     except sqlite3.IntegrityError:
         raise Conflict(f"volume {volume.name!r} exists") from None
 
 
 def ensure_volume(db: sqlite3.Connection, volume: Volume) -> None:
     """Create the record unless it exists: a job names a volume for the first time."""
+    _insert(db, volume, "INSERT OR IGNORE")
+
+
+def _insert(
+    db: sqlite3.Connection, volume: Volume, verb: Literal["INSERT", "INSERT OR IGNORE"]
+) -> None:
     db.execute(
-        "INSERT OR IGNORE INTO volumes (name, owner, labels, created_at) VALUES (?, ?, ?, ?)",
+        f"{verb} INTO volumes (name, owner, labels, created_at) VALUES (?, ?, ?, ?)",
         (
             volume.name,
             to_json(volume.owner.to_api()),
