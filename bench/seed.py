@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jobd.domain.jobs import Job, JobSpec
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Owner
 from jobd.domain.records import from_epoch, new_id, now
 from jobd.domain.resources import DEFAULT_PLANS, Limits
 from jobd.domain.runs import Run, outcome
@@ -180,7 +180,7 @@ async def _live_run(store: Store, run: Run, ending: Ending) -> None:
             expect={RunStatus.ASSIGNED, RunStatus.RUNNING},
             detail="cancel requested",
         )
-    await _exit(store, await store.get_run(run.id), ending)
+    await _exit(store, await store.get_run(run.id, reach=EVERYONE), ending)
 
 
 async def _start(store: Store, run: Run) -> None:

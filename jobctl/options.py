@@ -56,6 +56,15 @@ ANY_ID = converted(lambda value: check_id(value, "job", "run"))
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the API's JSON object instead."
 )
+all_users_option = click.option(
+    "--all-users",
+    is_flag=True,
+    help="Every user's, with a USER column (admins only; others see their own).",
+)
+
+
+def all_users_query(all_users: bool) -> dict[str, str]:
+    return {"allUsers": "true"} if all_users else {}
 
 
 def stop_options(function: Callable[..., Any]) -> Callable[..., Any]:

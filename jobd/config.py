@@ -12,6 +12,10 @@ A TOML file looks like this (every key optional):
     stop_grace_seconds = 10
     default_plan = "standard"
     publish_address = "127.0.0.1"         # where jobs' published ports listen
+    cpu_pinning = true                    # runs with whole CPUs get cores of their own
+    admins = ["alice"]                    # see and act on every user's jobd records (root and
+                                          #   the daemon's own user always do)
+    max_priority = 0                      # the highest priority other users may give a job
 
     [podman]
     socket = "/run/podman/podman.sock"   # omit: jobd runs its own `podman system service`
@@ -21,8 +25,6 @@ A TOML file looks like this (every key optional):
     max_bytes = 104857600                 # per run; the first head_bytes are always kept
     head_bytes = 10485760
 
-    cpu_pinning = true                    # runs with whole CPUs get cores of their own
-    max_priority = 0                      # the highest priority other users may give a job
     [max_priority_by_user]                # (the daemon's own user and root: any, up to 1000)
     alice = 100
 
@@ -145,7 +147,12 @@ class Config:
     cpu_pinning: bool = True
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
+    admins: frozenset[str] = frozenset()  # besides root and the daemon's own user
     system: bool = False
+
+    def is_admin(self, user: str, uid: int | None) -> bool:
+        """Whether this user administers jobd: sees and acts on every user's records."""
+        return uid in (0, os.getuid()) or user in self.admins
 
     def priority_limit(self, user: str, uid: int | None) -> int:
         """The highest priority this owner may give a job."""
@@ -339,6 +346,12 @@ def _from_env() -> dict[str, Any]:
     return {key: os.environ[name] for name, key in _ENV.items() if os.environ.get(name)}
 
 
+def _admins(value: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("admins: a list of user names")
+    return frozenset(value)
+
+
 def _build(settings: dict[str, Any], *, system: bool) -> Config:
     known = {f.name for f in dataclasses.fields(Config)} | {"gpu_inventory_file"}
     unknown = set(settings) - known
@@ -372,6 +385,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             max_priority_by_user={
                 str(k): int(v) for k, v in settings.get("max_priority_by_user", {}).items()
             },
+            admins=_admins(settings.get("admins", [])),
             system=system,
         )
     except (TypeError, ValueError) as e:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import http.client
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -142,6 +144,50 @@ class UnixConnection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
+
+
+class UserConnection(UnixConnection):
+    """A connection made by `user`: the daemon's SO_PEERCRED sees that user."""
+
+    def __init__(self, path: Path, user: str, timeout: float = 30) -> None:
+        super().__init__(path, timeout)
+        self.user = user
+
+    def connect(self) -> None:
+        self.sock = connect_as(self.user, Path(self.path))
+        self.sock.settimeout(self.timeout)
+
+
+def connect_as(user: str, path: Path) -> socket.socket:
+    """A Unix socket connected to `path` by a child process running as `user` (uid, gid and
+    groups) and handed back over a socket pair: the peer credentials the daemon reads are
+    that user's, while this process stays root and needs nothing installed for the user."""
+    entry = pwd.getpwnam(user)
+    groups = [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]
+    parent, child = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the child: as the user, connect, hand the socket over, and go
+        status = 1
+        try:
+            parent.close()
+            os.setgroups(groups)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(path))
+            socket.send_fds(child, [b"s"], [sock.fileno()])
+            status = 0
+        finally:
+            os._exit(status)
+    child.close()
+    try:
+        _, fds, _, _ = socket.recv_fds(parent, 1, 1)
+    finally:
+        parent.close()
+        os.waitpid(pid, 0)
+    if not fds:
+        raise PermissionError(f"{user} could not connect to {path}")
+    return socket.socket(fileno=fds[0])
 
 
 @dataclass
@@ -291,8 +337,14 @@ class Daemon:
         raw: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 30,
+        user: str | None = None,
     ) -> Response:
-        connection = UnixConnection(self.socket, timeout)
+        """`user`: the request is that user's (the connection is made as them)."""
+        connection = (
+            UserConnection(self.socket, user, timeout)
+            if user is not None
+            else UnixConnection(self.socket, timeout)
+        )
         payload = (
             raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         )

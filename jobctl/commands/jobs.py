@@ -19,6 +19,8 @@ from jobctl.options import (
     CONTEXT,
     JOB_ID,
     PAIRS,
+    all_users_option,
+    all_users_query,
     json_option,
     resource_options,
     retry_options,
@@ -40,7 +42,7 @@ from jobctl.render.jobs import (
     schedule_row,
     status_details,
 )
-from jobctl.render.layout import table
+from jobctl.render.layout import owned_table, table
 from jobctl.render.values import local_time
 from jobctl.waiting import wait_for_run, wait_until_gone
 
@@ -190,6 +192,7 @@ def delete(connection: Connection, *, job_id: str, wait: bool) -> None:
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
 @click.option("--all", "every", is_flag=True, help="Follow every page.")
+@all_users_option
 @json_option
 @pass_connection
 def list_jobs(
@@ -199,12 +202,15 @@ def list_jobs(
     label: tuple[tuple[str, str], ...],
     limit: int | None,
     every: bool,
+    all_users: bool,
     as_json: bool,
 ) -> None:
-    """List jobs, newest first."""
+    """List your jobs, newest first."""
     query = {"status": status, "label": [f"{k}={v}" for k, v in label], "limit": limit}
+    query |= all_users_query(all_users)
     page = collect(connection.client(), "/v1/jobs", query, "jobs", every)
-    show(page, as_json, lambda: table(JOB_HEADERS, map(job_row, page["jobs"])))
+    jobs = page["jobs"]
+    show(page, as_json, lambda: owned_table(JOB_HEADERS, job_row, jobs, users=all_users))
 
 
 @click.command("show", context_settings=CONTEXT)

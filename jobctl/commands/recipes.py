@@ -11,9 +11,16 @@ from jobctl.bodies import data_fields, env_from, recipe_body, retry_from, retry_
 from jobctl.client import segment
 from jobctl.commands.shared import show
 from jobctl.connection import Connection, pass_connection
-from jobctl.options import CONTEXT, json_option, retry_options, spec_options
+from jobctl.options import (
+    CONTEXT,
+    all_users_option,
+    all_users_query,
+    json_option,
+    retry_options,
+    spec_options,
+)
 from jobctl.parsing import load_recipe_file
-from jobctl.render.layout import table
+from jobctl.render.layout import owned_table
 from jobctl.render.recipes import RECIPE_HEADERS, recipe_details, recipe_row
 
 
@@ -124,13 +131,14 @@ def recipe_update(
 
 
 @recipe.command("ls", context_settings=CONTEXT)
+@all_users_option
 @json_option
 @pass_connection
-def recipe_list(connection: Connection, *, as_json: bool) -> None:
-    """List the recipes by name."""
-    doc = connection.client().get("/v1/recipes")
-    rows = map(recipe_row, doc["recipes"])
-    show(doc, as_json, lambda: table(RECIPE_HEADERS, rows))
+def recipe_list(connection: Connection, *, all_users: bool, as_json: bool) -> None:
+    """List your recipes by name."""
+    doc = connection.client().get("/v1/recipes", all_users_query(all_users))
+    recipes = doc["recipes"]
+    show(doc, as_json, lambda: owned_table(RECIPE_HEADERS, recipe_row, recipes, users=all_users))
 
 
 @recipe.command("show", context_settings=CONTEXT)

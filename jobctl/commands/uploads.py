@@ -16,8 +16,8 @@ import click
 from jobctl.client import Client, JobctlError, segment
 from jobctl.commands.shared import show
 from jobctl.connection import Connection, pass_connection
-from jobctl.options import CONTEXT, json_option
-from jobctl.render.layout import table
+from jobctl.options import CONTEXT, all_users_option, all_users_query, json_option
+from jobctl.render.layout import owned_table
 from jobctl.render.uploads import UPLOAD_HEADERS, upload_details, upload_row
 
 SLUG = re.compile(r"upload-[0-9a-f]{32}")
@@ -85,12 +85,14 @@ def upload_add(connection: Connection, *, name: str | None, as_json: bool, file:
 
 
 @upload.command("ls", context_settings=CONTEXT)
+@all_users_option
 @json_option
 @pass_connection
-def upload_list(connection: Connection, *, as_json: bool) -> None:
-    """List the uploads, oldest first, with the jobs naming each and when it expires."""
-    doc = connection.client().get("/v1/uploads")
-    show(doc, as_json, lambda: table(UPLOAD_HEADERS, map(upload_row, doc["uploads"])))
+def upload_list(connection: Connection, *, all_users: bool, as_json: bool) -> None:
+    """List your uploads, oldest first, with the jobs naming each and when it expires."""
+    doc = connection.client().get("/v1/uploads", all_users_query(all_users))
+    uploads = doc["uploads"]
+    show(doc, as_json, lambda: owned_table(UPLOAD_HEADERS, upload_row, uploads, users=all_users))
 
 
 @upload.command("inspect", context_settings=CONTEXT)

@@ -7,8 +7,8 @@ import click
 from jobctl.client import segment
 from jobctl.commands.shared import show
 from jobctl.connection import Connection, pass_connection
-from jobctl.options import CONTEXT, PAIRS, json_option
-from jobctl.render.layout import table
+from jobctl.options import CONTEXT, PAIRS, all_users_option, all_users_query, json_option
+from jobctl.render.layout import owned_table
 from jobctl.render.volumes import VOLUME_HEADERS, volume_details, volume_row
 
 
@@ -18,12 +18,14 @@ def volume() -> None:
 
 
 @volume.command("ls", context_settings=CONTEXT)
+@all_users_option
 @json_option
 @pass_connection
-def volume_list(connection: Connection, *, as_json: bool) -> None:
-    """List the volumes, with their size and the runs using them."""
-    doc = connection.client().get("/v1/volumes")
-    show(doc, as_json, lambda: table(VOLUME_HEADERS, map(volume_row, doc["volumes"])))
+def volume_list(connection: Connection, *, all_users: bool, as_json: bool) -> None:
+    """List your volumes, with their size and the runs using them."""
+    doc = connection.client().get("/v1/volumes", all_users_query(all_users))
+    volumes = doc["volumes"]
+    show(doc, as_json, lambda: owned_table(VOLUME_HEADERS, volume_row, volumes, users=all_users))
 
 
 @volume.command("create", context_settings=CONTEXT)

@@ -6,7 +6,8 @@ scripts call in loops do not pay for it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from jobctl.render.values import NONE
 
@@ -22,6 +23,16 @@ def table(headers: Sequence[str], rows: Iterable[Row]) -> str:
 
     # numparse off: ids such as run-1e5... or a name like "007" must print as given
     return tabulate(list(rows), headers=list(headers), tablefmt="plain", disable_numparse=True)
+
+
+def owned_table(
+    headers: Sequence[str], row: Callable[[Any], Row], docs: Iterable[Any], *, users: bool
+) -> str:
+    """A table of `docs` (records with an owner); with `users`, each row starts with its
+    owner's user name."""
+    if not users:
+        return table(headers, map(row, docs))
+    return table(("USER", *headers), ((doc["owner"]["user"], *row(doc)) for doc in docs))
 
 
 def details(pairs: Iterable[tuple[str, object]]) -> str:

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from jobd.api.context import MAX_BODY, SERVICES
+from jobd.api.middleware import reach
 from jobd.domain.engine import ExecSession
 from jobd.errors import InvalidRequest, RuntimeFailure
 
@@ -21,7 +22,7 @@ async def exec_in_run(request: web.Request) -> web.StreamResponse:
     stdout, 2 stderr); text messages carry control: {"resize": [rows, columns]} and
     {"eof": true} in, and last {"exit": code} out."""
     services = request.app[SERVICES]
-    run = await services.runs.get(request.match_info["run_id"])
+    run = await services.runs.get(request.match_info["run_id"], reach(request))
     command = request.query.getall("cmd", [])
     if not command or not command[0]:
         raise InvalidRequest("cmd: the command to run, one cmd parameter per argument")

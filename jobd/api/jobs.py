@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.middleware import caller
+from jobd.api.middleware import caller, listing_reach, reach
 from jobd.api.requests import json_body, json_response, page, time_param
 from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.states import RunStatus
@@ -32,7 +32,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     jobs = request.app[SERVICES].jobs
-    return json_response(await _job_doc(jobs, await jobs.get(request.match_info["job_id"])))
+    job = await jobs.get(request.match_info["job_id"], reach(request))
+    return json_response(await _job_doc(jobs, job))
 
 
 async def update_job(request: web.Request) -> web.Response:
@@ -43,18 +44,19 @@ async def update_job(request: web.Request) -> web.Response:
 
 
 async def delete_job(request: web.Request) -> web.Response:
-    await request.app[SERVICES].jobs.delete(request.match_info["job_id"])
+    await request.app[SERVICES].jobs.delete(request.match_info["job_id"], reach(request))
     return web.Response(status=202)
 
 
 async def job_status(request: web.Request) -> web.Response:
-    return json_response(await request.app[SERVICES].jobs.status(request.match_info["job_id"]))
+    jobs = request.app[SERVICES].jobs
+    return json_response(await jobs.status(request.match_info["job_id"], reach(request)))
 
 
 async def list_runs(request: web.Request) -> web.Response:
     limit, cursor = page(request)
     found = await request.app[SERVICES].jobs.list_runs(
-        request.match_info["job_id"], limit=limit, cursor=cursor
+        request.match_info["job_id"], reach(request), limit=limit, cursor=cursor
     )
     return json_response(
         {"runs": [r.to_api() for r in found.items], "nextCursor": found.next_cursor}
@@ -62,7 +64,7 @@ async def list_runs(request: web.Request) -> web.Response:
 
 
 async def rerun_job(request: web.Request) -> web.Response:
-    run = await request.app[SERVICES].jobs.rerun(request.match_info["job_id"])
+    run = await request.app[SERVICES].jobs.rerun(request.match_info["job_id"], reach(request))
     return json_response(run.to_api(), status=201)
 
 
@@ -90,4 +92,5 @@ def _job_filter(request: web.Request) -> JobFilter:
         labels=labels,
         created_after=time_param(request, "createdAfter"),
         created_before=time_param(request, "createdBefore"),
+        reach=listing_reach(request),
     )

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from jobd.api.context import SERVICES
+from jobd.api.middleware import reach
 from jobd.api.requests import int_param, json_response, time_param
 from jobd.errors import InvalidRequest
 from jobd.logs.follower import LogFollower
@@ -64,7 +65,7 @@ def _log_request(request: web.Request) -> LogRequest:
 
 async def get_run_logs(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    run = await services.runs.get(request.match_info["run_id"])
+    run = await services.runs.get(request.match_info["run_id"], reach(request))
     wanted = _log_request(request)
     run_log = services.logs.open(run.id)
     if wanted.follow or wanted.format != "json":
@@ -104,7 +105,10 @@ async def get_job_logs(request: web.Request) -> web.StreamResponse:
     if wanted.follow:
         raise InvalidRequest("follow: follow one run's log (GET /v1/runs/{id}/logs)")
     job, logs = await services.logs.of_job(
-        request.match_info["job_id"], since=wanted.query.since, until=wanted.query.until
+        request.match_info["job_id"],
+        reach(request),
+        since=wanted.query.since,
+        until=wanted.query.until,
     )
     tagged, truncated = await asyncio.to_thread(_collect_runs, logs, wanted)
     if wanted.format == "json":

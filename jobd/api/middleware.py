@@ -1,4 +1,4 @@
-"""Errors as JSON, in one place; authentication; and who is asking."""
+"""Errors as JSON, in one place; authentication; and who is asking, and what they reach."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from aiohttp import web
 
 from jobd.api.context import MAX_BODY, SERVICES
 from jobd.api.requests import json_response
-from jobd.domain.owners import Owner
-from jobd.errors import JobdError, Unauthorized
+from jobd.domain.owners import Caller, Owner, Reach
+from jobd.errors import InvalidRequest, JobdError, Unauthorized
 from jobd.users import user_name
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,7 +44,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if caller(request).via != "unix":
+    if caller(request).owner.via != "unix":
         token = request.app[SERVICES].token
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -53,18 +53,35 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 # per connection: a client's requests on one connection come from the same peer
-_callers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Owner] = weakref.WeakKeyDictionary()
+_callers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Caller] = weakref.WeakKeyDictionary()
 
 
-def caller(request: web.Request) -> Owner:
-    """Who is asking: the peer's uid on the Unix socket, the daemon's user over TCP."""
+def caller(request: web.Request) -> Caller:
+    """Who is asking: the peer's uid on the Unix socket, the daemon's user over TCP; and
+    whether they administer jobd."""
     transport = request.transport
-    if transport is None:  # the connection is gone: no peer to ask
-        return _peer(None)
-    owner = _callers.get(transport)
-    if owner is None:
-        owner = _callers[transport] = _peer(transport.get_extra_info("socket"))
-    return owner
+    found = _callers.get(transport) if transport is not None else None
+    if found is None:
+        owner = _peer(transport.get_extra_info("socket") if transport is not None else None)
+        admin = request.app[SERVICES].config.is_admin(owner.user, owner.uid)
+        found = Caller(owner=owner, admin=admin)
+        if transport is not None:  # None: the connection is gone, no peer to remember
+            _callers[transport] = found
+    return found
+
+
+def reach(request: web.Request) -> Reach:
+    """What a request naming a record may reach: the caller's own, or an admin's everyone's."""
+    return caller(request).reach
+
+
+def listing_reach(request: web.Request) -> Reach:
+    """Whose records a listing shows: the caller's, or with ?allUsers=true (admins only)
+    everyone's."""
+    value = request.query.get("allUsers", "false").lower()
+    if value not in {"true", "false"}:
+        raise InvalidRequest(f"allUsers: true or false, not {value!r}")
+    return caller(request).listing(value == "true")
 
 
 def _peer(sock: Any) -> Owner:

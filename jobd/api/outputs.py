@@ -9,6 +9,7 @@ import os
 from aiohttp import web
 
 from jobd.api.context import SERVICES
+from jobd.api.middleware import reach
 from jobd.api.requests import json_response
 from jobd.api.sendfile import SentFile
 from jobd.errors import InvalidRequest
@@ -19,10 +20,10 @@ async def list_outputs(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     archive = request.query.get("archive")
     if archive is None:
-        return json_response(await outputs.listing(run_id))
+        return json_response(await outputs.listing(run_id, reach(request)))
     if archive != "tar":
         raise InvalidRequest("archive: only tar")
-    pieces = outputs.archive(run_id)
+    pieces = outputs.archive(run_id, reach(request))
     first = await anext(pieces, b"")  # a missing run is a 404 before the stream starts
     response = web.StreamResponse(
         headers={
@@ -43,7 +44,8 @@ async def get_output(request: web.Request) -> web.StreamResponse:
     sendfile) by its /proc/self/fd path, so what a running job may swap in the meantime is
     never what is read."""
     path = request.match_info["path"]
-    fd = await request.app[SERVICES].outputs.open(request.match_info["run_id"], path)
+    outputs = request.app[SERVICES].outputs
+    fd = await outputs.open(request.match_info["run_id"], path, reach(request))
     try:
         content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         response = SentFile(f"/proc/self/fd/{fd}", headers={"Content-Type": content_type})

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.middleware import caller
+from jobd.api.middleware import caller, listing_reach, reach
 from jobd.api.requests import json_body, json_response
 
 
 async def list_recipes(request: web.Request) -> web.Response:
-    recipes = await request.app[SERVICES].recipes.list_recipes()
+    recipes = await request.app[SERVICES].recipes.list_recipes(listing_reach(request))
     return json_response({"recipes": [r.to_api() for r in recipes]})
 
 
@@ -21,7 +21,7 @@ async def create_recipe(request: web.Request) -> web.Response:
 
 
 async def get_recipe(request: web.Request) -> web.Response:
-    recipe = await request.app[SERVICES].recipes.get(request.match_info["name"])
+    recipe = await request.app[SERVICES].recipes.get(request.match_info["name"], reach(request))
     return json_response(recipe.to_api())
 
 
@@ -34,10 +34,11 @@ async def put_recipe(request: web.Request) -> web.Response:
 
 async def update_recipe(request: web.Request) -> web.Response:
     recipes = request.app[SERVICES].recipes
-    recipe = await recipes.update(request.match_info["name"], await json_body(request))
+    body = await json_body(request)
+    recipe = await recipes.update(request.match_info["name"], body, reach(request))
     return json_response(recipe.to_api())
 
 
 async def delete_recipe(request: web.Request) -> web.Response:
-    await request.app[SERVICES].recipes.delete(request.match_info["name"])
+    await request.app[SERVICES].recipes.delete(request.match_info["name"], reach(request))
     return web.Response(status=204)

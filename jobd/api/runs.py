@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api.context import SERVICES
+from jobd.api.middleware import reach
 from jobd.api.requests import json_body, json_response
 from jobd.domain.records import from_epoch, rfc3339
 from jobd.domain.states import RunStatus
@@ -14,7 +15,7 @@ from jobd.services.validation import validate
 
 async def get_run(request: web.Request) -> web.Response:
     runs = request.app[SERVICES].runs
-    run = await runs.get(request.match_info["run_id"])
+    run = await runs.get(request.match_info["run_id"], reach(request))
     doc = run.to_api()
     if run.status is RunStatus.PENDING:
         doc["queue"] = await runs.queue_doc(run)
@@ -22,7 +23,8 @@ async def get_run(request: web.Request) -> web.Response:
 
 
 async def get_run_events(request: web.Request) -> web.Response:
-    events = await request.app[SERVICES].runs.events(request.match_info["run_id"])
+    runs = request.app[SERVICES].runs
+    events = await runs.events(request.match_info["run_id"], reach(request))
     docs = [
         {
             "at": rfc3339(from_epoch(e["at"])),
@@ -37,13 +39,15 @@ async def get_run_events(request: web.Request) -> web.Response:
 
 async def cancel_run(request: web.Request) -> web.Response:
     grace = await _grace(request)
-    run = await request.app[SERVICES].runs.cancel(request.match_info["run_id"], grace=grace)
+    runs = request.app[SERVICES].runs
+    run = await runs.cancel(request.match_info["run_id"], reach(request), grace=grace)
     return json_response(run.to_api(), status=202)
 
 
 async def stop_run(request: web.Request) -> web.Response:
     grace = await _grace(request)
-    run = await request.app[SERVICES].runs.stop(request.match_info["run_id"], grace=grace)
+    runs = request.app[SERVICES].runs
+    run = await runs.stop(request.match_info["run_id"], reach(request), grace=grace)
     return json_response(run.to_api(), status=202)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.middleware import caller
+from jobd.api.middleware import caller, listing_reach, reach
 from jobd.api.requests import json_response
 from jobd.domain.resources import MIB
 
@@ -17,21 +17,22 @@ async def create_upload(request: web.Request) -> web.Response:
         request.content.iter_chunked(MIB),
         name=request.query.get("name", ""),
         length=request.content_length,
-        owner=caller(request),
+        owner=caller(request).owner,
     )
     return json_response(upload, status=201)
 
 
 async def list_uploads(request: web.Request) -> web.Response:
     uploads = request.app[SERVICES].uploads
-    found = await uploads.list_uploads(sha256=request.query.get("sha256"))
+    found = await uploads.list_uploads(listing_reach(request), sha256=request.query.get("sha256"))
     return json_response({"uploads": found})
 
 
 async def get_upload(request: web.Request) -> web.Response:
-    return json_response(await request.app[SERVICES].uploads.get(request.match_info["slug"]))
+    uploads = request.app[SERVICES].uploads
+    return json_response(await uploads.get(request.match_info["slug"], reach(request)))
 
 
 async def delete_upload(request: web.Request) -> web.Response:
-    await request.app[SERVICES].uploads.delete(request.match_info["slug"])
+    await request.app[SERVICES].uploads.delete(request.match_info["slug"], reach(request))
     return web.Response(status=204)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Owner, Reach
 from jobd.domain.records import Row, from_epoch, maybe_epoch, rfc3339
 from jobd.domain.resources import DEFAULT_PLAN
 from jobd.domain.schedules import Schedule, Tick, schedule_from_row
@@ -355,3 +355,4 @@ class JobFilter:
     labels: Mapping[str, str] = field(default_factory=dict)
     created_after: datetime | None = None
     created_before: datetime | None = None
+    reach: Reach = EVERYONE  # whose jobs

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from jobd.config import Config
+from jobd.domain.owners import EVERYONE
 from jobd.domain.records import now
 from jobd.domain.runs import Run, outcome
 from jobd.domain.states import Failure, FailureType, RunStatus
@@ -54,7 +55,7 @@ class Endings:
         self.inflight.stop_failed.pop(run_id, None)
         await self.pump.finish(run_id)
         for _ in range(FINISH_ATTEMPTS):
-            run = await self.store.get_run(run_id)
+            run = await self.store.get_run(run_id, reach=EVERYONE)
             if run.status.is_terminal or await self._record_exit(run, state):
                 self.remove_later(state.container_id)
                 self._in_background(seal(run_id, self.store, self.config), f"seal-{run_id}")
@@ -139,7 +140,7 @@ class Endings:
     async def fail(self, run: Run, kind: FailureType, message: str) -> None:
         failed = await self.end(run.id, RunStatus.FAILED, kind, message, expect=RUNNING_OR_ASSIGNED)
         if failed is None:  # cancelled while launching: it ends cancelled, not failed
-            current = await self.store.get_run(run.id)
+            current = await self.store.get_run(run.id, reach=EVERYONE)
             await self.end_cancelled(current, "cancelled while its container was created")
 
     async def abandon(self, run_id: str, container_id: Handle | None = None) -> None:
@@ -147,6 +148,6 @@ class Endings:
         one; its OOM watch goes with it)."""
         await self.pump.finish(run_id)
         if container_id is None:
-            container_id = (await self.store.get_run(run_id)).container_id
+            container_id = (await self.store.get_run(run_id, reach=EVERYONE)).container_id
         if container_id is not None:
             await self.runtime.remove(container_id)

@@ -14,12 +14,13 @@ from jobd.config import Config
 from jobd.domain.engine import RuntimeInfo
 from jobd.domain.jobs import Job, JobSpec
 from jobd.domain.outputs import OUTPUTS_TARGET
+from jobd.domain.owners import EVERYONE, Owner, Reach
 from jobd.domain.records import now
 from jobd.domain.resources import Limits
 from jobd.domain.runs import Run
 from jobd.domain.states import FailureType, RunStatus
 from jobd.domain.volumes import HostMount
-from jobd.errors import ImageNotFound, JobdError, RuntimeFailure
+from jobd.errors import Forbidden, ImageNotFound, JobdError, NotFound, RuntimeFailure
 from jobd.logs.pump import LogPump
 from jobd.node.cdi import load_registry, max_cdi_version
 from jobd.node.inventory import Inventory
@@ -82,11 +83,11 @@ class Launcher:
             self.inflight.wake()
 
     async def _launch_steps(self, run: Run) -> None:
-        job = await self.store.get_job(run.job_id)
+        job = await self.store.get_job(run.job_id, reach=EVERYONE)
         devices = await self._passthrough(run)
         if devices is None:
             return
-        mounts = await self._mounts(run, run.spec or job.spec)
+        mounts = await self._mounts(run, job.owner, run.spec or job.spec)
         if mounts is None:
             return
         spec = self._container_spec(run, job, devices, mounts)
@@ -130,11 +131,12 @@ class Launcher:
             return None
         return found
 
-    async def _mounts(self, run: Run, spec: JobSpec) -> tuple[HostMount, ...] | None:
+    async def _mounts(self, run: Run, owner: Owner, spec: JobSpec) -> tuple[HostMount, ...] | None:
         """The run's volumes on this machine, named ones made on first use, its inputs, read
         only, and its own /outputs; None when one can't be mounted (the run failed): a host
-        path gone, or no longer allowed."""
+        path gone, or no longer allowed, or a named volume not its owner's."""
         try:
+            await self._check_volume_owners(spec, owner)
             volumes = await asyncio.to_thread(resolved, spec.volumes, self.config)
             inputs = await asyncio.to_thread(input_mounts, spec.inputs, self.config)
         except JobdError as e:
@@ -142,6 +144,17 @@ class Launcher:
             return None
         outputs = await asyncio.to_thread(make_outputs_dir, run.id, self.config)
         return (*volumes, *inputs, HostMount(host_path=str(outputs), target=OUTPUTS_TARGET))
+
+    async def _check_volume_owners(self, spec: JobSpec, owner: Owner) -> None:
+        """A run mounts only its owner's named volumes. Its job was checked when it was made;
+        a volume deleted since, and made again by someone else, is not mounted."""
+        for mount in spec.volumes:
+            if mount.host_path:
+                continue
+            try:
+                await self.store.get_volume(mount.source, reach=Reach(owner.uid))
+            except NotFound:
+                raise Forbidden(f"volume {mount.source!r} belongs to another user") from None
 
     async def _verify_devices(self, run: Run, container_id: Handle, devices: Passthrough) -> bool:
         """Before the container's process starts (it is created, its namespaces exist):
@@ -172,7 +185,7 @@ class Launcher:
         await self.endings.end_cancelled(run, "cancelled before its container started")
 
     async def _start(self, run: Run, container_id: Handle) -> None:
-        if (await self.store.get_run(run.id)).status is not RunStatus.ASSIGNED:
+        if (await self.store.get_run(run.id, reach=EVERYONE)).status is not RunStatus.ASSIGNED:
             await self._drop_unstarted(run, container_id)
             return
         try:

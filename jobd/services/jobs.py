@@ -13,7 +13,7 @@ from typing import Any
 from jobd.config import Config
 from jobd.domain.capacity import never_fits
 from jobd.domain.jobs import Job, JobFilter, JobSpec
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Caller, Owner, Reach
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import Plan
@@ -22,7 +22,7 @@ from jobd.domain.schedules import Schedule
 from jobd.domain.states import RunStatus
 from jobd.domain.uploads import InputFile, inputs_problem
 from jobd.domain.volumes import mount_problem
-from jobd.errors import Forbidden, InvalidRequest, NotFound, NotHere, PlanTooLarge
+from jobd.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotHere, PlanTooLarge
 from jobd.node.inventory import Inventory
 from jobd.node.mounts import check_host_paths
 from jobd.services.validation import validate
@@ -129,18 +129,28 @@ class Jobs:
             raise InvalidRequest(f"plan: unknown plan {plan_id!r}; known plans: {known}")
         return plan
 
-    async def _check_volumes(self, spec: JobSpec) -> None:
-        """Volumes as written, then the host paths: they must exist and be allowed here."""
+    async def _check_volumes(self, spec: JobSpec, owner: Owner) -> None:
+        """Volumes as written, then the host paths: they must exist and be allowed here; a
+        named volume must be the owner's, or not exist yet (the job's first run makes it)."""
         problem = mount_problem(spec.volumes)
         if problem:
             raise InvalidRequest(problem)
         if any(v.host_path for v in spec.volumes):
             await asyncio.to_thread(check_host_paths, spec.volumes, self.config)
+        for mount in spec.volumes:
+            if mount.host_path:
+                continue
+            try:
+                volume = await self.store.get_volume(mount.source, reach=EVERYONE)
+            except NotFound:
+                continue
+            if volume.owner.uid != owner.uid:
+                raise Conflict(f"volumes: the name {mount.source!r} is another user's volume")
 
-    async def _inputs(self, slugs: list[str]) -> tuple[InputFile, ...]:
-        """The uploads these slugs name, as the job's inputs: NotHere naming one that does
-        not exist or has expired."""
-        found = await self.store.get_uploads(slugs)
+    async def _inputs(self, slugs: list[str], owner: Owner) -> tuple[InputFile, ...]:
+        """The owner's uploads these slugs name, as the job's inputs: NotHere naming one
+        that does not exist (or is not theirs) or has expired."""
+        found = await self.store.get_uploads(slugs, reach=Reach(owner.uid))
         used = await self.store.upload_users(list(found))
         moment = now()
         for slug in slugs:
@@ -163,11 +173,12 @@ class Jobs:
                 f" (asked {spec.priority}); max_priority in jobd's configuration sets it"
             )
 
-    async def create(self, body: Mapping[str, Any], owner: Owner) -> tuple[Job, Run | None]:
+    async def create(self, body: Mapping[str, Any], caller: Caller) -> tuple[Job, Run | None]:
         """A job, and its first run unless it has a schedule (then its ticks start them)."""
         validate(body, "JobCreate")
+        owner = caller.owner
         requested = dict(body)
-        recipe = await self._recipe(body["recipe"]) if "recipe" in body else None
+        recipe = await self._recipe(body["recipe"], caller) if "recipe" in body else None
         if recipe is not None:
             body = recipe.job_request(body)
             validate(body, "JobCreate")
@@ -177,10 +188,10 @@ class Jobs:
         if spec.output_limit_bytes is None:  # the default frozen in, as the job's final config
             spec = dataclasses.replace(spec, output_limit_bytes=self.config.outputs.limit_bytes)
         if body.get("inputs") or "slug" in body:
-            spec = dataclasses.replace(spec, inputs=await self._inputs(_slugs(body)))
+            spec = dataclasses.replace(spec, inputs=await self._inputs(_slugs(body), owner))
         self._check_priority(spec, owner)
         _check_ports(spec)
-        await self._check_volumes(spec)
+        await self._check_volumes(spec, owner)
         if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
             spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
         schedule = _schedule(body) if "schedule" in body else None
@@ -205,36 +216,36 @@ class Jobs:
         self.wake()
         return job, run
 
-    async def _recipe(self, name: str) -> Recipe:
+    async def _recipe(self, name: str, caller: Caller) -> Recipe:
         try:
-            return await self.store.get_recipe(name)
+            return await self.store.get_recipe(name, reach=caller.reach)
         except NotFound:
             raise InvalidRequest(f"recipe: no recipe named {name!r}") from None
 
-    async def rerun(self, job_id: str) -> Run:
-        job = await self.store.get_job(job_id)
+    async def rerun(self, job_id: str, reach: Reach) -> Run:
+        job = await self.store.get_job(job_id, reach=reach)
         run = pending_run(job.id, job.spec, self.spec_plan(job.spec), now())
         await self.store.add_run(run)
         self.wake()
         return run
 
-    async def update(self, job_id: str, body: Mapping[str, Any], owner: Owner) -> Job:
+    async def update(self, job_id: str, body: Mapping[str, Any], caller: Caller) -> Job:
         """Change what the job's next runs execute (and its name, labels and schedule): each
         field given replaces its value whole, the others stay. Runs created before keep
         theirs. A changed schedule (or a resumed one) fires next at its first tick from now;
         the ticks of a suspended schedule are not caught up."""
         validate(body, "JobUpdate")
-        job = await self.store.get_job(job_id)
+        job = await self.store.get_job(job_id, reach=caller.reach)
         if body.get("plan") and body.get("resources"):
             raise InvalidRequest("give either plan or resources (explicit requirements), not both")
         spec = job.spec.updated(body)
         if "inputs" in body:
-            spec = dataclasses.replace(spec, inputs=await self._inputs(body["inputs"]))
+            spec = dataclasses.replace(spec, inputs=await self._inputs(body["inputs"], job.owner))
         self.spec_plan(spec)
         if "priority" in body:
-            self._check_priority(spec, owner)
+            self._check_priority(spec, caller.owner)
         _check_ports(spec)
-        await self._check_volumes(spec)
+        await self._check_volumes(spec, job.owner)
         schedule = _updated_schedule(job.schedule, body)
         reschedule = _timing(schedule) != _timing(job.schedule)
         changed = dataclasses.replace(
@@ -249,9 +260,9 @@ class Jobs:
         self.wake()  # the supervisor's next timer may have moved
         return updated
 
-    async def status(self, job_id: str) -> dict[str, Any]:
+    async def status(self, job_id: str, reach: Reach) -> dict[str, Any]:
         """The job's latest run, how many of its runs are in each status, and its schedule."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.get_job(job_id, reach=reach)
         counts = await self.store.run_counts(job_id)
         runs = await self.store.get_runs([job.latest_run_id] if job.latest_run_id else [])
         latest = runs.get(job.latest_run_id or "")
@@ -264,17 +275,18 @@ class Jobs:
             "schedule": job.schedule_doc(),
         }
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, reach: Reach) -> None:
         """Delete the job: it is gone from the API at once; its pending runs end cancelled,
         its active ones are stopped, and then its containers, logs and records are removed
         (the supervisor does that part, also after a restart)."""
+        await self.store.get_job(job_id, reach=reach)
         await self.store.delete_job(job_id)
         self.purge()
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def get(self, job_id: str) -> Job:
-        return await self.store.get_job(job_id)
+    async def get(self, job_id: str, reach: Reach) -> Job:
+        return await self.store.get_job(job_id, reach=reach)
 
     async def list_jobs(self, where: JobFilter, *, limit: int, cursor: str | None) -> Page[Job]:
         return await self.store.list_jobs(where, limit=limit, cursor=cursor)
@@ -283,6 +295,8 @@ class Jobs:
         """The latest run of each of these jobs, by run id."""
         return await self.store.get_runs(j.latest_run_id for j in jobs if j.latest_run_id)
 
-    async def list_runs(self, job_id: str, *, limit: int, cursor: str | None) -> Page[Run]:
+    async def list_runs(
+        self, job_id: str, reach: Reach, *, limit: int, cursor: str | None
+    ) -> Page[Run]:
         """The job's runs, newest first."""
-        return await self.store.list_runs(job_id, limit=limit, cursor=cursor)
+        return await self.store.list_runs(job_id, limit=limit, cursor=cursor, reach=reach)

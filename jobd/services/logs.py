@@ -7,6 +7,7 @@ import asyncio
 from datetime import datetime
 
 from jobd.domain.jobs import Job
+from jobd.domain.owners import EVERYONE, Reach
 from jobd.logs.pump import LogPump
 from jobd.logs.run_log import RunLog
 from jobd.store import Store
@@ -27,13 +28,13 @@ class Logs:
     async def ended(self, run_id: str) -> bool:
         """Whether the run has ended. Every path that ends a run finishes its log first: once
         the run is terminal, one more read gets everything."""
-        return (await self.store.get_run(run_id)).status.is_terminal
+        return (await self.store.get_run(run_id, reach=EVERYONE)).status.is_terminal
 
     async def of_job(
-        self, job_id: str, *, since: datetime | None, until: datetime | None
+        self, job_id: str, reach: Reach, *, since: datetime | None, until: datetime | None
     ) -> tuple[Job, list[tuple[str, RunLog]]]:
         """The job, and the logs of its runs that may have written between `since` and
         `until`, oldest run first."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.get_job(job_id, reach=reach)
         runs = await self.store.runs_in_window(job.id, since=since, until=until)
         return job, [(run.id, self.pump.open(run.id)) for run in runs]

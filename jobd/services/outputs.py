@@ -14,6 +14,7 @@ import orjson
 
 from jobd.config import Config
 from jobd.domain.outputs import OutputSummary
+from jobd.domain.owners import Reach
 from jobd.domain.runs import Run
 from jobd.node.outputs import (
     open_output,
@@ -33,11 +34,11 @@ class Outputs:
         self.store = store
         self.config = config
 
-    async def listing(self, run_id: str) -> dict[str, Any]:
+    async def listing(self, run_id: str, reach: Reach) -> dict[str, Any]:
         """The run's files, each with its size and time; with its checksum once the run has
         ended (the manifest: made when it ended, or now if that was cut short). A manifest's
         files are an orjson.Fragment: its JSON, passed through whole."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id, reach=reach)
         files, sealed_now = await asyncio.to_thread(self._files, run)
         summary = run.outputs
         if sealed_now is not None:
@@ -59,15 +60,15 @@ class Outputs:
             return [f.to_api() for f in files], OutputSummary.of(files)
         return [f.to_api() for f in scan(outputs_dir(run.id, self.config), checksums=False)], None
 
-    async def open(self, run_id: str, path: str) -> int:
+    async def open(self, run_id: str, path: str, reach: Reach) -> int:
         """A file descriptor of the output at `path` (the caller closes it)."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id, reach=reach)
         return await asyncio.to_thread(open_output, outputs_dir(run.id, self.config), path)
 
-    async def archive(self, run_id: str) -> AsyncIterator[bytes]:
+    async def archive(self, run_id: str, reach: Reach) -> AsyncIterator[bytes]:
         """Every output of the run as a tar stream, in pieces of about a megabyte, written by
         a thread and read here; the thread stops when the reader goes away."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id, reach=reach)
         pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=ARCHIVE_PIECES)
         stop = threading.Event()
 

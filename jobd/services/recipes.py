@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jobd.domain.owners import Owner
+from jobd.domain.owners import Caller, Owner, Reach
 from jobd.domain.recipes import RECIPE_FIELDS, Recipe, without_replaced_command
 from jobd.domain.records import now
 from jobd.domain.resources import Plan
@@ -22,21 +22,23 @@ class Recipes:
         self.store = store
         self.plan = plan  # what a request's plan or resources give, or InvalidRequest
 
-    async def create(self, body: Mapping[str, Any], owner: Owner) -> Recipe:
-        recipe, _ = await self.store.put_recipe(self._new(body, owner), replace=False)
-        return recipe
+    async def create(self, body: Mapping[str, Any], caller: Caller) -> Recipe:
+        recipe = self._new(body, caller.owner)
+        created, _ = await self.store.put_recipe(recipe, replace=False, reach=caller.reach)
+        return created
 
-    async def put(self, name: str, body: Mapping[str, Any], owner: Owner) -> tuple[Recipe, bool]:
-        """Create or replace the recipe `name` whole. Whether it was created."""
-        recipe = self._new(body, owner)
+    async def put(self, name: str, body: Mapping[str, Any], caller: Caller) -> tuple[Recipe, bool]:
+        """Create or replace the recipe `name` whole (one the caller reaches). Whether it was
+        created."""
+        recipe = self._new(body, caller.owner)
         if recipe.name != name:
             raise InvalidRequest(f"name: {recipe.name!r} is not the recipe in the path ({name!r})")
-        return await self.store.put_recipe(recipe, replace=True)
+        return await self.store.put_recipe(recipe, replace=True, reach=caller.reach)
 
-    async def update(self, name: str, body: Mapping[str, Any]) -> Recipe:
+    async def update(self, name: str, body: Mapping[str, Any], reach: Reach) -> Recipe:
         """Each field given replaces the recipe's whole; the others stay."""
         validate(body, "RecipeUpdate")
-        recipe = await self.store.get_recipe(name)
+        recipe = await self.store.get_recipe(name, reach=reach)
         config = without_replaced_command(recipe.config, body)
         if "plan" in body or "resources" in body:  # one replaces the other
             config = {k: v for k, v in config.items() if k not in ("plan", "resources")}
@@ -50,14 +52,15 @@ class Recipes:
         )
         return await self.store.update_recipe(changed)
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, reach: Reach) -> None:
+        await self.store.get_recipe(name, reach=reach)
         await self.store.delete_recipe(name)
 
-    async def get(self, name: str) -> Recipe:
-        return await self.store.get_recipe(name)
+    async def get(self, name: str, reach: Reach) -> Recipe:
+        return await self.store.get_recipe(name, reach=reach)
 
-    async def list_recipes(self) -> list[Recipe]:
-        return await self.store.list_recipes()
+    async def list_recipes(self, reach: Reach) -> list[Recipe]:
+        return await self.store.list_recipes(reach=reach)
 
     def _new(self, body: Mapping[str, Any], owner: Owner) -> Recipe:
         validate(body, "RecipeCreate")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jobd.domain.owners import EVERYONE, Reach
 from jobd.domain.records import now, rfc3339
 from jobd.domain.runs import Run
 from jobd.domain.states import Failure, FailureType, RunStatus, StopReason
@@ -28,8 +29,8 @@ class Runs:
         self.waiting = waiting  # why queued runs wait, as placement last saw
         self.default_grace = default_grace  # a stop's grace unless the request gives one
 
-    async def get(self, run_id: str) -> Run:
-        return await self.store.get_run(run_id)
+    async def get(self, run_id: str, reach: Reach) -> Run:
+        return await self.store.get_run(run_id, reach=reach)
 
     async def queue_doc(self, run: Run) -> dict[str, Any]:
         """Where a queued run stands: how many runs are ahead of it, and why it waits."""
@@ -41,18 +42,18 @@ class Runs:
             reason = f"queued behind {ahead} runs" if ahead else "next to be placed"
         return {"position": ahead + 1, "ahead": ahead, "reason": reason}
 
-    async def events(self, run_id: str) -> list[dict[str, Any]]:
+    async def events(self, run_id: str, reach: Reach) -> list[dict[str, Any]]:
         """The run's state changes, oldest first, as the store keeps them."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id, reach=reach)
         return await self.store.run_events(run.id)
 
-    async def stop(self, run_id: str, *, grace: int | None = None) -> Run:
+    async def stop(self, run_id: str, reach: Reach, *, grace: int | None = None) -> Run:
         """Stop a run cleanly: SIGTERM, the grace period (`grace` seconds, or the configured
         default; 0: SIGKILL at once), SIGKILL. It ends succeeded when its container exits 0,
         cancelled otherwise. A run that has not started is cancelled."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id, reach=reach)
         if run.status is not RunStatus.RUNNING:
-            return await self.cancel(run_id, grace=grace)
+            return await self.cancel(run_id, reach, grace=grace)
         if run.stop_reason is not None:  # a stop (or a deadline's) is already under way
             return await self._hurry(run, grace)
         recorded = await self.store.update_run(
@@ -63,15 +64,15 @@ class Runs:
             **_grace(grace),
         )
         if not recorded:  # it ended, or was cancelled, meanwhile
-            return await self.cancel(run_id, grace=grace)
+            return await self.cancel(run_id, reach, grace=grace)
         self.wake()
-        return await self.store.get_run(run_id)
+        return await self.store.get_run(run_id, reach=EVERYONE)
 
-    async def cancel(self, run_id: str, *, grace: int | None = None) -> Run:
+    async def cancel(self, run_id: str, reach: Reach, *, grace: int | None = None) -> Run:
         """A pending run ends cancelled at once; an assigned or running one becomes cancelling
         and the supervisor stops it, with `grace` as `stop` does. A run that already ended is a
         conflict; one already being stopped is stopped sooner when `grace` is shorter."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id, reach=reach)
         if run.status is RunStatus.PENDING:
             cancelled = await self.store.transition(
                 run_id,
@@ -94,7 +95,7 @@ class Runs:
         if cancelling is not None:
             self.wake()
             return await self._hurry(cancelling, grace) if stopping else cancelling
-        run = await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id, reach=EVERYONE)
         if run.status.is_terminal:
             raise Conflict(f"run {run_id} already ended ({run.status.value}); nothing to cancel")
         return await self._hurry(run, grace)  # already cancelling
@@ -113,7 +114,7 @@ class Runs:
         )
         if recorded:
             self.wake()
-        return await self.store.get_run(run.id)
+        return await self.store.get_run(run.id, reach=EVERYONE)
 
 
 def _grace(grace: int | None) -> dict[str, int]:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from jobd.config import Config
-from jobd.domain.owners import Owner
+from jobd.domain.owners import Owner, Reach
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import MIB
 from jobd.domain.uploads import SLUG_PREFIX, Upload, upload_name_problem
@@ -101,21 +101,24 @@ class Uploads:
             if writing is not None and not writing.done():
                 await asyncio.gather(writing, return_exceptions=True)
 
-    async def list_uploads(self, *, sha256: str | None = None) -> list[dict[str, Any]]:
+    async def list_uploads(
+        self, reach: Reach, *, sha256: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every upload, or those of one content (a client that has the file checks whether
         jobd has it already)."""
-        uploads = await self.store.list_uploads(sha256=sha256)
+        uploads = await self.store.list_uploads(sha256=sha256, reach=reach)
         users = await self.store.upload_users([u.slug for u in uploads])
         return [self._doc(u, users.get(u.slug, [])) for u in uploads]
 
-    async def get(self, slug: str) -> dict[str, Any]:
-        upload = await self.store.get_upload(slug)
+    async def get(self, slug: str, reach: Reach) -> dict[str, Any]:
+        upload = await self.store.get_upload(slug, reach=reach)
         users = await self.store.upload_users([slug])
         return self._doc(upload, users.get(slug, []))
 
-    async def delete(self, slug: str) -> None:
+    async def delete(self, slug: str, reach: Reach) -> None:
         """Forget the upload and delete its file (its content too, unless another upload has
         the same); a Conflict while a job names it."""
+        await self.store.get_upload(slug, reach=reach)
         upload = await self.store.delete_upload(slug)
         await asyncio.to_thread(remove, upload.slug, upload.sha256, self.config)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobd.config import Config
-from jobd.domain.owners import Owner
+from jobd.domain.owners import Owner, Reach
 from jobd.domain.records import now
 from jobd.domain.volumes import Volume
 from jobd.node.disk import usage
@@ -33,20 +33,21 @@ class Volumes:
         await asyncio.to_thread(make_volume_dir, volume.name, self.config)
         return await self._doc(volume, [])
 
-    async def list_volumes(self) -> list[dict[str, Any]]:
-        volumes = await self.store.list_volumes()
+    async def list_volumes(self, reach: Reach) -> list[dict[str, Any]]:
+        volumes = await self.store.list_volumes(reach=reach)
         users = await self.store.volume_users([v.name for v in volumes])
         return [await self._doc(v, users.get(v.name, [])) for v in volumes]
 
-    async def get(self, name: str) -> dict[str, Any]:
-        volume = await self.store.get_volume(name)
+    async def get(self, name: str, reach: Reach) -> dict[str, Any]:
+        volume = await self.store.get_volume(name, reach=reach)
         users = await self.store.volume_users([name])
         return await self._doc(volume, users.get(name, []))
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, reach: Reach) -> None:
         """Forget the volume and delete what it holds; a Conflict while a run uses it. The
         directory is moved aside first, so a run that names the volume again a moment later
         starts from an empty one rather than a half-deleted one."""
+        await self.store.get_volume(name, reach=reach)
         await self.store.delete_volume(name)
         directory = volume_dir(name, self.config)
         if directory.exists():

@@ -24,6 +24,7 @@ import aiosqlite
 
 from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.outputs import OutputSummary
+from jobd.domain.owners import Reach
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.runs import Run
@@ -80,8 +81,8 @@ class Store:
         its runs is active. Whether it was removed."""
         return await self._writer.write(lambda db: jobs.purge_job(db, job_id))
 
-    async def get_job(self, job_id: str) -> Job:
-        return await jobs.get_job(self._reader, job_id)
+    async def get_job(self, job_id: str, *, reach: Reach) -> Job:
+        return await jobs.get_job(self._reader, job_id, reach)
 
     async def list_jobs(self, where: JobFilter, *, limit: int, cursor: str | None) -> Page[Job]:
         return await jobs.list_jobs(self._reader, where, limit=limit, cursor=cursor)
@@ -109,11 +110,13 @@ class Store:
 
     # -- recipes ----------------------------------------------------------------------------
 
-    async def put_recipe(self, recipe: Recipe, *, replace: bool) -> tuple[Recipe, bool]:
+    async def put_recipe(
+        self, recipe: Recipe, *, replace: bool, reach: Reach
+    ) -> tuple[Recipe, bool]:
         """Create the recipe, or with `replace` create or replace it (keeping its creation
-        time and owner). A new one whose name is taken is a Conflict. The recipe as written,
-        and whether it was created."""
-        return await self._writer.write(lambda db: recipes.put_recipe(db, recipe, replace))
+        time and owner). A new one whose name is taken is a Conflict, and so is a name taken
+        by a recipe beyond `reach`. The recipe as written, and whether it was created."""
+        return await self._writer.write(lambda db: recipes.put_recipe(db, recipe, replace, reach))
 
     async def update_recipe(self, recipe: Recipe) -> Recipe:
         return await self._writer.write(lambda db: recipes.update_recipe(db, recipe))
@@ -121,11 +124,11 @@ class Store:
     async def delete_recipe(self, name: str) -> None:
         await self._writer.write(lambda db: recipes.delete_recipe(db, name))
 
-    async def get_recipe(self, name: str) -> Recipe:
-        return await recipes.get_recipe(self._reader, name)
+    async def get_recipe(self, name: str, *, reach: Reach) -> Recipe:
+        return await recipes.get_recipe(self._reader, name, reach)
 
-    async def list_recipes(self) -> list[Recipe]:
-        return await recipes.list_recipes(self._reader)
+    async def list_recipes(self, *, reach: Reach) -> list[Recipe]:
+        return await recipes.list_recipes(self._reader, reach)
 
     # -- volumes ----------------------------------------------------------------------------
 
@@ -141,11 +144,11 @@ class Store:
         """Forget the volume; a Conflict while a queued or active run uses it."""
         await self._writer.write(lambda db: volumes.delete_volume(db, name))
 
-    async def get_volume(self, name: str) -> Volume:
-        return await volumes.get_volume(self._reader, name)
+    async def get_volume(self, name: str, *, reach: Reach) -> Volume:
+        return await volumes.get_volume(self._reader, name, reach)
 
-    async def list_volumes(self) -> list[Volume]:
-        return await volumes.list_volumes(self._reader)
+    async def list_volumes(self, *, reach: Reach) -> list[Volume]:
+        return await volumes.list_volumes(self._reader, reach)
 
     async def volume_users(self, names: list[str]) -> dict[str, list[str]]:
         """The queued and active runs using each of these volumes."""
@@ -164,15 +167,15 @@ class Store:
         """Forget the uploads no job names, last used before `used_before`; those forgotten."""
         return await self._writer.write(lambda db: uploads.expire_uploads(db, used_before))
 
-    async def get_upload(self, slug: str) -> Upload:
-        return await uploads.get_upload(self._reader, slug)
+    async def get_upload(self, slug: str, *, reach: Reach) -> Upload:
+        return await uploads.get_upload(self._reader, slug, reach)
 
-    async def get_uploads(self, slugs: list[str]) -> dict[str, Upload]:
-        """Those of these uploads that exist, by slug."""
-        return await uploads.get_uploads(self._reader, slugs)
+    async def get_uploads(self, slugs: list[str], *, reach: Reach) -> dict[str, Upload]:
+        """Those of these uploads that exist within `reach`, by slug."""
+        return await uploads.get_uploads(self._reader, slugs, reach)
 
-    async def list_uploads(self, *, sha256: str | None = None) -> list[Upload]:
-        return await uploads.list_uploads(self._reader, sha256)
+    async def list_uploads(self, *, sha256: str | None = None, reach: Reach) -> list[Upload]:
+        return await uploads.list_uploads(self._reader, sha256, reach)
 
     async def upload_users(self, slugs: list[str]) -> dict[str, list[str]]:
         """The jobs naming each of these uploads as an input."""
@@ -236,8 +239,9 @@ class Store:
 
     # -- runs: reads ------------------------------------------------------------------------
 
-    async def get_run(self, run_id: str) -> Run:
-        return await runs.get_run(self._reader, run_id)
+    async def get_run(self, run_id: str, *, reach: Reach) -> Run:
+        """The run, if its job is within `reach` (NotFound otherwise)."""
+        return await runs.get_run(self._reader, run_id, reach)
 
     async def get_runs(self, run_ids: Iterable[str]) -> dict[str, Run]:
         return await runs.get_runs(self._reader, run_ids)
@@ -245,8 +249,10 @@ class Store:
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         return await runs.runs_with_status(self._reader, statuses)
 
-    async def list_runs(self, job_id: str, *, limit: int, cursor: str | None) -> Page[Run]:
-        await self.get_job(job_id)
+    async def list_runs(
+        self, job_id: str, *, limit: int, cursor: str | None, reach: Reach
+    ) -> Page[Run]:
+        await self.get_job(job_id, reach=reach)
         return await runs.list_runs(self._reader, job_id, limit=limit, cursor=cursor)
 
     async def runs_in_window(

@@ -9,11 +9,12 @@ from typing import Any
 import aiosqlite
 
 from jobd.domain.jobs import Job, JobFilter
+from jobd.domain.owners import Reach
 from jobd.domain.records import now
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES, Failure, FailureType, RunStatus
 from jobd.errors import NotFound
-from jobd.store.rows import Page, decode_cursor, fetch_all, fetch_one, page_cursor, to_json
+from jobd.store.rows import Page, decode_cursor, fetch_all, fetch_one, page_cursor, reached, to_json
 from jobd.store.runs import column_changes, insert_run, transition
 from jobd.store.uploads import release_inputs, use_inputs
 
@@ -201,6 +202,9 @@ def jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
         source, created, key = "jobs j", "j.created_at", "j.id"
         clauses, params = [], []
     clauses.append("j.deleted_at IS NULL")
+    if not where.reach.everyone:
+        clauses.append("j.owner_uid = ?")
+        params.append(where.reach.uid)
     if where.scheduled:
         clauses.append("j.schedule IS NOT NULL")
     if where.status is not None:
@@ -230,8 +234,11 @@ def jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
 # -- reads ------------------------------------------------------------------------------------
 
 
-async def get_job(db: aiosqlite.Connection, job_id: str) -> Job:
-    row = await fetch_one(db, "SELECT * FROM jobs WHERE id = ? AND deleted_at IS NULL", (job_id,))
+async def get_job(db: aiosqlite.Connection, job_id: str, reach: Reach) -> Job:
+    mine, uid = reached(reach)
+    row = await fetch_one(
+        db, f"SELECT * FROM jobs WHERE id = ? AND deleted_at IS NULL{mine}", (job_id, *uid)
+    )
     if row is None:
         raise NotFound(f"job {job_id} not found")
     return Job.from_row(row)

@@ -7,13 +7,18 @@ import sqlite3
 
 import aiosqlite
 
+from jobd.domain.owners import Reach
 from jobd.domain.recipes import Recipe
 from jobd.errors import Conflict, NotFound
-from jobd.store.rows import fetch_all, fetch_one, to_json
+from jobd.store.rows import fetch_all, fetch_one, reached, to_json
 
 
-def put_recipe(db: sqlite3.Connection, recipe: Recipe, replace: bool) -> tuple[Recipe, bool]:
+def put_recipe(
+    db: sqlite3.Connection, recipe: Recipe, replace: bool, reach: Reach
+) -> tuple[Recipe, bool]:
     row = db.execute("SELECT * FROM recipes WHERE name = ?", (recipe.name,)).fetchone()
+    if row is not None and not reach.includes(Recipe.from_row(row).owner):
+        raise Conflict(f"recipe name {recipe.name!r} is taken by another user's recipe")
     if row is not None and not replace:
         raise Conflict(f"recipe {recipe.name!r} exists; update it, or apply to replace it")
     if row is not None:
@@ -55,13 +60,15 @@ def delete_recipe(db: sqlite3.Connection, name: str) -> None:
         raise NotFound(f"recipe {name!r} not found")
 
 
-async def get_recipe(db: aiosqlite.Connection, name: str) -> Recipe:
-    row = await fetch_one(db, "SELECT * FROM recipes WHERE name = ?", (name,))
+async def get_recipe(db: aiosqlite.Connection, name: str, reach: Reach) -> Recipe:
+    mine, uid = reached(reach)
+    row = await fetch_one(db, f"SELECT * FROM recipes WHERE name = ?{mine}", (name, *uid))
     if row is None:
         raise NotFound(f"recipe {name!r} not found")
     return Recipe.from_row(row)
 
 
-async def list_recipes(db: aiosqlite.Connection) -> list[Recipe]:
-    rows = await fetch_all(db, "SELECT * FROM recipes ORDER BY name", ())
+async def list_recipes(db: aiosqlite.Connection, reach: Reach) -> list[Recipe]:
+    mine, uid = reached(reach)
+    rows = await fetch_all(db, f"SELECT * FROM recipes WHERE 1{mine} ORDER BY name", uid)
     return [Recipe.from_row(row) for row in rows]

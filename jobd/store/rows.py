@@ -12,6 +12,7 @@ import aiosqlite
 import orjson
 
 from jobd.domain.jobs import Job
+from jobd.domain.owners import Reach
 from jobd.domain.runs import Run
 from jobd.errors import InvalidRequest
 
@@ -35,6 +36,14 @@ async def fetch_one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -
     """The first row, or None (see fetch_all)."""
     rows = await fetch_all(db, sql, params)
     return rows[0] if rows else None
+
+
+def reached(reach: Reach, column: str = "owner_uid") -> tuple[str, tuple[Any, ...]]:
+    """The clause (" AND column = ?") and its parameter that keep one user's rows; nothing
+    for everyone's."""
+    if reach.everyone:
+        return "", ()
+    return f" AND {column} = ?", (reach.uid,)
 
 
 def to_json(value: Any) -> str:

@@ -14,6 +14,7 @@ import aiosqlite
 
 from jobd.domain.jobs import Job
 from jobd.domain.outputs import OutputSummary
+from jobd.domain.owners import Reach
 from jobd.domain.records import now
 from jobd.domain.resources import Allocation, Limits
 from jobd.domain.runs import Run, next_attempt
@@ -216,8 +217,17 @@ def record_gpu_peak(db: sqlite3.Connection, run_id: str, peak: int) -> None:
 # -- reads ------------------------------------------------------------------------------------
 
 
-async def get_run(db: aiosqlite.Connection, run_id: str) -> Run:
-    run = await _fetch_run(db, run_id)
+async def get_run(db: aiosqlite.Connection, run_id: str, reach: Reach) -> Run:
+    if reach.everyone:
+        run = await _fetch_run(db, run_id)
+    else:  # the run's job is the caller's
+        row = await fetch_one(
+            db,
+            "SELECT r.* FROM runs r JOIN jobs j ON j.id = r.job_id"
+            " WHERE r.id = ? AND j.owner_uid = ?",
+            (run_id, reach.uid),
+        )
+        run = Run.from_row(row) if row is not None else None
     if run is None:
         raise NotFound(f"run {run_id} not found")
     return run

@@ -199,6 +199,24 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX job_inputs_slug ON job_inputs (slug);
     """,
+    # who owns each record, as a column the reads that reach one user's records filter on
+    # (generated from the owner JSON, so every writer keeps it right)
+    """
+    ALTER TABLE jobs ADD COLUMN owner_uid INTEGER
+        GENERATED ALWAYS AS (json_extract(owner, '$.uid')) VIRTUAL;
+    CREATE INDEX jobs_owner_created ON jobs (owner_uid, created_at DESC, id DESC);
+    CREATE INDEX jobs_owner_status_created
+        ON jobs (owner_uid, status, created_at DESC, id DESC);
+    ALTER TABLE recipes ADD COLUMN owner_uid INTEGER
+        GENERATED ALWAYS AS (json_extract(owner, '$.uid')) VIRTUAL;
+    CREATE INDEX recipes_owner ON recipes (owner_uid, name);
+    ALTER TABLE volumes ADD COLUMN owner_uid INTEGER
+        GENERATED ALWAYS AS (json_extract(owner, '$.uid')) VIRTUAL;
+    CREATE INDEX volumes_owner ON volumes (owner_uid, name);
+    ALTER TABLE uploads ADD COLUMN owner_uid INTEGER
+        GENERATED ALWAYS AS (json_extract(owner, '$.uid')) VIRTUAL;
+    CREATE INDEX uploads_owner ON uploads (owner_uid, created_at);
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

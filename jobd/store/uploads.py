@@ -11,9 +11,10 @@ from collections.abc import Iterable
 import aiosqlite
 
 from jobd.domain.jobs import Job
+from jobd.domain.owners import Reach
 from jobd.domain.uploads import Upload
 from jobd.errors import Conflict, NotFound, NotHere
-from jobd.store.rows import fetch_all, fetch_one, to_json
+from jobd.store.rows import fetch_all, fetch_one, reached, to_json
 
 
 def create_upload(db: sqlite3.Connection, upload: Upload) -> None:
@@ -92,29 +93,36 @@ def expire_uploads(db: sqlite3.Connection, used_before: float) -> list[Upload]:
 # -- reads ------------------------------------------------------------------------------------
 
 
-async def get_uploads(db: aiosqlite.Connection, slugs: list[str]) -> dict[str, Upload]:
+async def get_uploads(
+    db: aiosqlite.Connection, slugs: list[str], reach: Reach
+) -> dict[str, Upload]:
     if not slugs:
         return {}
     marks = ", ".join("?" * len(slugs))
-    rows = await fetch_all(db, f"SELECT * FROM uploads WHERE slug IN ({marks})", tuple(slugs))
+    mine, uid = reached(reach)
+    rows = await fetch_all(
+        db, f"SELECT * FROM uploads WHERE slug IN ({marks}){mine}", (*slugs, *uid)
+    )
     return {row["slug"]: Upload.from_row(row) for row in rows}
 
 
-async def get_upload(db: aiosqlite.Connection, slug: str) -> Upload:
-    row = await fetch_one(db, "SELECT * FROM uploads WHERE slug = ?", (slug,))
+async def get_upload(db: aiosqlite.Connection, slug: str, reach: Reach) -> Upload:
+    mine, uid = reached(reach)
+    row = await fetch_one(db, f"SELECT * FROM uploads WHERE slug = ?{mine}", (slug, *uid))
     if row is None:
         raise NotFound(f"upload {slug} not found")
     return Upload.from_row(row)
 
 
-async def list_uploads(db: aiosqlite.Connection, sha256: str | None) -> list[Upload]:
+async def list_uploads(db: aiosqlite.Connection, sha256: str | None, reach: Reach) -> list[Upload]:
     """Every upload, oldest first; or those of this content."""
-    if sha256 is None:
-        rows = await fetch_all(db, "SELECT * FROM uploads ORDER BY created_at, slug", ())
-    else:
-        rows = await fetch_all(
-            db, "SELECT * FROM uploads WHERE sha256 = ? ORDER BY created_at, slug", (sha256,)
-        )
+    mine, uid = reached(reach)
+    content, digest = (" AND sha256 = ?", (sha256,)) if sha256 is not None else ("", ())
+    rows = await fetch_all(
+        db,
+        f"SELECT * FROM uploads WHERE 1{content}{mine} ORDER BY created_at, slug",
+        (*digest, *uid),
+    )
     return [Upload.from_row(row) for row in rows]
 
 

@@ -9,11 +9,12 @@ from typing import Literal
 
 import aiosqlite
 
+from jobd.domain.owners import Reach
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES, RunStatus
 from jobd.domain.volumes import Volume
 from jobd.errors import Conflict, NotFound
-from jobd.store.rows import fetch_all, fetch_one, to_json
+from jobd.store.rows import fetch_all, fetch_one, reached, to_json
 
 # the runs that hold a volume: queued (it will mount it) or active
 _HOLDING = tuple(s.value for s in (RunStatus.PENDING, *sorted(ACTIVE_STATUSES)))
@@ -82,15 +83,17 @@ def _users(db: sqlite3.Connection, name: str) -> list[str]:
 # -- reads ------------------------------------------------------------------------------------
 
 
-async def get_volume(db: aiosqlite.Connection, name: str) -> Volume:
-    row = await fetch_one(db, "SELECT * FROM volumes WHERE name = ?", (name,))
+async def get_volume(db: aiosqlite.Connection, name: str, reach: Reach) -> Volume:
+    mine, uid = reached(reach)
+    row = await fetch_one(db, f"SELECT * FROM volumes WHERE name = ?{mine}", (name, *uid))
     if row is None:
         raise NotFound(f"volume {name!r} not found")
     return Volume.from_row(row)
 
 
-async def list_volumes(db: aiosqlite.Connection) -> list[Volume]:
-    rows = await fetch_all(db, "SELECT * FROM volumes ORDER BY name", ())
+async def list_volumes(db: aiosqlite.Connection, reach: Reach) -> list[Volume]:
+    mine, uid = reached(reach)
+    rows = await fetch_all(db, f"SELECT * FROM volumes WHERE 1{mine} ORDER BY name", uid)
     return [Volume.from_row(row) for row in rows]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,8 @@ def test_layers_override_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         ("[podman]\nsockett = 1\n", "unknown keys in \\[podman\\]: sockett"),
         ("[plans.x]\nmemory = 1\n", "unknown keys in \\[plans.x\\]"),
         ("default_timeout_seconds = 99999999999\n", "default_timeout_seconds"),
+        ('admins = "alice"\n', "admins: a list of user names"),
+        ('admins = [""]\n', "admins: a list of user names"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
@@ -110,6 +113,7 @@ def test_the_example_configuration_loads() -> None:
     config = load(config_file=example, overrides={})
     assert config.volumes.allowed_host_paths == (Path("/srv/data"),)
     assert "render-node" in config.plans
+    assert config.admins == frozenset({"alice"})
     assert (config.outputs, config.uploads) == (OutputSettings(), UploadSettings()), (
         "the example shows the defaults"
     )
@@ -118,3 +122,14 @@ def test_the_example_configuration_loads() -> None:
 def test_bad_upload_settings_are_refused() -> None:
     with pytest.raises(InvalidRequest, match="uploads: max_bytes and expire_days"):
         load(config_file=None, overrides={"uploads": {"expire_days": 0}})
+
+
+def test_admins_are_root_the_daemons_user_and_those_configured(tmp_path: Path) -> None:
+    configured = tmp_path / "jobd.toml"
+    configured.write_text('admins = ["alice"]\n')
+    config = load(config_file=configured, overrides={})
+    assert config.admins == frozenset({"alice"})
+    assert config.is_admin("alice", 2001)
+    assert config.is_admin("root", 0) and config.is_admin("me", os.getuid())
+    assert not config.is_admin("bob", 2002)
+    assert not load(config_file=None, overrides={"data_dir": tmp_path}).is_admin("alice", 2001)

@@ -471,6 +471,15 @@ def test_ls_table(fake: FakeJobd, sock: Path) -> None:
     assert lines[1].split()[-2:] == ["run-1", "-"]
 
 
+def test_ls_all_users_asks_for_everyones_and_shows_whose(fake: FakeJobd, sock: Path) -> None:
+    alices = {**job(), "owner": {"uid": 2001, "user": "alice", "via": "unix"}}
+    fake.on("GET", "/v1/jobs", (200, {"jobs": [alices], "nextCursor": None}))
+    lines = jobctl(sock, "ls", "--all-users").stdout.splitlines()
+    assert fake.requests("GET", "/v1/jobs")[0].query == {"allUsers": ["true"]}
+    assert lines[0].split()[:2] == ["USER", "JOB"]
+    assert lines[1].split()[:3] == ["alice", "job-1", "-"]
+
+
 def test_logs_of_a_job_are_its_latest_runs(fake: FakeJobd, sock: Path) -> None:
     fake.on("GET", "/v1/jobs/job-1", (200, job()))
     fake.on("GET", "/v1/runs/run-1/logs", (200, "hi\n"))

@@ -14,7 +14,7 @@ import pytest
 
 from jobd.config import Config, GpuSettings
 from jobd.domain.node import Gpu, GpuInventory, NodeInventory
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Caller, Owner
 from jobd.domain.records import now
 from jobd.domain.resources import GIB
 from jobd.domain.states import FailureType, RunStatus
@@ -28,6 +28,7 @@ from jobd.store import Store
 from tests.unit.scheduler.fake_runtime import INFO, FakeRuntime
 
 OWNER = Owner(uid=0, user="root", via="unix")
+ROOT = Caller(owner=OWNER, admin=True)
 
 
 SMALL_NODE = NodeInventory(
@@ -83,11 +84,11 @@ class Harness:
         )
 
     async def submit(self, image: str = "img", **body: object) -> str:
-        _, run = await self.jobs.create({"image": image, "command": ["x"], **body}, OWNER)
+        _, run = await self.jobs.create({"image": image, "command": ["x"], **body}, ROOT)
         return run.id
 
     async def status(self, run_id: str) -> RunStatus:
-        return (await self.store.get_run(run_id)).status
+        return (await self.store.get_run(run_id, reach=EVERYONE)).status
 
     async def until(self, run_id: str, *statuses: RunStatus) -> None:
         async with asyncio.timeout(5):
@@ -143,11 +144,11 @@ async def terminal_events(h: Harness, run_id: str) -> list[str]:
 async def test_a_run_goes_through_its_states_to_its_exit_code(harness: Harness) -> None:
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.RUNNING)
-    container_id = (await harness.store.get_run(run_id)).container_id
+    container_id = (await harness.store.get_run(run_id, reach=EVERYONE)).container_id
     assert container_id is not None
     harness.runtime.exit(container_id, 5)
     await harness.until(run_id, RunStatus.FAILED)
-    run = await harness.store.get_run(run_id)
+    run = await harness.store.get_run(run_id, reach=EVERYONE)
     assert run.exit_code == 5 and run.failure is not None
     assert await harness.removed(container_id)
 
@@ -158,11 +159,11 @@ async def test_cancel_while_the_container_is_created_ends_cancelled_once(
     harness.runtime.gate.clear()
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.ASSIGNED)
-    cancelled = await harness.runs.cancel(run_id)
+    cancelled = await harness.runs.cancel(run_id, EVERYONE)
     assert cancelled.status is RunStatus.CANCELLING
     harness.runtime.gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
-    run = await harness.store.get_run(run_id)
+    run = await harness.store.get_run(run_id, reach=EVERYONE)
     assert len(harness.runtime.removed) == 1, "its container was created, then removed"
     assert harness.runtime.stopped == [], "and never started, so never stopped"
     assert run.started_at is None
@@ -174,7 +175,7 @@ async def test_cancel_while_a_failing_create_ends_cancelled_not_failed(harness: 
     harness.runtime.create_error = RuntimeFailure("boom")
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.ASSIGNED)
-    await harness.runs.cancel(run_id)
+    await harness.runs.cancel(run_id, EVERYONE)
     harness.runtime.gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
     assert await terminal_events(harness, run_id) == ["cancelled"]
@@ -199,7 +200,7 @@ async def test_create_failures_end_the_run_failed_with_a_reason(
     harness.runtime.create_error = error
     run_id = await harness.submit(image=image)
     await harness.until(run_id, RunStatus.FAILED)
-    run = await harness.store.get_run(run_id)
+    run = await harness.store.get_run(run_id, reach=EVERYONE)
     assert run.failure is not None and run.failure.type.value == failure
 
 
@@ -209,7 +210,7 @@ async def test_an_image_seen_present_is_not_asked_about_again_unless_it_vanishes
     async def run_once() -> None:
         run_id = await harness.submit()
         await harness.until(run_id, RunStatus.RUNNING)
-        container_id = (await harness.store.get_run(run_id)).container_id
+        container_id = (await harness.store.get_run(run_id, reach=EVERYONE)).container_id
         assert container_id is not None
         harness.runtime.exit(container_id, 0)
         await harness.until(run_id, RunStatus.SUCCEEDED)
@@ -242,7 +243,7 @@ async def test_an_inspect_racing_an_instant_exit_does_not_fail_a_started_run(
     harness.runtime.exit_on_start = 0
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.SUCCEEDED)
-    run = await harness.store.get_run(run_id)
+    run = await harness.store.get_run(run_id, reach=EVERYONE)
     assert run.exit_code == 0 and run.started_at is not None
     assert await harness.removed(run.container_id)
 
@@ -251,11 +252,11 @@ async def test_a_shorter_grace_asked_during_a_stop_replaces_it(harness: Harness)
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.RUNNING)
     harness.runtime.stop_gate.clear()  # the first stop waits out its 60 s grace
-    await harness.runs.cancel(run_id, grace=60)
+    await harness.runs.cancel(run_id, EVERYONE, grace=60)
     async with asyncio.timeout(5):
         while harness.runtime.graces != [60]:
             await asyncio.sleep(0.01)
-    forced = await harness.runs.cancel(run_id, grace=0)
+    forced = await harness.runs.cancel(run_id, EVERYONE, grace=0)
     assert forced.stop_grace_seconds == 0
     await harness.until(run_id, RunStatus.CANCELLED)
     assert harness.runtime.graces == [60, 0], "the force did not wait for the first stop"
@@ -266,11 +267,11 @@ async def test_a_longer_grace_asked_during_a_stop_changes_nothing(harness: Harne
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.RUNNING)
     harness.runtime.stop_gate.clear()
-    await harness.runs.stop(run_id, grace=5)
+    await harness.runs.stop(run_id, EVERYONE, grace=5)
     async with asyncio.timeout(5):
         while harness.runtime.graces != [5]:
             await asyncio.sleep(0.01)
-    later = await harness.runs.cancel(run_id, grace=30)
+    later = await harness.runs.cancel(run_id, EVERYONE, grace=30)
     assert later.stop_grace_seconds == 5
     harness.runtime.stop_gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
@@ -284,7 +285,7 @@ async def test_a_run_whose_outputs_pass_their_limit_is_killed(harness: Harness) 
     assert outputs.is_dir(), "its /outputs was made at launch"
     (outputs / "big").write_bytes(b"x" * 2000)
     await harness.until(run_id, RunStatus.FAILED)
-    run = await harness.store.get_run(run_id)
+    run = await harness.store.get_run(run_id, reach=EVERYONE)
     assert run.failure is not None and run.failure.type is FailureType.OUTPUT_LIMIT
     assert "grew past their limit of 1000 B (2.0 KiB written)" in run.failure.message
     assert harness.runtime.graces == [0], "killed, no grace"
@@ -292,7 +293,7 @@ async def test_a_run_whose_outputs_pass_their_limit_is_killed(harness: Harness) 
     async with asyncio.timeout(5):
         while not manifest.exists():
             await asyncio.sleep(0.01)  # sealed once ended
-    sealed = (await harness.store.get_run(run_id)).outputs
+    sealed = (await harness.store.get_run(run_id, reach=EVERYONE)).outputs
     assert sealed is not None and (sealed.files, sealed.bytes) == (1, 2000)
 
 
@@ -300,7 +301,7 @@ async def test_a_deadline_stops_the_run_and_fails_it_as_timeout(harness: Harness
     run_id = await harness.submit(timeoutSeconds=1)
     await harness.until(run_id, RunStatus.RUNNING)
     await harness.until(run_id, RunStatus.FAILED)
-    run = await harness.store.get_run(run_id)
+    run = await harness.store.get_run(run_id, reach=EVERYONE)
     assert run.failure is not None and run.failure.type.value == "timeout"
     assert run.container_id in harness.runtime.stopped
 
@@ -311,7 +312,7 @@ async def test_runs_wait_for_room_in_fifo_order(harness: Harness) -> None:
     await harness.until(first, RunStatus.RUNNING)
     await asyncio.sleep(0.1)
     assert await harness.status(second) is RunStatus.PENDING
-    container_id = (await harness.store.get_run(first)).container_id
+    container_id = (await harness.store.get_run(first, reach=EVERYONE)).container_id
     assert container_id is not None
     harness.runtime.exit(container_id, 0)
     await harness.until(second, RunStatus.RUNNING)
@@ -342,7 +343,7 @@ async def test_a_cancel_decided_on_pending_does_not_end_an_assigned_run(
         run_id, RunStatus.CANCELLED, expect={RunStatus.PENDING}
     )
     assert refused is None
-    assert (await harness.runs.cancel(run_id)).status is RunStatus.CANCELLING
+    assert (await harness.runs.cancel(run_id, EVERYONE)).status is RunStatus.CANCELLING
     harness.runtime.gate.set()
     await harness.until(run_id, RunStatus.CANCELLED)
 
@@ -372,12 +373,12 @@ async def test_an_update_changes_only_the_runs_created_after_it(harness: Harness
     harness.runtime.gate.clear()  # the first launch waits in create; the others queue
     harness.runtime.exit_on_start = 0  # each run ends at once and frees its place
     first = await harness.submit(command=["old"], env={"A": "0"})
-    job_id = (await harness.store.get_run(first)).job_id
-    second = await harness.jobs.rerun(job_id)  # created before the update: keeps "old"
-    updated = await harness.jobs.update(job_id, {"command": ["new"], "labels": {"v": "2"}}, OWNER)
+    job_id = (await harness.store.get_run(first, reach=EVERYONE)).job_id
+    second = await harness.jobs.rerun(job_id, EVERYONE)  # created before the update: keeps "old"
+    updated = await harness.jobs.update(job_id, {"command": ["new"], "labels": {"v": "2"}}, ROOT)
     assert updated.spec.command == ("new",) and updated.spec.env == {"A": "0"}
     assert updated.labels == {"v": "2"}
-    third = await harness.jobs.rerun(job_id)
+    third = await harness.jobs.rerun(job_id, EVERYONE)
     harness.runtime.gate.set()
     async with asyncio.timeout(5):
         while len(harness.runtime.specs) < 3:
@@ -390,8 +391,8 @@ async def test_an_update_changes_only_the_runs_created_after_it(harness: Harness
 async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(harness: Harness) -> None:
     run_id = await harness.submit()
     await harness.until(run_id, RunStatus.RUNNING)
-    job_id = (await harness.store.get_run(run_id)).job_id
-    container_id = (await harness.store.get_run(run_id)).container_id
+    job_id = (await harness.store.get_run(run_id, reach=EVERYONE)).job_id
+    container_id = (await harness.store.get_run(run_id, reach=EVERYONE)).container_id
     log_dir = harness.supervisor.pump.directory(run_id)
     assert log_dir.exists()
     # the deletion is recorded, then the daemon "dies" before the purge is signalled
@@ -404,19 +405,19 @@ async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(harness:
     assert await restarted.purge_deleted_jobs() is False  # nothing left waiting
     assert await harness.store.deleted_jobs() == {}
     with pytest.raises(NotFound):
-        await harness.store.get_run(run_id)
+        await harness.store.get_run(run_id, reach=EVERYONE)
     assert container_id in harness.runtime.removed and not log_dir.exists()
 
 
 async def test_other_users_may_not_raise_a_priority_past_their_limit(harness: Harness) -> None:
-    guest = Owner(uid=4242, user="guest", via="unix")
+    guest = Caller(owner=Owner(uid=4242, user="guest", via="unix"), admin=False)
     with pytest.raises(Forbidden, match="guest may give a job priority 0 at most"):
         await harness.jobs.create({"image": "img", "priority": 5}, guest)
     job, run = await harness.jobs.create({"image": "img", "priority": -5}, guest)
     assert run is not None and run.priority == -5  # lowering is always allowed
     with pytest.raises(Forbidden):
         await harness.jobs.update(job.id, {"priority": 1}, guest)
-    _, mine = await harness.jobs.create({"image": "img", "priority": 900}, OWNER)
+    _, mine = await harness.jobs.create({"image": "img", "priority": 900}, ROOT)
     assert mine is not None and mine.priority == 900  # root: any
 
 
@@ -435,7 +436,7 @@ async def test_gpu_runs_fail_gpu_unavailable_when_no_cdi_spec_names_their_gpu(
     async with running(tmp_path, node=node, gpus=settings) as harness:
         run_id = await harness.submit(resources={"gpuCount": 1, "cpuCount": 1, "minRamGb": 1})
         await harness.until(run_id, RunStatus.FAILED)
-        run = await harness.store.get_run(run_id)
+        run = await harness.store.get_run(run_id, reach=EVERYONE)
         assert harness.runtime.containers == {}  # nothing was created, nothing ran
     assert run.failure is not None and run.failure.type is FailureType.GPU_UNAVAILABLE
     assert "no CDI device nvidia.com/gpu=GPU-abc or nvidia.com/gpu=0" in run.failure.message
@@ -449,7 +450,7 @@ async def test_a_schedule_with_its_own_resources_fires_with_them(harness: Harnes
             "schedule": "* * * * *",
             "resources": {"cpuCount": 1, "minRamGb": 1},
         },
-        OWNER,
+        ROOT,
     )
     assert job.spec.plan == "custom"
     due = (job.next_fire_at or now()) + timedelta(seconds=1)
@@ -462,5 +463,5 @@ async def test_gpu_sharing_without_memory_to_promise_is_refused(harness: Harness
     with pytest.raises(InvalidRequest, match="gpuShare needs gpuCount and minVramGb"):
         await harness.jobs.create(
             {"image": "img", "resources": {"gpuCount": 1, "minVramGb": 0, "gpuShare": True}},
-            OWNER,
+            ROOT,
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobd.config import Config
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Owner
 from jobd.domain.records import now
 from jobd.domain.uploads import Upload
 from jobd.node.uploads import Incoming, blob_path, keep, upload_file
@@ -54,7 +54,7 @@ async def test_expired_uploads_go_with_their_files(store: Store, config: Config)
     old = await uploaded(store, config, "upload-old", days_unused=8)
     fresh = await uploaded(store, config, "upload-fresh", days_unused=1)
     assert await expire_uploads(store, config) == 1
-    assert [u.slug for u in await store.list_uploads()] == [fresh.slug]
+    assert [u.slug for u in await store.list_uploads(reach=EVERYONE)] == [fresh.slug]
     assert not upload_file(old.slug, config).exists()
     assert blob_path(old.sha256, config).exists(), "the fresh upload has the same content"
     assert upload_file(fresh.slug, config).read_bytes() == b"the same content"

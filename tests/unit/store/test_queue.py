@@ -14,7 +14,7 @@ import pytest
 
 from jobd.domain.capacity import Decision
 from jobd.domain.jobs import Job, JobSpec
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Owner
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS, Allocation, GpuGrant
 from jobd.domain.runs import Run, pending_run
@@ -70,7 +70,7 @@ async def test_the_queue_is_walked_by_priority_then_oldest_first(store: Store) -
 async def test_the_allocation_is_written_with_the_assignment(store: Store) -> None:
     run = await queue(store)
     await store.assign_what_fits(take_first(1, []))
-    stored = await store.get_run(run.id)
+    stored = await store.get_run(run.id, reach=EVERYONE)
     assert stored.status is RunStatus.ASSIGNED
     assert stored.allocation == Allocation(gpus=(GRANT,), cores=(3,))
     events = await store.run_events(run.id)
@@ -112,7 +112,7 @@ async def test_a_run_queued_past_its_limit_fails_unschedulable_saying_why(store:
     assert expired.failure is not None and expired.failure.type is FailureType.UNSCHEDULABLE
     assert expired.failure.message.endswith("(maxPendingSeconds); waiting for 1 GPU")
     assert expired.retried_by is None  # never retried: it would only wait again
-    assert (await store.get_run(patient.id)).status is RunStatus.PENDING
+    assert (await store.get_run(patient.id, reach=EVERYONE)).status is RunStatus.PENDING
 
 
 async def test_a_retry_may_wait_its_limit_from_the_end_of_its_backoff() -> None:
@@ -128,7 +128,7 @@ async def test_the_gpu_peak_only_grows(store: Store) -> None:
     run = await queue(store)
     await store.record_gpu_peak(run.id, 5)
     await store.record_gpu_peak(run.id, 3)
-    assert (await store.get_run(run.id)).gpu_peak_bytes == 5
+    assert (await store.get_run(run.id, reach=EVERYONE)).gpu_peak_bytes == 5
     assert len(await store.run_events(run.id)) == 1  # samples are not events
 
 
@@ -160,9 +160,9 @@ async def test_a_database_from_before_placement_opens_and_its_queue_still_runs(
         )
     s = await Store.open(path)
     try:
-        old = await s.get_run("run-old")
+        old = await s.get_run("run-old", reach=EVERYONE)
         assert old.priority == 0 and old.allocation is None and old.plan.gpus == 0
-        assert (await s.get_job("job-old")).spec.resources is None
+        assert (await s.get_job("job-old", reach=EVERYONE)).spec.resources is None
         placed = await s.assign_what_fits(take_first(1, []))
         assert [r.id for r in placed.assigned] == ["run-old"]
     finally:

@@ -14,6 +14,7 @@ import pytest
 
 from jobd.domain.capacity import Decision
 from jobd.domain.jobs import Job, JobSpec, RetryPolicy
+from jobd.domain.owners import EVERYONE
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS, Allocation, Plan
 from jobd.domain.runs import Run
@@ -52,7 +53,7 @@ def top_of_the_hour(hours_ago: int = 0) -> datetime:
 
 
 async def runs_of(store: Store, job_id: str) -> list[Run]:
-    return (await store.list_runs(job_id, limit=100, cursor=None)).items
+    return (await store.list_runs(job_id, limit=100, cursor=None, reach=EVERYONE)).items
 
 
 async def test_a_due_tick_starts_one_run_and_moves_the_next_fire_time(store: Store) -> None:
@@ -66,7 +67,7 @@ async def test_a_due_tick_starts_one_run_and_moves_the_next_fire_time(store: Sto
     run = fired.started[0]
     assert run.trigger is Trigger.SCHEDULE and run.scheduled_for == due
     assert [r.id for r in await runs_of(store, job.id)] == [run.id]
-    written = await store.get_job(job.id)
+    written = await store.get_job(job.id, reach=EVERYONE)
     assert written.next_fire_at == due + timedelta(hours=1)
     assert written.latest_run_id == run.id and written.status is RunStatus.PENDING
     assert written.last_tick is not None and written.last_tick.run_id == run.id
@@ -92,7 +93,7 @@ async def test_forbid_skips_a_tick_while_a_run_is_in_flight(store: Store) -> Non
     await store.add_run(new_run(job.id))
     fired = await store.fire_schedules(due, plans)
     assert fired.started == []
-    written = await store.get_job(job.id)
+    written = await store.get_job(job.id, reach=EVERYONE)
     assert written.last_tick is not None and written.last_tick.run_id is None
     assert "forbid" in written.last_tick.note
     assert written.next_fire_at == due + timedelta(hours=1)
@@ -118,10 +119,10 @@ async def test_replace_cancels_the_runs_in_flight_and_starts_a_new_one(store: St
     await store.transition(running.id, RunStatus.RUNNING, started_at=now())
     fired = await store.fire_schedules(due, plans)
     assert [r.id for r in fired.stopping] == [running.id]
-    assert (await store.get_run(running.id)).status is RunStatus.CANCELLING
-    assert (await store.get_run(queued.id)).status is RunStatus.CANCELLED
+    assert (await store.get_run(running.id, reach=EVERYONE)).status is RunStatus.CANCELLING
+    assert (await store.get_run(queued.id, reach=EVERYONE)).status is RunStatus.CANCELLED
     assert fired.started[0].status is RunStatus.PENDING
-    note = (await store.get_job(job.id)).last_tick
+    note = (await store.get_job(job.id, reach=EVERYONE)).last_tick
     assert note is not None and running.id in note.note
 
 
@@ -135,9 +136,9 @@ async def test_after_downtime_skip_fires_nothing_and_once_fires_one_run(store: S
     assert [r.job_id for r in fired.started] == [once.id]
     assert fired.started[0].scheduled_for == top_of_the_hour()  # the latest tick missed
     for job in (skip, once):
-        written = await store.get_job(job.id)
+        written = await store.get_job(job.id, reach=EVERYONE)
         assert written.next_fire_at == top_of_the_hour() + timedelta(hours=1)
-    skipped = (await store.get_job(skip.id)).last_tick
+    skipped = (await store.get_job(skip.id, reach=EVERYONE)).last_tick
     assert skipped is not None and skipped.run_id is None and "catchUp skip" in skipped.note
 
 
@@ -159,7 +160,7 @@ async def test_a_plan_gone_from_the_configuration_skips_the_tick(store: Store) -
     job = hourly(due)
     await store.create_job(job, None)
     assert (await store.fire_schedules(due, lambda spec: None)).started == []
-    tick = (await store.get_job(job.id)).last_tick
+    tick = (await store.get_job(job.id, reach=EVERYONE)).last_tick
     assert tick is not None and "plan" in tick.note
 
 
@@ -189,11 +190,11 @@ async def test_a_failure_queues_its_retry_in_the_same_write(store: Store) -> Non
     await store.create_job(job, run)
     failed = await _fail(store, run.id, FailureType.EXIT_CODE)
     assert failed.retried_by is not None
-    retry = await store.get_run(failed.retried_by)
+    retry = await store.get_run(failed.retried_by, reach=EVERYONE)
     assert retry.trigger is Trigger.RETRY and retry.attempt == 2
     assert retry.not_before is not None
     assert retry.not_before - retry.created_at == timedelta(seconds=30)
-    assert (await store.get_job(job.id)).latest_run_id == retry.id
+    assert (await store.get_job(job.id, reach=EVERYONE)).latest_run_id == retry.id
     # the retry waits out its backoff: the queue does not offer it, the timer names its end
     placed = await store.assign_what_fits(start_all)
     assert placed.assigned == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobd.domain.jobs import Job, JobFilter, JobSpec
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Owner
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS
 from jobd.domain.runs import Run
@@ -59,7 +59,7 @@ async def test_a_legal_transition_changes_the_run_and_writes_an_event(store: Sto
     await store.create_job(job, run)
     assigned = await store.transition(run.id, RunStatus.ASSIGNED, detail="placed")
     assert assigned is not None and assigned.status is RunStatus.ASSIGNED
-    assert (await store.get_job(job.id)).status is RunStatus.ASSIGNED
+    assert (await store.get_job(job.id, reach=EVERYONE)).status is RunStatus.ASSIGNED
     events = await store.run_events(run.id)
     assert [(e["from_status"], e["to_status"]) for e in events] == [
         (None, "pending"),
@@ -71,7 +71,7 @@ async def test_an_illegal_transition_changes_nothing(store: Store) -> None:
     job, run = make_job()
     await store.create_job(job, run)
     assert await store.transition(run.id, RunStatus.SUCCEEDED) is None
-    assert (await store.get_run(run.id)).status is RunStatus.PENDING
+    assert (await store.get_run(run.id, reach=EVERYONE)).status is RunStatus.PENDING
     assert len(await store.run_events(run.id)) == 1
     assert await store.transition("run-missing", RunStatus.ASSIGNED) is None
 
@@ -94,7 +94,7 @@ async def test_racing_terminal_transitions_let_exactly_one_win(store: Store) -> 
     )
     winners = [r for r in results if r is not None]
     assert len(winners) == 1, "whichever lands first makes the others illegal"
-    final = await store.get_run(run.id)
+    final = await store.get_run(run.id, reach=EVERYONE)
     assert final.status is winners[0].status
     changes = [e["to_status"] for e in await store.run_events(run.id)][3:]
     assert changes == [final.status.value]
@@ -108,7 +108,7 @@ async def test_expect_refuses_a_transition_decided_from_a_stale_status(store: St
     assert not await store.update_run(
         run.id, detail="x", expect={RunStatus.RUNNING}, container_id="c"
     )
-    assert (await store.get_run(run.id)).container_id is None
+    assert (await store.get_run(run.id, reach=EVERYONE)).container_id is None
 
 
 async def test_fields_round_trip(store: Store) -> None:
@@ -130,7 +130,7 @@ async def test_fields_round_trip(store: Store) -> None:
     assert done is not None
     assert done.failure == failure and done.exit_code == 137
     assert done.running_seconds == pytest.approx(2.0, abs=0.01)
-    loaded = await store.get_job(job.id)
+    loaded = await store.get_job(job.id, reach=EVERYONE)
     assert loaded.labels == {"team": "a"} and loaded.owner == OWNER
     assert loaded.spec == job.spec
 
@@ -205,7 +205,7 @@ async def test_an_update_replaces_the_spec_and_the_labels_the_filters_see(store:
     written = await store.update_job(changed, reschedule=False)
     assert written.name == "renamed" and written.spec.image == "other"
     assert written.latest_run_id == run.id and written.created_at == job.created_at
-    assert (await store.get_job(job.id)).labels == {"t": "b"}
+    assert (await store.get_job(job.id, reach=EVERYONE)).labels == {"t": "b"}
     old = await store.list_jobs(JobFilter(labels={"team": "a"}), limit=5, cursor=None)
     new = await store.list_jobs(JobFilter(labels={"t": "b"}), limit=5, cursor=None)
     assert old.items == [] and [j.id for j in new.items] == [job.id]
@@ -238,8 +238,8 @@ async def test_reruns_list_newest_first_and_move_the_job_status(store: Store) ->
     await store.transition(run.id, RunStatus.CANCELLED)
     second = new_run(job.id)
     await store.add_run(second)
-    assert (await store.get_job(job.id)).status is RunStatus.PENDING
-    page = await store.list_runs(job.id, limit=10, cursor=None)
+    assert (await store.get_job(job.id, reach=EVERYONE)).status is RunStatus.PENDING
+    page = await store.list_runs(job.id, limit=10, cursor=None, reach=EVERYONE)
     assert [r.id for r in page.items] == [second.id, run.id]
     with pytest.raises(NotFound):
         await store.add_run(new_run("job-missing"))
@@ -263,8 +263,8 @@ async def test_a_write_is_visible_to_the_next_read_under_concurrency(store: Stor
     async def create_then_read() -> None:
         job, run = make_job()
         await store.create_job(job, run)
-        assert (await store.get_job(job.id)).id == job.id
-        assert (await store.get_run(run.id)).id == run.id
+        assert (await store.get_job(job.id, reach=EVERYONE)).id == job.id
+        assert (await store.get_run(run.id, reach=EVERYONE)).id == run.id
 
     async def list_pending() -> None:  # the supervisor's reads, interleaved on one connection
         for _ in range(20):

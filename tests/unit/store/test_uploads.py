@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobd.domain.jobs import Job, JobFilter, JobSpec
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Owner
 from jobd.domain.records import new_id, now
 from jobd.domain.uploads import InputFile, Upload
 from jobd.errors import Conflict, NotFound, NotHere
@@ -56,7 +56,7 @@ async def job_with(store: Store, *uploads: Upload) -> Job:
 async def test_a_jobs_inputs_are_kept_with_it_and_hold_their_uploads(store: Store) -> None:
     scene, other = await uploaded(store), await uploaded(store, "other.blend")
     job = await job_with(store, scene)
-    assert (await store.get_job(job.id)).spec.inputs == (InputFile.of(scene),)
+    assert (await store.get_job(job.id, reach=EVERYONE)).spec.inputs == (InputFile.of(scene),)
     assert await store.upload_users([scene.slug, other.slug]) == {
         scene.slug: [job.id], other.slug: []
     }  # fmt: skip
@@ -64,7 +64,7 @@ async def test_a_jobs_inputs_are_kept_with_it_and_hold_their_uploads(store: Stor
         await store.delete_upload(scene.slug)
     assert (await store.delete_upload(other.slug)).slug == other.slug
     with pytest.raises(NotFound):
-        await store.get_upload(other.slug)
+        await store.get_upload(other.slug, reach=EVERYONE)
 
 
 async def test_an_upload_gone_meanwhile_fails_the_jobs_creation_whole(store: Store) -> None:
@@ -83,7 +83,7 @@ async def test_expiry_takes_only_uploads_no_job_names_unused_for_long(store: Sto
     await job_with(store, held)
     expired = await store.expire_uploads((now() - timedelta(days=7)).timestamp())
     assert [u.slug for u in expired] == [old.slug]
-    assert {u.slug for u in await store.list_uploads()} == {held.slug, fresh.slug}
+    assert {u.slug for u in await store.list_uploads(reach=EVERYONE)} == {held.slug, fresh.slug}
 
 
 async def test_inputs_a_job_stops_naming_start_their_expiry_again(store: Store) -> None:
@@ -92,7 +92,7 @@ async def test_inputs_a_job_stops_naming_start_their_expiry_again(store: Store) 
     before = time.time()
     changed = dataclasses.replace(job, spec=dataclasses.replace(job.spec, inputs=()))
     await store.update_job(changed, reschedule=False)
-    upload = await store.get_upload(held.slug)
+    upload = await store.get_upload(held.slug, reach=EVERYONE)
     assert upload.used_at.timestamp() >= before
     assert await store.upload_users([held.slug]) == {held.slug: []}
 
@@ -104,11 +104,14 @@ async def test_a_purged_jobs_inputs_start_their_expiry_again(store: Store) -> No
     assert await store.upload_users([held.slug]) == {held.slug: [job.id]}, "until it is purged"
     before = time.time()
     assert await store.purge_job(job.id)
-    assert (await store.get_upload(held.slug)).used_at.timestamp() >= before
+    assert (await store.get_upload(held.slug, reach=EVERYONE)).used_at.timestamp() >= before
     assert await store.expire_uploads((now() - timedelta(days=7)).timestamp()) == []
 
 
 async def test_uploads_of_one_content_are_found_by_its_checksum(store: Store) -> None:
     a, b = await uploaded(store, "a"), await uploaded(store, "b")
-    assert [u.slug for u in await store.list_uploads(sha256="ab" * 32)] == [a.slug, b.slug]
-    assert await store.list_uploads(sha256="cd" * 32) == []
+    assert [u.slug for u in await store.list_uploads(sha256="ab" * 32, reach=EVERYONE)] == [
+        a.slug,
+        b.slug,
+    ]
+    assert await store.list_uploads(sha256="cd" * 32, reach=EVERYONE) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobd.domain.jobs import Job, JobSpec
-from jobd.domain.owners import Owner
+from jobd.domain.owners import EVERYONE, Owner
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS
 from jobd.domain.runs import Run, pending_run
@@ -41,7 +41,7 @@ async def job_using(store: Store, *sources: str) -> Run:
 
 async def test_a_jobs_first_use_of_a_name_makes_the_volume_its_owners(store: Store) -> None:
     run = await job_using(store, "cache", "/srv/host/path")
-    volumes = await store.list_volumes()
+    volumes = await store.list_volumes(reach=EVERYONE)
     assert [(v.name, v.owner) for v in volumes] == [("cache", OWNER)], "host paths are not volumes"
     assert await store.volume_users(["cache", "other"]) == {"cache": [run.id], "other": []}
 
@@ -54,7 +54,7 @@ async def test_a_volume_used_by_a_queued_or_active_run_is_not_deleted(store: Sto
     assert await store.volume_users(["cache"]) == {"cache": []}
     await store.delete_volume("cache")
     with pytest.raises(NotFound):
-        await store.get_volume("cache")
+        await store.get_volume("cache", reach=EVERYONE)
     with pytest.raises(NotFound):
         await store.delete_volume("cache")
 
@@ -66,4 +66,6 @@ async def test_a_name_is_created_once(store: Store) -> None:
         await store.create_volume(volume)
     other = Owner(uid=1001, user="other", via="unix")
     await store.ensure_volume(Volume(name="data", owner=other, created_at=now()))
-    assert (await store.get_volume("data")) == volume, "a later first use changes nothing"
+    assert (await store.get_volume("data", reach=EVERYONE)) == volume, (
+        "a later first use changes nothing"
+    )
