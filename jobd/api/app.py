@@ -8,10 +8,14 @@ from jobd.api import exec as exec_
 from jobd.api import jobs, logs, node, outputs, recipes, runs, uploads, volumes
 from jobd.api.context import MAX_BODY, SERVICES, Services
 from jobd.api.middleware import auth_middleware, error_middleware
+from jobd.api.query import query_middleware
 
 
 def create_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware, auth_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[error_middleware, auth_middleware, query_middleware],
+    )
     app[SERVICES] = services
     app.router.add_post("/v1/jobs", jobs.create_job)
     app.router.add_get("/v1/jobs", jobs.list_jobs)

@@ -12,6 +12,7 @@ from jobd.errors import InvalidRequest
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 1000
+MAX_DEPTH = 64  # objects and arrays in a request body (jobd's own nest three or four deep)
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
@@ -21,9 +22,27 @@ def json_response(data: Any, *, status: int = 200) -> web.Response:
 
 async def json_body(request: web.Request) -> Any:
     try:
-        return orjson.loads(await request.read())
+        body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as e:
         raise InvalidRequest(f"body: invalid JSON: {e}") from e
+    if _deeper_than(body, MAX_DEPTH):
+        raise InvalidRequest(f"body: nested more than {MAX_DEPTH} levels deep")
+    return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` deep; walked without recursion, as
+    the validators that come next would recurse (and fail) on a body a thousand deep."""
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
 
 
 def page(request: web.Request) -> tuple[int, str | None]:

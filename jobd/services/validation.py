@@ -13,6 +13,8 @@ import orjson
 
 from jobd.errors import InvalidRequest
 
+MAX_MESSAGE = 300  # characters of an error message, the value it quotes included
+
 
 @functools.cache
 def openapi_document() -> dict[str, Any]:
@@ -44,7 +46,7 @@ def validate(body: Any, schema_name: str) -> None:
     error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(body))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "body"
-        raise InvalidRequest(f"{where}: {_friendly(error)}")
+        raise InvalidRequest(_shortened(f"{where}: {_friendly(error)}"))
 
 
 def _refuse_nul(body: Any) -> None:
@@ -74,6 +76,12 @@ def _nul_at(value: Any, where: str = "") -> str | None:
         if found:
             return found
     return None
+
+
+def _shortened(message: str) -> str:
+    """A message that quotes the offending value quotes only its start: a megabyte of it is
+    not sent back."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
 def _friendly(error: jsonschema.ValidationError) -> str:

@@ -150,3 +150,34 @@ def test_job_logs_merge_every_run_in_a_window_tagged_with_its_run(daemon: Daemon
     followed = daemon.get(f"/v1/jobs/{job['id']}/logs?follow=true")
     assert followed.status == 400 and "follow" in followed.body["error"]["message"]
     assert daemon.get("/v1/jobs/job-nope/logs").status == 404
+
+
+def test_a_query_parameter_an_endpoint_does_not_take_is_refused_by_name(daemon: Daemon) -> None:
+    job = daemon.submit(command=["echo", "hi"])
+    run_id = job["latestRunId"]
+    daemon.wait_status(run_id)
+    for path, unknown in [
+        ("/v1/jobs?recipe=nightly", "recipe"),
+        (f"/v1/runs/{run_id}/logs?start=2026-01-01T00:00:00Z&limit=5", "start"),
+        (f"/v1/jobs/{job['id']}?verbose=1", "verbose"),
+    ]:
+        response = daemon.get(path)
+        assert response.status == 400, f"{path}: {response.text}"
+        message = response.body["error"]["message"]
+        assert f"unknown query parameters: {unknown} " in message, message
+    assert "this endpoint takes: none" in daemon.get(f"/v1/jobs/{job['id']}?x=1").text
+    assert daemon.get(f"/v1/runs/{run_id}/logs?limit=5&format=text").text == "hi\n"
+    assert daemon.get("/v1/jobs?status=succeeded&limit=1").status == 200
+
+
+def test_a_body_nested_a_thousand_deep_is_a_400_and_writes_nothing(daemon: Daemon) -> None:
+    deep = '{"image": "busybox", "labels": {"a": ' + "[" * 1000 + "]" * 1000 + "}}"
+    response = daemon.request("POST", "/v1/jobs", raw=deep.encode())
+    assert response.status == 400, response.text
+    assert "nested more than 64 levels deep" in response.body["error"]["message"]
+    just_enough = '{"image": "busybox", "labels": {"a": ' + "[" * 62 + "]" * 62 + "}}"
+    shallow = daemon.request("POST", "/v1/jobs", raw=just_enough.encode())
+    assert shallow.status == 400 and "labels/a" in shallow.text, (
+        "the schema's turn: a label is text"
+    )
+    assert daemon.get("/v1/jobs").body["jobs"] == []

@@ -325,6 +325,16 @@ def test_tcp_needs_the_bearer_token(daemon: Daemon) -> None:
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert json.load(response) == {"jobs": [], "nextCursor": None}
+    for header in (f"bearer {daemon.token}", f"BEARER  {daemon.token}"):  # RFC 7235
+        cased = urllib.request.Request(f"{daemon.url}/v1/jobs", headers={"Authorization": header})
+        with urllib.request.urlopen(cased, timeout=5) as response:
+            assert response.status == 200
+    for header in (f"Bearer {daemon.token.upper()}x", f"Basic {daemon.token}", daemon.token):
+        wrong = urllib.request.Request(f"{daemon.url}/v1/jobs", headers={"Authorization": header})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(wrong, timeout=5)
+        refused.value.close()
+        assert refused.value.code == 401, header
     token_mode = (daemon.data_dir / "token").stat().st_mode & 0o777
     assert token_mode == 0o600
     assert daemon.socket.stat().st_mode & 0o777 == 0o660

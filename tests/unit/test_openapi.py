@@ -4,25 +4,14 @@ every documented operation is routed."""
 from __future__ import annotations
 
 import json
-import re
 from importlib import resources
 from typing import cast
 
 from jobd.api.app import create_app
 from jobd.api.context import Services
+from jobd.api.query import documented_path
 
 METHODS = {"get", "post", "put", "patch", "delete"}
-
-
-def _documented_path(route_path: str) -> str:
-    """aiohttp's /v1/runs/{run_id}/outputs/{path:.+} as OpenAPI's /v1/runs/{runId}/..."""
-
-    def camel(match: re.Match[str]) -> str:
-        name = match.group(1).split(":")[0]
-        head, *rest = name.split("_")
-        return "{" + head + "".join(part.title() for part in rest) + "}"
-
-    return re.sub(r"\{([^}]+)\}", camel, route_path)
 
 
 def test_every_route_is_documented_and_every_operation_routed() -> None:
@@ -33,7 +22,7 @@ def test_every_route_is_documented_and_every_operation_routed() -> None:
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
         if method in METHODS and path:
-            routed.add((_documented_path(path), method))
+            routed.add((documented_path(path), method))
     document = json.loads(resources.files("jobd").joinpath("openapi.json").read_text())
     documented = {
         (path, method)

@@ -38,3 +38,10 @@ def test_a_stop_request_may_give_a_grace_or_force(body: dict[str, object]) -> No
 def test_a_stop_request_refuses_what_it_does_not_know(body: dict[str, object]) -> None:
     with pytest.raises(InvalidRequest):
         validate(body, "StopRequest")
+
+
+def test_an_error_quotes_only_the_start_of_a_huge_value() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validate({"image": "a" * 1_000_000, "command": ["true"]}, "JobCreate")
+    assert refused.value.message.startswith("image: ")
+    assert len(refused.value.message) <= 300 and refused.value.message.endswith("…")

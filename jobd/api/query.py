@@ -1,0 +1,55 @@
+"""Query parameters an endpoint does not take are refused with a 400 naming them, never
+ignored: a typo (`?recipe=` for a label, `?start=` for `since`) must not quietly answer as if
+nothing had been asked. What each endpoint takes is what the OpenAPI document says of it."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from jobd.errors import InvalidRequest
+from jobd.services.validation import openapi_document
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+METHODS = frozenset({"get", "post", "put", "patch", "delete"})
+
+
+def documented_path(route_path: str) -> str:
+    """aiohttp's /v1/runs/{run_id}/outputs/{path:.+} as OpenAPI's /v1/runs/{runId}/..."""
+
+    def camel(match: re.Match[str]) -> str:
+        name = match.group(1).split(":")[0]
+        head, *rest = name.split("_")
+        return "{" + head + "".join(part.title() for part in rest) + "}"
+
+    return re.sub(r"\{([^}]+)\}", camel, route_path)
+
+
+@functools.cache
+def accepted(path: str, method: str) -> frozenset[str]:
+    """The query parameters the operation at this OpenAPI path takes."""
+    operations = openapi_document()["paths"].get(path, {})
+    parameters = [
+        *operations.get("parameters", []),
+        *operations.get(method, {}).get("parameters", []),
+    ]
+    return frozenset(p["name"] for p in parameters if p.get("in") == "query")
+
+
+@web.middleware
+async def query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.query:
+        resource = request.match_info.route.resource
+        method = "get" if request.method == "HEAD" else request.method.lower()
+        if resource is not None and method in METHODS:
+            known = accepted(documented_path(resource.canonical), method)
+            unknown = sorted(set(request.query) - known)
+            if unknown:
+                takes = ", ".join(sorted(known)) or "none"
+                raise InvalidRequest(
+                    f"unknown query parameters: {', '.join(unknown)} (this endpoint takes: {takes})"
+                )
+    return await handler(request)
