@@ -8,7 +8,7 @@ from aiohttp import web
 
 from jobd.api.context import SERVICES
 from jobd.api.middleware import caller, listing_reach, reach
-from jobd.api.requests import json_body, json_response, page, time_param
+from jobd.api.requests import bool_param, json_body, json_response, page, time_param
 from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.states import RunStatus
 from jobd.errors import InvalidRequest
@@ -83,12 +83,9 @@ def _job_filter(request: web.Request) -> JobFilter:
         if not sep or not key:
             raise InvalidRequest(f"label: expected key=value, got {item!r}")
         labels[key] = value
-    scheduled = request.query.get("scheduled", "false").lower()
-    if scheduled not in {"true", "false"}:
-        raise InvalidRequest(f"scheduled: true or false, not {scheduled!r}")
     return JobFilter(
         status=RunStatus(status) if status else None,
-        scheduled=scheduled == "true",
+        scheduled=bool_param(request, "scheduled"),
         labels=labels,
         created_after=time_param(request, "createdAfter"),
         created_before=time_param(request, "createdBefore"),

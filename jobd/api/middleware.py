@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from jobd.api.context import MAX_BODY, SERVICES
-from jobd.api.requests import json_response
+from jobd.api.requests import bool_param, json_response
 from jobd.domain.owners import Caller, Owner, Reach
-from jobd.errors import InvalidRequest, JobdError, Unauthorized
+from jobd.errors import JobdError, Unauthorized
 from jobd.users import user_name
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -81,10 +81,7 @@ def reach(request: web.Request) -> Reach:
 def listing_reach(request: web.Request) -> Reach:
     """Whose records a listing shows: the caller's, or with ?allUsers=true (admins only)
     everyone's."""
-    value = request.query.get("allUsers", "false").lower()
-    if value not in {"true", "false"}:
-        raise InvalidRequest(f"allUsers: true or false, not {value!r}")
-    return caller(request).listing(value == "true")
+    return caller(request).listing(bool_param(request, "allUsers"))
 
 
 def _peer(sock: Any) -> Owner:

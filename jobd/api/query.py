@@ -29,9 +29,9 @@ def documented_path(route_path: str) -> str:
 
 
 @functools.cache
-def accepted(path: str, method: str) -> frozenset[str]:
-    """The query parameters the operation at this OpenAPI path takes."""
-    operations = openapi_document()["paths"].get(path, {})
+def accepted(route_path: str, method: str) -> frozenset[str]:
+    """The query parameters the operation routed at `route_path` takes (once per route)."""
+    operations = openapi_document()["paths"].get(documented_path(route_path), {})
     parameters = [
         *operations.get("parameters", []),
         *operations.get(method, {}).get("parameters", []),
@@ -45,7 +45,7 @@ async def query_middleware(request: web.Request, handler: Handler) -> web.Stream
         resource = request.match_info.route.resource
         method = "get" if request.method == "HEAD" else request.method.lower()
         if resource is not None and method in METHODS:
-            known = accepted(documented_path(resource.canonical), method)
+            known = accepted(resource.canonical, method)
             unknown = sorted(set(request.query) - known)
             if unknown:
                 takes = ", ".join(sorted(known)) or "none"

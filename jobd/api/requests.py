@@ -52,6 +52,14 @@ def page(request: web.Request) -> tuple[int, str | None]:
     return limit, request.query.get("cursor") or None
 
 
+def bool_param(request: web.Request, name: str) -> bool:
+    """`true` or `false` (any case); absent is false; anything else is refused."""
+    raw = request.query.get(name, "false").lower()
+    if raw not in {"true", "false"}:
+        raise InvalidRequest(f"{name}: true or false, not {raw!r}")
+    return raw == "true"
+
+
 def int_param(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None:
