@@ -15,6 +15,7 @@ import termios
 import tty
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from jobctl.client import Endpoint, JobctlError, segment
 
@@ -44,17 +45,19 @@ def _raw_terminal(enabled: bool) -> Iterator[None]:
 
 async def _session(endpoint: Endpoint, run_id: str, command: Sequence[str], use_tty: bool) -> int:
     import aiohttp
+    from yarl import URL
 
     query = [("cmd", part) for part in command] + [("tty", "true" if use_tty else "false")]
-    path = f"/v1/runs/{segment(run_id)}/exec"
-    headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.url else {}
-    base = endpoint.url or "http://jobd"
+    target = f"{_prefix(endpoint)}/v1/runs/{segment(run_id)}/exec?{urlencode(query)}"
+    url = URL(f"{_origin(endpoint)}{target}", encoded=True)  # sent exactly as signed
     connector = aiohttp.UnixConnector(path=str(endpoint.socket)) if endpoint.socket else None
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    async with aiohttp.ClientSession(connector=connector) as session:
         try:
-            socket = await session.ws_connect(f"{base}{path}", params=query, max_msg_size=0)
+            socket = await session.ws_connect(
+                url, headers=endpoint.auth_headers("GET", target), max_msg_size=0
+            )
         except aiohttp.WSServerHandshakeError as e:
-            raise JobctlError(await _refusal(session, f"{base}{path}", query, e)) from None
+            raise JobctlError(await _refusal(session, endpoint, url, target, e)) from None
         except aiohttp.ClientConnectionError as e:
             raise JobctlError(f"cannot reach jobd at {endpoint.describe()}: {e}") from None
         async with socket:
@@ -65,9 +68,20 @@ async def _session(endpoint: Endpoint, run_id: str, command: Sequence[str], use_
                 feeding.cancel()
 
 
-async def _refusal(session: Any, url: str, query: list[tuple[str, str]], error: Any) -> str:
+def _origin(endpoint: Endpoint) -> str:
+    if endpoint.url is None:
+        return "http://jobd"
+    parts = urlsplit(endpoint.url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _prefix(endpoint: Endpoint) -> str:
+    return urlsplit(endpoint.url).path.rstrip("/") if endpoint.url else ""
+
+
+async def _refusal(session: Any, endpoint: Endpoint, url: Any, target: str, error: Any) -> str:
     """jobd's own error message for a refused exec (it answers JSON before any upgrade)."""
-    async with session.get(url, params=query) as response:
+    async with session.get(url, headers=endpoint.auth_headers("GET", target)) as response:
         try:
             return str((await response.json())["error"]["message"])
         except (ValueError, KeyError, TypeError):

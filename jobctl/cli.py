@@ -33,6 +33,7 @@ from jobctl.commands.logs import logs
 from jobctl.commands.node import doctor, health, node, plans
 from jobctl.commands.outputs import outputs
 from jobctl.commands.recipes import recipe
+from jobctl.commands.tokens import token
 from jobctl.commands.uploads import upload
 from jobctl.commands.volumes import volume
 from jobctl.connection import Connection, check_url_option, pick_transport
@@ -66,6 +67,18 @@ class JobctlGroup(click.Group):
 )
 @click.option("--token", envvar="JOBD_TOKEN", help="Bearer token for --url [env JOBD_TOKEN]")
 @click.option(
+    "--key-id",
+    envvar="JOBD_KEY_ID",
+    help="Sign each --url request with this signing key (jobctl token create --hmac)"
+    " [env JOBD_KEY_ID]",
+)
+@click.option(
+    "--secret",
+    envvar="JOBD_SECRET",
+    help="The signing key's secret; prefer the environment, which ps does not show"
+    " [env JOBD_SECRET]",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="JOBD_DATA_DIR",
@@ -78,13 +91,22 @@ def main(
     socket_path: Path | None,
     url: str | None,
     token: str | None,
+    key_id: str | None,
+    secret: str | None,
     data_dir: Path | None,
 ) -> None:
     """Run and inspect containerized jobs on jobd."""
     socket_path, url = pick_transport(
         socket_path, ctx.get_parameter_source("socket_path"), url, ctx.get_parameter_source("url")
     )
-    ctx.obj = Connection(socket=socket_path, url=url, token=token, data_dir=data_dir)
+    ctx.obj = Connection(
+        socket=socket_path,
+        url=url,
+        token=token,
+        data_dir=data_dir,
+        key_id=key_id,
+        secret=secret,
+    )
 
 
 # -- commands -------------------------------------------------------------------------
@@ -112,7 +134,8 @@ main.add_command(plans)
 main.add_command(health)
 main.add_command(node)
 main.add_command(doctor)
-# recipes, volumes and uploads, groups of their own
+# recipes, volumes, uploads and API tokens, groups of their own
 main.add_command(recipe)
 main.add_command(volume)
 main.add_command(upload)
+main.add_command(token)

@@ -9,6 +9,7 @@ Errors, all `JobctlError` (printed as `jobctl: <message>`, exit 1):
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import socket
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
+
+from jobctl.signing import EMPTY_SHA256, signed_headers
 
 REQUEST_TIMEOUT = 60.0  # a hung daemon should not hang a script; streams wait without one
 CHUNK = 64 * 1024
@@ -44,14 +47,28 @@ class Unreachable(JobctlError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
-    """Where jobd listens: a Unix socket, or an http(s) URL that needs the bearer token."""
+    """Where jobd listens: a Unix socket, or an http(s) URL that needs a bearer token or a
+    signing key (a key id and its secret) that signs each request."""
 
     socket: Path | None = None
     url: str | None = None
     token: str | None = None
+    key_id: str | None = None
+    secret: str | None = None
 
     def describe(self) -> str:
         return self.url if self.url else f"socket {self.socket}"
+
+    def auth_headers(
+        self, method: str, target: str, body_sha256: str = EMPTY_SHA256
+    ) -> dict[str, str]:
+        """What authenticates one request: nothing on the socket (the kernel says who we
+        are), a signature when there is a signing key, else the bearer token."""
+        if self.url is None:
+            return {}
+        if self.key_id and self.secret:
+            return signed_headers(self.key_id, self.secret, method, target, body_sha256)
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -134,16 +151,18 @@ class Client:
     def upload(self, path: str, query: Query, source: BinaryIO, length: int) -> dict[str, Any]:
         """POST `length` bytes of `source` as the request's body, a block at a time. A daemon
         that refuses it early (too large) may close before all is sent: its answer counts."""
+        target = self._target(path, query)
+        digest = _file_sha256(source) if self.endpoint.key_id else EMPTY_SHA256
         connection = self._connect(REQUEST_TIMEOUT)
         connection.blocksize = UPLOAD_BLOCK
         headers = {
-            **self._headers(None),
+            **self._headers("POST", target, None, digest),
             "Content-Type": "application/octet-stream",
             "Content-Length": str(length),
         }
         try:
             try:
-                connection.request("POST", self._target(path, query), source, headers)
+                connection.request("POST", target, source, headers)
             except OSError as e:  # the daemon stopped reading: an answer may be waiting
                 sent_error: OSError | None = e
             else:
@@ -193,8 +212,9 @@ class Client:
         body: Mapping[str, Any] | None,
     ) -> http.client.HTTPResponse:
         data = json.dumps(body).encode() if body is not None else None
+        digest = hashlib.sha256(data).hexdigest() if data is not None else EMPTY_SHA256
         try:
-            connection.request(method, target, data, self._headers(data))
+            connection.request(method, target, data, self._headers(method, target, data, digest))
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as e:
             raise self._lost(e) from None
@@ -229,13 +249,13 @@ class Client:
         wanted = {k: v for k, v in (query or {}).items() if v is not None}
         return prefix + path + (f"?{urlencode(wanted, doseq=True)}" if wanted else "")
 
-    def _headers(self, data: bytes | None) -> dict[str, str]:
+    def _headers(
+        self, method: str, target: str, data: bytes | None, body_sha256: str
+    ) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "jobctl"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        if self.endpoint.url is not None and self.endpoint.token:
-            headers["Authorization"] = f"Bearer {self.endpoint.token}"
-        return headers
+        return {**headers, **self.endpoint.auth_headers(method, target, body_sha256)}
 
     def _lost(self, error: Exception) -> JobctlError:
         reason = str(error) or type(error).__name__
@@ -274,6 +294,14 @@ class Stream:
         if self.sock is not None:
             with suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _file_sha256(source: BinaryIO) -> str:
+    """A file's sha256, read from where it stands, which is where it is left."""
+    start = source.tell()
+    digest = hashlib.file_digest(source, "sha256").hexdigest()  # type: ignore[arg-type]
+    source.seek(start)
+    return digest
 
 
 def _json(response: http.client.HTTPResponse) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """How a command reaches the daemon: the global options as a `Connection` (the socket, or
-the URL and its token), the choice between them, and `pass_connection`, which hands a
+the URL and its token or signing key), the choice between them, and `pass_connection`, which hands a
 command its connection."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from jobctl.client import Client, Endpoint, check_url, load_token
+from jobctl.client import Client, Endpoint, JobctlError, check_url, load_token
 from jobctl.defaults import default_data_dir, default_socket
 
 
@@ -22,10 +22,16 @@ class Connection:
     url: str | None
     token: str | None
     data_dir: Path | None
+    key_id: str | None = None
+    secret: str | None = None
 
     def client(self) -> Client:
         if self.url is None:
             return Client(Endpoint(socket=self.socket or default_socket()))
+        if self.key_id or self.secret:
+            if not (self.key_id and self.secret):
+                raise JobctlError("a signing key needs both --key-id and --secret")
+            return Client(Endpoint(url=self.url, key_id=self.key_id, secret=self.secret))
         token = self.token or load_token(self.data_dir or default_data_dir())
         return Client(Endpoint(url=self.url, token=token))
 

@@ -2,8 +2,9 @@
 
 startup  — load the configuration, open the store, connect to podman (starting a private
            `podman system service` when none is configured), recover runs left by the last start
-serve    — one aiohttp app on a Unix socket (0660) and, unless turned off, loopback TCP with a
-           bearer token; the supervisor, the exit watcher and the log pump run as named tasks
+serve    — one aiohttp app on a Unix socket (0660) and, unless turned off, loopback TCP with
+           users' tokens and signed requests; the supervisor, the exit watcher and the log
+           pump run as named tasks
 shutdown — on SIGTERM/SIGINT: stop accepting, let in-flight writes finish, leave containers
            running (the next start adopts them), stop the private podman service
 """
@@ -47,6 +48,7 @@ from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
 from jobd.store import Store
@@ -56,9 +58,10 @@ MIN_TOKEN_LENGTH = 32
 STOP_TASKS_SECONDS = 10
 
 
-def ensure_token(path: Path) -> str:
-    """The TCP API's bearer token, created on first start in a 0600 file. An empty or
-    too-short token is replaced; a file others can read is made private again."""
+def ensure_secret(path: Path) -> str:
+    """A secret kept in a 0600 file, made on first start: the TCP API's own bearer token,
+    the key users' signing secrets are derived from. An empty or too-short one is replaced;
+    a file others can read is made private again."""
     if path.exists():
         token = path.read_text().strip()
         if len(token) >= MIN_TOKEN_LENGTH:
@@ -137,6 +140,7 @@ class Daemon:
             await self.stop_requested.wait()
             log.info("shutting down: running containers are left running")
             await runner.shutdown()
+            services.tokens.keep_nonces()
             log.debug("stopped serving")
             supervisor.close()
             await self._stop_tasks()
@@ -154,7 +158,8 @@ class Daemon:
         prepare_runtime_dir(config)
         if _socket_in_use(config.socket):
             raise JobdError(f"another jobd is already serving {config.socket}")
-        token = ensure_token(config.token_file)
+        token = ensure_secret(config.token_file)
+        signing_key = ensure_secret(config.data_dir / "signing-key").encode()
         store = await Store.open(config.database)
         stack.push_async_callback(store.close)
         podman_socket = await self._podman_socket(stack)
@@ -180,7 +185,15 @@ class Daemon:
             info=info,
         )
         await supervisor.recover()
-        return _services(config, store, runtime, supervisor, token), supervisor
+        tokens = Tokens(
+            store,
+            config,
+            daemon_token=token,
+            signing_key=signing_key,
+            nonce_file=config.data_dir / "nonces",
+        )
+        await tokens.load()
+        return _services(config, store, runtime, supervisor, tokens), supervisor
 
     async def _podman_socket(self, stack: AsyncExitStack) -> Path:
         if self.config.podman_socket is not None:
@@ -242,7 +255,7 @@ class Daemon:
 
 
 def _services(
-    config: Config, store: Store, runtime: PodmanRuntime, supervisor: Supervisor, token: str
+    config: Config, store: Store, runtime: PodmanRuntime, supervisor: Supervisor, tokens: Tokens
 ) -> Services:
     """What the edge is given: the services, wired to the store, the supervisor and, through
     callables only, the runtime."""
@@ -279,7 +292,7 @@ def _services(
         exec_sessions=ExecSessions(
             lambda target, command, tty: runtime.exec(target, command, tty=tty)
         ),
-        token=token,
+        tokens=tokens,
     )
 
 

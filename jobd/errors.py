@@ -5,10 +5,11 @@ JobdError
 │   ├── PlanTooLarge        422  the plan needs more than the node has
 │   ├── NotHere             422  it names something this machine does not have (a host path)
 │   └── TooLarge            413  the request's body is over the configured limit (an upload)
-├── Unauthorized            401  the TCP API needs the bearer token
+├── Unauthorized            401  the TCP API needs a token or a signed request
 ├── Forbidden               403  the caller may not do this (a priority above its limit)
 ├── NotFound                404  no such job or run
 ├── Conflict                409  the run is not in a state that allows this
+├── TooManyRequests         429  slow down: repeated failed authentications
 ├── StoreError              500  the database refused an operation
 └── RuntimeFailure          502  podman failed; the runtime module raises only these
     ├── RuntimeUnavailable  503  the podman API can't be reached
@@ -69,7 +70,7 @@ class TooLarge(InvalidRequest):
 
 
 class Unauthorized(JobdError):
-    """A valid bearer token is required on the TCP API."""
+    """The TCP API needs a valid token or a signed request."""
 
     status = 401
     code = "unauthorized"
@@ -87,6 +88,17 @@ class Conflict(JobdError):
 
     status = 409
     code = "conflict"
+
+
+class TooManyRequests(JobdError):
+    """Too many requests: slow down."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, for the Retry-After header
 
 
 class StoreError(JobdError):

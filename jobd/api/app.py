@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api import exec as exec_
-from jobd.api import jobs, logs, node, outputs, recipes, runs, uploads, volumes
-from jobd.api.context import MAX_BODY, SERVICES, Services
+from jobd.api import jobs, logs, node, outputs, recipes, runs, tokens, uploads, volumes
+from jobd.api.context import MAX_BODY, SERVICES, THROTTLE, Services
 from jobd.api.middleware import auth_middleware, error_middleware
 from jobd.api.query import query_middleware
+from jobd.api.throttle import FailureThrottle
 
 
 def create_app(services: Services) -> web.Application:
@@ -17,6 +18,7 @@ def create_app(services: Services) -> web.Application:
         middlewares=[error_middleware, auth_middleware, query_middleware],
     )
     app[SERVICES] = services
+    app[THROTTLE] = FailureThrottle()
     app.router.add_post("/v1/jobs", jobs.create_job)
     app.router.add_get("/v1/jobs", jobs.list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", jobs.get_job)
@@ -48,6 +50,10 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/uploads", uploads.list_uploads)
     app.router.add_get("/v1/uploads/{slug}", uploads.get_upload)
     app.router.add_delete("/v1/uploads/{slug}", uploads.delete_upload)
+    app.router.add_post("/v1/tokens", tokens.create_token)
+    app.router.add_get("/v1/tokens", tokens.list_tokens)
+    app.router.add_get("/v1/tokens/{token_id}", tokens.get_token)
+    app.router.add_delete("/v1/tokens/{token_id}", tokens.revoke_token)
     app.router.add_get("/v1/plans", node.list_plans)
     app.router.add_get("/v1/node", node.get_node)
     app.router.add_get("/v1/doctor", node.doctor)

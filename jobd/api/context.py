@@ -1,4 +1,5 @@
-"""What the edge is given: the services its handlers call, under the app's typed key."""
+"""What the edge is given: the services its handlers call, under the app's typed key; and what
+it keeps itself (the throttle of failed authentications)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from jobd.api.throttle import FailureThrottle
 from jobd.config import Config
 from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
@@ -14,6 +16,7 @@ from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
 
@@ -32,7 +35,8 @@ class Services:
     uploads: Uploads
     node: Node
     exec_sessions: ExecSessions
-    token: str  # the TCP API's bearer token
+    tokens: Tokens  # users' API tokens, and who a TCP request is
 
 
 SERVICES = web.AppKey("services", Services)
+THROTTLE = web.AppKey("throttle", FailureThrottle)

@@ -1,10 +1,10 @@
-"""Errors as JSON, in one place; authentication; and who is asking, and what they reach."""
+"""Errors as JSON, in one place; who is asking (the peer on the Unix socket, a token or a
+signed request on TCP), what their token's scope lets them do, and what they reach."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import os
+import hashlib
 import socket
 import struct
 import weakref
@@ -13,13 +13,26 @@ from typing import Any
 
 from aiohttp import web
 
-from jobd.api.context import MAX_BODY, SERVICES
+from jobd.api.context import MAX_BODY, SERVICES, THROTTLE
 from jobd.api.requests import bool_param, json_response
 from jobd.domain.owners import Caller, Owner, Reach
-from jobd.errors import JobdError, Unauthorized
+from jobd.domain.tokens import (
+    KEY_HEADER,
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+)
+from jobd.errors import Forbidden, JobdError, TooManyRequests, Unauthorized
+from jobd.services.tokens import BodyCheck, SignedRequest
 from jobd.users import user_name
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CALLER = web.RequestKey("caller", Caller)
+BODY_CHECK: web.RequestKey[BodyCheck] = web.RequestKey("body_check")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WRITING_READS = frozenset({"/v1/runs/{run_id}/exec"})  # GETs that change something
+STREAMED_BODIES = frozenset({"/v1/uploads"})  # bodies the handler reads as they arrive
+SIGNED_HEADERS = (KEY_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -31,7 +44,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except JobdError as e:
-        return json_response(error_body(e.code, e.message), status=e.status)
+        response = json_response(error_body(e.code, e.message), status=e.status)
+        if isinstance(e, TooManyRequests):
+            response.headers["Retry-After"] = str(e.retry_after)
+        return response
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -44,33 +60,93 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if caller(request).owner.via != "unix":
-        token = request.app[SERVICES].token
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # the scheme is case-insensitive (RFC 7235), the token is not
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
-            raise Unauthorized()
+    """Who is asking, once per request: the peer on the Unix socket; on TCP the token or
+    the signed request, checked again on every request (a revocation bites at once). A
+    token's scope decides whether the request may change anything."""
+    who = _peer_caller(request)
+    if who is None:
+        who = await _authenticated(request)
+    request[CALLER] = who
+    writes = request.method not in READ_METHODS or _route(request) in WRITING_READS
+    if not who.may(writes=writes):
+        raise Forbidden(
+            f"this token's scope is {who.scope}: it may not {request.method} {request.path}"
+        )
     return await handler(request)
 
 
+async def _authenticated(request: web.Request) -> Caller:
+    """The TCP caller; failures from one peer are answered slower and slower."""
+    tokens = request.app[SERVICES].tokens
+    try:
+        if KEY_HEADER in request.headers:
+            return await _signed(request)
+        return await tokens.bearer(request.headers.get("Authorization", ""))
+    except Unauthorized:
+        wait = request.app[THROTTLE].failed(request.remote or "?")
+        if wait:
+            await asyncio.sleep(wait)
+        raise
+
+
+async def _signed(request: web.Request) -> Caller:
+    headers = request.headers
+    missing = [h for h in SIGNED_HEADERS if not headers.get(h)]
+    if missing:
+        raise Unauthorized(f"a signed request needs {', '.join(missing)} too")
+    who, check = await request.app[SERVICES].tokens.signed(
+        SignedRequest(
+            key_id=headers[KEY_HEADER],
+            timestamp=headers[TIMESTAMP_HEADER],
+            nonce=headers[NONCE_HEADER],
+            signature=headers[SIGNATURE_HEADER],
+            method=request.method,
+            target=request.raw_path,
+        )
+    )
+    if _route(request) in STREAMED_BODIES:
+        request[BODY_CHECK] = check  # the handler checks the body as it has read it
+    else:
+        check(hashlib.sha256(await request.read()).hexdigest())
+    return who
+
+
+def _route(request: web.Request) -> str | None:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else None
+
+
 # per connection: a client's requests on one connection come from the same peer
-_callers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Caller] = weakref.WeakKeyDictionary()
+_peers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Caller] = weakref.WeakKeyDictionary()
+
+
+def _peer_caller(request: web.Request) -> Caller | None:
+    """The caller on the Unix socket, who the kernel says the peer is; None on TCP."""
+    transport = request.transport
+    if transport is None:  # the connection is gone: nobody to answer
+        return None
+    found = _peers.get(transport)
+    if found is None:
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            return None
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, _ = struct.unpack("3i", creds)
+        owner = Owner(uid=uid, user=user_name(uid), via="unix")
+        found = Caller(owner=owner, admin=request.app[SERVICES].config.is_admin(owner.user, uid))
+        _peers[transport] = found
+    return found
 
 
 def caller(request: web.Request) -> Caller:
-    """Who is asking: the peer's uid on the Unix socket, the daemon's user over TCP; and
-    whether they administer jobd."""
-    transport = request.transport
-    found = _callers.get(transport) if transport is not None else None
-    if found is None:
-        owner = _peer(transport.get_extra_info("socket") if transport is not None else None)
-        admin = request.app[SERVICES].config.is_admin(owner.user, owner.uid)
-        found = Caller(owner=owner, admin=admin)
-        if transport is not None:  # None: the connection is gone, no peer to remember
-            _callers[transport] = found
-    return found
+    """Who is asking (auth_middleware found out)."""
+    return request[CALLER]
+
+
+def body_check(request: web.Request) -> BodyCheck | None:
+    """For a signed request whose body streams (an upload): the check of its signature, to
+    call with the body's sha256 once it is read. None for any other request."""
+    return request.get(BODY_CHECK)
 
 
 def reach(request: web.Request) -> Reach:
@@ -82,12 +158,3 @@ def listing_reach(request: web.Request) -> Reach:
     """Whose records a listing shows: the caller's, or with ?allUsers=true (admins only)
     everyone's."""
     return caller(request).listing(bool_param(request, "allUsers"))
-
-
-def _peer(sock: Any) -> Owner:
-    if sock is not None and sock.family == socket.AF_UNIX:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _, uid, _ = struct.unpack("3i", creds)
-        return Owner(uid=uid, user=user_name(uid), via="unix")
-    uid = os.getuid()
-    return Owner(uid=uid, user=user_name(uid), via="tcp")

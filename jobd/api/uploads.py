@@ -5,19 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.middleware import caller, listing_reach, reach
+from jobd.api.middleware import body_check, caller, listing_reach, reach
 from jobd.api.requests import json_response
 from jobd.domain.resources import MIB
 
 
 async def create_upload(request: web.Request) -> web.Response:
     """The body is the file, as it is (no form encoding); `?name=` names it for the jobs that
-    mount it (/inputs/<name>)."""
+    mount it (/inputs/<name>). A signed request's signature is checked against the file's
+    sha256 once it has arrived, before it is kept."""
     upload = await request.app[SERVICES].uploads.receive(
         request.content.iter_chunked(MIB),
         name=request.query.get("name", ""),
         length=request.content_length,
         owner=caller(request).owner,
+        check=body_check(request),
     )
     return json_response(upload, status=201)
 

@@ -1,10 +1,12 @@
-"""Who a record belongs to (the user who asked for it, and how jobd knew them), who is asking,
-and whose records a request may reach: a user reaches their own, an admin everyone's."""
+"""Who a record belongs to (the user who asked for it, and how jobd knew them), who is asking
+and with what powers, and whose records a request may reach: a user reaches their own, an
+admin everyone's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from jobd.errors import Forbidden
@@ -14,7 +16,7 @@ from jobd.errors import Forbidden
 class Owner:
     uid: int | None
     user: str
-    via: str  # "unix" (peer credentials) or "tcp" (bearer token)
+    via: str  # "unix" (peer credentials), "tcp" (the daemon's token), "token", "hmac"
 
     def to_api(self) -> dict[str, Any]:
         return {"uid": self.uid, "user": self.user, "via": self.via}
@@ -43,13 +45,32 @@ class Reach:
 EVERYONE = Reach(None)  # jobd itself, and an admin
 
 
+class Scope(StrEnum):
+    """What an API token may do."""
+
+    READ = "read"  # reads only
+    SUBMIT = "submit"  # also creates, cancels, updates and deletes its owner's records
+    ADMIN = "admin"  # an admin's powers; only an admin may hold one
+
+    def allows(self, *, writes: bool) -> bool:
+        return not writes or self is not Scope.READ
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Caller:
-    """Who is asking: the owner of what they create, and whether they administer jobd (root,
-    the daemon's own user, the configured admins)."""
+    """Who is asking: the owner of what they create, whether they administer jobd (root,
+    the daemon's own user, the configured admins: through a token, only with its admin
+    scope), and through which token, with what scope (none on the Unix socket: all that
+    the user may do)."""
 
     owner: Owner
     admin: bool
+    scope: Scope | None = None
+    token_id: str | None = None
+
+    def may(self, *, writes: bool) -> bool:
+        """Whether the caller's scope lets a request read, or change something."""
+        return self.scope is None or self.scope.allows(writes=writes)
 
     @property
     def reach(self) -> Reach:

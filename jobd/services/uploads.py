@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from jobd.config import Config
@@ -29,10 +29,18 @@ class Uploads:
         self.config = config
 
     async def receive(
-        self, chunks: AsyncIterable[bytes], *, name: str, length: int | None, owner: Owner
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        name: str,
+        length: int | None,
+        owner: Owner,
+        check: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Keep the file `chunks` bring as a new upload named `name`. `length`, when the
-        request declared it, is refused at once if it is over the limit or the disk's room."""
+        request declared it, is refused at once if it is over the limit or the disk's room.
+        `check`, given the file's sha256 once it has all arrived, may refuse it (a signed
+        request whose signature does not cover this body)."""
         problem = upload_name_problem(name)
         if problem:
             raise InvalidRequest(problem)
@@ -41,6 +49,8 @@ class Uploads:
         slug = new_id(SLUG_PREFIX)
         try:
             await self._write(incoming, chunks)
+            if check is not None:
+                check(incoming.sha256)
             await asyncio.to_thread(keep, incoming, slug, self.config)
         except BaseException:
             await asyncio.to_thread(incoming.discard)

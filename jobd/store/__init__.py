@@ -9,7 +9,7 @@ event loop (jobd/store/writer.py says why); reads use a second connection on a t
 
 `Store` is the one handle the rest of jobd holds. The queries live beside it, grouped by what
 they read and write: jobs.py, runs.py (runs and their events), recipes.py, schedules.py,
-queue.py (placement passes and pending limits), volumes.py, uploads.py; schema.py has the
+queue.py (placement passes and pending limits), volumes.py, uploads.py, tokens.py; schema.py has the
 migrations.
 """
 
@@ -29,9 +29,10 @@ from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.runs import Run
 from jobd.domain.states import RunStatus, sources_of
+from jobd.domain.tokens import Token
 from jobd.domain.uploads import Upload
 from jobd.domain.volumes import Volume
-from jobd.store import jobs, queue, recipes, runs, schedules, uploads, volumes
+from jobd.store import jobs, queue, recipes, runs, schedules, tokens, uploads, volumes
 from jobd.store.queue import Choose, Placement
 from jobd.store.rows import Page
 from jobd.store.schedules import Firings, PlanLookup
@@ -183,6 +184,31 @@ class Store:
 
     async def upload_keys(self) -> list[tuple[str, str]]:
         return await uploads.upload_keys(self._reader)
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    async def create_token(self, token: Token) -> None:
+        """Record a new token; a Conflict if its owner has an unrevoked one of that name."""
+        await self._writer.write(lambda db: tokens.create_token(db, token))
+
+    async def revoke_token(self, token_id: str) -> Token:
+        return await self._writer.write(
+            lambda db: tokens.revoke_token(db, token_id, now().timestamp())
+        )
+
+    async def touch_token(self, token_id: str, moment: datetime) -> None:
+        """Note when the token was last used (a sample: not every use is written)."""
+        await self._writer.write(lambda db: tokens.touch_token(db, token_id, moment.timestamp()))
+
+    async def get_token(self, key: str, *, reach: Reach) -> Token:
+        """A token by id, or by its owner's name for it."""
+        return await tokens.get_token(self._reader, key, reach)
+
+    async def list_tokens(self, *, reach: Reach) -> list[Token]:
+        return await tokens.list_tokens(self._reader, reach)
+
+    async def all_tokens(self) -> list[Token]:
+        return await tokens.all_tokens(self._reader)
 
     # -- runs: state changes ----------------------------------------------------------------
 

@@ -217,6 +217,25 @@ MIGRATIONS: Sequence[str] = (
         GENERATED ALWAYS AS (json_extract(owner, '$.uid')) VIRTUAL;
     CREATE INDEX uploads_owner ON uploads (owner_uid, created_at);
     """,
+    # API tokens: bearer tokens (only their sha256 kept) and signing keys (nothing secret kept)
+    """
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        owner_uid INTEGER GENERATED ALWAYS AS (json_extract(owner, '$.uid')) VIRTUAL,
+        name TEXT,
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        secret_hash TEXT UNIQUE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    CREATE INDEX tokens_owner ON tokens (owner_uid, created_at);
+    CREATE UNIQUE INDEX tokens_owner_name ON tokens (owner_uid, name)
+        WHERE revoked_at IS NULL AND name IS NOT NULL;
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

@@ -4,61 +4,19 @@ are 404, never 403, so ids do not leak; a configured admin and root see everyone
 
 from __future__ import annotations
 
-import grp
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.acceptance.conftest import ALICE, BOB, CAROL
 from tests.support import TEST_IMAGE, Daemon, Response
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
-ALICE, BOB, CAROL = "jobd-alice", "jobd-bob", "jobd-carol"  # carol is an admin
-GROUP = "jobd"  # the system daemon's socket is 0660, group jobd
-
-
-def ensure_user(name: str) -> None:
-    """Made once and kept, as a test machine keeps its test users."""
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
-        )
-    subprocess.run(["usermod", "--append", "--groups", GROUP, name], check=True)
-
-
-@pytest.fixture(scope="module")
-def users() -> None:
-    if os.getuid() != 0:
-        pytest.skip("creating the test users needs root")
-    try:
-        grp.getgrnam(GROUP)
-    except KeyError:
-        subprocess.run(["groupadd", "--system", GROUP], check=True)
-    for name in (ALICE, BOB, CAROL):
-        ensure_user(name)
 
 
 @pytest.fixture
-def daemon(users: None, podman_socket: Path, test_image: str) -> Iterator[Daemon]:
-    """The system daemon, as root, with carol as an admin; its home is where the users can
-    reach its socket (pytest's temporary directories are root's alone)."""
-    home = Path(tempfile.mkdtemp(prefix="jobd-users-"))
-    home.chmod(0o755)
-    d = Daemon(home, podman_socket=podman_socket, config=f'system = true\nadmins = ["{CAROL}"]\n')
-    try:
-        d.start()
-        yield d
-    finally:
-        d.stop(kill_containers=True)
-        shutil.rmtree(home, ignore_errors=True)
+def daemon(team_daemon: Daemon) -> Daemon:
+    return team_daemon
 
 
 def call(daemon: Daemon, user: str, method: str, path: str, body: Any = None) -> Response:
