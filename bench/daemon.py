@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.abc
 import psutil
 
 BIN = Path(sys.executable).parent
@@ -22,10 +23,11 @@ BLOCKER_PLAN = "bench-whole-node"
 
 
 class BenchDaemon:
-    def __init__(self, home: Path, *, config: str = "") -> None:
+    def __init__(self, home: Path, *, config: str = "", tcp: bool = False) -> None:
         self.home = home
         self.socket = home / "jobd.sock"
         self.data_dir = home / "data"
+        self.port = _free_port() if tcp else None
         self.process: subprocess.Popen[bytes] | None = None
         home.mkdir(parents=True, exist_ok=True)
         cpus = os.cpu_count() or 1
@@ -44,7 +46,7 @@ class BenchDaemon:
                     str(self.data_dir),
                     "--socket",
                     str(self.socket),
-                    "--no-tcp",
+                    *(["--port", str(self.port)] if self.port else ["--no-tcp"]),
                     "--config",
                     str(self.home / "jobd.toml"),
                 ],
@@ -89,6 +91,35 @@ class BenchDaemon:
         connector = aiohttp.UnixConnector(path=str(self.socket), limit=connections)
         return aiohttp.ClientSession(connector=connector)
 
+    def tcp_session(self, connections: int = 100) -> aiohttp.ClientSession:
+        """A session on the TCP port (the daemon was made with tcp=True): requests to
+        http://jobd/... go to it, as on the socket."""
+        assert self.port is not None
+        resolver = _Loopback(self.port)
+        connector = aiohttp.TCPConnector(limit=connections, resolver=resolver)
+        return aiohttp.ClientSession(connector=connector)
+
+
+class _Loopback(aiohttp.abc.AbstractResolver):
+    """Resolves every name to 127.0.0.1 on one port, so the scenarios' http://jobd URLs
+    reach the TCP port unchanged."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> Any:
+        return [{"hostname": host, "host": "127.0.0.1", "port": self.port, "family": family,
+                 "proto": 0, "flags": 0}]  # fmt: skip
+
+    async def close(self) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 def remove_labelled_containers(label: str) -> None:
     """Remove every container carrying `label` (key=value), running or not."""
@@ -102,8 +133,21 @@ def remove_labelled_containers(label: str) -> None:
         subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, check=False)
 
 
-async def post_json(http: aiohttp.ClientSession, path: str, body: Any) -> Any:
-    async with http.post(f"http://jobd{path}", json=body) as response:
+async def post_json(
+    http: aiohttp.ClientSession, path: str, body: Any, headers: dict[str, str] | None = None
+) -> Any:
+    async with http.post(f"http://jobd{path}", json=body, headers=headers) as response:
+        payload = await response.json()
+        if response.status >= 300:
+            raise RuntimeError(f"POST {path}: {response.status} {payload}")
+        return payload
+
+
+async def post_raw(
+    http: aiohttp.ClientSession, path: str, body: bytes, headers: dict[str, str]
+) -> Any:
+    """A body sent exactly as given (a signed request signs these bytes)."""
+    async with http.post(f"http://jobd{path}", data=body, headers=headers) as response:
         payload = await response.json()
         if response.status >= 300:
             raise RuntimeError(f"POST {path}: {response.status} {payload}")

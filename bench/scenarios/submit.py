@@ -4,6 +4,11 @@ and `tsp true`. jobd's jobs queue behind a job that fills the node, so what is m
 accepting work (and a queue that grows to N), not running it. Beside them, the HTTP floor:
 an aiohttp server that only parses the body and answers, driven by the same client.
 
+Users on the TCP port authenticate each request with an API token or a signature: at 8
+clients one daemon takes the same submissions through the Unix socket's peer credentials,
+a token, and signed requests (a new nonce and HMAC per request, on kept-alive connections),
+in interleaved rounds.
+
 Rates on this 2-core VM drift from run to run (the same build measured minutes apart can
 differ by half), so beside them the scenario reports the CPU the server process spent per
 job accepted: jobd's daemon and the floor's server, the work each does for a submission."""
@@ -11,22 +16,33 @@ job accepted: jobd's daemon and the floor's server, the work each does for a sub
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 
-from bench.daemon import BIN, BLOCKER_PLAN, IMAGE, BenchDaemon, post_json, wait_for_status
+from bench.daemon import (
+    BIN,
+    BLOCKER_PLAN,
+    IMAGE,
+    BenchDaemon,
+    post_json,
+    post_raw,
+    wait_for_status,
+)
 from bench.report import Figure, Report
 from bench.scenarios.common import command_runner, concurrently, peers, percentile
+from jobctl.signing import signed_headers
 
 SCENARIO = "1 submit"
 JOB = {"image": IMAGE, "command": ["true"], "network": "none", "plan": "starter"}
@@ -43,8 +59,13 @@ def run(
     status = peers()
     for _ in range(repeats):
         for c in clients:
-            for system, submit in (("jobd", _jobd), (HTTP_FLOOR, _http_floor)):
-                wall, latencies, seconds = asyncio.run(submit(n, c))
+            measured = {
+                "jobd": asyncio.run(_jobd(n, c)),
+                HTTP_FLOOR: asyncio.run(_http_floor(n, c)),
+            }
+            if c == AUTH_CLIENTS:
+                measured.update(asyncio.run(_authenticated(n, c)))
+            for system, (wall, latencies, seconds) in measured.items():
                 results.setdefault((system, c), []).append((wall, latencies))
                 cpu.setdefault((system, c), []).append(seconds / len(latencies))
         results.setdefault(("jobctl", 1), []).append(asyncio.run(_jobctl(jobctl_n)))
@@ -105,6 +126,57 @@ async def _jobd(n: int, clients: int) -> tuple[float, list[float], float]:
             daemon.stop()
 
 
+async def _authenticated(n: int, clients: int) -> dict[str, tuple[float, list[float], float]]:
+    """The same submissions through peer credentials (the socket), an API token and signed
+    requests (the TCP port), on one daemon, in interleaved rounds, so that the drift of this
+    VM and of a growing queue falls on all three alike."""
+    body = json.dumps(JOB).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    with tempfile.TemporaryDirectory(prefix="jobd-bench-") as home:
+        daemon = BenchDaemon(Path(home), tcp=True)
+        daemon.start()
+        assert daemon.process is not None
+        try:
+            async with daemon.session(clients + 4) as unix, daemon.tcp_session(clients + 4) as tcp:
+                await _fill_the_node(unix)
+                bearer = await post_json(unix, "/v1/tokens", {"kind": "bearer"})
+                key = await post_json(unix, "/v1/tokens", {"kind": "hmac"})
+
+                async def with_token() -> None:
+                    headers = {"Authorization": f"Bearer {bearer['secret']}"}
+                    await post_json(tcp, "/v1/jobs", JOB, headers=headers)
+
+                async def signed() -> None:
+                    headers = signed_headers(
+                        key["keyId"], key["secret"], "POST", "/v1/jobs", digest
+                    )
+                    headers["Content-Type"] = "application/json"
+                    await post_raw(tcp, "/v1/jobs", body, headers)
+
+                systems = {PEER: lambda: _submit(unix), TOKEN: with_token, SIGNED: signed}
+                return await _rounds(daemon.process.pid, n, clients, systems)
+        finally:
+            daemon.stop()
+
+
+async def _rounds(
+    server: int, n: int, clients: int, systems: Mapping[str, Callable[[], Awaitable[None]]]
+) -> dict[str, tuple[float, list[float], float]]:
+    """n submissions per system, in AUTH_ROUNDS rounds, the order turned each round; each
+    system's wall time, latencies and server CPU summed over its rounds."""
+    totals: dict[str, tuple[float, list[float], float]] = {s: (0.0, [], 0.0) for s in systems}
+    names = list(systems)
+    for round_number in range(AUTH_ROUNDS):
+        turned = names[round_number % len(names) :] + names[: round_number % len(names)]
+        for name in turned:
+            wall, latencies, seconds = await _measured(
+                server, n // AUTH_ROUNDS, clients, systems[name]
+            )
+            total_wall, total_latencies, total_seconds = totals[name]
+            totals[name] = (total_wall + wall, total_latencies + latencies, total_seconds + seconds)
+    return totals
+
+
 async def _measured(
     server: int, n: int, clients: int, one: Callable[[], Awaitable[None]]
 ) -> tuple[float, list[float], float]:
@@ -120,6 +192,11 @@ async def _measured(
 # 201 with a small JSON document, nothing else; the same client drives it. No job runner
 # served by aiohttp in one Python process accepts faster on this machine.
 HTTP_FLOOR = "aiohttp floor"
+PEER = "jobd, peer credentials"
+TOKEN = "jobd, API token"
+SIGNED = "jobd, signed"
+AUTH_CLIENTS = 8  # the ways to authenticate are compared at this many clients
+AUTH_ROUNDS = 6
 FLOOR_SERVER = """
 import sys
 from aiohttp import web
@@ -197,10 +274,15 @@ async def _jobctl(n: int) -> tuple[float, list[float]]:
 def _figures(report: Report, results: Samples, n: int) -> None:
     sbatch = results.get(("slurm", 8))
     sbatch_rate = statistics.median(len(lat) / wall for wall, lat in sbatch) if sbatch else None
+    peer = results.get((PEER, AUTH_CLIENTS))
+    peer_rate = statistics.median(len(lat) / wall for wall, lat in peer) if peer else None
     for (system, c), samples in results.items():
         label = f"{c} client{'s' if c > 1 else ''}"
         rates = tuple(len(lat) / wall for wall, lat in samples)
         target, met = None, None
+        if system in (TOKEN, SIGNED) and peer_rate is not None:
+            target = ">= 90% of peer credentials' rate, same daemon"
+            met = statistics.median(rates) >= 0.9 * peer_rate
         if system == "jobd" and c == 8:
             target = ">= 1,000 jobs/s and >= 10x sbatch"
             rate = statistics.median(rates)

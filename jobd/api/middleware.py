@@ -116,8 +116,10 @@ def _route(request: web.Request) -> str | None:
     return resource.canonical if resource is not None else None
 
 
-# per connection: a client's requests on one connection come from the same peer
-_peers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Caller] = weakref.WeakKeyDictionary()
+# per connection: a client's requests on one connection come from the same peer (None: TCP)
+_peers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Caller | None] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _peer_caller(request: web.Request) -> Caller | None:
@@ -125,16 +127,18 @@ def _peer_caller(request: web.Request) -> Caller | None:
     transport = request.transport
     if transport is None:  # the connection is gone: nobody to answer
         return None
-    found = _peers.get(transport)
-    if found is None:
-        sock = transport.get_extra_info("socket")
-        if sock is None or sock.family != socket.AF_UNIX:
-            return None
+    try:
+        return _peers[transport]
+    except KeyError:
+        pass
+    sock = transport.get_extra_info("socket")
+    found = None
+    if sock is not None and sock.family == socket.AF_UNIX:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _, uid, _ = struct.unpack("3i", creds)
         owner = Owner(uid=uid, user=user_name(uid), via="unix")
         found = Caller(owner=owner, admin=request.app[SERVICES].config.is_admin(owner.user, uid))
-        _peers[transport] = found
+    _peers[transport] = found
     return found
 
 

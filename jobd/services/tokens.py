@@ -18,11 +18,11 @@ refused (its nonce may have been used), whatever its nonce.
 from __future__ import annotations
 
 import base64
-import hashlib
 import heapq
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,11 +40,11 @@ from jobd.domain.tokens import (
     SIGNATURE_WINDOW_SECONDS,
     TOKEN_ID_PREFIX,
     TOKEN_PREFIX,
+    Signer,
     Token,
     TokenKind,
     lifetime_problem,
     secret_hash,
-    signature,
     signing_string,
 )
 from jobd.errors import Forbidden, InvalidRequest, Unauthorized
@@ -111,6 +111,8 @@ class Tokens:
         self._signed_after: float | None = None
         self._by_hash: dict[str, Token] = {}
         self._by_id: dict[str, Token] = {}
+        self._callers: dict[str, Caller] = {}  # who each token is, made once
+        self._signers: dict[str, Signer] = {}  # each signing key's, its secret derived once
         self._touched: dict[str, float] = {}
         self._nonces = Nonces()
         uid = os.getuid()
@@ -217,13 +219,13 @@ class Tokens:
             raise Unauthorized(f"unknown signing key {request.key_id!r}")
         self._check_freshness(request)
         caller = await self._caller(token)
-        secret = self._derived_secret(token.id)
+        signer = self._signers[token.id]
 
         def check(body_sha256: str) -> None:
             message = signing_string(
                 request.method, request.target, request.timestamp, request.nonce, body_sha256
             )
-            if not hmac.compare_digest(signature(secret, message), request.signature.lower()):
+            if not hmac.compare_digest(signer.sign(message), request.signature.lower()):
                 raise Unauthorized(
                     "bad signature: it does not match the method, path, query, timestamp,"
                     " nonce and body sent"
@@ -232,7 +234,7 @@ class Tokens:
         return caller, check
 
     def _check_freshness(self, request: SignedRequest) -> None:
-        moment = now().timestamp()
+        moment = time.time()
         try:
             timestamp = int(request.timestamp)
         except ValueError:
@@ -258,24 +260,29 @@ class Tokens:
         if stamp - self._touched.get(token.id, 0.0) > TOUCH_EVERY.total_seconds():
             self._touched[token.id] = stamp
             await self.store.touch_token(token.id, moment)
-        owner = token.owner
-        admin = token.scope is Scope.ADMIN and self.config.is_admin(owner.user, owner.uid)
-        via = "hmac" if token.kind is TokenKind.HMAC else "token"
-        return Caller(
-            owner=Owner(uid=owner.uid, user=owner.user, via=via),
-            admin=admin,
-            scope=token.scope,
-            token_id=token.id,
-        )
+        return self._callers[token.id]
 
     def _derived_secret(self, token_id: str) -> str:
-        digest = hmac.new(self._signing_key, token_id.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(self._signing_key, token_id.encode(), "sha256")
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def _hold(self, token: Token) -> None:
         self._by_id[token.id] = token
         if token.secret_hash:
             self._by_hash[token.secret_hash] = token
+        if token.kind is TokenKind.HMAC:
+            self._signers[token.id] = Signer(self._derived_secret(token.id))
+        owner = token.owner
+        self._callers[token.id] = Caller(
+            owner=Owner(
+                uid=owner.uid,
+                user=owner.user,
+                via="hmac" if token.kind is TokenKind.HMAC else "token",
+            ),
+            admin=token.scope is Scope.ADMIN and self.config.is_admin(owner.user, owner.uid),
+            scope=token.scope,
+            token_id=token.id,
+        )
 
 
 def _read_nonces(path: Path) -> list[tuple[float, str, str]] | None:
