@@ -266,6 +266,7 @@ def _services(
         supervisor.wake,
         supervisor.purge_soon,
         runtime.image_digest,
+        rootless=supervisor.info.rootless,
     )
     return Services(
         config=config,

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jobd.domain.identity import Identity
+
 SECONDS_PER_MONTH = 30 * 24 * 3600  # plan prices are prorated over a 30-day month
 DEFAULT_PLAN = "standard"
 MIB = 1024 * 1024
@@ -164,6 +166,7 @@ class Limits:
     nproc: int
     enforced: bool
     note: str | None = None  # why they are not enforced, when they are not
+    identity: Identity | None = None  # who its process was on the host (None: older runs)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -174,6 +177,7 @@ class Limits:
             "nproc": self.nproc,
             "enforced": self.enforced,
             "note": self.note,
+            "runAs": self.identity.to_api() if self.identity else None,
         }
 
     @classmethod
@@ -186,4 +190,5 @@ class Limits:
             nproc=data["nproc"],
             enforced=data["enforced"],
             note=data.get("note"),
+            identity=Identity.from_api(data["runAs"]) if data.get("runAs") else None,
         )

@@ -171,14 +171,16 @@ class Run:
         }
 
     def _final_config(self) -> dict[str, Any] | None:
-        """What the run executes and exactly what it was given: its resources, and its
-        devices (UUIDs) and CPU set once placed."""
+        """What the run executes and exactly what it was given: its resources, its devices
+        (UUIDs) and CPU set once placed, and who its process is on the host once created."""
         if self.spec is None:
             return None
+        identity = self.limits.identity if self.limits else None
         return {
             **self.spec.to_record(),
             "granted": self.plan.to_api(),
             "allocation": self.allocation.to_api() if self.allocation else None,
+            "runAs": identity.to_api() if identity else None,
         }
 
     def with_changes(self, **changes: Any) -> Run:

@@ -11,6 +11,7 @@ from typing import Any
 
 from jobd.config import Config
 from jobd.domain.engine import RuntimeInfo
+from jobd.domain.identity import mode_summary
 from jobd.domain.node import NodeInventory
 from jobd.domain.resources import Allocation, GpuGrant
 from jobd.node.cdi import CdiRegistry, load_registry, max_cdi_version
@@ -33,7 +34,7 @@ async def checks(config: Config, info: RuntimeInfo, node: NodeInventory) -> list
     registry = await asyncio.to_thread(
         load_registry, config.gpus.cdi_spec_dirs, max_cdi_version(info.version)
     )
-    found = [_podman(info), _init(info), _limits(info), _nvml(node)]
+    found = [_podman(info), _init(info), _limits(info), _isolation(info), _nvml(node)]
     if node.gpus.gpus or registry.names(config.gpus.cdi_kind):
         found += [
             _cdi_specs(config, info, registry, node),
@@ -49,6 +50,14 @@ def _podman(info: RuntimeInfo) -> Check:
         level=OK,
         message=f"podman {info.version} (API {info.api_version}), OCI runtime {info.oci_runtime},"
         f" cgroups {info.cgroup_version}, {'rootless' if info.rootless else 'rootful'}",
+    )
+
+
+def _isolation(info: RuntimeInfo) -> Check:
+    return Check(
+        name="isolation",
+        level=OK,
+        message=mode_summary(daemon_uid=os.getuid(), rootless=info.rootless),
     )
 
 

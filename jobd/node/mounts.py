@@ -1,7 +1,9 @@
 """What a job's volumes are on this machine: a named volume is a directory under jobd's data
 directory, made on first use; a host path must exist and lie within a path the configuration
-allows, symlinks resolved, and never within jobd's own data. Checked when a job is submitted
-(or changed) and again when each run starts, since the configuration may have changed."""
+allows, symlinks resolved, never within jobd's own data, and the run's user (its owner, on
+the system daemon) must be able to reach it as the mount asks. Checked when a job is
+submitted (or changed) and again when each run starts, since the configuration, the files
+and the owner's groups may have changed; the kernel checks once more as the run opens it."""
 
 from __future__ import annotations
 
@@ -10,24 +12,29 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from jobd.config import Config
+from jobd.domain.identity import Identity
 from jobd.domain.volumes import HostMount, VolumeMount
 from jobd.errors import Forbidden, NotHere
+from jobd.node.accounts import may_reach
 
 VOLUME_MODE = 0o777  # any user a job runs as may write its volumes (the data dir is private)
 
 
-def check_host_paths(mounts: Iterable[VolumeMount], config: Config) -> None:
-    """Forbidden or NotHere naming a host path that may not be mounted. Blocks: call it in a
-    thread."""
+def check_host_paths(mounts: Iterable[VolumeMount], config: Config, identity: Identity) -> None:
+    """Forbidden or NotHere naming a host path that may not be mounted, by the configuration
+    or because the run's user (`identity`) may not reach it as the mount asks. Blocks: call
+    it in a thread."""
     for index, mount in enumerate(mounts):
         if mount.host_path:
-            _allowed(f"volumes/{index}/source", Path(mount.source), config)
+            _allowed(f"volumes/{index}/source", mount, config, identity)
 
 
-def resolved(mounts: Iterable[VolumeMount], config: Config) -> tuple[HostMount, ...]:
+def resolved(
+    mounts: Iterable[VolumeMount], config: Config, identity: Identity
+) -> tuple[HostMount, ...]:
     """The mounts as the runtime takes them, named volumes' directories made; Forbidden or
     NotHere naming a host path that may not be mounted. Blocks: call it in a thread."""
-    return tuple(_resolved(index, mount, config) for index, mount in enumerate(mounts))
+    return tuple(_resolved(index, mount, config, identity) for index, mount in enumerate(mounts))
 
 
 def volume_dir(name: str, config: Config) -> Path:
@@ -43,15 +50,25 @@ def make_volume_dir(name: str, config: Config) -> Path:
     return directory
 
 
-def _resolved(index: int, mount: VolumeMount, config: Config) -> HostMount:
+def _resolved(index: int, mount: VolumeMount, config: Config, identity: Identity) -> HostMount:
     if not mount.host_path:
         path = make_volume_dir(mount.source, config)
     else:
-        path = _allowed(f"volumes/{index}/source", Path(mount.source), config)
+        path = _allowed(f"volumes/{index}/source", mount, config, identity)
     return HostMount(host_path=str(path), target=mount.target, read_only=mount.read_only)
 
 
-def _allowed(where: str, source: Path, config: Config) -> Path:
+def _allowed(where: str, mount: VolumeMount, config: Config, identity: Identity) -> Path:
+    real = _configured(where, Path(mount.source), config)
+    if not may_reach(real, identity, write=not mount.read_only):
+        access = "read" if mount.read_only else "read and write"
+        raise Forbidden(
+            f"{where}: the job runs as uid {identity.uid}, which may not {access} {real}"
+        )
+    return real
+
+
+def _configured(where: str, source: Path, config: Config) -> Path:
     try:
         real = source.resolve(strict=True)
     except (FileNotFoundError, NotADirectoryError):

@@ -56,6 +56,8 @@ class ContainerSpec:
     mounts: tuple[HostMount, ...] = ()  # host directories and files, bind-mounted
     working_dir: str | None = None  # None: the image's own
     user: str | None = None  # "uid[:gid]" or a name the image knows; None: the image's own
+    groups: tuple[int, ...] = ()  # supplementary groups of its process
+    capabilities: tuple[str, ...] = ()  # all it keeps: every other one is dropped
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

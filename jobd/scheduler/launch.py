@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jobd.config import Config
 from jobd.domain.engine import RuntimeInfo
+from jobd.domain.identity import Identity, user_problem
 from jobd.domain.jobs import Job, JobSpec
 from jobd.domain.outputs import OUTPUTS_TARGET
 from jobd.domain.owners import EVERYONE, Owner, Reach
@@ -22,6 +23,7 @@ from jobd.domain.states import FailureType, RunStatus
 from jobd.domain.volumes import HostMount
 from jobd.errors import Forbidden, ImageNotFound, JobdError, NotFound, RuntimeFailure
 from jobd.logs.pump import LogPump
+from jobd.node.accounts import identity_for
 from jobd.node.cdi import load_registry, max_cdi_version
 from jobd.node.inventory import Inventory
 from jobd.node.mounts import resolved
@@ -87,10 +89,11 @@ class Launcher:
         devices = await self._passthrough(run)
         if devices is None:
             return
-        mounts = await self._mounts(run, job.owner, run.spec or job.spec)
-        if mounts is None:
+        given = await self._on_the_host(run, job)
+        if given is None:
             return
-        spec = self._container_spec(run, job, devices, mounts)
+        identity, mounts = given
+        spec = self._container_spec(run, job, devices, mounts, identity)
         try:
             container_id = await self._create(spec)
         except ImageNotFound as e:
@@ -106,7 +109,7 @@ class Launcher:
             detail="container created",
             expect={RunStatus.ASSIGNED},
             container_id=container_id,
-            limits=self._limits(run),
+            limits=self._limits(run, identity),
         )
         if not recorded:
             await self._drop_unstarted(run, container_id)
@@ -131,13 +134,43 @@ class Launcher:
             return None
         return found
 
-    async def _mounts(self, run: Run, owner: Owner, spec: JobSpec) -> tuple[HostMount, ...] | None:
+    async def _on_the_host(
+        self, run: Run, job: Job
+    ) -> tuple[Identity, tuple[HostMount, ...]] | None:
+        """Who the run is on the host, and what of the host it mounts; None when the run
+        failed instead."""
+        identity = await self._identity(run, job)
+        if identity is None:
+            return None
+        mounts = await self._mounts(run, job.owner, run.spec or job.spec, identity)
+        return None if mounts is None else (identity, mounts)
+
+    async def _identity(self, run: Run, job: Job) -> Identity | None:
+        """Who the run's process is on the host: its owner, on the system daemon; None when
+        it can't be (the run failed): the owner is gone from the machine, or the job's `user`
+        is no longer one of theirs."""
+        spec = run.spec or job.spec
+        try:
+            identity = identity_for(job.owner.uid, rootless=self.info.rootless)
+        except JobdError as e:
+            await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"{e}; it was not started")
+            return None
+        problem = user_problem(spec.user, identity)
+        if problem:
+            await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"{problem}; not started")
+            return None
+        return identity.as_user(spec.user)
+
+    async def _mounts(
+        self, run: Run, owner: Owner, spec: JobSpec, identity: Identity
+    ) -> tuple[HostMount, ...] | None:
         """The run's volumes on this machine, named ones made on first use, its inputs, read
         only, and its own /outputs; None when one can't be mounted (the run failed): a host
-        path gone, or no longer allowed, or a named volume not its owner's."""
+        path gone, no longer allowed or no longer reachable by the run's user, or a named
+        volume not its owner's."""
         try:
             await self._check_volume_owners(spec, owner)
-            volumes = await asyncio.to_thread(resolved, spec.volumes, self.config)
+            volumes = await asyncio.to_thread(resolved, spec.volumes, self.config, identity)
             inputs = await asyncio.to_thread(input_mounts, spec.inputs, self.config)
         except JobdError as e:
             await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"{e}; it was not started")
@@ -251,7 +284,12 @@ class Launcher:
     # -- what the container is given --------------------------------------------------------
 
     def _container_spec(
-        self, run: Run, job: Job, devices: Passthrough, mounts: tuple[HostMount, ...]
+        self,
+        run: Run,
+        job: Job,
+        devices: Passthrough,
+        mounts: tuple[HostMount, ...],
+        identity: Identity,
     ) -> ContainerSpec:
         spec = run.spec or job.spec  # what the run was created to execute
         return ContainerSpec(
@@ -275,7 +313,12 @@ class Launcher:
             publish_address=self.config.publish_address,
             mounts=mounts,
             working_dir=spec.working_dir,
-            user=spec.user,
+            # an owner's run is the owner: the job's user names them, perhaps with a group
+            user=spec.user
+            if spec.user and (":" in spec.user or not identity.user)
+            else identity.user,
+            groups=identity.groups,
+            capabilities=identity.capabilities,
         )
 
     @property
@@ -283,7 +326,7 @@ class Launcher:
         node = self.inventory.last
         return node is not None and bool(node.gpus.gpus)
 
-    def _limits(self, run: Run) -> Limits:
+    def _limits(self, run: Run, identity: Identity) -> Limits:
         return Limits(
             memory_bytes=run.plan.memory_bytes,
             cpus=run.plan.cpus,
@@ -292,4 +335,5 @@ class Launcher:
             nproc=run.plan.pids_limit,
             enforced=self.info.limits_enforced,
             note=self.info.limits_note,
+            identity=identity,
         )

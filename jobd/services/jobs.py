@@ -12,6 +12,7 @@ from typing import Any
 
 from jobd.config import Config
 from jobd.domain.capacity import never_fits
+from jobd.domain.identity import user_problem
 from jobd.domain.jobs import Job, JobFilter, JobSpec
 from jobd.domain.owners import EVERYONE, Caller, Owner, Reach
 from jobd.domain.recipes import Recipe
@@ -23,6 +24,7 @@ from jobd.domain.states import RunStatus
 from jobd.domain.uploads import InputFile, inputs_problem
 from jobd.domain.volumes import mount_problem
 from jobd.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotHere, PlanTooLarge
+from jobd.node.accounts import identity_for
 from jobd.node.inventory import Inventory
 from jobd.node.mounts import check_host_paths
 from jobd.services.validation import validate
@@ -89,8 +91,11 @@ class Jobs:
         wake: Callable[[], None],
         purge: Callable[[], None],
         pin: Callable[[str], Awaitable[str | None]],
+        *,
+        rootless: bool,
     ) -> None:
         self.store = store
+        self.rootless = rootless  # the runtime's: every run is the daemon user's, in a userns
         self.config = config
         self.inventory = inventory
         self.wake = wake  # the supervisor: runs to place or to stop
@@ -129,14 +134,17 @@ class Jobs:
             raise InvalidRequest(f"plan: unknown plan {plan_id!r}; known plans: {known}")
         return plan
 
-    async def _check_volumes(self, spec: JobSpec, owner: Owner) -> None:
-        """Volumes as written, then the host paths: they must exist and be allowed here; a
-        named volume must be the owner's, or not exist yet (the job's first run makes it)."""
-        problem = mount_problem(spec.volumes)
+    async def _check_access(self, spec: JobSpec, owner: Owner) -> None:
+        """What the job's runs will be on the host: its owner (on the system daemon: their
+        uid and groups, and no other `user`), with volumes as written; host paths must exist,
+        be allowed here and be reachable by that user as the mount asks; a named volume must
+        be the owner's, or not exist yet (the job's first run makes it)."""
+        identity = identity_for(owner.uid, rootless=self.rootless)
+        problem = mount_problem(spec.volumes) or user_problem(spec.user, identity)
         if problem:
             raise InvalidRequest(problem)
         if any(v.host_path for v in spec.volumes):
-            await asyncio.to_thread(check_host_paths, spec.volumes, self.config)
+            await asyncio.to_thread(check_host_paths, spec.volumes, self.config, identity)
         for mount in spec.volumes:
             if mount.host_path:
                 continue
@@ -191,7 +199,7 @@ class Jobs:
             spec = dataclasses.replace(spec, inputs=await self._inputs(_slugs(body), owner))
         self._check_priority(spec, owner)
         _check_ports(spec)
-        await self._check_volumes(spec, owner)
+        await self._check_access(spec, owner)
         if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
             spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
         schedule = _schedule(body) if "schedule" in body else None
@@ -245,7 +253,7 @@ class Jobs:
         if "priority" in body:
             self._check_priority(spec, caller.owner)
         _check_ports(spec)
-        await self._check_volumes(spec, job.owner)
+        await self._check_access(spec, job.owner)
         schedule = _updated_schedule(job.schedule, body)
         reschedule = _timing(schedule) != _timing(job.schedule)
         changed = dataclasses.replace(

@@ -14,6 +14,7 @@ from jobd import __version__
 from jobd.config import Config
 from jobd.domain.capacity import Free, GpuState, free_on
 from jobd.domain.engine import RuntimeInfo
+from jobd.domain.identity import ROOT_CAPABILITIES, mode_summary
 from jobd.domain.node import NodeInventory
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES
@@ -102,6 +103,7 @@ class Node:
                 "note": info.limits_note,
             },
             "node": _node_summary(self.inventory),
+            "isolation": _isolation(uid, info),
             "daemon": {
                 "uid": uid,
                 "user": user_name(uid),
@@ -111,6 +113,19 @@ class Node:
             "scheduler": self.scheduler_report(),
             "uptimeSeconds": round(time.time() - self.started, 3),
         }
+
+
+def _isolation(daemon_uid: int, info: RuntimeInfo) -> dict[str, Any]:
+    """How runs run here: as their owners (the system daemon), or in the daemon user's
+    rootless podman; with which capabilities."""
+    rootless = info.rootless
+    return {
+        "mode": "rootless" if rootless else "owner",
+        "summary": mode_summary(daemon_uid=daemon_uid, rootless=rootless),
+        "ownerCapabilities": [] if not rootless else list(ROOT_CAPABILITIES),
+        "daemonUserCapabilities": list(ROOT_CAPABILITIES),
+        "noNewPrivileges": True,
+    }
 
 
 def _node_summary(inventory: Inventory) -> dict[str, Any]:

@@ -43,15 +43,32 @@ def users() -> None:
 
 
 @pytest.fixture
-def team_daemon(users: None, podman_socket: Path, test_image: str) -> Iterator[Daemon]:
-    """The system daemon, as root, with carol as an admin; its home is where the users can
-    reach its socket (pytest's temporary directories are root's alone)."""
+def shared_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's temporary directories are root's alone):
+    the daemon's home, and host paths jobs may mount (its `mounts/`)."""
     home = Path(tempfile.mkdtemp(prefix="jobd-users-"))
     home.chmod(0o755)
-    d = Daemon(home, podman_socket=podman_socket, config=f'system = true\nadmins = ["{CAROL}"]\n')
+    (home / "mounts").mkdir(mode=0o755)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def team_daemon(
+    users: None, podman_socket: Path, test_image: str, shared_dir: Path
+) -> Iterator[Daemon]:
+    """The system daemon, as root, with carol as an admin; its socket where the users can
+    reach it, and host paths under `mounts/` allowed."""
+    config = (
+        f'system = true\nadmins = ["{CAROL}"]\n'
+        f'[volumes]\nallowed_host_paths = ["{shared_dir / "mounts"}"]\n'
+    )
+    d = Daemon(shared_dir / "daemon", podman_socket=podman_socket, config=config)
+    (shared_dir / "daemon").chmod(0o755)
     try:
         d.start()
         yield d
     finally:
         d.stop(kill_containers=True)
-        shutil.rmtree(home, ignore_errors=True)

@@ -235,6 +235,8 @@ class PodmanRuntime:
             "stop_signal": int(signal.SIGTERM),
             "stop_timeout": spec.stop_grace_seconds,
             "init": True,  # catatonit as PID 1: SIGTERM reaches programs without handlers
+            **_identity_options(spec),
+            **_placement_options(spec),
         }
         if spec.command:
             options["command"] = list(spec.command)
@@ -244,24 +246,8 @@ class PodmanRuntime:
             options["ports"] = {f"{p}/tcp": {"ip": spec.publish_address} for p in spec.ports}
         if self._oci_runtime:
             options["runtime"] = self._oci_runtime
-        if spec.devices:
-            options["devices"] = list(spec.devices)
-        if spec.cpu_set:
-            options["cpuset_cpus"] = spec.cpu_set
-        if spec.mounts:
-            options["mounts"] = [
-                {
-                    "type": "bind",
-                    "source": m.host_path,
-                    "target": m.target,
-                    "read_only": m.read_only,
-                }
-                for m in spec.mounts
-            ]
         if spec.working_dir:
             options["working_dir"] = spec.working_dir
-        if spec.user:
-            options["user"] = spec.user
         return options
 
     async def start(self, handle: Handle) -> None:
@@ -350,3 +336,32 @@ class PodmanRuntime:
     def exits(self, since: float) -> AsyncIterator[ContainerExit]:
         """Every death of this jobd's containers from `since` on, forever (events.py)."""
         return events.exits(self._socket, self._mine, since)
+
+
+def _identity_options(spec: ContainerSpec) -> dict[str, Any]:
+    """Who its process is, and what it may do: nothing in it gains privileges (setuid
+    binaries, file capabilities), and it keeps only the capabilities it is given
+    (security_opt is ignored here: ENVIRONMENT.md)."""
+    options: dict[str, Any] = {"no_new_privileges": True, "cap_drop": ["ALL"]}
+    if spec.capabilities:
+        options["cap_add"] = list(spec.capabilities)
+    if spec.user:
+        options["user"] = spec.user
+    if spec.groups:
+        options["group_add"] = [str(g) for g in spec.groups]
+    return options
+
+
+def _placement_options(spec: ContainerSpec) -> dict[str, Any]:
+    """What it is given of the machine: GPUs (CDI devices), cores, host directories."""
+    options: dict[str, Any] = {}
+    if spec.devices:
+        options["devices"] = list(spec.devices)
+    if spec.cpu_set:
+        options["cpuset_cpus"] = spec.cpu_set
+    if spec.mounts:
+        options["mounts"] = [
+            {"type": "bind", "source": m.host_path, "target": m.target, "read_only": m.read_only}
+            for m in spec.mounts
+        ]
+    return options

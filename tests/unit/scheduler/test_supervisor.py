@@ -64,6 +64,7 @@ class Harness:
             self.supervisor.wake,
             self.supervisor.purge_soon,
             runtime.image_digest,
+            rootless=False,
         )
         self.runs = Runs(
             store,
@@ -410,8 +411,8 @@ async def test_a_deleted_job_is_purged_once_stopped_and_after_a_restart(harness:
 
 
 async def test_other_users_may_not_raise_a_priority_past_their_limit(harness: Harness) -> None:
-    guest = Caller(owner=Owner(uid=4242, user="guest", via="unix"), admin=False)
-    with pytest.raises(Forbidden, match="guest may give a job priority 0 at most"):
+    guest = Caller(owner=Owner(uid=65534, user="nobody", via="unix"), admin=False)
+    with pytest.raises(Forbidden, match="nobody may give a job priority 0 at most"):
         await harness.jobs.create({"image": "img", "priority": 5}, guest)
     job, run = await harness.jobs.create({"image": "img", "priority": -5}, guest)
     assert run is not None and run.priority == -5  # lowering is always allowed
