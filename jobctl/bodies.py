@@ -44,6 +44,7 @@ def new_job_body(
     queueing = {"resources": resources_from(options), "priority": options["priority"]}
     body.update({k: v for k, v in queueing.items() if v is not None})
     body.update(data_fields(options, replacing=False))
+    body.update(secret_fields(options))
     if options["max_pending"] is not None:
         body["maxPendingSeconds"] = options["max_pending"]
     if recipe is not None:
@@ -103,6 +104,7 @@ def job_changes(options: Mapping[str, Any]) -> dict[str, Any]:
     }
     body = {k: v for k, v in given.items() if v is not None}
     body.update(data_fields(options, replacing=True))
+    body.update(secret_fields(options))
     if options["no_schedule"]:
         body["schedule"] = None
     return body
@@ -115,6 +117,17 @@ def env_from(options: Mapping[str, Any]) -> dict[str, str]:
         env.update(values)
     env.update(dict(options["env"]))
     return env
+
+
+def secret_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """secretEnv from --secret-env-file and --secret-env (the files first), when given."""
+    if not (options.get("secret_env") or options.get("secret_env_file")):
+        return {}
+    secret: dict[str, str] = {}
+    for values in options.get("secret_env_file", ()):
+        secret.update(values)
+    secret.update(dict(options.get("secret_env", ())))
+    return {"secretEnv": secret}
 
 
 def data_fields(options: Mapping[str, Any], *, replacing: bool) -> dict[str, Any]:

@@ -128,8 +128,32 @@ def spec_options(
         ),
         *data_options(replacing=replacing),
         *(input_options(replacing=replacing) if named else []),
+        *(secret_options(replacing=replacing) if named else []),
     ]
     return _all_options(options)
+
+
+def secret_options(*, replacing: bool) -> list[Decorator]:
+    """Environment variables whose values jobd never shows (API, CLI, its logs)."""
+    whole = " Replaces the job's whole secret environment." if replacing else ""
+    return [
+        click.option(
+            "--secret-env",
+            multiple=True,
+            callback=PAIRS,
+            metavar="KEY=VALUE",
+            help="A secret environment variable: never shown, only its name; repeatable."
+            " Prefer --secret-env-file: a command line is visible to other users (ps)." + whole,
+        ),
+        click.option(
+            "--secret-env-file",
+            multiple=True,
+            callback=ENV_FILES,
+            metavar="FILE",
+            help="Secret environment variables from a dotenv file, before --secret-env;"
+            " repeatable.",
+        ),
+    ]
 
 
 def input_options(*, replacing: bool) -> list[Decorator]:

@@ -1,59 +1,8 @@
 """jobd's configuration: defaults, then a TOML file, then JOBD_* environment variables, then flags.
 
-A TOML file looks like this (every key optional):
-
-    # read from /etc/jobd/jobd.toml (--system) or $XDG_CONFIG_HOME/jobd/jobd.toml when present
-    data_dir = "/var/lib/jobd"
-    socket = "/run/jobd/jobd.sock"
-    tcp = true
-    host = "127.0.0.1"
-    port = 8427
-    default_timeout_seconds = 2592000
-    stop_grace_seconds = 10
-    default_plan = "standard"
-    publish_address = "127.0.0.1"         # where jobs' published ports listen
-    cpu_pinning = true                    # runs with whole CPUs get cores of their own
-    admins = ["alice"]                    # see and act on every user's jobd records (root and
-                                          #   the daemon's own user always do)
-    max_priority = 0                      # the highest priority other users may give a job
-
-    [podman]
-    socket = "/run/podman/podman.sock"   # omit: jobd runs its own `podman system service`
-    runtime = "runc"                      # omit: runc on cgroup v1/hybrid, podman's default on v2
-
-    [logs]
-    max_bytes = 104857600                 # per run; the first head_bytes are always kept
-    head_bytes = 10485760
-
-    [max_priority_by_user]                # (the daemon's own user and root: any, up to 1000)
-    alice = 100
-
-    [plans.gpu-small]                     # add or override a plan
-    memory_mb = 8192
-    cpus = 4
-    pids_limit = 4096
-    price_per_month = 120
-    gpus = 1                              # whole GPUs; or shared ones, promised min_vram_gb each:
-    min_vram_gb = 0                       #   gpu_share = true, min_vram_gb = 10
-    storage_gb = 0                        # free disk it needs
-
-    [gpus]
-    inventory_file = "/etc/jobd/gpus.json"  # instead of NVML: the GPUs described in JSON
-    cdi_kind = "nvidia.com/gpu"           # CDI devices are <kind>=<uuid> or <kind>=<index>
-    cdi_device_name = "auto"              # auto (uuid if the spec has it, else index), uuid, index
-    cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
-    [gpus.performance]                    # normalizedSeconds factor per GPU model (default 1)
-    "NVIDIA H100 80GB HBM3" = 2.0
-
-    [volumes]
-    # host paths jobs may mount (--volume /path:/target), each with what is below it; default:
-    # the daemon's user's home for a user daemon, none for the system daemon
-    allowed_host_paths = ["/srv/data", "/home/alice/renders"]
-
-    [outputs]
-    limit_bytes = 10737418240             # a run's /outputs at most, unless its job says
-    sample_seconds = 1.0                  # how often running runs' outputs are measured
-    disk_reserve_bytes = 1073741824       # stop writers when their disk has less than this free
+The TOML file is read from --config, JOBD_CONFIG, /etc/jobd/jobd.toml (--system) or
+$XDG_CONFIG_HOME/jobd/jobd.toml. Every key, with what it does, is in examples/jobd.toml (a test
+loads it); an unknown key or table is an error, never ignored.
 """
 
 from __future__ import annotations
@@ -107,6 +56,15 @@ class VolumeSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkSettings:
+    # whether jobs on podman's default network may open connections to the host itself
+    # (services bound to 0.0.0.0, reached through the bridge's gateway); the system daemon
+    # refuses them with a firewall rule unless this is true
+    host_access: bool = False
+    host_ports: tuple[int, ...] = ()  # host TCP ports jobs may reach all the same
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutputSettings:
     limit_bytes: int = 10 * GIB  # the most a run's /outputs may hold, unless its job says
     sample_seconds: float = 1.0  # how often running runs' outputs are measured
@@ -142,6 +100,7 @@ class Config:
     logs: LogLimits = field(default_factory=LogLimits)
     gpus: GpuSettings = field(default_factory=GpuSettings)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
     cpu_pinning: bool = True
@@ -269,7 +228,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["podman_runtime"] = podman["runtime"]
     if "logs" in raw:
         settings["logs"] = raw["logs"]
-    for table in ("plans", "gpus", "max_priority_by_user", "volumes", "outputs", "uploads"):
+    for table in (
+        "plans", "gpus", "max_priority_by_user", "volumes", "network", "outputs", "uploads",
+    ):  # fmt: skip
         if table in raw:
             settings[table] = raw[table]
     return settings
@@ -298,6 +259,7 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
         "podman": frozenset({"socket", "runtime"}),
         "logs": frozenset(f.name for f in dataclasses.fields(LogLimits)),
         "volumes": frozenset(f.name for f in dataclasses.fields(VolumeSettings)),
+        "network": frozenset(f.name for f in dataclasses.fields(NetworkSettings)),
         "outputs": frozenset(f.name for f in dataclasses.fields(OutputSettings)),
         "uploads": frozenset(f.name for f in dataclasses.fields(UploadSettings)),
     }
@@ -378,6 +340,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             logs=LogLimits(**settings.get("logs", {})),
             gpus=_gpu_settings(settings),
             volumes=_volume_settings(settings.get("volumes", {}), system=system),
+            network=_network_settings(settings.get("network", {})),
             outputs=OutputSettings(**settings.get("outputs", {})),
             uploads=UploadSettings(**settings.get("uploads", {})),
             cpu_pinning=_as_bool(settings.get("cpu_pinning", True)),
@@ -410,6 +373,13 @@ def _volume_settings(table: Mapping[str, Any], *, system: bool) -> VolumeSetting
     if relative:
         raise ValueError(f"volumes.allowed_host_paths must be absolute: {', '.join(relative)}")
     return VolumeSettings(allowed_host_paths=paths)
+
+
+def _network_settings(table: Mapping[str, Any]) -> NetworkSettings:
+    ports = tuple(int(p) for p in table.get("host_ports", ()))
+    if any(not 1 <= p <= 65535 for p in ports):
+        raise ValueError("network.host_ports: TCP ports, 1 to 65535")
+    return NetworkSettings(host_access=_as_bool(table.get("host_access", False)), host_ports=ports)
 
 
 def _gpu_settings(settings: Mapping[str, Any]) -> GpuSettings:

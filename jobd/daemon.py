@@ -36,6 +36,7 @@ from jobd.api.context import Services
 from jobd.config import Config, load
 from jobd.errors import JobdError
 from jobd.logs.pump import LogPump
+from jobd.node.firewall import HostGuard, guard
 from jobd.node.gpus import gpu_source
 from jobd.node.inventory import Inventory
 from jobd.runtime.podman.client import PodmanRuntime
@@ -169,6 +170,8 @@ class Daemon:
         info = await runtime.info()
         if not info.limits_enforced:
             log.warning("%s", info.limits_note)
+        host_guard = await asyncio.to_thread(guard, config, info)
+        (log.info if host_guard.guarded else log.warning)("host access: %s", host_guard.note)
         inventory = Inventory(
             gpu_source(config.gpus.inventory_file),
             disk_path=Path(info.graph_root) if info.graph_root else config.data_dir,
@@ -193,7 +196,7 @@ class Daemon:
             nonce_file=config.data_dir / "nonces",
         )
         await tokens.load()
-        return _services(config, store, runtime, supervisor, tokens), supervisor
+        return _services(config, store, runtime, supervisor, tokens, host_guard), supervisor
 
     async def _podman_socket(self, stack: AsyncExitStack) -> Path:
         if self.config.podman_socket is not None:
@@ -255,7 +258,12 @@ class Daemon:
 
 
 def _services(
-    config: Config, store: Store, runtime: PodmanRuntime, supervisor: Supervisor, tokens: Tokens
+    config: Config,
+    store: Store,
+    runtime: PodmanRuntime,
+    supervisor: Supervisor,
+    tokens: Tokens,
+    host_guard: HostGuard,
 ) -> Services:
     """What the edge is given: the services, wired to the store, the supervisor and, through
     callables only, the runtime."""
@@ -289,6 +297,7 @@ def _services(
             info=supervisor.info,
             runtime_info=runtime.info,
             scheduler_report=supervisor.report,
+            host_guard=host_guard,
         ),
         exec_sessions=ExecSessions(
             lambda target, command, tty: runtime.exec(target, command, tty=tty)

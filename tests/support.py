@@ -40,6 +40,7 @@ APPLETS = (
     "httpd",
     "mkdir",
     "ln",
+    "nc",
 )
 # tagged by its contents: built once per machine, not re-imported (and left dangling) per run
 TEST_IMAGE = (

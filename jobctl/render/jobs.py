@@ -147,6 +147,7 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("image", job["image"]),
             ("command", shlex.join(job.get("command") or []) or "(the image's own)"),
             ("env", pairs(job.get("env"))),
+            ("secret env", ", ".join(job.get("secretEnvNames") or []) or None),
             ("plan", job.get("plan")),
             ("resources", _requirements(job.get("resources"))),
             ("priority", job.get("priority") or None),

@@ -22,6 +22,7 @@ class RuntimeInfo:
     oci_runtime: str
     graph_root: str = ""  # where container storage lives (its disk is what runs fill)
     init_path: str | None = None  # the init process it puts in containers; None: missing
+    bridge_subnets: tuple[str, ...] = ()  # its default network's ("10.88.0.0/16")
 
     @property
     def missing_controllers(self) -> tuple[str, ...]:

@@ -98,6 +98,9 @@ class JobSpec:
     image: str
     command: tuple[str, ...] = ()  # empty: the image's own entrypoint/cmd
     env: Mapping[str, str] = field(default_factory=dict)
+    # environment variables whose values are never shown (API, CLI, finalConfig, jobd's
+    # logs): only their names; the container gets them like env
+    secret_env: Mapping[str, str] = field(default_factory=dict)
     plan: str = DEFAULT_PLAN
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     network: str = "default"  # "default" (podman's network) or "none" (no network, faster start)
@@ -132,6 +135,7 @@ class JobSpec:
             image=body["image"],
             command=command,
             env=dict(body.get("env", {})),
+            secret_env=dict(body.get("secretEnv", {})),
             plan=body.get("plan", DEFAULT_PLAN),
             timeout_seconds=int(body.get("timeoutSeconds", default_timeout)),
             network=body.get("network", "default"),
@@ -164,10 +168,16 @@ class JobSpec:
         return dataclasses.replace(self, **changes)
 
     def to_record(self) -> dict[str, Any]:
+        """The spec as stored, secret values included: never shown as it is (public_record)."""
+        return {**self.public_record(), "secretEnv": dict(self.secret_env)}
+
+    def public_record(self) -> dict[str, Any]:
+        """The spec as shown (finalConfig): secret env by name only."""
         return {
             "image": self.image,
             "command": list(self.command),
             "env": dict(self.env),
+            "secretEnvNames": sorted(self.secret_env),
             "plan": self.plan,
             "timeoutSeconds": self.timeout_seconds,
             "network": self.network,
@@ -196,6 +206,7 @@ class JobSpec:
             image=data["image"],
             command=tuple(data["command"]),
             env=dict(data["env"]),
+            secret_env=dict(data.get("secretEnv") or {}),
             plan=data["plan"],
             timeout_seconds=int(data["timeoutSeconds"]),
             network=data["network"],
@@ -250,6 +261,7 @@ class Job:
                 image=row["image"],
                 command=tuple(orjson.loads(row["command"])),
                 env=orjson.loads(row["env"]),
+                secret_env=orjson.loads(row["secret_env"]) if row["secret_env"] else {},
                 plan=row["plan"],
                 timeout_seconds=row["timeout_seconds"],
                 network=row["network"],
@@ -294,6 +306,7 @@ class Job:
             "image": self.spec.image,
             "command": list(self.spec.command),
             "env": dict(self.spec.env),
+            "secretEnvNames": sorted(self.spec.secret_env),
             "plan": self.spec.plan,
             "timeoutSeconds": self.spec.timeout_seconds,
             "network": self.spec.network,
@@ -312,7 +325,7 @@ class Job:
             "schedule": self.schedule_doc(),
             "recipe": self.recipe,
             "requestedConfig": dict(self.requested) if self.requested is not None else None,
-            "finalConfig": self.spec.to_record(),
+            "finalConfig": self.spec.public_record(),
             "labels": dict(self.labels),
             "owner": self.owner.to_api(),
             "createdAt": rfc3339(self.created_at),
@@ -330,6 +343,7 @@ _SPEC_UPDATES: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "command": ("command", tuple),
     "startCommand": ("command", lambda text: ("/bin/sh", "-c", text)),
     "env": ("env", dict),
+    "secretEnv": ("secret_env", dict),
     "plan": ("plan", str),
     "timeoutSeconds": ("timeout_seconds", int),
     "network": ("network", str),

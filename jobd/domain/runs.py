@@ -177,7 +177,7 @@ class Run:
             return None
         identity = self.limits.identity if self.limits else None
         return {
-            **self.spec.to_record(),
+            **self.spec.public_record(),
             "granted": self.plan.to_api(),
             "allocation": self.allocation.to_api() if self.allocation else None,
             "runAs": identity.to_api() if identity else None,

@@ -15,6 +15,7 @@ from jobd.domain.identity import mode_summary
 from jobd.domain.node import NodeInventory
 from jobd.domain.resources import Allocation, GpuGrant
 from jobd.node.cdi import CdiRegistry, load_registry, max_cdi_version
+from jobd.node.firewall import HostGuard
 from jobd.node.passthrough import passthrough
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -30,11 +31,13 @@ class Check:
         return {"name": self.name, "level": self.level, "message": self.message}
 
 
-async def checks(config: Config, info: RuntimeInfo, node: NodeInventory) -> list[Check]:
+async def checks(
+    config: Config, info: RuntimeInfo, node: NodeInventory, host: HostGuard
+) -> list[Check]:
     registry = await asyncio.to_thread(
         load_registry, config.gpus.cdi_spec_dirs, max_cdi_version(info.version)
     )
-    found = [_podman(info), _init(info), _limits(info), _isolation(info), _nvml(node)]
+    found = [_podman(info), _init(info), _limits(info), _isolation(info), _host(host), _nvml(node)]
     if node.gpus.gpus or registry.names(config.gpus.cdi_kind):
         found += [
             _cdi_specs(config, info, registry, node),
@@ -59,6 +62,10 @@ def _isolation(info: RuntimeInfo) -> Check:
         level=OK,
         message=mode_summary(daemon_uid=os.getuid(), rootless=info.rootless),
     )
+
+
+def _host(host: HostGuard) -> Check:
+    return Check(name="host access", level=OK if host.guarded else WARN, message=host.note)
 
 
 def _init(info: RuntimeInfo) -> Check:

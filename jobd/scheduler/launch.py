@@ -298,7 +298,11 @@ class Launcher:
             job_id=run.job_id,
             image=spec.image_to_run,
             command=spec.command,
-            env={**spec.env, **Passthrough.env(run.allocation, self._node_has_gpus)},
+            env={
+                **spec.env,
+                **spec.secret_env,
+                **Passthrough.env(run.allocation, self._node_has_gpus),
+            },
             devices=devices.names,
             cpu_set=run.allocation.cpu_set if run.allocation else None,
             memory_bytes=run.plan.memory_bytes,

@@ -66,6 +66,12 @@ def _slugs(body: Mapping[str, Any]) -> list[str]:
     return [body["slug"]] if "slug" in body else list(body["inputs"])
 
 
+def _check_env(spec: JobSpec) -> None:
+    both = sorted(set(spec.env) & set(spec.secret_env))
+    if both:
+        raise InvalidRequest(f"secretEnv: {', '.join(both)} also in env; give each name once")
+
+
 def _check_ports(spec: JobSpec) -> None:
     if spec.ports and spec.network == "none":
         raise InvalidRequest("ports: a job without a network (network none) can't publish ports")
@@ -185,7 +191,7 @@ class Jobs:
         """A job, and its first run unless it has a schedule (then its ticks start them)."""
         validate(body, "JobCreate")
         owner = caller.owner
-        requested = dict(body)
+        requested = _shown(body)
         recipe = await self._recipe(body["recipe"], caller) if "recipe" in body else None
         if recipe is not None:
             body = recipe.job_request(body)
@@ -199,6 +205,7 @@ class Jobs:
             spec = dataclasses.replace(spec, inputs=await self._inputs(_slugs(body), owner))
         self._check_priority(spec, owner)
         _check_ports(spec)
+        _check_env(spec)
         await self._check_access(spec, owner)
         if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
             spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
@@ -253,6 +260,7 @@ class Jobs:
         if "priority" in body:
             self._check_priority(spec, caller.owner)
         _check_ports(spec)
+        _check_env(spec)
         await self._check_access(spec, job.owner)
         schedule = _updated_schedule(job.schedule, body)
         reschedule = _timing(schedule) != _timing(job.schedule)
@@ -308,3 +316,13 @@ class Jobs:
     ) -> Page[Run]:
         """The job's runs, newest first."""
         return await self.store.list_runs(job_id, limit=limit, cursor=cursor, reach=reach)
+
+
+SECRET_SHOWN = "(secret)"
+
+
+def _shown(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A request as it is kept and shown (requestedConfig): secret env values replaced."""
+    if not body.get("secretEnv"):
+        return dict(body)
+    return {**body, "secretEnv": dict.fromkeys(body["secretEnv"], SECRET_SHOWN)}

@@ -21,6 +21,7 @@ from jobd.domain.states import ACTIVE_STATUSES
 from jobd.errors import RuntimeFailure
 from jobd.node.disk import Footprint, footprint
 from jobd.node.doctor import checks
+from jobd.node.firewall import HostGuard
 from jobd.node.inventory import Inventory
 from jobd.store import Store
 from jobd.users import user_name
@@ -45,8 +46,10 @@ class Node:
         info: RuntimeInfo,
         runtime_info: InfoSource,
         scheduler_report: Callable[[], dict[str, Any]],
+        host_guard: HostGuard,
     ) -> None:
         self.config = config
+        self.host_guard = host_guard  # whether runs may connect to the host, as set at start
         self.store = store
         self.inventory = inventory
         self.info = info  # as the runtime said at startup
@@ -77,7 +80,7 @@ class Node:
 
     async def doctor_doc(self) -> dict[str, Any]:
         """jobd's own checks of what it needs: podman, limits, and the GPU path."""
-        found = await checks(self.config, self.info, await self.inventory.read())
+        found = await checks(self.config, self.info, await self.inventory.read(), self.host_guard)
         return {
             "ok": all(c.level != "fail" for c in found),
             "checks": [c.to_api() for c in found],
@@ -103,7 +106,7 @@ class Node:
                 "note": info.limits_note,
             },
             "node": _node_summary(self.inventory),
-            "isolation": _isolation(uid, info),
+            "isolation": {**_isolation(uid, info), "host": self.host_guard.to_api()},
             "daemon": {
                 "uid": uid,
                 "user": user_name(uid),

@@ -45,6 +45,7 @@ _EDITABLE = (
     "run_as",
     "output_limit_bytes",
     "inputs",
+    "secret_env",
 )
 _JOB_COLUMNS = (
     "id",
@@ -94,6 +95,7 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         job.spec.user,
         job.spec.output_limit_bytes,
         to_json([i.to_api() for i in job.spec.inputs]) if job.spec.inputs else None,
+        to_json(dict(job.spec.secret_env)) if job.spec.secret_env else None,
     )
 
 

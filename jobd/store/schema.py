@@ -236,6 +236,10 @@ MIGRATIONS: Sequence[str] = (
     CREATE UNIQUE INDEX tokens_owner_name ON tokens (owner_uid, name)
         WHERE revoked_at IS NULL AND name IS NOT NULL;
     """,
+    # environment variables shown by name only
+    """
+    ALTER TABLE jobs ADD COLUMN secret_env TEXT;
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

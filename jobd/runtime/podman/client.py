@@ -44,6 +44,9 @@ T = TypeVar("T")
 STOP_POLL_SECONDS = 0.25
 
 
+DEFAULT_NETWORK = "podman"  # the network runs without network none join
+
+
 class PodmanRuntime:
     def __init__(
         self, socket: Path, *, instance: str, oci_runtime: str | None, workers: int = 8
@@ -96,7 +99,17 @@ class PodmanRuntime:
             oci_runtime=self._oci_runtime or str(host.get("ociRuntime", {}).get("name", "?")),
             graph_root=str(about.get("store", {}).get("graphRoot", "")),
             init_path=str(INIT_PATH) if INIT_PATH.exists() else None,
+            bridge_subnets=self._bridge_subnets(),
         )
+
+    def _bridge_subnets(self) -> tuple[str, ...]:
+        """The subnets of podman's default network (named podman), where runs with the
+        default network get their addresses; none when it does not exist."""
+        try:
+            attrs = self._client.networks.get(DEFAULT_NETWORK).attrs
+        except podman.errors.NotFound:
+            return ()
+        return tuple(str(s["subnet"]) for s in attrs.get("subnets") or () if s.get("subnet"))
 
     # -- images -------------------------------------------------------------------------
 
