@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from jobctl.client import JobctlError
+from jobctl.commands.audit import audit
 from jobctl.commands.exec import exec_command
 from jobctl.commands.jobs import (
     cancel,
@@ -134,6 +135,7 @@ main.add_command(plans)
 main.add_command(health)
 main.add_command(node)
 main.add_command(doctor)
+main.add_command(audit)
 # recipes, volumes, uploads and API tokens, groups of their own
 main.add_command(recipe)
 main.add_command(volume)

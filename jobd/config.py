@@ -107,6 +107,7 @@ class Config:
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
     admins: frozenset[str] = frozenset()  # besides root and the daemon's own user
+    audit_keep_days: float = 90.0  # the audit log's entries are deleted after this long
     system: bool = False
 
     def is_admin(self, user: str, uid: int | None) -> bool:
@@ -349,6 +350,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
                 str(k): int(v) for k, v in settings.get("max_priority_by_user", {}).items()
             },
             admins=_admins(settings.get("admins", [])),
+            audit_keep_days=float(settings.get("audit_keep_days", 90.0)),
             system=system,
         )
     except (TypeError, ValueError) as e:

@@ -42,6 +42,7 @@ from jobd.node.inventory import Inventory
 from jobd.runtime.podman.client import PodmanRuntime
 from jobd.runtime.podman.service import PodmanService
 from jobd.scheduler.supervisor import Supervisor
+from jobd.services.audit import Audit
 from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
 from jobd.services.logs import Logs
@@ -303,6 +304,7 @@ def _services(
             lambda target, command, tty: runtime.exec(target, command, tty=tty)
         ),
         tokens=tokens,
+        audit=Audit(store),
     )
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from jobd.api import exec as exec_
 from jobd.api import jobs, logs, node, outputs, recipes, runs, tokens, uploads, volumes
+from jobd.api.audit import audit_middleware, list_audit
 from jobd.api.context import MAX_BODY, SERVICES, THROTTLE, Services
 from jobd.api.middleware import auth_middleware, error_middleware
 from jobd.api.query import query_middleware
@@ -15,7 +16,7 @@ from jobd.api.throttle import FailureThrottle
 def create_app(services: Services) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[error_middleware, auth_middleware, query_middleware],
+        middlewares=[error_middleware, audit_middleware, auth_middleware, query_middleware],
     )
     app[SERVICES] = services
     app[THROTTLE] = FailureThrottle()
@@ -54,6 +55,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/tokens", tokens.list_tokens)
     app.router.add_get("/v1/tokens/{token_id}", tokens.get_token)
     app.router.add_delete("/v1/tokens/{token_id}", tokens.revoke_token)
+    app.router.add_get("/v1/audit", list_audit)
     app.router.add_get("/v1/plans", node.list_plans)
     app.router.add_get("/v1/node", node.get_node)
     app.router.add_get("/v1/doctor", node.doctor)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from jobd.api.throttle import FailureThrottle
 from jobd.config import Config
+from jobd.services.audit import Audit
 from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
 from jobd.services.logs import Logs
@@ -36,6 +37,7 @@ class Services:
     node: Node
     exec_sessions: ExecSessions
     tokens: Tokens  # users' API tokens, and who a TCP request is
+    audit: Audit  # every state-changing request
 
 
 SERVICES = web.AppKey("services", Services)

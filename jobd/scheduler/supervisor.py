@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jobd.config import Config
@@ -239,9 +239,10 @@ class Supervisor:
 
     async def reconcile(self) -> None:
         """Check the runs against the runtime; expire the uploads no job has named for a
-        while (the same unhurried pace suits both)."""
+        while, and the audit log's old entries (the same unhurried pace suits all three)."""
         await self.recovery.reconcile()
         await expire_uploads(self.store, self.config)
+        await self.store.prune_audit(now() - timedelta(days=self.config.audit_keep_days))
 
     # -- schedules and pending limits -------------------------------------------------
 

@@ -9,8 +9,8 @@ event loop (jobd/store/writer.py says why); reads use a second connection on a t
 
 `Store` is the one handle the rest of jobd holds. The queries live beside it, grouped by what
 they read and write: jobs.py, runs.py (runs and their events), recipes.py, schedules.py,
-queue.py (placement passes and pending limits), volumes.py, uploads.py, tokens.py; schema.py has the
-migrations.
+queue.py (placement passes and pending limits), volumes.py, uploads.py, tokens.py, audit.py;
+schema.py has the migrations.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import aiosqlite
 
+from jobd.domain.audit import AuditEntry
 from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.outputs import OutputSummary
 from jobd.domain.owners import Reach
@@ -32,7 +33,7 @@ from jobd.domain.states import RunStatus, sources_of
 from jobd.domain.tokens import Token
 from jobd.domain.uploads import Upload
 from jobd.domain.volumes import Volume
-from jobd.store import jobs, queue, recipes, runs, schedules, tokens, uploads, volumes
+from jobd.store import audit, jobs, queue, recipes, runs, schedules, tokens, uploads, volumes
 from jobd.store.queue import Choose, Placement
 from jobd.store.rows import Page
 from jobd.store.schedules import Firings, PlanLookup
@@ -209,6 +210,25 @@ class Store:
 
     async def all_tokens(self) -> list[Token]:
         return await tokens.all_tokens(self._reader)
+
+    # -- the audit log ----------------------------------------------------------------------
+
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._writer.write(lambda db: audit.record(db, entry))
+
+    async def prune_audit(self, before: datetime) -> int:
+        """Entries older than `before` deleted, a batch a write; how many."""
+        total = 0
+        while True:
+            gone = await self._writer.write(lambda db: audit.prune(db, before.timestamp()))
+            total += gone
+            if gone < audit.PRUNE_BATCH:
+                return total
+
+    async def audit_entries(
+        self, *, user: str | None, before_id: int | None, limit: int
+    ) -> list[AuditEntry]:
+        return await audit.entries(self._reader, user=user, before_id=before_id, limit=limit)
 
     # -- runs: state changes ----------------------------------------------------------------
 

@@ -240,6 +240,24 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE jobs ADD COLUMN secret_env TEXT;
     """,
+    # the audit log: every state-changing request
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        user TEXT,
+        uid INTEGER,
+        via TEXT,
+        token_id TEXT,
+        peer TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        ids TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE INDEX audit_user ON audit (user, id);
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")
