@@ -143,6 +143,7 @@ class Daemon:
             log.info("shutting down: running containers are left running")
             await runner.shutdown()
             services.tokens.keep_nonces()
+            await services.audit.close()
             log.debug("stopped serving")
             supervisor.close()
             await self._stop_tasks()

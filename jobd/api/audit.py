@@ -36,7 +36,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = e.status
         raise
     finally:
-        await request.app[SERVICES].audit.record(_entry(request, status, response))
+        request.app[SERVICES].audit.record(_entry(request, status, response))
 
 
 def _entry(request: web.Request, status: int, response: web.StreamResponse | None) -> AuditEntry:

@@ -213,8 +213,9 @@ class Store:
 
     # -- the audit log ----------------------------------------------------------------------
 
-    async def audit(self, entry: AuditEntry) -> None:
-        await self._writer.write(lambda db: audit.record(db, entry))
+    async def audit(self, entries: list[AuditEntry]) -> None:
+        """Append entries to the audit log, in one write."""
+        await self._writer.write(lambda db: audit.record(db, entries))
 
     async def prune_audit(self, before: datetime) -> int:
         """Entries older than `before` deleted, a batch a write; how many."""

@@ -240,7 +240,7 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE jobs ADD COLUMN secret_env TEXT;
     """,
-    # the audit log: every state-changing request
+    # the audit log: every state-changing request (no index but the rowid: store/audit.py)
     """
     CREATE TABLE audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -255,8 +255,6 @@ MIGRATIONS: Sequence[str] = (
         status INTEGER NOT NULL,
         ids TEXT NOT NULL
     );
-    CREATE INDEX audit_at ON audit (at);
-    CREATE INDEX audit_user ON audit (user, id);
     """,
 )
 

@@ -30,7 +30,7 @@ def entry(user: str, days_ago: float, status: int = 201) -> AuditEntry:
 
 async def test_entries_newest_first_by_user_and_by_page(store: Store) -> None:
     for user in ("alice", "bob", "alice"):
-        await store.audit(entry(user, 0))
+        await store.audit([entry(user, 0)])
     every = await store.audit_entries(user=None, before_id=None, limit=10)
     assert [e.user for e in every] == ["alice", "bob", "alice"] and every[0].id == 3
     assert [e.id for e in await store.audit_entries(user="alice", before_id=None, limit=10)] == [
@@ -44,7 +44,7 @@ async def test_old_entries_are_pruned_in_batches(
 ) -> None:
     monkeypatch.setattr(audit_queries, "PRUNE_BATCH", 2)
     for days in (100, 95, 91, 10, 0):
-        await store.audit(entry("alice", days))
+        await store.audit([entry("alice", days)])
     assert await store.prune_audit(now() - timedelta(days=90)) == 3
     left = await store.audit_entries(user=None, before_id=None, limit=10)
     assert len(left) == 2
