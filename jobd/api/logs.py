@@ -7,7 +7,7 @@ import asyncio
 import collections
 import contextlib
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -27,6 +27,8 @@ T = TypeVar("T")
 DEFAULT_LOG_LIMIT = 1000
 MAX_LOG_LIMIT = 100_000
 STREAM_PIECE = 4 * 1024 * 1024  # bytes of log read per write to a streaming response
+# text in one response that is not a stream of the whole log (lines are cut at 64 KiB each)
+MAX_LOG_RESPONSE_CHARS = 16 * 1024 * 1024
 EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -82,16 +84,29 @@ async def get_run_logs(request: web.Request) -> web.StreamResponse:
 
 
 def _collect(run_log: RunLog, wanted: LogRequest) -> tuple[list[LogLine], bool]:
-    return _first_or_last(run_log.lines(wanted.query), wanted)
+    return _first_or_last(run_log.lines(wanted.query), wanted, lambda line: len(line.text))
 
 
-def _first_or_last(lines: Iterable[T], wanted: LogRequest) -> tuple[list[T], bool]:
-    """The last `tail` lines, or the first `limit` and whether more were left out."""
+def _first_or_last(
+    lines: Iterable[T], wanted: LogRequest, size: Callable[[T], int]
+) -> tuple[list[T], bool]:
+    """The last `tail` lines, or the first `limit` and whether more were left out; either
+    way no more than MAX_LOG_RESPONSE_CHARS of text (the newest lines kept of a tail), so a
+    response, and what building it holds, stays bounded whatever the lines' length."""
     if wanted.tail is not None:
-        return list(collections.deque(lines, maxlen=wanted.tail)), False
+        last: collections.deque[T] = collections.deque()
+        held = 0
+        for line in lines:
+            last.append(line)
+            held += size(line)
+            while len(last) > wanted.tail or (held > MAX_LOG_RESPONSE_CHARS and len(last) > 1):
+                held -= size(last.popleft())
+        return list(last), False
     first: list[T] = []
+    held = 0
     for line in lines:
-        if len(first) == wanted.limit:
+        held += size(line)
+        if len(first) == wanted.limit or (held > MAX_LOG_RESPONSE_CHARS and first):
             return first, True
         first.append(line)
     return first, False
@@ -132,7 +147,7 @@ def _collect_runs(
         return parse_time(item[1].time) or EPOCH  # jobd's own marker lines carry no time
 
     merged = heapq.merge(*(tagged(*log) for log in logs), key=moment)
-    return _first_or_last(merged, wanted)
+    return _first_or_last(merged, wanted, lambda item: len(item[1].text))
 
 
 def _render(line: LogLine, run_id: str, fmt: str) -> bytes:
@@ -160,6 +175,7 @@ async def _stream_logs(
     # plain text of a whole log: k8s lines to text a block at a time, not line by line
     as_text = wanted.format == "text" and wanted.query == LogQuery() and not wanted.limited
     remaining = wanted.limit if wanted.limited else None
+    budget = MAX_LOG_RESPONSE_CHARS  # of a limited stream's text
     while remaining is None or remaining > 0:
         changed = services.logs.changed(run_id)
         over = await services.logs.ended(run_id)  # then one more read gets everything
@@ -175,7 +191,7 @@ async def _stream_logs(
                 continue
             batch = follower.lines(items)
             if remaining is not None:
-                batch, remaining = batch[:remaining], remaining - min(remaining, len(batch))
+                batch, remaining, budget = _limited(batch, remaining, budget)
             if batch:
                 await response.write(
                     b"".join(_render(line, run_id, wanted.format) for line in batch)
@@ -187,3 +203,18 @@ async def _stream_logs(
                 await changed.wait()
     await response.write_eof()
     return response
+
+
+def _limited(batch: list[LogLine], remaining: int, budget: int) -> tuple[list[LogLine], int, int]:
+    """As much of `batch` as a limited stream still sends: `remaining` lines, `budget`
+    characters of text (at least one line in all); what is left of both after it (0 lines:
+    done)."""
+    if budget <= 0:
+        return [], 0, 0
+    taken: list[LogLine] = []
+    for line in batch[:remaining]:
+        if taken and len(line.text) > budget:
+            return taken, 0, 0
+        taken.append(line)
+        budget -= len(line.text)
+    return taken, remaining - len(taken), budget

@@ -73,7 +73,7 @@ class LineJoiner:
     def __init__(self, query: LogQuery) -> None:
         self.query = query
         self._needle = query.contains.encode() if query.contains else None
-        self._pending: list[LogLine] = []
+        self._pending = Pending()
         # a piece's invalid UTF-8 reads as U+FFFD: only a needle without it matches the
         # joined text exactly when its bytes are in the joined raw text
         self._jump_pieces = query.contains is not None and "\ufffd" not in query.contains
@@ -159,9 +159,45 @@ class _Hits:
         return len(self.block) if self.at < 0 else self.at
 
 
-def _parse_lines(
-    raws: Iterable[bytes], query: LogQuery, pending: list[LogLine]
-) -> Iterator[LogLine]:
+MAX_LINE_CHARS = 64 * 1024  # of one line's text; the rest is counted, not kept
+
+
+class Pending:
+    """The partial (P) pieces of a line not ended yet, up to MAX_LINE_CHARS of their text;
+    beyond that only their length is counted, so a reader's memory stays flat whatever the
+    line's length (a 300 MB line is 64 KiB and a marker)."""
+
+    __slots__ = ("cut", "kept", "lines")
+
+    def __init__(self) -> None:
+        self.lines: list[LogLine] = []
+        self.kept = 0  # characters of text held
+        self.cut = 0  # characters left out
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def add(self, line: LogLine) -> None:
+        room = MAX_LINE_CHARS - self.kept
+        if len(line.text) > room:
+            self.cut += len(line.text) - max(room, 0)
+            line = LogLine(time=line.time, stream=line.stream, text=line.text[: max(room, 0)])
+        self.kept += len(line.text)
+        self.lines.append(line)
+
+    def joined(self, last: LogLine) -> LogLine:
+        """The whole line the pieces and `last` (its F entry) make; cut with a marker."""
+        self.add(last)
+        text = "".join(p.text for p in self.lines)
+        if self.cut:
+            text += f" [jobd: line cut here; {self.cut} more characters not shown]"
+        line = LogLine(time=self.lines[0].time, stream=last.stream, text=text)
+        self.lines.clear()
+        self.kept = self.cut = 0
+        return line
+
+
+def _parse_lines(raws: Iterable[bytes], query: LogQuery, pending: Pending) -> Iterator[LogLine]:
     """k8s-file lines to LogLines, partial (P) pieces joined to the line they end in;
     `pending` holds the pieces still waiting for theirs (changed in place)."""
     for raw in raws:
@@ -171,12 +207,10 @@ def _parse_lines(
         if line is None:
             continue
         if not complete:
-            pending.append(line)
+            pending.add(line)
             continue
-        if pending:
-            text = "".join(p.text for p in pending) + line.text
-            line = LogLine(time=pending[0].time, stream=line.stream, text=text)
-            pending.clear()
+        if pending or len(line.text) > MAX_LINE_CHARS:
+            line = pending.joined(line)
         if query.matches(line):
             yield line
 
