@@ -7,9 +7,10 @@ from aiohttp import web
 from jobd.api import exec as exec_
 from jobd.api import jobs, logs, node, outputs, recipes, runs, tokens, uploads, volumes
 from jobd.api.audit import audit_middleware, list_audit
-from jobd.api.context import MAX_BODY, SERVICES, THROTTLE, Services
+from jobd.api.context import MAX_BODY, SERVICES, STREAMS, THROTTLE, Services
 from jobd.api.middleware import auth_middleware, error_middleware
 from jobd.api.query import query_middleware
+from jobd.api.streams import StreamSlots
 from jobd.api.throttle import FailureThrottle
 
 
@@ -20,6 +21,7 @@ def create_app(services: Services) -> web.Application:
     )
     app[SERVICES] = services
     app[THROTTLE] = FailureThrottle()
+    app[STREAMS] = StreamSlots(services.config.max_streams_per_user)
     app.router.add_post("/v1/jobs", jobs.create_job)
     app.router.add_get("/v1/jobs", jobs.list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", jobs.get_job)

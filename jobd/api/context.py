@@ -1,5 +1,5 @@
 """What the edge is given: the services its handlers call, under the app's typed key; and what
-it keeps itself (the throttle of failed authentications)."""
+it keeps itself (the throttle of failed authentications, the streaming connections open)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from jobd.api.streams import StreamSlots
 from jobd.api.throttle import FailureThrottle
 from jobd.config import Config
 from jobd.services.audit import Audit
@@ -42,3 +43,4 @@ class Services:
 
 SERVICES = web.AppKey("services", Services)
 THROTTLE = web.AppKey("throttle", FailureThrottle)
+STREAMS = web.AppKey("streams", StreamSlots)

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from jobd.api.context import MAX_BODY, SERVICES
-from jobd.api.middleware import reach
+from jobd.api.context import MAX_BODY, SERVICES, STREAMS
+from jobd.api.middleware import caller, reach
 from jobd.domain.engine import ExecSession
 from jobd.errors import InvalidRequest, RuntimeFailure
 
@@ -33,6 +33,18 @@ async def exec_in_run(request: web.Request) -> web.StreamResponse:
     if not socket.can_prepare(request).ok:
         raise InvalidRequest("exec: upgrade to a WebSocket (jobctl exec does)")
     tty = request.query.get("tty", "false").lower() in {"1", "true", "yes"}
+    with request.app[STREAMS].held(caller(request)):
+        return await _attached(request, socket, target, command, tty)
+
+
+async def _attached(
+    request: web.Request,
+    socket: web.WebSocketResponse,
+    target: str,
+    command: list[str],
+    tty: bool,
+) -> web.StreamResponse:
+    services = request.app[SERVICES]
     session = await services.exec_sessions.open(target, command, tty=tty)
     await socket.prepare(request)
     output = asyncio.create_task(_copy_output(socket, session))

@@ -15,8 +15,8 @@ from typing import TypeVar
 import orjson
 from aiohttp import web
 
-from jobd.api.context import SERVICES
-from jobd.api.middleware import reach
+from jobd.api.context import SERVICES, STREAMS
+from jobd.api.middleware import caller, reach
 from jobd.api.requests import int_param, json_response, time_param
 from jobd.errors import InvalidRequest
 from jobd.logs.follower import LogFollower
@@ -70,7 +70,10 @@ async def get_run_logs(request: web.Request) -> web.StreamResponse:
     run = await services.runs.get(request.match_info["run_id"], reach(request))
     wanted = _log_request(request)
     run_log = services.logs.open(run.id)
-    if wanted.follow or wanted.format != "json":
+    if wanted.follow:  # open as long as the run runs: one of the caller's streams
+        with request.app[STREAMS].held(caller(request)):
+            return await _stream_logs(request, run.id, run_log, wanted)
+    if wanted.format != "json":
         return await _stream_logs(request, run.id, run_log, wanted)
     lines, truncated = await asyncio.to_thread(_collect, run_log, wanted)
     return json_response(
@@ -196,12 +199,13 @@ async def _stream_logs(
                 await response.write(
                     b"".join(_render(line, run_id, wanted.format) for line in batch)
                 )
-        if not wanted.follow or over:
+        if not wanted.follow or over or _gone(request):
             break
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await changed.wait()
-    await response.write_eof()
+    with contextlib.suppress(ConnectionResetError):  # the client hung up
+        await response.write_eof()
     return response
 
 
@@ -218,3 +222,10 @@ def _limited(batch: list[LogLine], remaining: int, budget: int) -> tuple[list[Lo
         taken.append(line)
         budget -= len(line.text)
     return taken, remaining - len(taken), budget
+
+
+def _gone(request: web.Request) -> bool:
+    """Whether the client hung up: a follower of a quiet run would not learn it from a write
+    (and would hold its stream, and its slot, until the run ended)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()

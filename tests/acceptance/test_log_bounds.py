@@ -1,15 +1,16 @@
-"""A run that prints one very long line, read through the real daemon: every kind of read
-returns the line cut at 64 KiB with a marker saying how much was left out, and the lines
-after it whole; no response grows with the line."""
+"""Reads that stay bounded, through the real daemon: a run that prints one very long line is
+read, in every kind of read, with the line cut at 64 KiB and a marker saying how much was
+left out, the lines after it whole; and a user holds only so many streams open at once."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from jobd.logs.lines import MAX_LINE_CHARS
-from tests.support import Daemon
+from tests.support import Daemon, UnixConnection, wait_until
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
 LONG = 2**21  # one line of 2 MiB of "x", then "after"
@@ -34,3 +35,32 @@ def test_a_very_long_line_is_cut_in_every_read(daemon: Daemon) -> None:
     assert cut_note in tail[0]["text"] and tail[1]["text"] == "after"
     of_job = daemon.get(f"/v1/jobs/{job['id']}/logs").body["lines"]
     assert cut_note in of_job[0]["text"] and len(of_job[0]["text"]) < MAX_LINE_CHARS + 100
+
+
+def test_a_user_holds_so_many_streams_at_most(daemon_factory: Any) -> None:
+    daemon = daemon_factory(config="max_streams_per_user = 2\n")
+    job = daemon.submit(command=["sleep", "300"])
+    run_id = job["latestRunId"]
+    daemon.wait_status(run_id, {"running"})
+    streams = []
+    for _ in range(2):
+        connection = UnixConnection(daemon.socket)
+        connection.request("GET", f"/v1/runs/{run_id}/logs?follow=true&format=text")
+        assert connection.getresponse().status == 200
+        streams.append(connection)
+    refused = daemon.get(f"/v1/runs/{run_id}/logs?follow=true")
+    assert refused.status == 429 and "2 of 2 streaming connections" in refused.text
+    assert daemon.get(f"/v1/runs/{run_id}/logs").status == 200, "plain reads are not streams"
+    streams.pop().close()
+
+    def freed() -> bool:
+        connection = UnixConnection(daemon.socket)
+        connection.request("GET", f"/v1/runs/{run_id}/logs?follow=true&format=text")
+        ok = connection.getresponse().status == 200
+        connection.close()
+        return ok
+
+    wait_until(freed, 10, "a closed stream's slot to be free")
+    for connection in streams:
+        connection.close()
+    daemon.post(f"/v1/runs/{run_id}/cancel")
