@@ -46,15 +46,33 @@ def guard_host(subnets: Iterable[str], allowed_ports: Iterable[int]) -> None:
 
 def unguard_host() -> None:
     """Take jobd's chain away, and every jump to it (host access allowed again)."""
+    if not _iptables("-n", "-L", CHAIN, check=False):
+        return
+    for chain in _chains_jumping_to(CHAIN):
+        while True:  # a jump's spec, as iptables -S prints it, deletes it
+            specs = [r for r in _rules(chain) if r.endswith(f"-j {CHAIN}")]
+            if not specs:
+                break
+            _iptables("-D", *specs[0].split()[1:])
+    _iptables("-F", CHAIN)
+    _iptables("-X", CHAIN)
+
+
+def _rules(chain: str) -> list[str]:
     listed = subprocess.run(
-        ["iptables", "-w", "5", "-S", "INPUT"], capture_output=True, text=True, check=False
+        ["iptables", "-w", "5", "-S", chain], capture_output=True, text=True, check=False
     )
-    for rule in listed.stdout.splitlines():
-        if rule.startswith("-A INPUT ") and rule.endswith(f"-j {CHAIN}"):
-            _iptables("-D", *rule.split()[1:])
-    if _iptables("-n", "-L", CHAIN, check=False):
-        _iptables("-F", CHAIN)
-        _iptables("-X", CHAIN)
+    return [line for line in listed.stdout.splitlines() if line.startswith(f"-A {chain} ")]
+
+
+def _chains_jumping_to(target: str) -> list[str]:
+    listed = subprocess.run(
+        ["iptables", "-w", "5", "-S"], capture_output=True, text=True, check=False
+    )
+    return sorted(
+        {line.split()[1] for line in listed.stdout.splitlines()
+         if line.startswith("-A ") and line.endswith(f"-j {target}")}
+    )  # fmt: skip
 
 
 def _iptables(*args: str, check: bool = True) -> bool:

@@ -71,5 +71,9 @@ def test_runs_cannot_reach_the_hosts_services_unless_allowed(
     daemon.stop(kill_containers=True)
 
     opened = daemon_factory(config="[network]\nhost_access = true\n")
-    assert reach(opened, closed) == "hello from the host\n"
-    assert opened.get("/v1/health").body["isolation"]["host"]["guarded"] is False
+    host = opened.get("/v1/health").body["isolation"]["host"]
+    rules = subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True, text=True,
+                           check=False).stdout  # fmt: skip
+    assert host["guarded"] is False, f"{host}\n{rules}"
+    assert "JOBD-HOST" not in rules, rules
+    assert reach(opened, closed) == "hello from the host\n", rules
