@@ -109,6 +109,7 @@ class Config:
     admins: frozenset[str] = frozenset()  # besides root and the daemon's own user
     audit_keep_days: float = 90.0  # the audit log's entries are deleted after this long
     max_streams_per_user: int = 64  # followed logs and exec sessions a user holds open at once
+    auth_free_failures: int = 5  # failed authentications from one peer answered at once
     system: bool = False
 
     def is_admin(self, user: str, uid: int | None) -> bool:
@@ -353,6 +354,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             admins=_admins(settings.get("admins", [])),
             audit_keep_days=float(settings.get("audit_keep_days", 90.0)),
             max_streams_per_user=int(settings.get("max_streams_per_user", 64)),
+            auth_free_failures=int(settings.get("auth_free_failures", 5)),
             system=system,
         )
     except (TypeError, ValueError) as e:
@@ -433,8 +435,11 @@ def _check(config: Config) -> None:
         raise InvalidRequest(f"default_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")
     if config.stop_grace_seconds < 0:
         raise InvalidRequest("stop_grace_seconds must not be negative")
-    if config.max_streams_per_user < 1 or config.audit_keep_days <= 0:
-        raise InvalidRequest("max_streams_per_user and audit_keep_days must be positive")
+    if min(config.max_streams_per_user, config.audit_keep_days, config.auth_free_failures + 1) <= 0:
+        raise InvalidRequest(
+            "max_streams_per_user and audit_keep_days must be positive, auth_free_failures"
+            " not negative"
+        )
     if config.logs.head_bytes >= config.logs.max_bytes:
         raise InvalidRequest("logs.head_bytes must be smaller than logs.max_bytes")
     _check_storage(config)

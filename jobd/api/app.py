@@ -20,7 +20,7 @@ def create_app(services: Services) -> web.Application:
         middlewares=[error_middleware, audit_middleware, auth_middleware, query_middleware],
     )
     app[SERVICES] = services
-    app[THROTTLE] = FailureThrottle()
+    app[THROTTLE] = FailureThrottle(services.config.auth_free_failures)
     app[STREAMS] = StreamSlots(services.config.max_streams_per_user)
     app.router.add_post("/v1/jobs", jobs.create_job)
     app.router.add_get("/v1/jobs", jobs.list_jobs)

@@ -64,7 +64,7 @@ async def list_audit(request: web.Request) -> web.Response:
     if not 1 <= limit <= MAX_AUDIT_PAGE:
         raise InvalidRequest(f"limit: must be between 1 and {MAX_AUDIT_PAGE}")
     raw_cursor = request.query.get("cursor")
-    if raw_cursor is not None and not raw_cursor.isdigit():
+    if raw_cursor is not None and not (raw_cursor.isdigit() and int(raw_cursor) < 2**63):
         raise InvalidRequest("cursor: not one this endpoint gave")
     doc = await request.app[SERVICES].audit.entries(
         caller(request),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from jobd.errors import TooManyRequests
 
-FREE_FAILURES = 5  # answered at once
+FREE_FAILURES = 5  # answered at once (auth_free_failures in the configuration)
 QUIET_SECONDS = 60.0  # without a failure: the peer's count starts again
 FIRST_WAIT_SECONDS = 0.25
 MAX_WAIT_SECONDS = 8.0
@@ -28,7 +28,10 @@ class _Failures:
 
 
 class FailureThrottle:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, free_failures: int = FREE_FAILURES, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._free = free_failures
         self._clock = clock
         self._peers: dict[str, _Failures] = {}
 
@@ -50,7 +53,7 @@ class FailureThrottle:
             )
         failures.count += 1
         failures.last = moment
-        over = failures.count - FREE_FAILURES
+        over = failures.count - self._free
         if over <= 0:
             return 0.0
         wait = min(FIRST_WAIT_SECONDS * 2 ** (over - 1), MAX_WAIT_SECONDS)

@@ -19,7 +19,7 @@ class Clock:
 
 def test_failures_beyond_the_free_ones_wait_doubling_and_queue_up() -> None:
     clock = Clock()
-    throttle = FailureThrottle(clock)
+    throttle = FailureThrottle(clock=clock)
     assert [throttle.failed("a") for _ in range(FREE_FAILURES)] == [0.0] * FREE_FAILURES
     waits = [throttle.failed("a") for _ in range(4)]  # sent at once: each waits for the last
     assert waits == [0.25, 0.75, 1.75, 3.75]
@@ -28,7 +28,7 @@ def test_failures_beyond_the_free_ones_wait_doubling_and_queue_up() -> None:
 
 def test_the_wait_is_capped_and_a_full_queue_is_refused() -> None:
     clock = Clock()
-    throttle = FailureThrottle(clock)
+    throttle = FailureThrottle(clock=clock)
     for _ in range(FREE_FAILURES):
         throttle.failed("a")
     waits = []
@@ -45,7 +45,7 @@ def test_the_wait_is_capped_and_a_full_queue_is_refused() -> None:
 
 def test_a_quiet_minute_forgives() -> None:
     clock = Clock()
-    throttle = FailureThrottle(clock)
+    throttle = FailureThrottle(clock=clock)
     for _ in range(FREE_FAILURES + 1):
         throttle.failed("a")
     clock.now += 61.0

@@ -1,0 +1,82 @@
+"""The API fuzzed from its own OpenAPI document by schemathesis, against a real daemon on
+loopback: no 5xx, every response as documented (status codes, content types and bodies),
+requests that break the schema refused, missing or bad authentication refused. Bounded in
+examples so the suite stays within its time. Jobs it makes only queue: a run filling the
+node is started first, so no fuzzed image is ever pulled.
+
+One check is left out: that every schema-valid request is accepted. Some rules are beyond a
+schema (a recipe that must exist, a name that must match the path, a plan that must fit this
+machine, NUL characters anywhere), and their 400/404/409/422 are documented answers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import ALICE
+from tests.support import TEST_IMAGE, VENV_BIN, Daemon
+
+pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
+EXAMPLES = 12  # per operation, in each phase
+
+
+# A request that breaks the schema may also be refused as too large (413: bodies over 1 MiB);
+# and the check that every schema-valid request is accepted is off (see above).
+CONFIG = """
+[checks.negative_data_rejection]
+expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
+"""
+
+
+@pytest.fixture
+def fuzzed_daemon(
+    users: None, podman_socket: Path, test_image: str, shared_dir: Path
+) -> Iterator[Daemon]:
+    cpus = os.cpu_count() or 1
+    config = (
+        # failed authentications are what the fuzzer sends on purpose, many: not slowed here
+        "system = true\nauth_free_failures = 1000000\n"
+        f"[plans.whole-node]\nmemory_mb = 64\ncpus = {cpus}\n"
+    )
+    d = Daemon(shared_dir / "daemon", podman_socket=podman_socket, config=config)
+    (shared_dir / "daemon").chmod(0o755)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop(kill_containers=True)
+
+
+def test_the_api_keeps_its_schema_under_fuzzing(fuzzed_daemon: Daemon, tmp_path: Path) -> None:
+    """As alice, with her token: what she does stays hers (root's run, which fills the node,
+    is beyond her reach, so nothing she makes ever starts)."""
+    daemon = fuzzed_daemon
+    blocker = daemon.submit(image=TEST_IMAGE, command=["sleep", "3600"], plan="whole-node")
+    daemon.wait_status(blocker["latestRunId"], {"running"})
+    token = daemon.request("POST", "/v1/tokens", {"name": "fuzz"}, user=ALICE).body["secret"]
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    st = shutil.which("st", path=str(VENV_BIN)) or str(VENV_BIN / "st")
+    fuzzed = subprocess.run(
+        [
+            st, "--config-file", str(config), "run", f"{daemon.url}/v1/openapi.json",
+            "--url", daemon.url, "-H", f"Authorization: Bearer {token}",
+            "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+            "--max-examples", str(EXAMPLES), "--workers", "2",
+            "--phases", "examples,fuzzing", "--request-timeout", "30", "--no-color",
+            "--seed", "14",
+        ],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert fuzzed.returncode == 0, fuzzed.stdout[-12000:] + fuzzed.stderr[-2000:]
+    assert daemon.run(blocker["latestRunId"])["status"] == "running"
+    containers = subprocess.run(
+        ["podman", "ps", "-aq", "--filter", "label=io.jobd.managed=true"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    assert len([c for c in containers if daemon._is_mine(c)]) == 1, "only root's run started"
