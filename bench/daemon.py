@@ -4,6 +4,7 @@ would run it, driven over its Unix socket."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -136,11 +137,12 @@ def remove_labelled_containers(label: str) -> None:
 async def post_json(
     http: aiohttp.ClientSession, path: str, body: Any, headers: dict[str, str] | None = None
 ) -> Any:
-    async with http.post(f"http://jobd{path}", json=body, headers=headers) as response:
-        payload = await response.json()
-        if response.status >= 300:
-            raise RuntimeError(f"POST {path}: {response.status} {payload}")
-        return payload
+    return await post_raw(
+        http,
+        path,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", **(headers or {})},
+    )
 
 
 async def post_raw(

@@ -3,6 +3,7 @@ and kept, as a test machine keeps its test users) and the system daemon they sha
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -61,11 +62,18 @@ def team_daemon(
 ) -> Iterator[Daemon]:
     """The system daemon, as root, with carol as an admin; its socket where the users can
     reach it, and host paths under `mounts/` allowed."""
-    config = (
-        f'system = true\nadmins = ["{CAROL}"]\n'
-        f'[volumes]\nallowed_host_paths = ["{shared_dir / "mounts"}"]\n'
+    config = f'admins = ["{CAROL}"]\n[volumes]\nallowed_host_paths = ["{shared_dir / "mounts"}"]\n'
+    with system_daemon(shared_dir, podman_socket, config) as d:
+        yield d
+
+
+@contextlib.contextmanager
+def system_daemon(shared_dir: Path, podman_socket: Path, config: str) -> Iterator[Daemon]:
+    """A system daemon (as root, system = true, and `config`) in `shared_dir`, where the
+    users can reach its socket."""
+    d = Daemon(
+        shared_dir / "daemon", podman_socket=podman_socket, config=f"system = true\n{config}"
     )
-    d = Daemon(shared_dir / "daemon", podman_socket=podman_socket, config=config)
     (shared_dir / "daemon").chmod(0o755)
     try:
         d.start()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import ALICE
+from tests.acceptance.conftest import ALICE, system_daemon
 from tests.support import TEST_IMAGE, VENV_BIN, Daemon
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
@@ -40,16 +40,10 @@ def fuzzed_daemon(
     cpus = os.cpu_count() or 1
     config = (
         # failed authentications are what the fuzzer sends on purpose, many: not slowed here
-        "system = true\nauth_free_failures = 1000000\n"
-        f"[plans.whole-node]\nmemory_mb = 64\ncpus = {cpus}\n"
+        f"auth_free_failures = 1000000\n[plans.whole-node]\nmemory_mb = 64\ncpus = {cpus}\n"
     )
-    d = Daemon(shared_dir / "daemon", podman_socket=podman_socket, config=config)
-    (shared_dir / "daemon").chmod(0o755)
-    try:
-        d.start()
+    with system_daemon(shared_dir, podman_socket, config) as d:
         yield d
-    finally:
-        d.stop(kill_containers=True)
 
 
 def test_the_api_keeps_its_schema_under_fuzzing(fuzzed_daemon: Daemon, tmp_path: Path) -> None:
