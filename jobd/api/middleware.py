@@ -31,7 +31,8 @@ CALLER = web.RequestKey("caller", Caller)
 BODY_CHECK: web.RequestKey[BodyCheck] = web.RequestKey("body_check")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WRITING_READS = frozenset({"/v1/runs/{run_id}/exec"})  # GETs that change something
-STREAMED_BODIES = frozenset({"/v1/uploads"})  # bodies the handler reads as they arrive
+# requests whose body the handler reads as it arrives (and checks the signature of)
+STREAMED_BODIES = frozenset({("POST", "/v1/uploads")})
 SIGNED_HEADERS = (KEY_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 
@@ -103,7 +104,7 @@ async def _signed(request: web.Request) -> Caller:
             target=request.raw_path,
         )
     )
-    if _route(request) in STREAMED_BODIES:
+    if (request.method, _route(request)) in STREAMED_BODIES:
         request[BODY_CHECK] = check  # the handler checks the body as it has read it
     else:
         check(hashlib.sha256(await request.read()).hexdigest())

@@ -149,6 +149,8 @@ def test_signed_requests_pass_once_fresh_and_as_signed(daemon: Daemon) -> None:
                                signed(key, "GET", listing, timestamp=int(time.time()) + 301)),
         "another key's secret": ("GET", listing, None,
                                  signed({**key, "secret": "x" * 43}, "GET", listing)),
+        "a bad signature on the uploads' listing": (
+            "GET", "/v1/uploads", None, signed({**key, "secret": "x" * 43}, "GET", "/v1/uploads")),
     }  # fmt: skip
     for case, (method, target, sent, case_headers) in cases.items():
         response = exchange(connection, method, target, sent, case_headers)
