@@ -4,6 +4,7 @@ ids it touched; reads are not; admins read the log, others get 403."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 from typing import Any
@@ -36,15 +37,16 @@ def test_every_state_changing_request_is_recorded(daemon: Daemon) -> None:
     assert daemon.request("GET", f"/v1/jobs/{job.body['id']}", user=ALICE).status == 200
     token = daemon.request("POST", "/v1/tokens", {"name": "ci"}, user=ALICE)
     assert token.status == 201
-    tcp = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=30)
-    tcp.request("POST", f"/v1/runs/{run_id}/cancel", body=b"{}",
-                headers={"Authorization": f"Bearer {token.body['secret']}"})  # fmt: skip
-    answer = tcp.getresponse()
-    assert answer.status == 202 and answer.read()
-    tcp.request("DELETE", f"/v1/jobs/{job.body['id']}", headers={"Authorization": "Bearer x"})
-    answer = tcp.getresponse()
-    assert answer.status == 401 and answer.read()
-    tcp.close()
+    with contextlib.closing(
+        http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=30)
+    ) as tcp:
+        tcp.request("POST", f"/v1/runs/{run_id}/cancel", body=b"{}",
+                    headers={"Authorization": f"Bearer {token.body['secret']}"})  # fmt: skip
+        answer = tcp.getresponse()
+        assert answer.status == 202 and answer.read()
+        tcp.request("DELETE", f"/v1/jobs/{job.body['id']}", headers={"Authorization": "Bearer x"})
+        answer = tcp.getresponse()
+        assert answer.status == 401 and answer.read()
 
     log = entries(daemon)
     (refused, cancelled, made_token, bobs, created) = log[:5]
