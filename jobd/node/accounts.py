@@ -1,12 +1,13 @@
 """The machine's user accounts as a run needs them: who a run's process is on the host (its
-owner's uid, primary group and groups, read from the system's user database when the run
-starts), and whether that user may reach a host path the way a mount asks."""
+owner's uid, primary group and groups, read from the system's user database, at most every
+ten seconds), and whether that user may reach a host path the way a mount asks."""
 
 from __future__ import annotations
 
 import os
 import pwd
 import stat
+import time
 from pathlib import Path
 
 from jobd.domain.identity import Identity, RunAs, run_as
@@ -15,20 +16,39 @@ from jobd.errors import Forbidden
 READ, WRITE, SEARCH = 4, 2, 1
 
 
+ACCOUNT_SECONDS = 10.0  # how long a user's groups, once read, are used (LDAP is a round trip)
+_accounts: dict[int, tuple[float, tuple[int, tuple[int, ...]] | None]] = {}
+
+
 def identity_for(owner_uid: int | None, *, rootless: bool) -> Identity:
     """Who a run of this owner is on the host. Forbidden for an owner the system no longer
     knows: no run may fall back to the daemon's own powers."""
     mode = run_as(owner_uid=owner_uid, daemon_uid=os.getuid(), rootless=rootless)
     if mode is not RunAs.OWNER:
         return Identity.of(mode)
-    try:
-        entry = pwd.getpwuid(owner_uid) if owner_uid is not None else None
-    except KeyError:
-        entry = None
-    if entry is None:
+    found = _account(owner_uid) if owner_uid is not None else None
+    if found is None:
         raise Forbidden(f"uid {owner_uid} is not a user of this machine any more")
-    groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))))
-    return Identity.of(mode, uid=entry.pw_uid, gid=entry.pw_gid, groups=groups)
+    gid, groups = found
+    return Identity.of(mode, uid=owner_uid, gid=gid, groups=groups)
+
+
+def _account(uid: int) -> tuple[int, tuple[int, ...]] | None:
+    """The user's primary group and groups, from the user database at most every
+    ACCOUNT_SECONDS (a group change counts from then on); None for an unknown uid."""
+    moment = time.monotonic()
+    cached = _accounts.get(uid)
+    if cached is not None and moment - cached[0] < ACCOUNT_SECONDS:
+        return cached[1]
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        found = None
+    else:
+        groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))))
+        found = (entry.pw_gid, groups)
+    _accounts[uid] = (moment, found)
+    return found
 
 
 def may_reach(path: Path, identity: Identity, *, write: bool) -> bool:
