@@ -148,11 +148,16 @@ class Client:
         with self._exchange("DELETE", path, None, None, REQUEST_TIMEOUT) as response:
             response.read()
 
-    def upload(self, path: str, query: Query, source: BinaryIO, length: int) -> dict[str, Any]:
+    def upload(
+        self, path: str, query: Query, source: BinaryIO, length: int, sha256: str | None = None
+    ) -> dict[str, Any]:
         """POST `length` bytes of `source` as the request's body, a block at a time. A daemon
-        that refuses it early (too large) may close before all is sent: its answer counts."""
+        that refuses it early (too large) may close before all is sent: its answer counts.
+        A signed request signs the body's sha256: `sha256` when the caller has it already."""
         target = self._target(path, query)
-        digest = _file_sha256(source) if self.endpoint.key_id else EMPTY_SHA256
+        digest = EMPTY_SHA256
+        if self.endpoint.key_id:
+            digest = sha256 or file_sha256(source)
         connection = self._connect(REQUEST_TIMEOUT)
         connection.blocksize = UPLOAD_BLOCK
         headers = {
@@ -296,7 +301,7 @@ class Stream:
                 self.sock.shutdown(socket.SHUT_RDWR)
 
 
-def _file_sha256(source: BinaryIO) -> str:
+def file_sha256(source: BinaryIO) -> str:
     """A file's sha256, read from where it stands, which is where it is left."""
     start = source.tell()
     digest = hashlib.file_digest(source, "sha256").hexdigest()  # type: ignore[arg-type]

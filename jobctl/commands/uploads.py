@@ -3,7 +3,6 @@ what `run --input` sends before it creates its job."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterable
@@ -13,7 +12,7 @@ from typing import Any
 
 import click
 
-from jobctl.client import Client, JobctlError, segment
+from jobctl.client import Client, JobctlError, file_sha256, segment
 from jobctl.commands.shared import show
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import CONTEXT, all_users_option, all_users_query, json_option
@@ -24,25 +23,31 @@ SLUG = re.compile(r"upload-[0-9a-f]{32}")
 REUSE_MARGIN = timedelta(hours=1)  # an upload about to expire is not reused
 
 
-def send(client: Client, path: Path, name: str | None = None) -> dict[str, Any]:
-    """Upload the file at `path`, named `name` (its own name by default)."""
+def send(
+    client: Client, path: Path, name: str | None = None, *, sha256: str | None = None
+) -> dict[str, Any]:
+    """Upload the file at `path`, named `name` (its own name by default); `sha256`: its
+    content's, when known already (a signed upload signs it)."""
     try:
         with path.open("rb") as source:
             length = os.fstat(source.fileno()).st_size
             query = {"name": name or path.name}
-            return client.upload("/v1/uploads", query, source, length)
+            return client.upload("/v1/uploads", query, source, length, sha256=sha256)
     except OSError as e:
         raise JobctlError(f"can't read {path}: {e.strerror or e}") from None
 
 
-def kept(client: Client, path: Path) -> str | None:
-    """The slug of an upload jobd keeps of this file (its content, its name), not about to
-    expire; None when there is none, and the file has to be sent."""
+def digest_of(path: Path) -> str:
     try:
         with path.open("rb") as source:
-            digest = hashlib.file_digest(source, "sha256").hexdigest()
+            return file_sha256(source)
     except OSError as e:
         raise JobctlError(f"can't read {path}: {e.strerror or e}") from None
+
+
+def kept(client: Client, path: Path, digest: str) -> str | None:
+    """The slug of an upload jobd keeps of this file (its content, `digest`, and its name),
+    not about to expire; None when there is none, and the file has to be sent."""
     soon = datetime.now(UTC) + REUSE_MARGIN
     for doc in client.get("/v1/uploads", {"sha256": digest})["uploads"]:
         expires = doc.get("expiresAt")
@@ -58,7 +63,8 @@ def input_slugs(client: Client, values: Iterable[str]) -> list[str]:
     for value in values:
         path = Path(value)
         if path.is_file():
-            slugs.append(kept(client, path) or send(client, path)["slug"])
+            digest = digest_of(path)  # once: to find it, and to sign it if it is sent
+            slugs.append(kept(client, path, digest) or send(client, path, sha256=digest)["slug"])
         elif SLUG.fullmatch(value):
             slugs.append(value)
         elif path.exists():

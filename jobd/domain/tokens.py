@@ -24,7 +24,6 @@ from jobd.domain.records import Row, from_epoch, maybe_epoch, rfc3339
 
 TOKEN_PREFIX = "jobd_"  # a bearer token's start: secret scanners can find one that leaked
 TOKEN_ID_PREFIX = "tok"
-TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_LIFETIME = timedelta(days=30)
 MAX_LIFETIME = timedelta(days=366)
 MIN_LIFETIME = timedelta(minutes=1)
@@ -36,7 +35,6 @@ KEY_HEADER = "X-Jobd-Key"
 TIMESTAMP_HEADER = "X-Jobd-Timestamp"
 NONCE_HEADER = "X-Jobd-Nonce"
 SIGNATURE_HEADER = "X-Jobd-Signature"
-EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class TokenKind(StrEnum):

@@ -48,43 +48,27 @@ def unguard_host() -> None:
     """Take jobd's chain away, and every jump to it (host access allowed again)."""
     if not _iptables("-n", "-L", CHAIN, check=False):
         return
-    for chain in _chains_jumping_to(CHAIN):
-        while True:  # a jump's spec, as iptables -S prints it, deletes it
-            specs = [r for r in _rules(chain) if r.endswith(f"-j {CHAIN}")]
-            if not specs:
-                break
-            _iptables("-D", *specs[0].split()[1:])
+    for rule in _run("-S").stdout.splitlines():  # a rule's spec, as -S prints it, deletes it
+        if rule.startswith("-A ") and rule.endswith(f"-j {CHAIN}"):
+            _iptables("-D", *rule.split()[1:])
     _iptables("-F", CHAIN)
     _iptables("-X", CHAIN)
 
 
-def _rules(chain: str) -> list[str]:
-    listed = subprocess.run(
-        ["iptables", "-w", "5", "-S", chain], capture_output=True, text=True, check=False
-    )
-    return [line for line in listed.stdout.splitlines() if line.startswith(f"-A {chain} ")]
-
-
-def _chains_jumping_to(target: str) -> list[str]:
-    listed = subprocess.run(
-        ["iptables", "-w", "5", "-S"], capture_output=True, text=True, check=False
-    )
-    return sorted(
-        {line.split()[1] for line in listed.stdout.splitlines()
-         if line.startswith("-A ") and line.endswith(f"-j {target}")}
-    )  # fmt: skip
-
-
 def _iptables(*args: str, check: bool = True) -> bool:
+    done = _run(*args)
+    if done.returncode != 0 and check:
+        raise FirewallError(f"iptables {' '.join(args)}: {done.stderr.strip()}")
+    return done.returncode == 0
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
     try:
-        done = subprocess.run(
+        return subprocess.run(
             ["iptables", "-w", "5", *args], capture_output=True, text=True, check=False
         )
     except OSError as e:
         raise FirewallError(f"iptables: {e.strerror or e}") from None
-    if done.returncode != 0 and check:
-        raise FirewallError(f"iptables {' '.join(args)}: {done.stderr.strip()}")
-    return done.returncode == 0
 
 
 def guard(config: Config, info: RuntimeInfo) -> HostGuard:

@@ -14,7 +14,7 @@ from jobd import __version__
 from jobd.config import Config
 from jobd.domain.capacity import Free, GpuState, free_on
 from jobd.domain.engine import RuntimeInfo
-from jobd.domain.identity import ROOT_CAPABILITIES, mode_summary
+from jobd.domain.identity import Identity, mode_summary, run_as
 from jobd.domain.node import NodeInventory
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES
@@ -122,11 +122,16 @@ def _isolation(daemon_uid: int, info: RuntimeInfo) -> dict[str, Any]:
     """How runs run here: as their owners (the system daemon), or in the daemon user's
     rootless podman; with which capabilities."""
     rootless = info.rootless
+
+    def capabilities(owner_uid: int | None) -> list[str]:  # what such an owner's runs keep
+        mode = run_as(owner_uid=owner_uid, daemon_uid=daemon_uid, rootless=rootless)
+        return list(Identity.of(mode).capabilities)
+
     return {
         "mode": "rootless" if rootless else "owner",
         "summary": mode_summary(daemon_uid=daemon_uid, rootless=rootless),
-        "ownerCapabilities": [] if not rootless else list(ROOT_CAPABILITIES),
-        "daemonUserCapabilities": list(ROOT_CAPABILITIES),
+        "ownerCapabilities": capabilities(None),  # another user's
+        "daemonUserCapabilities": capabilities(daemon_uid),
         "noNewPrivileges": True,
     }
 
