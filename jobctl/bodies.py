@@ -49,6 +49,8 @@ def new_job_body(
         body["maxPendingSeconds"] = options["max_pending"]
     if recipe is not None:
         body["recipe"] = recipe
+    if options.get("project"):
+        body["project"] = options["project"]
     return body
 
 

@@ -63,6 +63,11 @@ all_users_option = click.option(
 )
 
 
+def project_option(what: str) -> Decorator:
+    """--project NAME: a project of jobd's configuration ([projects.NAME] members)."""
+    return click.option("--project", metavar="NAME", help=what)
+
+
 def all_users_query(all_users: bool) -> dict[str, str]:
     return {"allUsers": "true"} if all_users else {}
 

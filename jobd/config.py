@@ -18,6 +18,7 @@ from typing import Any
 
 from jobd.domain.jobs import DEFAULT_TIMEOUT_SECONDS
 from jobd.domain.resources import DEFAULT_PLAN, DEFAULT_PLANS, GB, GIB, MIB, Plan
+from jobd.domain.sharing import Sharing
 from jobd.errors import InvalidRequest
 
 DEFAULT_PORT = 8427
@@ -110,6 +111,7 @@ class Config:
     audit_keep_days: float = 90.0  # the audit log's entries are deleted after this long
     max_streams_per_user: int = 64  # followed logs and exec sessions a user holds open at once
     auth_free_failures: int = 5  # failed authentications from one peer answered at once
+    sharing: Sharing = field(default_factory=Sharing)  # projects, quotas, fair share
     system: bool = False
 
     def is_admin(self, user: str, uid: int | None) -> bool:
@@ -233,6 +235,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["logs"] = raw["logs"]
     for table in (
         "plans", "gpus", "max_priority_by_user", "volumes", "network", "outputs", "uploads",
+        "projects", "quotas", "fair_share",
     ):  # fmt: skip
         if table in raw:
             settings[table] = raw[table]
@@ -274,8 +277,8 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
                 _only(fields, PLAN_KEYS, f"[plans.{plan}]", path)
         elif name == "gpus":
             _only(table, GPU_KEYS, "[gpus]", path)
-        elif name == "max_priority_by_user":
-            continue
+        elif name in ("max_priority_by_user", "projects", "quotas", "fair_share"):
+            continue  # checked where they are read
         elif name in known:
             _only(table, known[name], f"[{name}]", path)
         else:
@@ -318,7 +321,8 @@ def _admins(value: Any) -> frozenset[str]:
 
 
 def _build(settings: dict[str, Any], *, system: bool) -> Config:
-    known = {f.name for f in dataclasses.fields(Config)} | {"gpu_inventory_file"}
+    known = {f.name for f in dataclasses.fields(Config)} - {"sharing"}
+    known |= {"gpu_inventory_file", "projects", "quotas", "fair_share"}
     unknown = set(settings) - known
     if unknown:
         raise InvalidRequest(f"unknown configuration keys: {', '.join(sorted(unknown))}")
@@ -355,6 +359,9 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             audit_keep_days=float(settings.get("audit_keep_days", 90.0)),
             max_streams_per_user=int(settings.get("max_streams_per_user", 64)),
             auth_free_failures=int(settings.get("auth_free_failures", 5)),
+            sharing=Sharing.from_tables(
+                settings.get("projects", {}), settings.get("quotas", {}), settings.get("fair_share")
+            ),
             system=system,
         )
     except (TypeError, ValueError) as e:

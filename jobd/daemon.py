@@ -284,10 +284,10 @@ def _services(
         runs=Runs(
             store,
             supervisor.wake,
-            lambda: supervisor.waiting,
+            supervisor.reason,
             default_grace=config.stop_grace_seconds,
         ),
-        recipes=Recipes(store, jobs.plan),
+        recipes=Recipes(store, jobs.plan, config.sharing.projects),
         logs=Logs(store, supervisor.pump),
         volumes=Volumes(store, config),
         outputs=Outputs(store, config),

@@ -15,13 +15,22 @@ and on 2 cores, podman starting containers). Two windows of 1,000 passes each ar
   the queue still about N long.
 
 The slowest pass of the daemon's lifetime (queue filling and draining included) is read last.
+
+Quotas and fair share are on (issue 14): the daemon has quotas that every run is checked
+against, and the queue is spread over OWNERS users, with 28 days of use each to weigh. The
+bench's client is one user, so once the queue is full the bench spreads its runs over OWNERS
+owners in the database itself (a pass reads `runs.owner_uid`; the jobs, and so who each run is
+on the host, stay the bench user's) and writes their use (`use_days`). Each pass then merges
+OWNERS queues, read from their own index, and checks each run it looks at against quotas.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,15 @@ JOB = {"image": IMAGE, "command": ["true"], "network": "none"}
 # sh as PID 1 ignores SIGTERM unless it traps it: without the trap a cancel waits out the grace
 BLOCKER = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 CHECK_EVERY = 100  # pairs of submit + cancel between readings of /v1/health
+OWNERS = 20  # the queue's runs are spread over this many users
+FIRST_UID = 60000
+QUOTAS = """
+[quotas.default]
+max_running = 4
+max_queued = 1000000
+max_gpus = 8
+gpu_hours_per_day = 1000
+"""
 FILL_CLIENTS = 8
 TARGET_MS = 10
 DRAIN_SECONDS = 900
@@ -57,20 +75,21 @@ def run(report: Report, *, queued: int, repeats: int) -> None:
 
 async def _once(queued: int) -> Sample:
     with tempfile.TemporaryDirectory(prefix="jobd-bench-") as home:
-        daemon = BenchDaemon(Path(home))
+        daemon = BenchDaemon(Path(home), config=QUOTAS)
         daemon.start()
         try:
             async with daemon.session(FILL_CLIENTS + 2) as http:
-                return await _measure(http, queued)
+                return await _measure(http, queued, daemon.data_dir / "jobd.db")
         finally:
             daemon.stop()
 
 
-async def _measure(http: aiohttp.ClientSession, queued: int) -> Sample:
+async def _measure(http: aiohttp.ClientSession, queued: int, database: Path) -> Sample:
     blocker = await post_json(http, "/v1/jobs", {**JOB, "plan": BLOCKER_PLAN, "command": BLOCKER})
     await wait_for_status(http, blocker["latestRunId"], {"running"})
     plans = await _admitted_plans(http)
     head, tail = await _queue(http, queued, plans)
+    await asyncio.to_thread(_spread_owners, database, head, tail)
     full = await _passes_with_node_full(http, plans[0])
     windows = {"node full": full}
     draining = await _passes_while_draining(http, blocker["latestRunId"], tail)
@@ -114,6 +133,34 @@ async def _queue(http: aiohttp.ClientSession, queued: int, plans: list[str]) -> 
     head = await submit()
     await concurrently(queued - 2, FILL_CLIENTS, submit_one)
     return head, await submit()
+
+
+def _spread_owners(database: Path, head: str, tail: str) -> None:
+    """Give the queued runs OWNERS owners, in turn, and each owner 28 days of use, more for
+    each next one: the head goes to the first (who used least: it starts first, as the
+    drain expects) and the tail to the last (who used most: it starts last)."""
+    db = sqlite3.connect(database, timeout=60)
+    try:
+        with db:
+            db.execute(
+                f"UPDATE runs SET owner_uid = {FIRST_UID} + rowid % {OWNERS}"
+                " WHERE status = 'pending'"
+            )
+            last = FIRST_UID + OWNERS - 1
+            db.execute("UPDATE runs SET owner_uid = ? WHERE id = ?", (FIRST_UID, head))
+            db.execute("UPDATE runs SET owner_uid = ? WHERE id = ?", (last, tail))
+            today = int(time.time() // 86400)
+            db.executemany(
+                "INSERT OR REPLACE INTO use_days (day, owner_uid, cpu_seconds, gpu_seconds)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (today - day, FIRST_UID + owner, 3600.0 * (owner + 1), 60.0 * owner)
+                    for owner in range(OWNERS)
+                    for day in range(28)
+                ],
+            )
+    finally:
+        db.close()
 
 
 async def _passes_with_node_full(http: aiohttp.ClientSession, plan: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from jobctl.options import (
     all_users_option,
     all_users_query,
     json_option,
+    project_option,
     resource_options,
     retry_options,
     schedule_options,
@@ -54,6 +55,10 @@ from jobctl.waiting import wait_for_run, wait_until_gone
     " and the options override the recipe's (env and labels merge).",
 )
 @spec_options(replacing=False)
+@project_option(
+    "Put the job in this project: its members see it and may cancel, stop and re-run it"
+    " (it still runs as you)."
+)
 @resource_options()
 @schedule_options(replacing=False)
 @retry_options(replacing=False)
@@ -192,6 +197,7 @@ def delete(connection: Connection, *, job_id: str, wait: bool) -> None:
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
 @click.option("--all", "every", is_flag=True, help="Follow every page.")
+@project_option("Only this project's jobs.")
 @all_users_option
 @json_option
 @pass_connection
@@ -202,12 +208,13 @@ def list_jobs(
     label: tuple[tuple[str, str], ...],
     limit: int | None,
     every: bool,
+    project: str | None,
     all_users: bool,
     as_json: bool,
 ) -> None:
-    """List your jobs, newest first."""
+    """List your jobs and your projects' jobs, newest first."""
     query = {"status": status, "label": [f"{k}={v}" for k, v in label], "limit": limit}
-    query |= all_users_query(all_users)
+    query |= all_users_query(all_users) | ({"project": project} if project else {})
     page = collect(connection.client(), "/v1/jobs", query, "jobs", every)
     jobs = page["jobs"]
     show(page, as_json, lambda: owned_table(JOB_HEADERS, job_row, jobs, users=all_users))

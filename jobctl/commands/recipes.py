@@ -16,6 +16,7 @@ from jobctl.options import (
     all_users_option,
     all_users_query,
     json_option,
+    project_option,
     retry_options,
     spec_options,
 )
@@ -32,6 +33,7 @@ def recipe() -> None:
 @recipe.command("create", context_settings=CONTEXT)
 @click.option("--description", help="What the recipe is for.")
 @spec_options(replacing=False, named=False)
+@project_option("Share the recipe with this project's members.")
 @retry_options(replacing=False)
 @json_option
 @click.argument("name")
@@ -71,6 +73,8 @@ def recipe_create(
         description=description,
     )
     body.update(data_fields(options, replacing=False))
+    if options["project"]:
+        body["project"] = options["project"]
     doc = connection.client().post("/v1/recipes", {"name": name, **body})
     show(doc, as_json, lambda: f"created recipe {doc['name']}")
 
@@ -79,6 +83,7 @@ def recipe_create(
 @click.option("--description", help="What the recipe is for.")
 @click.option("--image", help="The image jobs made of it use.")
 @spec_options(replacing=True, named=False)
+@project_option("Share the recipe with this project's members instead.")
 @retry_options(replacing=True)
 @json_option
 @click.argument("name")
@@ -122,6 +127,8 @@ def recipe_update(
         description=description,
     )
     body.update(data_fields(options, replacing=True))
+    if options["project"]:
+        body["project"] = options["project"]
     if no_retry:
         body["retry"] = None
     if not body:

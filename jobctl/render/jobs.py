@@ -168,6 +168,7 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("schedule", schedule_text(job.get("schedule"))),
             ("next tick", next_tick(job.get("schedule")) if job.get("schedule") else None),
             ("owner", f"{owner.get('user')} (uid {owner.get('uid')}, via {owner.get('via')})"),
+            ("project", job.get("project")),
             ("created", local_time(job.get("createdAt"))),
             ("status", job.get("status")),
             ("latest run", job.get("latestRunId")),

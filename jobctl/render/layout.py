@@ -28,9 +28,10 @@ def table(headers: Sequence[str], rows: Iterable[Row]) -> str:
 def owned_table(
     headers: Sequence[str], row: Callable[[Any], Row], docs: Iterable[Any], *, users: bool
 ) -> str:
-    """A table of `docs` (records with an owner); with `users`, each row starts with its
-    owner's user name."""
-    if not users:
+    """A table of `docs` (records with an owner); with `users`, or when they are more than
+    one user's (a project's), each row starts with its owner's user name."""
+    docs = list(docs)
+    if not users and len({(doc.get("owner") or {}).get("user") for doc in docs}) <= 1:
         return table(headers, map(row, docs))
     return table(("USER", *headers), ((doc["owner"]["user"], *row(doc)) for doc in docs))
 

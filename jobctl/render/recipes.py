@@ -46,6 +46,7 @@ def recipe_details(recipe: Mapping[str, Any]) -> str:
             ("labels", pairs(recipe.get("labels"))),
             ("retry", retry_text(recipe.get("retry"))),
             ("owner", owner.get("user")),
+            ("project", recipe.get("project")),
             ("created", local_time(recipe.get("createdAt"))),
             ("updated", local_time(recipe.get("updatedAt"))),
         ]

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from jobd.api.context import MAX_BODY, SERVICES, STREAMS
-from jobd.api.middleware import caller, reach
+from jobd.api.middleware import caller, own_reach
 from jobd.domain.engine import ExecSession
 from jobd.errors import InvalidRequest, RuntimeFailure
 
@@ -22,7 +22,8 @@ async def exec_in_run(request: web.Request) -> web.StreamResponse:
     stdout, 2 stderr); text messages carry control: {"resize": [rows, columns]} and
     {"eof": true} in, and last {"exit": code} out."""
     services = request.app[SERVICES]
-    run = await services.runs.get(request.match_info["run_id"], reach(request))
+    # a shell in a run has its owner's powers: the owner's (or an admin's), never a teammate's
+    run = await services.runs.get(request.match_info["run_id"], own_reach(request))
     command = request.query.getall("cmd", [])
     if not command or not command[0]:
         raise InvalidRequest("cmd: the command to run, one cmd parameter per argument")

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.middleware import caller, listing_reach, reach
+from jobd.api.middleware import caller, listing_reach, own_reach, reach
 from jobd.api.requests import bool_param, json_body, json_response, page, time_param
 from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.states import RunStatus
@@ -44,7 +44,7 @@ async def update_job(request: web.Request) -> web.Response:
 
 
 async def delete_job(request: web.Request) -> web.Response:
-    await request.app[SERVICES].jobs.delete(request.match_info["job_id"], reach(request))
+    await request.app[SERVICES].jobs.delete(request.match_info["job_id"], own_reach(request))
     return web.Response(status=202)
 
 
@@ -90,4 +90,5 @@ def _job_filter(request: web.Request) -> JobFilter:
         created_after=time_param(request, "createdAfter"),
         created_before=time_param(request, "createdBefore"),
         reach=listing_reach(request),
+        project=request.query.get("project"),
     )

@@ -143,7 +143,12 @@ def _peer_caller(request: web.Request) -> Caller | None:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _, uid, _ = struct.unpack("3i", creds)
         owner = Owner(uid=uid, user=user_name(uid), via="unix")
-        found = Caller(owner=owner, admin=request.app[SERVICES].config.is_admin(owner.user, uid))
+        config = request.app[SERVICES].config
+        found = Caller(
+            owner=owner,
+            admin=config.is_admin(owner.user, uid),
+            projects=config.sharing.projects_of(owner.user),
+        )
     _peers[transport] = found
     return found
 
@@ -162,6 +167,12 @@ def body_check(request: web.Request) -> BodyCheck | None:
 def reach(request: web.Request) -> Reach:
     """What a request naming a record may reach: the caller's own, or an admin's everyone's."""
     return caller(request).reach
+
+
+def own_reach(request: web.Request) -> Reach:
+    """What a request that changes what a run executes (or opens a shell in one) may reach:
+    the caller's own records only, an admin's everyone's (Caller.own_reach)."""
+    return caller(request).own_reach
 
 
 def listing_reach(request: web.Request) -> Reach:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.middleware import caller, listing_reach, reach
+from jobd.api.middleware import caller, listing_reach, own_reach, reach
 from jobd.api.requests import json_body, json_response
 
 
@@ -35,10 +35,10 @@ async def put_recipe(request: web.Request) -> web.Response:
 async def update_recipe(request: web.Request) -> web.Response:
     recipes = request.app[SERVICES].recipes
     body = await json_body(request)
-    recipe = await recipes.update(request.match_info["name"], body, reach(request))
+    recipe = await recipes.update(request.match_info["name"], body, caller(request))
     return json_response(recipe.to_api())
 
 
 async def delete_recipe(request: web.Request) -> web.Response:
-    await request.app[SERVICES].recipes.delete(request.match_info["name"], reach(request))
+    await request.app[SERVICES].recipes.delete(request.match_info["name"], own_reach(request))
     return web.Response(status=204)

@@ -250,6 +250,7 @@ class Job:
     last_tick: Tick | None = None
     recipe: str | None = None  # the recipe it took its snapshot of, if any
     requested: Mapping[str, Any] | None = None  # the request that created it, as sent
+    project: str | None = None  # its members see and act on it too (config [projects])
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -288,6 +289,7 @@ class Job:
             last_tick=Tick.from_api(orjson.loads(row["last_tick"])) if row["last_tick"] else None,
             recipe=row["recipe"],
             requested=orjson.loads(row["requested"]) if row["requested"] else None,
+            project=row["project"],
         )
 
     def schedule_doc(self) -> dict[str, Any] | None:
@@ -328,6 +330,7 @@ class Job:
             "finalConfig": self.spec.public_record(),
             "labels": dict(self.labels),
             "owner": self.owner.to_api(),
+            "project": self.project,
             "createdAt": rfc3339(self.created_at),
             "status": self.status.value if self.status else None,
             "latestRunId": self.latest_run_id,
@@ -370,3 +373,4 @@ class JobFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     reach: Reach = EVERYONE  # whose jobs
+    project: str | None = None  # only this project's

@@ -46,6 +46,7 @@ class Recipe:
     owner: Owner
     created_at: datetime
     updated_at: datetime
+    project: str | None = None  # its members may use it too (config [projects])
 
     @classmethod
     def from_row(cls, row: Row) -> Recipe:
@@ -56,6 +57,7 @@ class Recipe:
             owner=Owner.from_api(orjson.loads(row["owner"])),
             created_at=from_epoch(row["created_at"]),
             updated_at=from_epoch(row["updated_at"]),
+            project=row["project"],
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class Recipe:
             "description": self.description,
             **self.config,
             "owner": self.owner.to_api(),
+            "project": self.project,
             "createdAt": rfc3339(self.created_at),
             "updatedAt": rfc3339(self.updated_at),
         }

@@ -63,6 +63,8 @@ class Run:
     # grace (0: at once); None: the configured default
     stop_grace_seconds: int | None = None
     outputs: OutputSummary | None = None  # what its /outputs held when last counted
+    owner_uid: int | None = None  # its job's owner's, as stored (quotas, fair share)
+    project: str | None = None  # its job's project, as stored
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -103,6 +105,8 @@ class Run:
             outputs=OutputSummary.from_record(orjson.loads(row["outputs"]))
             if row["outputs"]
             else None,
+            owner_uid=row["owner_uid"],
+            project=row["project"],
         )
 
     @property

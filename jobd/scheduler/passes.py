@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from jobd.config import Config
@@ -17,9 +17,13 @@ from jobd.domain.engine import RuntimeInfo
 from jobd.domain.records import now
 from jobd.domain.resources import Allocation
 from jobd.domain.runs import Run
+from jobd.domain.sharing import QuotaBook, day_gpu_seconds, fair_usage
 from jobd.node.inventory import Inventory
 from jobd.scheduler.placement import DEEP_DEPTH, QUICK_DEPTH, Slack, place
+from jobd.scheduler.sharing import merged
 from jobd.store import Store
+from jobd.store.queue import Queues, Used
+from jobd.users import user_name
 
 LAUNCH_ALLOWANCE_SECONDS = 300.0  # an image pull and a container's creation, at most
 DEEP_PASS_SECONDS = 5.0  # how often a placement pass may look far down the queue
@@ -50,6 +54,10 @@ class PassTimes:
         return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
+def _owner(uid: int | None) -> str:
+    return user_name(uid) if uid is not None else "an unknown user"
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -66,6 +74,8 @@ class Placer:
         self.inventory = inventory
         self.info = info
         self.waiting: dict[str, str] = {}  # why queued runs wait, as the last pass saw
+        # why all of a user's queued runs wait (their max_running is reached), by uid
+        self.held_users: dict[int | None, str] = {}
         self.look_further = False  # the last pass stopped short: a deep one is due
         self.placed_gpus = False  # the last pass placed a GPU run
         self.passes = PassTimes()  # placement passes, their own time
@@ -83,26 +93,35 @@ class Placer:
         began = time.perf_counter()
         node = await self.inventory.read()
         pin = self.config.cpu_pinning and "cpuset" in self.info.cgroup_controllers
-
         depth = self._depth()
+        held: dict[int | None, str] = {}
 
-        def choose(queue: Iterator[Run], active: list[Run]) -> Decision:
+        sharing = self.config.sharing
+
+        def choose(queues: Queues, active: list[Run], spent: Used) -> Decision:
+            moment = now()
             free = free_on(node, active)
             self._record_gpu_use(free, active)
+            day = day_gpu_seconds(spent.gpu_day, active, moment)
+            quotas = QuotaBook(sharing, _owner, active, day)
+            usage = fair_usage(sharing.fair_share, spent.fair, active, moment)
             decision = place(
-                queue,
+                merged(queues, usage, quotas, held),
                 active,
                 free,
-                now(),
+                moment,
                 pin=pin,
                 slack=self._slack,
                 depth=depth,
+                quotas=quotas,
             )
             start = [(run, self._with_factors(a)) for run, a in decision.start]
             return dataclasses.replace(decision, start=start)
 
-        placement = await self.store.assign_what_fits(choose)
+        horizon = sharing.fair_share.horizon_seconds
+        placement = await self.store.assign_what_fits(choose, horizon_seconds=horizon)
         self.waiting = placement.waiting
+        self.held_users = held
         self.look_further = placement.truncated  # a deep pass then, without waiting a wake
         # a GPU run placed now is not in this step's snapshot: sample its memory soon anyway
         self.placed_gpus = any(r.allocation and r.allocation.gpus for r in placement.assigned)
@@ -111,6 +130,11 @@ class Placer:
         for run in placement.assigned:
             launch(run)
         await self._save_gpu_peaks()
+
+    def reason(self, run: Run) -> str | None:
+        """Why a queued run waits, as the last pass saw: its own reason, or its owner's
+        (every run of a user whose max_running is reached waits for that)."""
+        return self.waiting.get(run.id) or self.held_users.get(run.owner_uid)
 
     def report(self) -> dict[str, Any]:
         """The passes' times, for /v1/health."""

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from jobd.domain.capacity import Decision, Free
 from jobd.domain.resources import Allocation
 from jobd.domain.runs import Run
+from jobd.domain.sharing import QuotaBook
 from jobd.domain.states import RunStatus
 
 # Queued runs a pass looks at, at most. As in Slurm, a quick pass on every wake looks a little
@@ -65,22 +66,29 @@ def place(
     pin: bool = True,
     slack: Slack = Slack(),
     depth: int = DEEP_DEPTH,
+    quotas: QuotaBook | None = None,
 ) -> Decision:
     """Go down the queue (priority, then oldest first): start each run that fits, until one
-    does not; that one gets a reservation and the rest may only backfill around it."""
+    does not; that one gets a reservation and the rest may only backfill around it. A run
+    its owner's (or project's) quota holds back waits, reserving nothing."""
     decision = Decision()
     started = list(active)
     reservation: Reservation | None = None
     for looked, run in enumerate(queue):
-        fit = free.fit(run, pin=pin)
+        held = quotas.holds(run) if quotas is not None else None
+        fit = held or free.fit(run, pin=pin)
         if not isinstance(fit, str) and reservation is not None:
             allowed = _backfill(run, fit, reservation, moment, pin=pin, slack=slack)
             fit = allowed if isinstance(allowed, str) else fit
             reservation = reservation if isinstance(allowed, str) else allowed
-        if isinstance(fit, str):
+        if held:
+            decision.waiting[run.id] = held
+        elif isinstance(fit, str):
             decision.waiting[run.id] = fit
             reservation = reservation or reserve(run, free, started, moment, pin=pin, slack=slack)
         else:
+            if quotas is not None:
+                quotas.take(run, fit)
             free = free.take(run.id, run.plan, fit)
             started.append(_as_assigned(run, fit))
             decision.start.append((run, fit))

@@ -114,6 +114,10 @@ class Supervisor:
         """Why queued runs wait, as the last placement pass saw."""
         return self.placer.waiting
 
+    def reason(self, run: Run) -> str | None:
+        """Why this queued run waits, as the last placement pass saw."""
+        return self.placer.reason(run)
+
     @property
     def passes(self) -> PassTimes:
         return self.placer.passes

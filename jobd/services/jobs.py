@@ -20,6 +20,7 @@ from jobd.domain.records import new_id, now
 from jobd.domain.resources import Plan
 from jobd.domain.runs import Run, pending_run
 from jobd.domain.schedules import Schedule
+from jobd.domain.sharing import QueueLimit, queue_limits
 from jobd.domain.states import RunStatus
 from jobd.domain.uploads import InputFile, inputs_problem
 from jobd.domain.volumes import mount_problem
@@ -191,6 +192,7 @@ class Jobs:
         """A job, and its first run unless it has a schedule (then its ticks start them)."""
         validate(body, "JobCreate")
         owner = caller.owner
+        project = caller.project(body.get("project"), self.config.sharing.projects)
         requested = _shown(body)
         recipe = await self._recipe(body["recipe"], caller) if "recipe" in body else None
         if recipe is not None:
@@ -226,8 +228,9 @@ class Jobs:
             next_fire_at=_next_fire(schedule, moment),
             recipe=recipe.name if recipe else None,
             requested=requested,
+            project=project,
         )
-        await self.store.create_job(job, run)
+        await self.store.create_job(job, run, self._queue_limits(job))
         self.wake()
         return job, run
 
@@ -240,9 +243,15 @@ class Jobs:
     async def rerun(self, job_id: str, reach: Reach) -> Run:
         job = await self.store.get_job(job_id, reach=reach)
         run = pending_run(job.id, job.spec, self.spec_plan(job.spec), now())
-        await self.store.add_run(run)
+        await self.store.add_run(run, self._queue_limits(job))
         self.wake()
         return run
+
+    def _queue_limits(self, job: Job) -> list[QueueLimit]:
+        """The max_queued quotas a new run of the job counts against: its owner's, its
+        project's (a teammate's re-run counts against the job's owner)."""
+        owner = job.owner
+        return queue_limits(self.config.sharing, owner.user, owner.uid, job.project)
 
     async def update(self, job_id: str, body: Mapping[str, Any], caller: Caller) -> Job:
         """Change what the job's next runs execute (and its name, labels and schedule): each
@@ -250,7 +259,7 @@ class Jobs:
         theirs. A changed schedule (or a resumed one) fires next at its first tick from now;
         the ticks of a suspended schedule are not caught up."""
         validate(body, "JobUpdate")
-        job = await self.store.get_job(job_id, reach=caller.reach)
+        job = await self.store.get_job(job_id, reach=caller.own_reach)
         if body.get("plan") and body.get("resources"):
             raise InvalidRequest("give either plan or resources (explicit requirements), not both")
         spec = job.spec.updated(body)

@@ -4,7 +4,7 @@ which does the stopping."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from jobd.domain.owners import EVERYONE, Reach
@@ -20,7 +20,7 @@ class Runs:
         self,
         store: Store,
         wake: Callable[[], None],
-        waiting: Callable[[], Mapping[str, str]],
+        waiting: Callable[[Run], str | None],
         *,
         default_grace: int,
     ) -> None:
@@ -35,7 +35,7 @@ class Runs:
     async def queue_doc(self, run: Run) -> dict[str, Any]:
         """Where a queued run stands: how many runs are ahead of it, and why it waits."""
         ahead = await self.store.queue_position(run)
-        reason = self.waiting().get(run.id)
+        reason = self.waiting(run)
         if run.not_before is not None and run.not_before > now():
             reason = f"waiting out its retry backoff until {rfc3339(run.not_before)}"
         elif reason is None:

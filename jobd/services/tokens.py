@@ -282,6 +282,7 @@ class Tokens:
             admin=token.scope is Scope.ADMIN and self.config.is_admin(owner.user, owner.uid),
             scope=token.scope,
             token_id=token.id,
+            projects=self.config.sharing.projects_of(owner.user),
         )
 
 

@@ -15,6 +15,7 @@ schema.py has the migrations.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from jobd.domain.owners import Reach
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.runs import Run
+from jobd.domain.sharing import QueueLimit
 from jobd.domain.states import RunStatus, sources_of
 from jobd.domain.tokens import Token
 from jobd.domain.uploads import Upload
@@ -63,9 +65,18 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------------------
 
-    async def create_job(self, job: Job, run: Run | None) -> None:
-        """Record a new job and its first run (none for a scheduled job: its ticks make them)."""
-        await self._writer.write(lambda db: jobs.create_job(db, job, run))
+    async def create_job(
+        self, job: Job, run: Run | None, limits: Iterable[QueueLimit] = ()
+    ) -> None:
+        """Record a new job and its first run (none for a scheduled job: its ticks make them);
+        TooManyRequests, writing nothing, when the run would break a max_queued quota."""
+
+        def create(db: sqlite3.Connection) -> None:
+            if run is not None:
+                queue.check_queue_room(db, limits)
+            jobs.create_job(db, job, run)
+
+        await self._writer.write(create)
 
     async def update_job(self, job: Job, *, reschedule: bool) -> Job:
         """Replace the job's name, spec, labels and schedule with `job`'s, and with
@@ -233,8 +244,15 @@ class Store:
 
     # -- runs: state changes ----------------------------------------------------------------
 
-    async def add_run(self, run: Run) -> None:
-        await self._writer.write(lambda db: runs.add_run(db, run))
+    async def add_run(self, run: Run, limits: Iterable[QueueLimit] = ()) -> None:
+        """Record a new run of a job; TooManyRequests, writing nothing, when it would break a
+        max_queued quota."""
+
+        def add(db: sqlite3.Connection) -> None:
+            queue.check_queue_room(db, limits)
+            runs.add_run(db, run)
+
+        await self._writer.write(add)
 
     async def transition(
         self,
@@ -313,13 +331,16 @@ class Store:
 
     # -- the queue --------------------------------------------------------------------------
 
-    async def assign_what_fits(self, choose: Choose) -> Placement:
-        """One placement pass, as one write: read the active runs, let `choose(queue, active
-        runs)` walk the queue (priority, then oldest first) and decide what starts on what,
-        and move those runs to assigned with their allocations. The decision and its record
-        share one transaction, so nothing changes between them; the queue is read only as far
-        as `choose` walks it, so a pass costs the same with 10 or 10,000 runs queued."""
-        return await self._writer.write(lambda db: queue.assign_what_fits(db, choose, now()))
+    async def assign_what_fits(self, choose: Choose, *, horizon_seconds: float) -> Placement:
+        """One placement pass, as one write: read the active runs, let `choose(queues, active
+        runs)` walk each owner's queue (priority, then oldest first) and decide what starts on
+        what, and move those runs to assigned with their allocations. The decision and its
+        record share one transaction, so nothing changes between them; the queues are read
+        only as far as `choose` walks them, so a pass costs the same with 10 or 10,000 runs
+        queued. What ended runs used over `horizon_seconds` is read in it too (fair share)."""
+        return await self._writer.write(
+            lambda db: queue.assign_what_fits(db, choose, now(), horizon_seconds)
+        )
 
     async def expire_pending(self, moment: datetime, reasons: Mapping[str, str]) -> list[Run]:
         """Fail the queued runs whose pending limit has passed (unschedulable), saying why

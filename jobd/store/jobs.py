@@ -57,6 +57,7 @@ _JOB_COLUMNS = (
     "next_fire_at",
     "recipe",
     "requested",
+    "project",
 )
 _INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
@@ -112,6 +113,7 @@ def create_job(db: sqlite3.Connection, job: Job, run: Run | None) -> None:
             job.next_fire_at.timestamp() if job.next_fire_at else None,
             job.recipe,
             to_json(dict(job.requested)) if job.requested is not None else None,
+            job.project,
         ),
     )
     _insert_labels(db, job)
@@ -204,9 +206,7 @@ def jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
         source, created, key = "jobs j", "j.created_at", "j.id"
         clauses, params = [], []
     clauses.append("j.deleted_at IS NULL")
-    if not where.reach.everyone:
-        clauses.append("j.owner_uid = ?")
-        params.append(where.reach.uid)
+    _whose(where, clauses, params)
     if where.scheduled:
         clauses.append("j.schedule IS NOT NULL")
     if where.status is not None:
@@ -233,11 +233,22 @@ def jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
     return sql + f" ORDER BY {created} DESC, {key} DESC LIMIT ?", params
 
 
+def _whose(where: JobFilter, clauses: list[str], params: list[Any]) -> None:
+    """Add the clauses that keep the jobs `where` reaches, of its project if it names one."""
+    mine, uid = reached(where.reach, "j.owner_uid", "j.project")
+    if mine:
+        clauses.append(mine.removeprefix(" AND "))
+        params += uid
+    if where.project is not None:
+        clauses.append("j.project = ?")
+        params.append(where.project)
+
+
 # -- reads ------------------------------------------------------------------------------------
 
 
 async def get_job(db: aiosqlite.Connection, job_id: str, reach: Reach) -> Job:
-    mine, uid = reached(reach)
+    mine, uid = reached(reach, project="project")
     row = await fetch_one(
         db, f"SELECT * FROM jobs WHERE id = ? AND deleted_at IS NULL{mine}", (job_id, *uid)
     )

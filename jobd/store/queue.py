@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,13 +15,30 @@ import aiosqlite
 from jobd.domain.capacity import Decision
 from jobd.domain.resources import Allocation
 from jobd.domain.runs import Run
+from jobd.domain.sharing import Ended, QueueLimit
 from jobd.domain.states import ACTIVE_STATUSES, Failure, FailureType, RunStatus
+from jobd.errors import TooManyRequests
+from jobd.store import use
 from jobd.store.rows import fetch_one
 from jobd.store.runs import column_changes, transition
 
-Choose = Callable[[Iterator[Run], list[Run]], Decision]  # (queue, active runs) -> to start
+Queues = dict[int | None, Generator[Run, None, None]]  # each owner's queued runs, in order
+# (queues, active runs, what ended runs used) -> what starts
+Choose = Callable[[Queues, list[Run], "Used"], Decision]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Used:
+    """What ended runs used, as a pass reads it: by owner and day, over fair share's horizon
+    (`fair`), and GPU-seconds in the last 24 hours by owner and project (`gpu_day`)."""
+
+    fair: list[Ended]
+    gpu_day: list[Ended]
+
+
 FIRST_PAGE = 4  # usually the head does not fit: read little to find that out
 QUEUE_PAGE = 64
+QUEUE_RETRY_SECONDS = 30  # a submission over a queue quota: try again after this long
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,25 +49,23 @@ class Placement:
     seconds: float  # the pass's own time in the writer: its reads, decision and writes
 
 
-def assign_what_fits(db: sqlite3.Connection, choose: Choose, moment: datetime) -> Placement:
+def assign_what_fits(
+    db: sqlite3.Connection, choose: Choose, moment: datetime, horizon_seconds: float
+) -> Placement:
     began = time.perf_counter()
     marks = ", ".join("?" * len(ACTIVE_STATUSES))
     rows = db.execute(
         f"SELECT * FROM runs WHERE status IN ({marks})", [s.value for s in ACTIVE_STATUSES]
     )
     active = [Run.from_row(row) for row in rows]
-    cursor = db.execute(
-        # the planner would rather sort every pending run by priority than walk runs_queue;
-        # what a run executes (spec) is not read: placement does not need it
-        f"SELECT {_queue_columns(db)} FROM runs INDEXED BY runs_queue"
-        " WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
-        " ORDER BY priority DESC, created_at, id",
-        (moment.timestamp(),),
-    )
+    queues = {uid: _queue(db, uid, moment) for uid in _owners(db)}
+    at = moment.timestamp()
+    spent = Used(fair=use.used(db, at, horizon_seconds), gpu_day=use.gpu_day(db, at))
     try:
-        decision = choose(_queue(cursor), active)
+        decision = choose(queues, active, spent)
     finally:
-        cursor.close()  # before the writes: the walk reads no row it changes
+        for queue in queues.values():
+            queue.close()  # before the writes: the walk reads no row it changes
     assigned: list[Run] = []
     for run, allocation in decision.start:
         assignments, values = column_changes({"allocation": allocation})
@@ -75,13 +90,49 @@ def _queue_columns(db: sqlite3.Connection) -> str:
     return ", ".join("NULL AS spec" if c == "spec" else c for c in columns)
 
 
-def _queue(cursor: sqlite3.Cursor) -> Iterator[Run]:
-    """The runs that may start, in queue order (the runs_queue index), read as far as
-    placement looks: usually the head does not fit, and a few rows tell."""
-    size = FIRST_PAGE
-    while rows := cursor.fetchmany(size):
-        yield from (Run.from_row(row) for row in rows)
-        size = QUEUE_PAGE
+def _owners(db: sqlite3.Connection) -> list[int | None]:
+    """Whose runs are queued: one index seek per owner (runs_owner_queue), however many
+    runs each has queued."""
+    owners: list[int | None] = []
+    found = db.execute(
+        "SELECT 1 FROM runs INDEXED BY runs_owner_queue"
+        " WHERE status = 'pending' AND owner_uid IS NULL LIMIT 1"
+    ).fetchone()
+    if found:
+        owners.append(None)
+    last = -1
+    while True:
+        uid = db.execute(
+            "SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue"
+            " WHERE status = 'pending' AND owner_uid > ?",
+            (last,),
+        ).fetchone()[0]
+        if uid is None:
+            return owners
+        owners.append(uid)
+        last = uid
+
+
+def _queue(db: sqlite3.Connection, uid: int | None, moment: datetime) -> Generator[Run, None, None]:
+    """One owner's runs that may start, in their queue order (priority, then oldest first:
+    the runs_owner_queue index), read only as far as placement looks: usually the head does
+    not fit, and a few rows tell. Nothing is read until the first run is asked for."""
+    whose = "owner_uid IS NULL" if uid is None else "owner_uid = ?"
+    cursor = db.execute(
+        # the planner would rather sort the owner's pending runs than walk the index; what a
+        # run executes (spec) is not read: placement does not need it
+        f"SELECT {_queue_columns(db)} FROM runs INDEXED BY runs_owner_queue"
+        f" WHERE status = 'pending' AND {whose} AND (not_before IS NULL OR not_before <= ?)"
+        " ORDER BY priority DESC, created_at, id",
+        (*(() if uid is None else (uid,)), moment.timestamp()),
+    )
+    try:
+        size = FIRST_PAGE
+        while rows := cursor.fetchmany(size):
+            yield from (Run.from_row(row) for row in rows)
+            size = QUEUE_PAGE
+    finally:
+        cursor.close()
 
 
 def _placed(allocation: Allocation) -> str:
@@ -125,3 +176,17 @@ async def queue_position(db: aiosqlite.Connection, run: Run) -> int:
         (run.priority, run.priority, run.created_at.timestamp(), run.id),
     )
     return int(row["n"]) if row else 0
+
+
+def check_queue_room(db: sqlite3.Connection, limits: Iterable[QueueLimit]) -> None:
+    """TooManyRequests when one more pending run would break a max_queued quota: counted in
+    the transaction that writes the run, so concurrent submissions cannot both slip in."""
+    for limit in limits:
+        assert limit.column in ("owner_uid", "project")
+        queued = db.execute(
+            f"SELECT COUNT(*) FROM runs WHERE status = 'pending' AND {limit.column} = ?",
+            (limit.value,),
+        ).fetchone()[0]
+        problem = limit.problem(queued)
+        if problem:
+            raise TooManyRequests(problem, retry_after=QUEUE_RETRY_SECONDS)

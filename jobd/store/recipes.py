@@ -26,8 +26,8 @@ def put_recipe(
         replaced = dataclasses.replace(recipe, owner=kept.owner, created_at=kept.created_at)
         return update_recipe(db, replaced), False
     db.execute(
-        "INSERT INTO recipes (name, description, config, owner, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO recipes (name, description, config, owner, created_at, updated_at,"
+        " project) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             recipe.name,
             recipe.description,
@@ -35,6 +35,7 @@ def put_recipe(
             to_json(recipe.owner.to_api()),
             recipe.created_at.timestamp(),
             recipe.updated_at.timestamp(),
+            recipe.project,
         ),
     )
     return recipe, True
@@ -42,11 +43,13 @@ def put_recipe(
 
 def update_recipe(db: sqlite3.Connection, recipe: Recipe) -> Recipe:
     cursor = db.execute(
-        "UPDATE recipes SET description = ?, config = ?, updated_at = ? WHERE name = ?",
+        "UPDATE recipes SET description = ?, config = ?, updated_at = ?, project = ?"
+        " WHERE name = ?",
         (
             recipe.description,
             to_json(dict(recipe.config)),
             recipe.updated_at.timestamp(),
+            recipe.project,
             recipe.name,
         ),
     )
@@ -61,7 +64,7 @@ def delete_recipe(db: sqlite3.Connection, name: str) -> None:
 
 
 async def get_recipe(db: aiosqlite.Connection, name: str, reach: Reach) -> Recipe:
-    mine, uid = reached(reach)
+    mine, uid = reached(reach, project="project")
     row = await fetch_one(db, f"SELECT * FROM recipes WHERE name = ?{mine}", (name, *uid))
     if row is None:
         raise NotFound(f"recipe {name!r} not found")
@@ -69,6 +72,6 @@ async def get_recipe(db: aiosqlite.Connection, name: str, reach: Reach) -> Recip
 
 
 async def list_recipes(db: aiosqlite.Connection, reach: Reach) -> list[Recipe]:
-    mine, uid = reached(reach)
+    mine, uid = reached(reach, project="project")
     rows = await fetch_all(db, f"SELECT * FROM recipes WHERE 1{mine} ORDER BY name", uid)
     return [Recipe.from_row(row) for row in rows]

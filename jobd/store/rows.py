@@ -38,12 +38,18 @@ async def fetch_one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -
     return rows[0] if rows else None
 
 
-def reached(reach: Reach, column: str = "owner_uid") -> tuple[str, tuple[Any, ...]]:
-    """The clause (" AND column = ?") and its parameter that keep one user's rows; nothing
-    for everyone's."""
+def reached(
+    reach: Reach, column: str = "owner_uid", project: str | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """The clause (" AND column = ?") and its parameters that keep one user's rows and, on
+    tables with a `project` column, their projects' rows; nothing for everyone's."""
     if reach.everyone:
         return "", ()
-    return f" AND {column} = ?", (reach.uid,)
+    if project is None or not reach.projects:
+        return f" AND {column} = ?", (reach.uid,)
+    names = sorted(reach.projects)
+    marks = ", ".join("?" * len(names))
+    return f" AND ({column} = ? OR {project} IN ({marks}))", (reach.uid, *names)
 
 
 def to_json(value: Any) -> str:

@@ -20,7 +20,16 @@ from jobd.domain.resources import Allocation, Limits
 from jobd.domain.runs import Run, next_attempt
 from jobd.domain.states import Failure, RunStatus, StopReason, Trigger
 from jobd.errors import NotFound, StoreError
-from jobd.store.rows import Page, decode_cursor, fetch_all, fetch_one, page_cursor, to_json
+from jobd.store import use
+from jobd.store.rows import (
+    Page,
+    decode_cursor,
+    fetch_all,
+    fetch_one,
+    page_cursor,
+    reached,
+    to_json,
+)
 from jobd.store.volumes import use_volumes
 
 RUN_COLUMNS = {
@@ -52,8 +61,9 @@ def add_run(db: sqlite3.Connection, run: Run) -> None:
 def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> None:
     db.execute(
         "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at, spec,"
-        " trigger, attempt, scheduled_for, not_before, priority, pending_until)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " trigger, attempt, scheduled_for, not_before, priority, pending_until, owner_uid,"
+        " project) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, owner_uid, project"
+        " FROM jobs WHERE id = ?",
         (
             run.id,
             run.job_id,
@@ -68,6 +78,7 @@ def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> Non
             run.not_before.timestamp() if run.not_before else None,
             run.priority,
             run.pending_until.timestamp() if run.pending_until else None,
+            run.job_id,
         ),
     )
     db.execute(
@@ -114,6 +125,8 @@ def transition(
         (to.value, row["job_id"], run_id),
     )
     updated = Run.from_row(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+    if to.is_terminal:
+        use.charge(db, updated)  # with the end: a crash never loses nor repeats the charge
     if to is RunStatus.FAILED:
         return _retry(db, updated)
     return updated
@@ -220,12 +233,12 @@ def record_gpu_peak(db: sqlite3.Connection, run_id: str, peak: int) -> None:
 async def get_run(db: aiosqlite.Connection, run_id: str, reach: Reach) -> Run:
     if reach.everyone:
         run = await _fetch_run(db, run_id)
-    else:  # the run's job is the caller's
+    else:  # the run's job is the caller's, or one of the caller's projects'
+        mine, uid = reached(reach, "j.owner_uid", "j.project")
         row = await fetch_one(
             db,
-            "SELECT r.* FROM runs r JOIN jobs j ON j.id = r.job_id"
-            " WHERE r.id = ? AND j.owner_uid = ?",
-            (run_id, reach.uid),
+            f"SELECT r.* FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = ?{mine}",
+            (run_id, *uid),
         )
         run = Run.from_row(row) if row is not None else None
     if run is None:

@@ -256,6 +256,37 @@ MIGRATIONS: Sequence[str] = (
         ids TEXT NOT NULL
     );
     """,
+    # projects (a job's and a recipe's); each run's owner and project, copied from its job
+    # when the run is written: the queue is read per owner (quotas, fair share). What ended
+    # runs used, charged as each ends: CPU- and GPU-seconds by the day it ended (fair share),
+    # GPU-seconds by the hour they were used in (a day's GPU-hours)
+    """
+    ALTER TABLE jobs ADD COLUMN project TEXT;
+    CREATE INDEX jobs_project_created ON jobs (project, created_at DESC, id DESC)
+        WHERE project IS NOT NULL;
+    ALTER TABLE recipes ADD COLUMN project TEXT;
+    ALTER TABLE runs ADD COLUMN owner_uid INTEGER;
+    ALTER TABLE runs ADD COLUMN project TEXT;
+    UPDATE runs SET owner_uid = (SELECT owner_uid FROM jobs WHERE jobs.id = runs.job_id);
+    CREATE INDEX runs_owner_queue ON runs (owner_uid, priority DESC, created_at, id)
+        WHERE status = 'pending';
+    CREATE INDEX runs_project_queue ON runs (project)
+        WHERE status = 'pending' AND project IS NOT NULL;
+    CREATE TABLE use_days (
+        day INTEGER NOT NULL,
+        owner_uid INTEGER NOT NULL,
+        cpu_seconds REAL NOT NULL,
+        gpu_seconds REAL NOT NULL,
+        PRIMARY KEY (day, owner_uid)
+    ) WITHOUT ROWID;
+    CREATE TABLE gpu_hours (
+        hour INTEGER NOT NULL,
+        owner_uid INTEGER NOT NULL,
+        project TEXT NOT NULL,
+        gpu_seconds REAL NOT NULL,
+        PRIMARY KEY (hour, owner_uid, project)
+    ) WITHOUT ROWID;
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

@@ -18,6 +18,7 @@ import pytest
 from tests.support import Daemon
 
 ALICE, BOB, CAROL = "jobd-alice", "jobd-bob", "jobd-carol"  # carol is an admin
+DAVE = "jobd-dave"  # in no project
 GROUP = "jobd"  # the system daemon's socket is 0660, group jobd
 
 
@@ -39,7 +40,7 @@ def users() -> None:
         grp.getgrnam(GROUP)
     except KeyError:
         subprocess.run(["groupadd", "--system", GROUP], check=True)
-    for name in (ALICE, BOB, CAROL):
+    for name in (ALICE, BOB, CAROL, DAVE):
         ensure_user(name)
 
 

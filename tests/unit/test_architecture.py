@@ -27,7 +27,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "logs": ("config",),
     "runtime": ("domain",),
     "node": ("domain", "config"),
-    "scheduler": ("domain", "store", "logs", "node", "runtime.contract", "config"),
+    "scheduler": ("domain", "store", "logs", "node", "runtime.contract", "config", "users"),
     "services": ("domain", "store", "logs", "node", "config", "users"),
     "api": ("services", "domain", "logs", "config", "users"),
     "daemon": ("*",),

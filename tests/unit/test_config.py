@@ -114,9 +114,19 @@ def test_the_example_configuration_loads() -> None:
     assert config.volumes.allowed_host_paths == (Path("/srv/data"),)
     assert "render-node" in config.plans
     assert config.admins == frozenset({"alice"})
+    assert config.sharing.projects_of("bob") == {"vision"}
+    assert config.sharing.user_quota("alice").max_running == 8
+    assert config.sharing.user_quota("bob").max_running == 4
     assert (config.outputs, config.uploads) == (OutputSettings(), UploadSettings()), (
         "the example shows the defaults"
     )
+
+
+def test_a_typo_in_a_quota_table_is_refused_saying_where(tmp_path: Path) -> None:
+    configured = tmp_path / "jobd.toml"
+    configured.write_text("[quotas.users.bob]\nmax_runing = 2\n")
+    with pytest.raises(InvalidRequest, match=r"unknown keys in \[quotas.users.bob\]: max_runing"):
+        load(config_file=configured, overrides={})
 
 
 def test_bad_upload_settings_are_refused() -> None:

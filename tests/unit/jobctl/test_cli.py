@@ -214,6 +214,8 @@ def test_run_sends_every_option(fake: FakeJobd, sock: Path) -> None:
         "team=a",
         "--network",
         "none",
+        "--project",
+        "vision",
         "busybox",
     )
     assert result.exit_code == 0, result.output
@@ -225,6 +227,7 @@ def test_run_sends_every_option(fake: FakeJobd, sock: Path) -> None:
         "name": "n",
         "labels": {"team": "a"},
         "network": "none",
+        "project": "vision",
     }
     assert "Authorization" not in fake.requests("POST", "/v1/jobs")[0].headers
 
@@ -813,3 +816,13 @@ def test_update_replaces_or_clears_the_inputs(fake: FakeJobd, sock: Path) -> Non
     assert bodies == [{"inputs": []}, {"inputs": [SLUG_A]}]
     both = jobctl(sock, "update", "job-1", "--input", SLUG_A, "--no-inputs")
     assert both.exit_code == 2 and "--input and --no-inputs" in both.stderr
+
+
+def test_ls_of_a_project_shows_whose_each_job_is(fake: FakeJobd, sock: Path) -> None:
+    alices = {**job(), "owner": {"uid": 1001, "user": "alice", "via": "unix"}}
+    bobs = {**job(), "id": "job-b", "owner": {"uid": 1002, "user": "bob", "via": "unix"}}
+    fake.on("GET", "/v1/jobs", (200, {"jobs": [alices, bobs], "nextCursor": None}))
+    lines = jobctl(sock, "ls", "--project", "vision").stdout.splitlines()
+    assert fake.requests("GET", "/v1/jobs")[0].query["project"] == ["vision"]
+    assert lines[0].split()[:2] == ["USER", "JOB"]
+    assert [line.split()[0] for line in lines[1:]] == ["alice", "bob"]

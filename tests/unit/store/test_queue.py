@@ -3,9 +3,10 @@ allocations written with the assignment, queue positions, pending limits, GPU pe
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from jobd.domain.runs import Run, pending_run
 from jobd.domain.states import FailureType, RunStatus
 from jobd.store import Store, jobs, schedules
 from jobd.store import queue as queue_queries
+from jobd.store.queue import Queues, Used
 from jobd.store.schema import MIGRATIONS, connect_reader
 
 OWNER = Owner(uid=1000, user="dev", via="unix")
@@ -43,9 +45,9 @@ async def queue(store: Store, *, priority: int = 0, max_pending: int | None = No
 
 
 def take_first(count: int, seen: list[str]):  # type: ignore[no-untyped-def]
-    def choose(runs: Iterator[Run], active: list[Run]) -> Decision:
+    def choose(queues: Queues, active: list[Run], spent: Used) -> Decision:
         chosen = []
-        for run in runs:
+        for run in itertools.chain.from_iterable(queues.values()):  # one owner: one queue
             seen.append(run.id)
             chosen.append((run, Allocation(gpus=(GRANT,), cores=(3,))))
             if len(chosen) == count:
@@ -61,7 +63,7 @@ async def test_the_queue_is_walked_by_priority_then_oldest_first(store: Store) -
     high = await queue(store, priority=10)
     young = await queue(store)
     seen: list[str] = []
-    placed = await store.assign_what_fits(take_first(4, seen))
+    placed = await store.assign_what_fits(take_first(4, seen), horizon_seconds=86400)
     assert seen == [high.id, old.id, young.id, low.id]
     assert [r.id for r in placed.assigned] == seen
     assert placed.waiting == {"run-x": "waiting for 1 GPU"}
@@ -69,7 +71,7 @@ async def test_the_queue_is_walked_by_priority_then_oldest_first(store: Store) -
 
 async def test_the_allocation_is_written_with_the_assignment(store: Store) -> None:
     run = await queue(store)
-    await store.assign_what_fits(take_first(1, []))
+    await store.assign_what_fits(take_first(1, []), horizon_seconds=86400)
     stored = await store.get_run(run.id, reach=EVERYONE)
     assert stored.status is RunStatus.ASSIGNED
     assert stored.allocation == Allocation(gpus=(GRANT,), cores=(3,))
@@ -86,7 +88,7 @@ async def test_only_what_placement_reads_is_read(store: Store) -> None:
     for _ in range(300):
         await queue(store)
     seen: list[str] = []
-    await store.assign_what_fits(take_first(1, seen))
+    await store.assign_what_fits(take_first(1, seen), horizon_seconds=86400)
     assert len(seen) == 1
 
 
@@ -163,7 +165,7 @@ async def test_a_database_from_before_placement_opens_and_its_queue_still_runs(
         old = await s.get_run("run-old", reach=EVERYONE)
         assert old.priority == 0 and old.allocation is None and old.plan.gpus == 0
         assert (await s.get_job("job-old", reach=EVERYONE)).spec.resources is None
-        placed = await s.assign_what_fits(take_first(1, []))
+        placed = await s.assign_what_fits(take_first(1, []), horizon_seconds=86400)
         assert [r.id for r in placed.assigned] == ["run-old"]
     finally:
         await s.close()

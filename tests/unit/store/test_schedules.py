@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from jobd.domain.runs import Run
 from jobd.domain.schedules import CatchUp, ConcurrencyPolicy, Schedule
 from jobd.domain.states import Failure, FailureType, RunStatus, Trigger
 from jobd.store import Store
+from jobd.store.queue import Queues, Used
 from tests.unit.store.test_store import OWNER, new_run
 
 
@@ -196,7 +197,7 @@ async def test_a_failure_queues_its_retry_in_the_same_write(store: Store) -> Non
     assert retry.not_before - retry.created_at == timedelta(seconds=30)
     assert (await store.get_job(job.id, reach=EVERYONE)).latest_run_id == retry.id
     # the retry waits out its backoff: the queue does not offer it, the timer names its end
-    placed = await store.assign_what_fits(start_all)
+    placed = await store.assign_what_fits(start_all, horizon_seconds=86400)
     assert placed.assigned == []
     assert await store.next_timer(now()) == retry.not_before
     # the last attempt is not retried
@@ -205,15 +206,15 @@ async def test_a_failure_queues_its_retry_in_the_same_write(store: Store) -> Non
     assert len(await runs_of(store, job.id)) == 2
 
 
-def start_all(queue: Iterator[Run], active: list[Run]) -> Decision:
-    return Decision(start=[(run, Allocation()) for run in queue])
+def start_all(queues: Queues, active: list[Run], spent: Used) -> Decision:
+    return Decision(start=[(run, Allocation()) for q in queues.values() for run in q])
 
 
 async def test_a_due_retry_takes_its_place_in_the_queue(store: Store) -> None:
     job, run = retrying_job(max_attempts=3, backoff_seconds=0)
     await store.create_job(job, run)
     failed = await _fail(store, run.id, FailureType.LOST, None)
-    placed = await store.assign_what_fits(start_all)
+    placed = await store.assign_what_fits(start_all, horizon_seconds=86400)
     assert [r.id for r in placed.assigned] == [failed.retried_by]
 
 
