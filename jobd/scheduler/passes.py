@@ -118,8 +118,7 @@ class Placer:
             start = [(run, self._with_factors(a)) for run, a in decision.start]
             return dataclasses.replace(decision, start=start)
 
-        horizon = sharing.fair_share.horizon_seconds
-        placement = await self.store.assign_what_fits(choose, horizon_seconds=horizon)
+        placement = await self.store.assign_what_fits(choose, share=sharing.fair_share)
         self.waiting = placement.waiting
         self.held_users = held
         self.look_further = placement.truncated  # a deep pass then, without waiting a wake
@@ -134,7 +133,10 @@ class Placer:
     def reason(self, run: Run) -> str | None:
         """Why a queued run waits, as the last pass saw: its own reason, or its owner's
         (every run of a user whose max_running is reached waits for that)."""
-        return self.waiting.get(run.id) or self.held_users.get(run.owner_uid)
+        return self.reason_of(run.id, run.owner_uid)
+
+    def reason_of(self, run_id: str, owner_uid: int | None) -> str | None:
+        return self.waiting.get(run_id) or self.held_users.get(owner_uid)
 
     def report(self) -> dict[str, Any]:
         """The passes' times, for /v1/health."""

@@ -5,42 +5,46 @@ whose max_running is reached passed over whole (their queue is not read)."""
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from typing import Protocol
 
 from jobd.domain.runs import Run
-from jobd.domain.sharing import (
-    QuotaBook,
-)
+from jobd.domain.sharing import QuotaBook
+
+
+class Queued(Protocol):
+    """One owner's queue, as the store reads it (store/queue.py's OwnerQueue)."""
+
+    def next_key(self) -> tuple[int, float, str] | None: ...  # (priority, created_at, id)
+
+    def take(self) -> Run: ...
 
 
 def merged(
-    queues: Mapping[int | None, Iterator[Run]],
+    queues: Mapping[int | None, Queued],
     usage: Mapping[int | None, float],
     book: QuotaBook,
     held: dict[int | None, str],
 ) -> Iterator[Run]:
     """The owners' queued runs as one queue: priority first, then the owner who used less
-    (fair share), then oldest first. Each owner's next run is read only when their last one
-    was dealt with, so an owner who reaches max_running during the pass is passed over from
-    then on, unread; `held` gets why, by owner."""
-    order = itertools.count()  # ties never compare runs
-    heads: list[tuple[int, float, datetime, str, int, Run, int | None]] = []
+    (fair share), then oldest first. An owner's next run is looked at only once their last
+    one was dealt with, so an owner who reaches max_running during the pass is passed over
+    from then on, unread; `held` gets why, by owner."""
+    heads: list[tuple[int, float, float, str, int | None]] = []
 
     def advance(uid: int | None) -> None:
         why = book.user_full(uid)
         if why is not None:
             held[uid] = why
             return
-        run = next(queues[uid], None)
-        if run is not None:
-            key = (-run.priority, usage.get(uid, 0.0), run.created_at, run.id, next(order))
-            heapq.heappush(heads, (*key, run, uid))
+        key = queues[uid].next_key()
+        if key is not None:
+            priority, created, run_id = key
+            heapq.heappush(heads, (-priority, usage.get(uid, 0.0), created, run_id, uid))
 
     for uid in queues:
         advance(uid)
     while heads:
-        *_, run, uid = heapq.heappop(heads)
-        yield run
+        uid = heapq.heappop(heads)[-1]
+        yield queues[uid].take()
         advance(uid)

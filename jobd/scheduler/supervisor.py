@@ -275,7 +275,7 @@ class Supervisor:
         """Fail the queued runs that waited past their maxPendingSeconds (unschedulable)."""
         if self._next_timer is None or self._next_timer > now():
             return
-        for run in await self.store.expire_pending(now(), self.waiting):
+        for run in await self.store.expire_pending(now(), self.placer.reason_of):
             log.info("%s: %s", run.id, run.failure.message if run.failure else "unschedulable")
 
     # -- deleted jobs -----------------------------------------------------------------

@@ -16,7 +16,7 @@ schema.py has the migrations.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from jobd.domain.owners import Reach
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.runs import Run
-from jobd.domain.sharing import QueueLimit
+from jobd.domain.sharing import FairShare, QueueLimit
 from jobd.domain.states import RunStatus, sources_of
 from jobd.domain.tokens import Token
 from jobd.domain.uploads import Upload
@@ -331,20 +331,18 @@ class Store:
 
     # -- the queue --------------------------------------------------------------------------
 
-    async def assign_what_fits(self, choose: Choose, *, horizon_seconds: float) -> Placement:
+    async def assign_what_fits(self, choose: Choose, *, share: FairShare) -> Placement:
         """One placement pass, as one write: read the active runs, let `choose(queues, active
         runs)` walk each owner's queue (priority, then oldest first) and decide what starts on
         what, and move those runs to assigned with their allocations. The decision and its
         record share one transaction, so nothing changes between them; the queues are read
         only as far as `choose` walks them, so a pass costs the same with 10 or 10,000 runs
-        queued. What ended runs used over `horizon_seconds` is read in it too (fair share)."""
-        return await self._writer.write(
-            lambda db: queue.assign_what_fits(db, choose, now(), horizon_seconds)
-        )
+        queued. What ended runs used, decayed as `share` says, is read in it too."""
+        return await self._writer.write(lambda db: queue.assign_what_fits(db, choose, now(), share))
 
-    async def expire_pending(self, moment: datetime, reasons: Mapping[str, str]) -> list[Run]:
+    async def expire_pending(self, moment: datetime, reasons: queue.Reasons) -> list[Run]:
         """Fail the queued runs whose pending limit has passed (unschedulable), saying why
-        they waited: `reasons`, from the last placement pass."""
+        they waited: `reasons(run id, owner uid)`, from the last placement pass."""
         return await self._writer.write(lambda db: queue.expire_pending(db, moment, reasons))
 
     async def count_pending(self) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,22 +16,23 @@ import aiosqlite
 from jobd.domain.capacity import Decision
 from jobd.domain.resources import Allocation
 from jobd.domain.runs import Run
-from jobd.domain.sharing import Ended, QueueLimit
+from jobd.domain.sharing import Ended, FairShare, QueueLimit
 from jobd.domain.states import ACTIVE_STATUSES, Failure, FailureType, RunStatus
 from jobd.errors import TooManyRequests
 from jobd.store import use
 from jobd.store.rows import fetch_one
 from jobd.store.runs import column_changes, transition
 
-Queues = dict[int | None, Generator[Run, None, None]]  # each owner's queued runs, in order
+Queues = dict[int | None, "OwnerQueue"]  # each owner's queued runs, in order
 # (queues, active runs, what ended runs used) -> what starts
 Choose = Callable[[Queues, list[Run], "Used"], Decision]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Used:
-    """What ended runs used, as a pass reads it: by owner and day, over fair share's horizon
-    (`fair`), and GPU-seconds in the last 24 hours by owner and project (`gpu_day`)."""
+    """What ended runs used, as a pass reads it: by owner, decayed by age, over fair share's
+    horizon (`fair`), and GPU-seconds in the last 24 hours by owner and project
+    (`gpu_day`)."""
 
     fair: list[Ended]
     gpu_day: list[Ended]
@@ -38,6 +40,7 @@ class Used:
 
 FIRST_PAGE = 4  # usually the head does not fit: read little to find that out
 QUEUE_PAGE = 64
+Reasons = Callable[[str, int | None], str | None]  # why a queued run waits, by id and owner
 QUEUE_RETRY_SECONDS = 30  # a submission over a queue quota: try again after this long
 
 
@@ -50,7 +53,7 @@ class Placement:
 
 
 def assign_what_fits(
-    db: sqlite3.Connection, choose: Choose, moment: datetime, horizon_seconds: float
+    db: sqlite3.Connection, choose: Choose, moment: datetime, share: FairShare
 ) -> Placement:
     began = time.perf_counter()
     marks = ", ".join("?" * len(ACTIVE_STATUSES))
@@ -58,9 +61,10 @@ def assign_what_fits(
         f"SELECT * FROM runs WHERE status IN ({marks})", [s.value for s in ACTIVE_STATUSES]
     )
     active = [Run.from_row(row) for row in rows]
-    queues = {uid: _queue(db, uid, moment) for uid in _owners(db)}
+    queues = _queues(db, moment)
     at = moment.timestamp()
-    spent = Used(fair=use.used(db, at, horizon_seconds), gpu_day=use.gpu_day(db, at))
+    fair = use.used(db, at, share.horizon_seconds, share.decay)
+    spent = Used(fair=fair, gpu_day=use.gpu_day(db, at))
     try:
         decision = choose(queues, active, spent)
     finally:
@@ -84,55 +88,105 @@ def assign_what_fits(
 
 @functools.lru_cache(maxsize=4)
 def _queue_columns(db: sqlite3.Connection) -> str:
-    """Every run column, as the schema has them now, but the spec: NULL in its place. The
-    schema is migrated when the store opens, so once per connection is enough."""
+    """Every run column, as the schema has them now, but the spec: NULL in its place (what a
+    run executes: placement does not need it). The schema is migrated when the store opens,
+    so once per connection is enough."""
     columns = (row[1] for row in db.execute("PRAGMA table_info(runs)"))
     return ", ".join("NULL AS spec" if c == "spec" else c for c in columns)
 
 
-def _owners(db: sqlite3.Connection) -> list[int | None]:
-    """Whose runs are queued: one index seek per owner (runs_owner_queue), however many
-    runs each has queued."""
-    owners: list[int | None] = []
-    found = db.execute(
-        "SELECT 1 FROM runs INDEXED BY runs_owner_queue"
-        " WHERE status = 'pending' AND owner_uid IS NULL LIMIT 1"
-    ).fetchone()
-    if found:
-        owners.append(None)
-    last = -1
-    while True:
-        uid = db.execute(
-            "SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue"
-            " WHERE status = 'pending' AND owner_uid > ?",
-            (last,),
-        ).fetchone()[0]
-        if uid is None:
-            return owners
-        owners.append(uid)
-        last = uid
+_ELIGIBLE = "status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
+_ORDER = "ORDER BY priority DESC, created_at, id"
 
 
-def _queue(db: sqlite3.Connection, uid: int | None, moment: datetime) -> Generator[Run, None, None]:
+class OwnerQueue:
     """One owner's runs that may start, in their queue order (priority, then oldest first:
-    the runs_owner_queue index), read only as far as placement looks: usually the head does
-    not fit, and a few rows tell. Nothing is read until the first run is asked for."""
-    whose = "owner_uid IS NULL" if uid is None else "owner_uid = ?"
-    cursor = db.execute(
-        # the planner would rather sort the owner's pending runs than walk the index; what a
-        # run executes (spec) is not read: placement does not need it
-        f"SELECT {_queue_columns(db)} FROM runs INDEXED BY runs_owner_queue"
-        f" WHERE status = 'pending' AND {whose} AND (not_before IS NULL OR not_before <= ?)"
-        " ORDER BY priority DESC, created_at, id",
-        (*(() if uid is None else (uid,)), moment.timestamp()),
-    )
-    try:
-        size = FIRST_PAGE
-        while rows := cursor.fetchmany(size):
-            yield from (Run.from_row(row) for row in rows)
-            size = QUEUE_PAGE
-    finally:
-        cursor.close()
+    the runs_owner_queue index). Where the first few stand comes with the pass's first read;
+    more are read only once those are taken, and only as far as placement looks (usually
+    the head does not fit, and a few rows tell). A run is read whole only when it is taken."""
+
+    def __init__(
+        self, db: sqlite3.Connection, uid: int | None, keys: list[Key], moment: datetime
+    ) -> None:
+        self._db = db
+        self._uid = uid
+        self._moment = moment
+        self._keys: deque[Key] = deque(keys)
+        self._read = len(keys)
+        self._cursor: sqlite3.Cursor | None = None
+        self._done = len(keys) < FIRST_PAGE  # the first read had them all
+
+    def next_key(self) -> tuple[int, float, str] | None:
+        """The next run's place: (priority, created_at, id); None when there is none."""
+        if not self._keys and not self._done:
+            self._read_more()
+        return self._keys[0][:3] if self._keys else None
+
+    def take(self) -> Run:
+        """The next run, read whole (next_key first: it reads ahead)."""
+        rowid = self._keys.popleft()[3]
+        row = self._db.execute(
+            f"SELECT {_queue_columns(self._db)} FROM runs WHERE rowid = ?", (rowid,)
+        ).fetchone()
+        return Run.from_row(row)
+
+    def __iter__(self) -> Iterator[Run]:
+        """Every run, in order (for a placement that takes them as they come)."""
+        while self.next_key() is not None:
+            yield self.take()
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()  # before the pass's writes: the walk reads no row it changes
+
+    def _read_more(self) -> None:
+        if self._cursor is None:
+            whose = "owner_uid IS NULL" if self._uid is None else "owner_uid = ?"
+            self._cursor = self._db.execute(
+                f"SELECT {_KEY} FROM runs INDEXED BY runs_owner_queue"
+                f" WHERE {whose} AND {_ELIGIBLE} {_ORDER} LIMIT -1 OFFSET ?",
+                (
+                    *(() if self._uid is None else (self._uid,)),
+                    self._moment.timestamp(),
+                    self._read,
+                ),
+            )
+        rows = self._cursor.fetchmany(QUEUE_PAGE)
+        self._done = len(rows) < QUEUE_PAGE
+        self._keys.extend(tuple(row) for row in rows)
+
+
+Key = tuple[int, float, str, int]  # a queued run's priority, created_at, id and rowid
+_KEY = "priority, created_at, id, rowid"
+_ELIGIBLE = "status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
+_ORDER = "ORDER BY priority DESC, created_at, id"
+
+
+def _queues(db: sqlite3.Connection, moment: datetime) -> dict[int | None, OwnerQueue]:
+    """Each owner's queue, from one read of where their first runs stand: the owners found
+    by an index seek each (a loose index scan of runs_owner_queue, however many runs each
+    has queued), and each one's first FIRST_PAGE runs that may start by one more."""
+    rows = db.execute(
+        "WITH RECURSIVE owners (uid) AS ("
+        " SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue WHERE status = 'pending'"
+        " UNION ALL SELECT (SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue"
+        " WHERE status = 'pending' AND owner_uid > owners.uid) FROM owners"
+        " WHERE owners.uid IS NOT NULL)"
+        " SELECT r.owner_uid, r.priority, r.created_at, r.id, r.rowid"
+        " FROM owners JOIN runs r ON r.rowid IN ("
+        " SELECT rowid FROM runs INDEXED BY runs_owner_queue"
+        f" WHERE owner_uid = owners.uid AND {_ELIGIBLE} {_ORDER} LIMIT ?)"
+        " UNION ALL SELECT * FROM ("
+        f" SELECT owner_uid, {_KEY} FROM runs INDEXED BY runs_owner_queue"
+        f" WHERE owner_uid IS NULL AND {_ELIGIBLE} {_ORDER} LIMIT ?)",
+        (moment.timestamp(), FIRST_PAGE, moment.timestamp(), FIRST_PAGE),
+    ).fetchall()
+    found: dict[int | None, list[Key]] = {}
+    for row in rows:
+        found.setdefault(row[0], []).append(tuple(row[1:]))
+    for keys in found.values():
+        keys.sort(key=lambda k: (-k[0], k[1], k[2]))  # IN (...) gives them in rowid order
+    return {uid: OwnerQueue(db, uid, keys, moment) for uid, keys in found.items()}
 
 
 def _placed(allocation: Allocation) -> str:
@@ -142,18 +196,17 @@ def _placed(allocation: Allocation) -> str:
     return "placed" + (": " + ", ".join(given) if given else "")
 
 
-def expire_pending(
-    db: sqlite3.Connection, moment: datetime, reasons: Mapping[str, str]
-) -> list[Run]:
+def expire_pending(db: sqlite3.Connection, moment: datetime, reasons: Reasons) -> list[Run]:
     rows = db.execute(
-        "SELECT id, created_at, not_before, pending_until FROM runs INDEXED BY runs_pending_until"
+        "SELECT id, created_at, not_before, pending_until, owner_uid"
+        " FROM runs INDEXED BY runs_pending_until"
         " WHERE status = 'pending' AND pending_until IS NOT NULL AND pending_until <= ?",
         (moment.timestamp(),),
     ).fetchall()
     expired = []
     for row in rows:
         waited = round(moment.timestamp() - (row["not_before"] or row["created_at"]))
-        why = reasons.get(row["id"], "the node had no room for it")
+        why = reasons(row["id"], row["owner_uid"]) or "the node had no room for it"
         message = f"unschedulable: still queued after {waited}s (maxPendingSeconds); {why}"
         failure = Failure(type=FailureType.UNSCHEDULABLE, message=message)
         assignments, values = column_changes({"finished_at": moment, "failure": failure})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Callable
 
 from jobd.domain.runs import Run
 from jobd.domain.sharing import DAY_SECONDS, Ended
@@ -56,19 +57,26 @@ def _charge_hours(
     db.execute("DELETE FROM gpu_hours WHERE hour < ?", (first - 48,))
 
 
-def used(db: sqlite3.Connection, moment: float, horizon_seconds: float) -> list[Ended]:
-    """What ended runs used since `horizon_seconds` ago, by owner and day."""
+def used(
+    db: sqlite3.Connection, moment: float, horizon_seconds: float, decay: Callable[[float], float]
+) -> list[Ended]:
+    """What ended runs used since `horizon_seconds` ago, by owner: each day's use times
+    `decay(its age)`, summed in the query (a row per owner, whatever the horizon)."""
+    first, today = math.floor((moment - horizon_seconds) / DAY_SECONDS), int(moment // DAY_SECONDS)
+    weights = [(day, decay(moment - (day + 0.5) * DAY_SECONDS)) for day in range(first, today + 1)]
     rows = db.execute(
-        "SELECT day, owner_uid, cpu_seconds, gpu_seconds FROM use_days WHERE day >= ?",
-        (math.floor((moment - horizon_seconds) / DAY_SECONDS),),
+        f"WITH weights (day, f) AS (VALUES {', '.join(['(?, ?)'] * len(weights))})"
+        " SELECT u.owner_uid, SUM(u.cpu_seconds * w.f), SUM(u.gpu_seconds * w.f)"
+        " FROM weights w JOIN use_days u ON u.day = w.day GROUP BY u.owner_uid",
+        [value for pair in weights for value in pair],
     )
     return [
         Ended(
-            owner_uid=None if row[1] == NOBODY else row[1],
+            owner_uid=None if row[0] == NOBODY else row[0],
             project=None,
-            at=(row[0] + 0.5) * DAY_SECONDS,
-            cpu_seconds=row[2],
-            gpu_seconds=row[3],
+            at=moment,  # decayed already
+            cpu_seconds=row[1],
+            gpu_seconds=row[2],
         )
         for row in rows
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,12 +47,8 @@ def fuzzed_daemon(
         yield d
 
 
-def test_the_api_keeps_its_schema_under_fuzzing(fuzzed_daemon: Daemon, tmp_path: Path) -> None:
-    """As alice, with her token: what she does stays hers (root's run, which fills the node,
-    is beyond her reach, so nothing she makes ever starts)."""
-    daemon = fuzzed_daemon
-    blocker = daemon.submit(image=TEST_IMAGE, command=["sleep", "3600"], plan="whole-node")
-    daemon.wait_status(blocker["latestRunId"], {"running"})
+def fuzz(daemon: Daemon, tmp_path: Path, *, mode: str, examples: int) -> None:
+    """schemathesis against the daemon's own document, as alice with a token of hers."""
     token = daemon.request("POST", "/v1/tokens", {"name": "fuzz"}, user=ALICE).body["secret"]
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
@@ -59,18 +56,51 @@ def test_the_api_keeps_its_schema_under_fuzzing(fuzzed_daemon: Daemon, tmp_path:
     fuzzed = subprocess.run(
         [
             st, "--config-file", str(config), "run", f"{daemon.url}/v1/openapi.json",
-            "--url", daemon.url, "-H", f"Authorization: Bearer {token}",
+            "--url", daemon.url, "-H", f"Authorization: Bearer {token}", "--mode", mode,
             "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-            "--max-examples", str(EXAMPLES), "--workers", "2",
+            "--max-examples", str(examples), "--workers", "2",
             "--phases", "examples,fuzzing", "--request-timeout", "30", "--no-color",
             "--seed", "14",
         ],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert fuzzed.returncode == 0, fuzzed.stdout[-12000:] + fuzzed.stderr[-2000:]
+
+
+def test_the_api_keeps_its_schema_under_fuzzing(fuzzed_daemon: Daemon, tmp_path: Path) -> None:
+    """As alice, with her token: what she does stays hers (root's run, which fills the node,
+    is beyond her reach, so nothing she makes ever starts)."""
+    daemon = fuzzed_daemon
+    blocker = daemon.submit(image=TEST_IMAGE, command=["sleep", "3600"], plan="whole-node")
+    daemon.wait_status(blocker["latestRunId"], {"running"})
+    fuzz(daemon, tmp_path, mode="all", examples=EXAMPLES)
     assert daemon.run(blocker["latestRunId"])["status"] == "running"
     containers = subprocess.run(
         ["podman", "ps", "-aq", "--filter", "label=io.jobd.managed=true"],
         capture_output=True, text=True, check=False,
     ).stdout.split()  # fmt: skip
     assert len([c for c in containers if daemon._is_mine(c)]) == 1, "only root's run started"
+
+
+# what a request could change: every table of records (the audit log records the attempts)
+RECORDS = ("jobs", "job_labels", "runs", "run_events", "recipes", "volumes", "uploads", "tokens")
+
+
+def records(daemon: Daemon) -> dict[str, int]:
+    db = sqlite3.connect(f"file:{daemon.data_dir / 'jobd.db'}?mode=ro", uri=True)
+    try:
+        return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in RECORDS}
+    finally:
+        db.close()
+
+
+def test_rejected_requests_change_nothing(fuzzed_daemon: Daemon, tmp_path: Path) -> None:
+    """Only requests that break the schema (schemathesis' negative mode), each of which must
+    be refused: afterwards every table of records holds what it held before, but for the
+    token the fuzzing is done with."""
+    daemon = fuzzed_daemon
+    existing = daemon.submit(image=TEST_IMAGE, command=["true"], name="before", network="none")
+    daemon.wait_status(existing["latestRunId"])
+    before = records(daemon)
+    fuzz(daemon, tmp_path, mode="negative", examples=EXAMPLES // 2)
+    assert records(daemon) == {**before, "tokens": before["tokens"] + 1}, "only fuzz's token"

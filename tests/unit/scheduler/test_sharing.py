@@ -5,7 +5,6 @@ a run held by a quota reserves nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -140,14 +139,29 @@ def test_a_days_gpu_seconds_count_running_runs_from_their_start_within_the_day()
     assert used == {("user", ALICE): 100 + 2 * 24 * 3600, ("project", "vision"): 2 * 24 * 3600}
 
 
-def streams(*runs: Run) -> dict[int | None, Iterator[Run]]:
+class Listed:
+    """An owner's queue from a list, in queue order; what was looked at is noted."""
+
+    def __init__(self, runs: list[Run], seen: list[str] | None = None) -> None:
+        self.runs = sorted(runs, key=lambda r: (-r.priority, r.created_at))
+        self.seen = seen if seen is not None else []
+
+    def next_key(self) -> tuple[int, float, str] | None:
+        if not self.runs:
+            return None
+        run = self.runs[0]
+        self.seen.append(run.id)
+        return run.priority, run.created_at.timestamp(), run.id
+
+    def take(self) -> Run:
+        return self.runs.pop(0)
+
+
+def streams(*runs: Run) -> dict[int | None, Listed]:
     by_owner: dict[int | None, list[Run]] = {}
     for run in runs:
         by_owner.setdefault(run.owner_uid, []).append(run)
-    return {
-        uid: iter(sorted(rs, key=lambda r: (-r.priority, r.created_at)))
-        for uid, rs in by_owner.items()
-    }
+    return {uid: Listed(rs) for uid, rs in by_owner.items()}
 
 
 def test_equal_priorities_go_to_whoever_used_less_and_priority_still_comes_first() -> None:
@@ -165,13 +179,7 @@ def test_a_user_at_max_running_is_passed_over_unread_while_others_start() -> Non
     alices = of(ALICE, queued(plan()))
     active = [of(BOB, running(plan(), ends_in=60))]
     read: list[str] = []
-
-    def reading(runs: list[Run]) -> Iterator[Run]:
-        for run in runs:
-            read.append(run.id)
-            yield run
-
-    queues = {BOB: reading(bobs), ALICE: reading([alices])}
+    queues = {BOB: Listed(bobs, read), ALICE: Listed([alices], read)}
     book = QuotaBook(sharing, name, active, {})
     held: dict[int | None, str] = {}
     the_node = node(cpus=16)
@@ -192,7 +200,7 @@ def test_a_user_reaching_max_running_in_the_pass_stops_there_and_holds_nothing_b
     book = QuotaBook(sharing, name, [], {})
     held: dict[int | None, str] = {}
     decision = place(
-        merged({ALICE: iter(alices)}, {}, book, held),
+        merged({ALICE: Listed(alices)}, {}, book, held),
         [],
         free_on(node(cpus=16), []),
         MOMENT,

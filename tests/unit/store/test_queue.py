@@ -19,6 +19,7 @@ from jobd.domain.owners import EVERYONE, Owner
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS, Allocation, GpuGrant
 from jobd.domain.runs import Run, pending_run
+from jobd.domain.sharing import FairShare
 from jobd.domain.states import FailureType, RunStatus
 from jobd.store import Store, jobs, schedules
 from jobd.store import queue as queue_queries
@@ -63,7 +64,7 @@ async def test_the_queue_is_walked_by_priority_then_oldest_first(store: Store) -
     high = await queue(store, priority=10)
     young = await queue(store)
     seen: list[str] = []
-    placed = await store.assign_what_fits(take_first(4, seen), horizon_seconds=86400)
+    placed = await store.assign_what_fits(take_first(4, seen), share=FairShare())
     assert seen == [high.id, old.id, young.id, low.id]
     assert [r.id for r in placed.assigned] == seen
     assert placed.waiting == {"run-x": "waiting for 1 GPU"}
@@ -71,7 +72,7 @@ async def test_the_queue_is_walked_by_priority_then_oldest_first(store: Store) -
 
 async def test_the_allocation_is_written_with_the_assignment(store: Store) -> None:
     run = await queue(store)
-    await store.assign_what_fits(take_first(1, []), horizon_seconds=86400)
+    await store.assign_what_fits(take_first(1, []), share=FairShare())
     stored = await store.get_run(run.id, reach=EVERYONE)
     assert stored.status is RunStatus.ASSIGNED
     assert stored.allocation == Allocation(gpus=(GRANT,), cores=(3,))
@@ -88,7 +89,7 @@ async def test_only_what_placement_reads_is_read(store: Store) -> None:
     for _ in range(300):
         await queue(store)
     seen: list[str] = []
-    await store.assign_what_fits(take_first(1, seen), horizon_seconds=86400)
+    await store.assign_what_fits(take_first(1, seen), share=FairShare())
     assert len(seen) == 1
 
 
@@ -107,9 +108,10 @@ async def test_a_run_queued_past_its_limit_fails_unschedulable_saying_why(store:
     limited = await queue(store, max_pending=60)
     assert limited.pending_until is not None
     assert await store.next_timer(now()) == limited.pending_until
-    assert await store.expire_pending(now(), {}) == []  # not yet
+    assert await store.expire_pending(now(), lambda run_id, uid: None) == []  # not yet
     later = limited.pending_until + timedelta(seconds=1)
-    (expired,) = await store.expire_pending(later, {limited.id: "waiting for 1 GPU"})
+    reasons = {limited.id: "waiting for 1 GPU"}
+    (expired,) = await store.expire_pending(later, lambda run_id, uid: reasons.get(run_id))
     assert expired.id == limited.id and expired.status is RunStatus.FAILED
     assert expired.failure is not None and expired.failure.type is FailureType.UNSCHEDULABLE
     assert expired.failure.message.endswith("(maxPendingSeconds); waiting for 1 GPU")
@@ -165,7 +167,7 @@ async def test_a_database_from_before_placement_opens_and_its_queue_still_runs(
         old = await s.get_run("run-old", reach=EVERYONE)
         assert old.priority == 0 and old.allocation is None and old.plan.gpus == 0
         assert (await s.get_job("job-old", reach=EVERYONE)).spec.resources is None
-        placed = await s.assign_what_fits(take_first(1, []), horizon_seconds=86400)
+        placed = await s.assign_what_fits(take_first(1, []), share=FairShare())
         assert [r.id for r in placed.assigned] == ["run-old"]
     finally:
         await s.close()
@@ -204,7 +206,7 @@ def expiry_steps(path: Path) -> int:
     try:
         db.set_progress_handler(count, 100)
         db.execute("BEGIN")
-        queue_queries.expire_pending(db, now(), {})
+        queue_queries.expire_pending(db, now(), lambda run_id, uid: None)
         db.execute("ROLLBACK")
     finally:
         db.close()

@@ -19,6 +19,7 @@ from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS, Allocation, Plan
 from jobd.domain.runs import Run
 from jobd.domain.schedules import CatchUp, ConcurrencyPolicy, Schedule
+from jobd.domain.sharing import FairShare
 from jobd.domain.states import Failure, FailureType, RunStatus, Trigger
 from jobd.store import Store
 from jobd.store.queue import Queues, Used
@@ -197,7 +198,7 @@ async def test_a_failure_queues_its_retry_in_the_same_write(store: Store) -> Non
     assert retry.not_before - retry.created_at == timedelta(seconds=30)
     assert (await store.get_job(job.id, reach=EVERYONE)).latest_run_id == retry.id
     # the retry waits out its backoff: the queue does not offer it, the timer names its end
-    placed = await store.assign_what_fits(start_all, horizon_seconds=86400)
+    placed = await store.assign_what_fits(start_all, share=FairShare())
     assert placed.assigned == []
     assert await store.next_timer(now()) == retry.not_before
     # the last attempt is not retried
@@ -214,7 +215,7 @@ async def test_a_due_retry_takes_its_place_in_the_queue(store: Store) -> None:
     job, run = retrying_job(max_attempts=3, backoff_seconds=0)
     await store.create_job(job, run)
     failed = await _fail(store, run.id, FailureType.LOST, None)
-    placed = await store.assign_what_fits(start_all, horizon_seconds=86400)
+    placed = await store.assign_what_fits(start_all, share=FairShare())
     assert [r.id for r in placed.assigned] == [failed.retried_by]
 
 

@@ -18,7 +18,7 @@ from jobd.domain.owners import EVERYONE, Owner, Reach
 from jobd.domain.records import new_id, now
 from jobd.domain.resources import DEFAULT_PLANS, Allocation, GpuGrant
 from jobd.domain.runs import Run, pending_run
-from jobd.domain.sharing import QueueLimit
+from jobd.domain.sharing import FairShare, QueueLimit
 from jobd.domain.states import RunStatus
 from jobd.errors import NotFound, TooManyRequests
 from jobd.store import Store
@@ -62,7 +62,7 @@ async def test_runs_carry_their_jobs_owner_and_project_and_each_owners_queue_is_
             seen[uid] = [(r.id, r.project) for r in queue]
         return Decision()
 
-    await store.assign_what_fits(choose, horizon_seconds=86400)
+    await store.assign_what_fits(choose, share=FairShare())
     assert seen == {1001: [(a1.id, "vision"), (a2.id, None)], 1002: [(b1.id, None)]}
     stored = await store.get_run(a1.id, reach=EVERYONE)
     assert (stored.owner_uid, stored.project) == (1001, "vision")
@@ -115,10 +115,11 @@ async def test_what_a_run_used_is_charged_as_it_ends_and_read_by_a_pass(store: S
         spent.append(used)
         return Decision()
 
-    await store.assign_what_fits(choose, horizon_seconds=7 * 86400)
+    await store.assign_what_fits(choose, share=FairShare())
     fair, day = spent[0].fair, spent[0].gpu_day
     assert [u.owner_uid for u in fair] == [1001]
-    assert fair[0].cpu_seconds == pytest.approx(DEFAULT_PLANS["standard"].cpus * 3600)
-    assert fair[0].gpu_seconds == pytest.approx(2 * 3600)
+    # charged to today, decayed by the day's age at its middle (half a day at most)
+    assert fair[0].cpu_seconds == pytest.approx(DEFAULT_PLANS["standard"].cpus * 3600, rel=0.05)
+    assert fair[0].gpu_seconds == pytest.approx(2 * 3600, rel=0.05)
     assert [(u.owner_uid, u.project) for u in day] == [(1001, "vision")]
     assert day[0].gpu_seconds == pytest.approx(2 * 3600)
