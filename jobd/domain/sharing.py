@@ -180,6 +180,7 @@ class QuotaBook:
         self.sharing = sharing
         self.name = name  # a uid's user name
         self.use: dict[Key, Use] = {}
+        self._quotas: dict[int | None, tuple[str, Quota]] = {}  # by uid: whose, and the quota
         for key, seconds in gpu_seconds.items():
             self._use(key).gpu_seconds = seconds
         for run in active:
@@ -198,21 +199,26 @@ class QuotaBook:
             use.running += 1
             use.gpus += len(allocation.gpus)
 
+    def _quota(self, uid: int | None) -> tuple[str, Quota]:
+        found = self._quotas.get(uid)
+        if found is None:
+            name = self.name(uid)
+            found = self._quotas[uid] = (f"{name}'s", self.sharing.user_quota(name))
+        return found
+
     def user_full(self, uid: int | None) -> str | None:
         """Why none of this user's queued runs may start now (their max_running is
         reached), or None."""
-        quota = self.sharing.user_quota(self.name(uid))
-        return _over(f"{self.name(uid)}'s", quota, self.use.get(("user", uid)), gpus=0)
+        whose, quota = self._quota(uid)
+        if quota.max_running is None:
+            return None
+        return _over(whose, quota, self.use.get(("user", uid)), gpus=0)
 
     def holds(self, run: Run) -> str | None:
         """Why this queued run must wait for a quota, or None."""
         gpus = run.plan.gpus
-        why = _over(
-            f"{self.name(run.owner_uid)}'s",
-            self.sharing.user_quota(self.name(run.owner_uid)),
-            self.use.get(("user", run.owner_uid)),
-            gpus=gpus,
-        )
+        whose, quota = self._quota(run.owner_uid)
+        why = _over(whose, quota, self.use.get(("user", run.owner_uid)), gpus=gpus)
         if why is None and run.project:
             why = _over(
                 f"project {run.project}'s",

@@ -101,34 +101,46 @@ _ORDER = "ORDER BY priority DESC, created_at, id"
 
 class OwnerQueue:
     """One owner's runs that may start, in their queue order (priority, then oldest first:
-    the runs_owner_queue index). Where the first few stand comes with the pass's first read;
-    more are read only once those are taken, and only as far as placement looks (usually
-    the head does not fit, and a few rows tell). A run is read whole only when it is taken."""
+    the runs_owner_queue index). Where the first stands comes with the pass's first read of
+    every owner's; once placement takes this owner's first run, their runs are read whole,
+    a page at a time, as far as placement looks (usually the head does not fit, and a few
+    rows tell)."""
 
     def __init__(
-        self, db: sqlite3.Connection, uid: int | None, keys: list[Key], moment: datetime
+        self, db: sqlite3.Connection, uid: int | None, head: Key, moment: datetime
     ) -> None:
         self._db = db
         self._uid = uid
         self._moment = moment
-        self._keys: deque[Key] = deque(keys)
-        self._read = len(keys)
+        self._head = head  # where the first run stands, until the runs are read whole
+        self._rows: deque[sqlite3.Row] = deque()
         self._cursor: sqlite3.Cursor | None = None
-        self._done = len(keys) < FIRST_PAGE  # the first read had them all
+        self._done = False
 
     def next_key(self) -> tuple[int, float, str] | None:
         """The next run's place: (priority, created_at, id); None when there is none."""
-        if not self._keys and not self._done:
-            self._read_more()
-        return self._keys[0][:3] if self._keys else None
+        if self._cursor is None:
+            return self._head
+        if not self._rows and not self._done:
+            self._fetch(QUEUE_PAGE)
+        if not self._rows:
+            return None
+        row = self._rows[0]
+        return row["priority"], row["created_at"], row["id"]
 
     def take(self) -> Run:
-        """The next run, read whole (next_key first: it reads ahead)."""
-        rowid = self._keys.popleft()[3]
-        row = self._db.execute(
-            f"SELECT {_queue_columns(self._db)} FROM runs WHERE rowid = ?", (rowid,)
-        ).fetchone()
-        return Run.from_row(row)
+        """The next run, read whole."""
+        if self._cursor is None:
+            whose = "owner_uid IS NULL" if self._uid is None else "owner_uid = ?"
+            self._cursor = self._db.execute(
+                f"SELECT {_queue_columns(self._db)} FROM runs INDEXED BY runs_owner_queue"
+                f" WHERE {whose} AND {_ELIGIBLE} {_ORDER}",
+                (*([] if self._uid is None else [self._uid]), self._moment.timestamp()),
+            )
+            self._fetch(2)  # the head, and where the next one stands
+        elif not self._rows:
+            self._fetch(QUEUE_PAGE)
+        return Run.from_row(self._rows.popleft())
 
     def __iter__(self) -> Iterator[Run]:
         """Every run, in order (for a placement that takes them as they come)."""
@@ -139,54 +151,38 @@ class OwnerQueue:
         if self._cursor is not None:
             self._cursor.close()  # before the pass's writes: the walk reads no row it changes
 
-    def _read_more(self) -> None:
-        if self._cursor is None:
-            whose = "owner_uid IS NULL" if self._uid is None else "owner_uid = ?"
-            self._cursor = self._db.execute(
-                f"SELECT {_KEY} FROM runs INDEXED BY runs_owner_queue"
-                f" WHERE {whose} AND {_ELIGIBLE} {_ORDER} LIMIT -1 OFFSET ?",
-                (
-                    *(() if self._uid is None else (self._uid,)),
-                    self._moment.timestamp(),
-                    self._read,
-                ),
-            )
-        rows = self._cursor.fetchmany(QUEUE_PAGE)
-        self._done = len(rows) < QUEUE_PAGE
-        self._keys.extend(tuple(row) for row in rows)
+    def _fetch(self, size: int) -> None:
+        assert self._cursor is not None
+        rows = self._cursor.fetchmany(size)
+        self._done = len(rows) < size
+        self._rows.extend(rows)
 
 
-Key = tuple[int, float, str, int]  # a queued run's priority, created_at, id and rowid
-_KEY = "priority, created_at, id, rowid"
+Key = tuple[int, float, str]  # a queued run's priority, created_at and id
 _ELIGIBLE = "status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
 _ORDER = "ORDER BY priority DESC, created_at, id"
 
 
 def _queues(db: sqlite3.Connection, moment: datetime) -> dict[int | None, OwnerQueue]:
-    """Each owner's queue, from one read of where their first runs stand: the owners found
-    by an index seek each (a loose index scan of runs_owner_queue, however many runs each
-    has queued), and each one's first FIRST_PAGE runs that may start by one more."""
+    """Each owner's queue, from one read of where each one's first run stands: the owners
+    found by an index seek each (a loose index scan of runs_owner_queue, however many runs
+    each has queued), and each one's first run that may start by one more."""
     rows = db.execute(
         "WITH RECURSIVE owners (uid) AS ("
         " SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue WHERE status = 'pending'"
         " UNION ALL SELECT (SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue"
         " WHERE status = 'pending' AND owner_uid > owners.uid) FROM owners"
         " WHERE owners.uid IS NOT NULL)"
-        " SELECT r.owner_uid, r.priority, r.created_at, r.id, r.rowid"
-        " FROM owners JOIN runs r ON r.rowid IN ("
+        " SELECT r.owner_uid, r.priority, r.created_at, r.id"
+        " FROM owners JOIN runs r ON r.rowid = ("
         " SELECT rowid FROM runs INDEXED BY runs_owner_queue"
-        f" WHERE owner_uid = owners.uid AND {_ELIGIBLE} {_ORDER} LIMIT ?)"
+        f" WHERE owner_uid = owners.uid AND {_ELIGIBLE} {_ORDER} LIMIT 1)"
         " UNION ALL SELECT * FROM ("
-        f" SELECT owner_uid, {_KEY} FROM runs INDEXED BY runs_owner_queue"
-        f" WHERE owner_uid IS NULL AND {_ELIGIBLE} {_ORDER} LIMIT ?)",
-        (moment.timestamp(), FIRST_PAGE, moment.timestamp(), FIRST_PAGE),
+        " SELECT owner_uid, priority, created_at, id FROM runs INDEXED BY runs_owner_queue"
+        f" WHERE owner_uid IS NULL AND {_ELIGIBLE} {_ORDER} LIMIT 1)",
+        (moment.timestamp(), moment.timestamp()),
     ).fetchall()
-    found: dict[int | None, list[Key]] = {}
-    for row in rows:
-        found.setdefault(row[0], []).append(tuple(row[1:]))
-    for keys in found.values():
-        keys.sort(key=lambda k: (-k[0], k[1], k[2]))  # IN (...) gives them in rowid order
-    return {uid: OwnerQueue(db, uid, keys, moment) for uid, keys in found.items()}
+    return {row[0]: OwnerQueue(db, row[0], (row[1], row[2], row[3]), moment) for row in rows}
 
 
 def _placed(allocation: Allocation) -> str:
