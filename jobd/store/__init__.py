@@ -35,7 +35,18 @@ from jobd.domain.states import RunStatus, sources_of
 from jobd.domain.tokens import Token
 from jobd.domain.uploads import Upload
 from jobd.domain.volumes import Volume
-from jobd.store import audit, jobs, queue, recipes, runs, schedules, tokens, uploads, volumes
+from jobd.store import (
+    audit,
+    jobs,
+    queue,
+    recipes,
+    runs,
+    schedules,
+    tokens,
+    uploads,
+    use,
+    volumes,
+)
 from jobd.store.queue import Choose, Placement
 from jobd.store.rows import Page
 from jobd.store.schedules import Firings, PlanLookup
@@ -47,6 +58,7 @@ class Store:
     def __init__(self, writer: Writer, reader: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
+        self._past_use = use.PastUse()  # fair share's use before today, summed hourly
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -338,7 +350,10 @@ class Store:
         record share one transaction, so nothing changes between them; the queues are read
         only as far as `choose` walks them, so a pass costs the same with 10 or 10,000 runs
         queued. What ended runs used, decayed as `share` says, is read in it too."""
-        return await self._writer.write(lambda db: queue.assign_what_fits(db, choose, now(), share))
+        past = self._past_use
+        return await self._writer.write(
+            lambda db: queue.assign_what_fits(db, choose, now(), share, past)
+        )
 
     async def expire_pending(self, moment: datetime, reasons: queue.Reasons) -> list[Run]:
         """Fail the queued runs whose pending limit has passed (unschedulable), saying why

@@ -53,7 +53,7 @@ class Placement:
 
 
 def assign_what_fits(
-    db: sqlite3.Connection, choose: Choose, moment: datetime, share: FairShare
+    db: sqlite3.Connection, choose: Choose, moment: datetime, share: FairShare, past: use.PastUse
 ) -> Placement:
     began = time.perf_counter()
     marks = ", ".join("?" * len(ACTIVE_STATUSES))
@@ -63,7 +63,7 @@ def assign_what_fits(
     active = [Run.from_row(row) for row in rows]
     queues = _queues(db, moment)
     at = moment.timestamp()
-    fair = use.used(db, at, share.horizon_seconds, share.decay)
+    fair = past.used(db, at, share.horizon_seconds, share.decay)
     spent = Used(fair=fair, gpu_day=use.gpu_day(db, at))
     try:
         decision = choose(queues, active, spent)

@@ -57,29 +57,56 @@ def _charge_hours(
     db.execute("DELETE FROM gpu_hours WHERE hour < ?", (first - 48,))
 
 
-def used(
-    db: sqlite3.Connection, moment: float, horizon_seconds: float, decay: Callable[[float], float]
-) -> list[Ended]:
-    """What ended runs used since `horizon_seconds` ago, by owner: each day's use times
-    `decay(its age)`, summed in the query (a row per owner, whatever the horizon)."""
-    first, today = math.floor((moment - horizon_seconds) / DAY_SECONDS), int(moment // DAY_SECONDS)
-    weights = [(day, decay(moment - (day + 0.5) * DAY_SECONDS)) for day in range(first, today + 1)]
+class PastUse:
+    """What ended runs used on the days before today, decayed, by owner: summed once an hour
+    (decay drifts by 0.4% an hour at the default half-life), so that a pass reads only
+    today's rows. Runs end today (charge() puts a run's use on the day it ended), so nothing
+    a pass misses comes before today; a run recovery ends with an earlier end time is counted
+    from the next sum on."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int, float] | None = None  # (today, hour, horizon) summed for
+        self._totals: dict[int | None, tuple[float, float]] = {}
+
+    def used(
+        self,
+        db: sqlite3.Connection,
+        moment: float,
+        horizon_seconds: float,
+        decay: Callable[[float], float],
+    ) -> list[Ended]:
+        """What ended runs used since `horizon_seconds` ago, by owner, each day's use times
+        `decay(its age)`."""
+        today = int(moment // DAY_SECONDS)
+        key = (today, int(moment // HOUR_SECONDS), horizon_seconds)
+        if key != self._key:
+            first = math.floor((moment - horizon_seconds) / DAY_SECONDS)
+            self._totals = _decayed(db, range(first, today), moment, decay)
+            self._key = key
+        totals = dict(self._totals)
+        for owner, (cpu, gpu) in _decayed(db, range(today, today + 1), moment, decay).items():
+            past_cpu, past_gpu = totals.get(owner, (0.0, 0.0))
+            totals[owner] = (past_cpu + cpu, past_gpu + gpu)
+        return [
+            Ended(owner_uid=owner, project=None, at=moment, cpu_seconds=cpu, gpu_seconds=gpu)
+            for owner, (cpu, gpu) in totals.items()  # decayed already: at is now
+        ]
+
+
+def _decayed(
+    db: sqlite3.Connection, days: range, moment: float, decay: Callable[[float], float]
+) -> dict[int | None, tuple[float, float]]:
+    """Each owner's use on these days, each day's times `decay(its age at its middle)`."""
+    if not days:
+        return {}
+    weights = [(day, decay(moment - (day + 0.5) * DAY_SECONDS)) for day in days]
     rows = db.execute(
         f"WITH weights (day, f) AS (VALUES {', '.join(['(?, ?)'] * len(weights))})"
         " SELECT u.owner_uid, SUM(u.cpu_seconds * w.f), SUM(u.gpu_seconds * w.f)"
         " FROM weights w JOIN use_days u ON u.day = w.day GROUP BY u.owner_uid",
         [value for pair in weights for value in pair],
     )
-    return [
-        Ended(
-            owner_uid=None if row[0] == NOBODY else row[0],
-            project=None,
-            at=moment,  # decayed already
-            cpu_seconds=row[1],
-            gpu_seconds=row[2],
-        )
-        for row in rows
-    ]
+    return {None if row[0] == NOBODY else row[0]: (row[1], row[2]) for row in rows}
 
 
 def gpu_day(db: sqlite3.Connection, moment: float) -> list[Ended]:
