@@ -90,5 +90,12 @@ def _job_filter(request: web.Request) -> JobFilter:
         created_after=time_param(request, "createdAfter"),
         created_before=time_param(request, "createdBefore"),
         reach=listing_reach(request),
-        project=request.query.get("project"),
+        project=_project(request),
     )
+
+
+def _project(request: web.Request) -> str | None:
+    project = request.query.get("project")
+    if project is not None and not project:
+        raise InvalidRequest("project: give a project's name")
+    return project

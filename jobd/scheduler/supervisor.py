@@ -109,11 +109,6 @@ class Supervisor:
         self._purge_due = True  # deleted jobs may wait (since before a restart, too)
         self.started_at = time.time()
 
-    @property
-    def waiting(self) -> dict[str, str]:
-        """Why queued runs wait, as the last placement pass saw."""
-        return self.placer.waiting
-
     def reason(self, run: Run) -> str | None:
         """Why this queued run waits, as the last placement pass saw."""
         return self.placer.reason(run)

@@ -12,10 +12,11 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import Daemon
+from tests.support import TEST_IMAGE, Daemon, Response
 
 ALICE, BOB, CAROL = "jobd-alice", "jobd-bob", "jobd-carol"  # carol is an admin
 DAVE = "jobd-dave"  # in no project
@@ -30,6 +31,19 @@ def ensure_user(name: str) -> None:
             ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
         )
     subprocess.run(["usermod", "--append", "--groups", GROUP, name], check=True)
+
+
+def call(daemon: Daemon, user: str, method: str, path: str, body: Any = None) -> Response:
+    """A request made as `user` (the connection is theirs)."""
+    return daemon.request(method, path, body, user=user)
+
+
+def submit(daemon: Daemon, user: str, **spec: Any) -> dict[str, Any]:
+    """A job `user` creates (the test image, no network, unless `spec` says)."""
+    spec = {"image": TEST_IMAGE, "network": "none", **spec}
+    response = call(daemon, user, "POST", "/v1/jobs", spec)
+    assert response.status == 201, response.text
+    return response.body  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import pwd
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import ALICE, BOB, CAROL, DAVE, system_daemon
-from tests.support import TEST_IMAGE, Daemon, Response
+from tests.acceptance.conftest import ALICE, BOB, CAROL, DAVE, call, submit, system_daemon
+from tests.support import TEST_IMAGE, Daemon
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
 
@@ -30,17 +29,6 @@ members = ["{DAVE}"]
 def daemon(users: None, podman_socket: Path, test_image: str, shared_dir: Path) -> Iterator[Daemon]:
     with system_daemon(shared_dir, podman_socket, CONFIG) as d:
         yield d
-
-
-def call(daemon: Daemon, user: str, method: str, path: str, body: Any = None) -> Response:
-    return daemon.request(method, path, body, user=user)
-
-
-def submit(daemon: Daemon, user: str, **spec: Any) -> dict[str, Any]:
-    spec = {"image": TEST_IMAGE, "network": "none", **spec}
-    response = call(daemon, user, "POST", "/v1/jobs", spec)
-    assert response.status == 201, response.text
-    return response.body  # type: ignore[no-any-return]
 
 
 def listed(daemon: Daemon, user: str, query: str = "") -> list[str]:

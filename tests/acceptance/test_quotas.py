@@ -10,12 +10,11 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import ALICE, BOB, CAROL, system_daemon
-from tests.support import TEST_IMAGE, Daemon, Response, wait_until
+from tests.acceptance.conftest import ALICE, BOB, CAROL, call, submit, system_daemon
+from tests.support import TEST_IMAGE, Daemon, wait_until
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
 
@@ -30,17 +29,6 @@ max_running = 3
 [quotas.projects.vision]
 max_running = 1
 """
-
-
-def call(daemon: Daemon, user: str, method: str, path: str, body: Any = None) -> Response:
-    return daemon.request(method, path, body, user=user)
-
-
-def submit(daemon: Daemon, user: str, **spec: Any) -> dict[str, Any]:
-    spec = {"image": TEST_IMAGE, "network": "none", **spec}
-    response = call(daemon, user, "POST", "/v1/jobs", spec)
-    assert response.status == 201, response.text
-    return response.body  # type: ignore[no-any-return]
 
 
 def job_ids(daemon: Daemon) -> list[str]:

@@ -4,12 +4,10 @@ are 404, never 403, so ids do not leak; a configured admin and root see everyone
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.acceptance.conftest import ALICE, BOB, CAROL
-from tests.support import TEST_IMAGE, Daemon, Response
+from tests.acceptance.conftest import ALICE, BOB, CAROL, call, submit
+from tests.support import TEST_IMAGE, Daemon
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
 
@@ -17,17 +15,6 @@ pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
 @pytest.fixture
 def daemon(team_daemon: Daemon) -> Daemon:
     return team_daemon
-
-
-def call(daemon: Daemon, user: str, method: str, path: str, body: Any = None) -> Response:
-    return daemon.request(method, path, body, user=user)
-
-
-def submit(daemon: Daemon, user: str, **spec: Any) -> dict[str, Any]:
-    spec = {"image": TEST_IMAGE, "network": "none", **spec}
-    response = call(daemon, user, "POST", "/v1/jobs", spec)
-    assert response.status == 201, response.text
-    return response.body  # type: ignore[no-any-return]
 
 
 def test_each_user_sees_and_acts_on_their_own_jobs_alone(daemon: Daemon) -> None:

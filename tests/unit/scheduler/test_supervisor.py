@@ -69,7 +69,7 @@ class Harness:
         self.runs = Runs(
             store,
             self.supervisor.wake,
-            lambda: self.supervisor.waiting,
+            self.supervisor.reason,
             default_grace=config.stop_grace_seconds,
         )
 
