@@ -318,12 +318,14 @@ class QueueLimit:
     limit: int
 
     def problem(self, queued: int) -> str | None:
-        """Why one more queued run is refused, or None."""
+        """Why one more queued run is refused, or None. `queued` is counted up to one past
+        the limit (ticks and retries may pass it)."""
         if queued < self.limit:
             return None
+        has = f"more than {self.limit}" if queued > self.limit else str(queued)
         return (
             f"quota: {self.whose} may have {self.limit} queued runs (max_queued) and has"
-            f" {queued}; submit again once some have started"
+            f" {has}; submit again once some have started"
         )
 
 

@@ -232,9 +232,10 @@ def check_queue_room(db: sqlite3.Connection, limits: Iterable[QueueLimit]) -> No
     the transaction that writes the run, so concurrent submissions cannot both slip in."""
     for limit in limits:
         assert limit.column in ("owner_uid", "project")
-        queued = db.execute(
-            f"SELECT COUNT(*) FROM runs WHERE status = 'pending' AND {limit.column} = ?",
-            (limit.value,),
+        queued = db.execute(  # counted up to the limit: a submission's cost stays bounded
+            "SELECT COUNT(*) FROM (SELECT 1 FROM runs"
+            f" WHERE status = 'pending' AND {limit.column} = ? LIMIT ?)",
+            (limit.value, limit.limit + 1),
         ).fetchone()[0]
         problem = limit.problem(queued)
         if problem:

@@ -92,6 +92,7 @@ def test_queue_limits_name_the_owner_and_the_project() -> None:
         "quota: project vision may have 3 queued runs (max_queued) and has 3;"
         " submit again once some have started"
     )
+    assert "and has more than 3;" in (limits[1].problem(4) or ""), "counted up to one past"
     assert queue_limits(Sharing(), "alice", ALICE, None) == []
 
 
