@@ -68,8 +68,8 @@ class FairShare:
             raise ValueError("[fair_share]: half_life_hours above 0, gpu_weight 0 or more")
         return share
 
-    def weight(self, cpus: float, gpus: int) -> float:
-        """What one second of a run holding these counts."""
+    def weight(self, cpus: float, gpus: float) -> float:
+        """What one second of a run holding these counts (or, of seconds: what they count)."""
         return cpus + self.gpu_weight * gpus
 
     def decay(self, age_seconds: float) -> float:
@@ -138,12 +138,6 @@ class Sharing:
 
     def project_quota(self, project: str | None) -> Quota:
         return self.project_quotas.get(project, Quota()) if project else Quota()
-
-    @property
-    def limits_queue(self) -> bool:
-        """Whether any quota limits pending runs (then a submission counts them)."""
-        quotas = [self.default_quota, *self.user_quotas.values(), *self.project_quotas.values()]
-        return any(q.max_queued is not None for q in quotas)
 
 
 def _table(value: Any, where: str) -> Mapping[str, Any]:
@@ -247,7 +241,7 @@ def fair_usage(
     their running runs have used so far."""
     usage: dict[int | None, float] = {}
     for use in ended:
-        value = use.cpu_seconds + share.gpu_weight * use.gpu_seconds
+        value = share.weight(use.cpu_seconds, use.gpu_seconds)
         decayed = value * share.decay(moment.timestamp() - use.at)
         usage[use.owner_uid] = usage.get(use.owner_uid, 0.0) + decayed
     for run in active:
