@@ -31,6 +31,7 @@ from jobctl.commands.jobs import (
     update,
 )
 from jobctl.commands.logs import logs
+from jobctl.commands.metrics import metrics, top
 from jobctl.commands.node import doctor, health, node, plans
 from jobctl.commands.outputs import outputs
 from jobctl.commands.recipes import recipe
@@ -128,12 +129,14 @@ main.add_command(stop)
 main.add_command(rerun)
 # a run's output, and commands in its container
 main.add_command(logs)
+main.add_command(metrics)
 main.add_command(outputs)
 main.add_command(exec_command)
 # the node and the daemon
 main.add_command(plans)
 main.add_command(health)
 main.add_command(node)
+main.add_command(top)
 main.add_command(doctor)
 main.add_command(audit)
 # recipes, volumes, uploads and API tokens, groups of their own

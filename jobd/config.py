@@ -85,6 +85,13 @@ class UploadSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricSettings:
+    sample_seconds: float = 5.0  # how often running runs' CPU, memory and GPUs are sampled
+    full_hours: float = 24.0  # samples are kept as taken this long, then as minutes
+    keep_days: float = 30.0  # minutes (averages and maxima) are kept this long
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     data_dir: Path
     socket: Path
@@ -104,6 +111,7 @@ class Config:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
+    metrics: MetricSettings = field(default_factory=MetricSettings)
     cpu_pinning: bool = True
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
@@ -235,7 +243,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["logs"] = raw["logs"]
     for table in (
         "plans", "gpus", "max_priority_by_user", "volumes", "network", "outputs", "uploads",
-        "projects", "quotas", "fair_share",
+        "metrics", "projects", "quotas", "fair_share",
     ):  # fmt: skip
         if table in raw:
             settings[table] = raw[table]
@@ -268,6 +276,7 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
         "network": frozenset(f.name for f in dataclasses.fields(NetworkSettings)),
         "outputs": frozenset(f.name for f in dataclasses.fields(OutputSettings)),
         "uploads": frozenset(f.name for f in dataclasses.fields(UploadSettings)),
+        "metrics": frozenset(f.name for f in dataclasses.fields(MetricSettings)),
     }
     for name, table in raw.items():
         if not isinstance(table, dict):
@@ -350,6 +359,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             network=_network_settings(settings.get("network", {})),
             outputs=OutputSettings(**settings.get("outputs", {})),
             uploads=UploadSettings(**settings.get("uploads", {})),
+            metrics=MetricSettings(**settings.get("metrics", {})),
             cpu_pinning=_as_bool(settings.get("cpu_pinning", True)),
             max_priority=int(settings.get("max_priority", 0)),
             max_priority_by_user={
@@ -467,3 +477,10 @@ def _check_storage(config: Config) -> None:
         raise InvalidRequest("outputs: limit_bytes and sample_seconds must be positive")
     if config.uploads.max_bytes <= 0 or config.uploads.expire_days <= 0:
         raise InvalidRequest("uploads: max_bytes and expire_days must be positive")
+    metrics = config.metrics
+    if not (
+        0.5 <= metrics.sample_seconds <= 3600 and metrics.full_hours > 0 and metrics.keep_days > 0
+    ):
+        raise InvalidRequest(
+            "metrics: sample_seconds between 0.5 and 3600, full_hours and keep_days positive"
+        )

@@ -46,10 +46,12 @@ from jobd.services.audit import Audit
 from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
 from jobd.services.logs import Logs
+from jobd.services.metrics import Metrics
 from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.telemetry import PassCount, Telemetry
 from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
@@ -289,6 +291,17 @@ def _services(
         ),
         recipes=Recipes(store, jobs.plan, config.sharing.projects),
         logs=Logs(store, supervisor.pump),
+        metrics=Metrics(store, config),
+        telemetry=Telemetry(
+            store=store,
+            config=config,
+            inventory=supervisor.inventory,
+            passes=lambda: PassCount(
+                count=supervisor.placer.passes.count, seconds=supervisor.placer.passes.total
+            ),
+            log_bytes=lambda: supervisor.pump.bytes_taken,
+            latest=lambda: supervisor.sampler.latest,
+        ),
         volumes=Volumes(store, config),
         outputs=Outputs(store, config),
         uploads=Uploads(store, config),
@@ -300,6 +313,7 @@ def _services(
             runtime_info=runtime.info,
             scheduler_report=supervisor.report,
             host_guard=host_guard,
+            latest=lambda: supervisor.sampler.latest,
         ),
         exec_sessions=ExecSessions(
             lambda target, command, tty: runtime.exec(target, command, tty=tty)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api import exec as exec_
-from jobd.api import jobs, logs, node, outputs, recipes, runs, tokens, uploads, volumes
+from jobd.api import jobs, logs, metrics, node, outputs, recipes, runs, tokens, uploads, volumes
 from jobd.api.audit import audit_middleware, list_audit
 from jobd.api.context import MAX_BODY, SERVICES, STREAMS, THROTTLE, Services
 from jobd.api.middleware import auth_middleware, error_middleware
+from jobd.api.prometheus import PROMETHEUS, Prometheus, request_metrics_middleware, scrape
 from jobd.api.query import query_middleware
 from jobd.api.streams import StreamSlots
 from jobd.api.throttle import FailureThrottle
@@ -17,9 +18,16 @@ from jobd.api.throttle import FailureThrottle
 def create_app(services: Services) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[error_middleware, audit_middleware, auth_middleware, query_middleware],
+        middlewares=[
+            request_metrics_middleware,
+            error_middleware,
+            audit_middleware,
+            auth_middleware,
+            query_middleware,
+        ],
     )
     app[SERVICES] = services
+    app[PROMETHEUS] = Prometheus()
     app[THROTTLE] = FailureThrottle(services.config.auth_free_failures)
     app[STREAMS] = StreamSlots(services.config.max_streams_per_user)
     app.router.add_post("/v1/jobs", jobs.create_job)
@@ -30,6 +38,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/jobs/{job_id}/status", jobs.job_status)
     app.router.add_get("/v1/jobs/{job_id}/runs", jobs.list_runs)
     app.router.add_get("/v1/jobs/{job_id}/logs", logs.get_job_logs)
+    app.router.add_get("/v1/jobs/{job_id}/metrics", metrics.job_metrics)
     app.router.add_post("/v1/jobs/{job_id}/runs", jobs.rerun_job)
     app.router.add_get("/v1/runs/{run_id}", runs.get_run)
     app.router.add_get("/v1/runs/{run_id}/events", runs.get_run_events)
@@ -37,6 +46,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_post("/v1/runs/{run_id}/stop", runs.stop_run)
     app.router.add_get("/v1/runs/{run_id}/exec", exec_.exec_in_run)
     app.router.add_get("/v1/runs/{run_id}/logs", logs.get_run_logs)
+    app.router.add_get("/v1/runs/{run_id}/metrics", metrics.run_metrics)
     app.router.add_get("/v1/runs/{run_id}/outputs", outputs.list_outputs)
     app.router.add_get("/v1/runs/{run_id}/outputs/{path:.+}", outputs.get_output)
     app.router.add_get("/v1/recipes", recipes.list_recipes)
@@ -63,4 +73,5 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/doctor", node.doctor)
     app.router.add_get("/v1/health", node.health)
     app.router.add_get("/v1/openapi.json", node.openapi)
+    app.router.add_get("/metrics", scrape)
     return app

@@ -14,10 +14,12 @@ from jobd.services.audit import Audit
 from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
 from jobd.services.logs import Logs
+from jobd.services.metrics import Metrics
 from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.telemetry import Telemetry
 from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
@@ -39,6 +41,8 @@ class Services:
     exec_sessions: ExecSessions
     tokens: Tokens  # users' API tokens, and who a TCP request is
     audit: Audit  # every state-changing request
+    metrics: Metrics  # run metrics as sampled
+    telemetry: Telemetry  # what /metrics shows
 
 
 SERVICES = web.AppKey("services", Services)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from jobd.domain.jobs import JobSpec, Kind
+from jobd.domain.metrics import RunUsage
 from jobd.domain.outputs import OutputSummary, size_text
 from jobd.domain.records import Row, from_epoch, maybe_epoch, new_id, rfc3339
 from jobd.domain.resources import MIB, SECONDS_PER_MONTH, Allocation, Limits, Plan
@@ -59,6 +60,7 @@ class Run:
     pending_until: datetime | None = None  # still queued then: it fails unschedulable
     allocation: Allocation | None = None  # its GPUs and cores, once placed
     gpu_peak_bytes: int | None = None  # the most GPU memory its processes were seen using
+    usage: RunUsage | None = None  # CPU and memory, as its samples saw them
     # SIGTERM, then SIGKILL after this many seconds, when a cancel or a stop asked for its own
     # grace (0: at once); None: the configured default
     stop_grace_seconds: int | None = None
@@ -101,6 +103,7 @@ class Run:
             if row["allocation"]
             else None,
             gpu_peak_bytes=row["gpu_peak_bytes"],
+            usage=RunUsage.from_record(row["usage"]),
             stop_grace_seconds=row["stop_grace_seconds"],
             outputs=OutputSummary.from_record(orjson.loads(row["outputs"]))
             if row["outputs"]
@@ -171,6 +174,7 @@ class Run:
             "output": self.outputs.to_api(self.id) if self.outputs else None,
             "allocation": self.allocation.to_api() if self.allocation else None,
             "gpuUsage": self.gpu_usage(),
+            "usage": self.usage.to_api() if self.usage else None,
             "finalConfig": self._final_config(),
         }
 

@@ -23,6 +23,7 @@ class LogPump:
         self.interval = interval
         self._active: dict[str, RunLog] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self.bytes_taken = 0  # log bytes taken in since jobd started, all runs together
 
     def directory(self, run_id: str) -> Path:
         return self.root / run_id
@@ -45,7 +46,9 @@ class LogPump:
     async def finish(self, run_id: str) -> None:
         run_log = self._active.pop(run_id, None) or RunLog(self.directory(run_id), self.limits)
         if run_log.directory.exists():
+            before = run_log.taken
             await asyncio.to_thread(run_log.finish)
+            self.bytes_taken += run_log.taken - before
         self._notify(run_id)
 
     async def remove(self, run_id: str) -> None:
@@ -75,10 +78,12 @@ class LogPump:
         while True:
             await asyncio.sleep(self.interval)
             for run_id, run_log in list(self._active.items()):
+                before = run_log.taken
                 try:
                     got = await asyncio.to_thread(run_log.pump)
                 except OSError as e:
                     log.warning("log pump for %s: %s", run_id, e)
                     continue
+                self.bytes_taken += run_log.taken - before
                 if got:
                     self._notify(run_id)

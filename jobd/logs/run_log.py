@@ -117,6 +117,11 @@ class RunLog:
 
     # -- the pump ---------------------------------------------------------------------
 
+    @property
+    def taken(self) -> int:
+        """How far into conmon's file this log has taken whole lines (bytes)."""
+        return self._state.end
+
     def pump(self) -> bool:
         """Take in the whole lines conmon wrote since the last call. Whether any came."""
         with self._lock:

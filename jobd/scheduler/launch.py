@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class Launcher:
         info: RuntimeInfo,
         inflight: InFlight,
         endings: Endings,
+        started: Callable[[str, int | None], None],
     ) -> None:
         self.store = store
         self.runtime = runtime
@@ -60,6 +62,7 @@ class Launcher:
         self.info = info
         self.inflight = inflight
         self.endings = endings
+        self.started = started  # (run id, its process): the sampler finds its cgroup
         self._image_lock = asyncio.Lock()
         self._images: set[str] = set()  # seen present in the runtime's storage
 
@@ -228,6 +231,7 @@ class Launcher:
             await self.endings.fail(run, FailureType.RUNTIME_ERROR, f"start failed: {e}")
             return
         state = await self._state_after_start(container_id)
+        self.started(run.id, state.pid if state else None)
         started = (state.started_at if state else None) or now()
         await shielded(
             self.store.transition(

@@ -37,12 +37,14 @@ class PassTimes:
 
     def __init__(self) -> None:
         self.count = 0
+        self.total = 0.0  # seconds, all passes together
         self.last = 0.0
         self.slowest = 0.0
         self.recent: deque[float] = deque(maxlen=RECENT_PASSES)
 
     def add(self, seconds: float) -> None:
         self.count += 1
+        self.total += seconds
         self.last = seconds
         self.slowest = max(self.slowest, seconds)
         self.recent.append(seconds)

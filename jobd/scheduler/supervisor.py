@@ -1,13 +1,14 @@
 """The supervisor: the only part of jobd that talks to the runtime, through its contract.
 
 Its loop reads like its own description — reap what exited, fire due schedules, apply
-cancellations, enforce deadlines, keep outputs within bounds, expire queued runs past their
-limit, start what fits, purge deleted jobs — woken by an event (a new run, a cancel, a
-container's death) or by a timeout (the next deadline, schedule tick or retry, the periodic
-reconcile). Each step lives in a module of its own: recovery.py (reap, reconcile), stops.py
-(cancellations, deadlines), outputs.py (output limits, sealing), passes.py (placement
-passes), launch.py (each launch a task of its own), endings.py (how a run ends), uploads.py
-(expiring uploads), all sharing what is in flight (inflight.py).
+cancellations, enforce deadlines, keep outputs within bounds, sample running runs' CPU,
+memory and GPUs, expire queued runs past their limit, start what fits, purge deleted jobs —
+woken by an event (a new run, a cancel, a container's death) or by a timeout (the next
+deadline, schedule tick or retry, the periodic reconcile). Each step lives in a module of
+its own: recovery.py (reap, reconcile), stops.py (cancellations, deadlines), outputs.py
+(output limits, sealing), sampling.py (run metrics), passes.py (placement passes), launch.py
+(each launch a task of its own), endings.py (how a run ends), uploads.py (expiring uploads),
+all sharing what is in flight (inflight.py).
 
 Every state change is a guarded transition through the store that names the status it was
 decided from (`expect=`): when another writer (a cancel, a reconcile) got there first, the
@@ -41,6 +42,7 @@ from jobd.scheduler.launch import Launcher
 from jobd.scheduler.outputs import OutputWatch
 from jobd.scheduler.passes import DEEP_PASS_SECONDS, PassTimes, Placer
 from jobd.scheduler.recovery import Recovery
+from jobd.scheduler.sampling import Sampler
 from jobd.scheduler.stops import Stops
 from jobd.scheduler.uploads import expire_uploads, tidy_uploads
 from jobd.store import Store
@@ -90,6 +92,7 @@ class Supervisor:
         )
         self.placer = Placer(store=store, config=config, inventory=inventory, info=info)
         self.outputs = OutputWatch(store=store, config=config)
+        self.sampler = Sampler(store=store, runtime=runtime, inventory=inventory, config=config)
         self.launcher = Launcher(
             store=store,
             runtime=runtime,
@@ -99,6 +102,7 @@ class Supervisor:
             info=info,
             inflight=self.inflight,
             endings=self.endings,
+            started=self.sampler.found,
         )
         self._last_step = 0.0
         self._deadlines: list[datetime] = []  # of running runs, as the last step saw them
@@ -176,6 +180,7 @@ class Supervisor:
         await self.stops.apply_cancellations(active)
         await self.stops.enforce_deadlines(active)
         await self.stops.apply_cancellations(await self.outputs.check(active))
+        await self.sampler.sample(active)
         await self.expire_pending()
         await self.placer.start_what_fits(self.launcher.launch)
         if self._purge_due:
@@ -219,7 +224,8 @@ class Supervisor:
         moments = [*self._deadlines, *([self._next_timer] if self._next_timer else [])]
         longest = GPU_SAMPLE_SECONDS if self._sampling else RECONCILE_SECONDS
         if self._measuring:
-            longest = min(longest, max(0.05, self.outputs.due_in()))
+            due = min(self.outputs.due_in(), self.sampler.due_in())
+            longest = min(longest, max(0.05, due))
         if self.placer.look_further:
             longest = min(longest, DEEP_PASS_SECONDS)
         if not moments:
@@ -238,10 +244,12 @@ class Supervisor:
 
     async def reconcile(self) -> None:
         """Check the runs against the runtime; expire the uploads no job has named for a
-        while, and the audit log's old entries (the same unhurried pace suits all three)."""
+        while, the audit log's old entries and old metric points (the same unhurried pace
+        suits them all)."""
         await self.recovery.reconcile()
         await expire_uploads(self.store, self.config)
         await self.store.prune_audit(now() - timedelta(days=self.config.audit_keep_days))
+        await self.sampler.prune()
 
     # -- schedules and pending limits -------------------------------------------------
 

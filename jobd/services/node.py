@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from jobd import __version__
@@ -16,6 +16,7 @@ from jobd.domain.capacity import Free, GpuState, free_on
 from jobd.domain.engine import RuntimeInfo
 from jobd.domain.identity import Identity, mode_summary, run_as
 from jobd.domain.node import NodeInventory
+from jobd.domain.records import rfc3339
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES
 from jobd.errors import RuntimeFailure
@@ -47,6 +48,7 @@ class Node:
         runtime_info: InfoSource,
         scheduler_report: Callable[[], dict[str, Any]],
         host_guard: HostGuard,
+        latest: Callable[[], Mapping[str, Mapping[str, float]]],
     ) -> None:
         self.config = config
         self.host_guard = host_guard  # whether runs may connect to the host, as set at start
@@ -55,6 +57,7 @@ class Node:
         self.info = info  # as the runtime said at startup
         self.runtime_info = runtime_info
         self.scheduler_report = scheduler_report
+        self.latest = latest  # each running run's last CPU and memory samples
         self.started = time.time()
         self._footprint: tuple[float, Footprint] | None = None
         self._footprint_lock = asyncio.Lock()
@@ -64,7 +67,7 @@ class Node:
         (with memory used by processes jobd did not start)."""
         node = await self.inventory.read()
         active = await self.store.runs_with_status(ACTIVE_STATUSES)
-        doc = node_doc(free_on(node, active), node, active)
+        doc = node_doc(free_on(node, active), node, active, self.latest())
         doc["queue"] = {"pending": await self.store.count_pending()}
         doc["dataDir"] = (await self.footprint()).to_api(self.config.data_dir)
         return doc
@@ -158,7 +161,12 @@ def _podman_doc(info: RuntimeInfo) -> dict[str, Any]:
     }
 
 
-def node_doc(free: Free, node: NodeInventory, runs: list[Run]) -> dict[str, Any]:
+def node_doc(
+    free: Free,
+    node: NodeInventory,
+    runs: list[Run],
+    latest: Mapping[str, Mapping[str, float]],
+) -> dict[str, Any]:
     """GET /v1/node: what the node has, what each run holds, what is free, from the same
     reckoning placement uses — so it shows the truth placement acts on."""
     holding = [r for r in runs if r.status.holds_resources]
@@ -185,7 +193,7 @@ def node_doc(free: Free, node: NodeInventory, runs: list[Run]) -> dict[str, Any]
         },
         "gpuSource": node.gpus.to_api(),
         "gpus": [_gpu_doc(s) for s in free.gpus],
-        "runs": [_run_doc(r) for r in holding],
+        "runs": [_run_doc(r, latest.get(r.id, {})) for r in holding],
     }
 
 
@@ -215,12 +223,17 @@ def _gpu_doc(state: GpuState) -> dict[str, Any]:
     }
 
 
-def _run_doc(run: Run) -> dict[str, Any]:
+def _run_doc(run: Run, latest: Mapping[str, float]) -> dict[str, Any]:
+    memory = latest.get("memory_usage")
     return {
         "runId": run.id,
         "jobId": run.job_id,
         "status": run.status.value,
         "plan": run.plan.id,
+        "user": user_name(run.owner_uid) if run.owner_uid is not None else None,
+        "startedAt": rfc3339(run.started_at),
+        "cpuUsage": latest.get("cpu_usage"),
+        "memoryUsageBytes": int(memory) if memory is not None else None,
         "cpus": run.plan.cpus,
         "memoryBytes": run.plan.memory_bytes,
         "storageBytes": run.plan.storage_bytes,

@@ -25,6 +25,7 @@ import aiosqlite
 
 from jobd.domain.audit import AuditEntry
 from jobd.domain.jobs import Job, JobFilter
+from jobd.domain.metrics import MetricsQuery, RunUsage, Sample, Series, known
 from jobd.domain.outputs import OutputSummary
 from jobd.domain.owners import Reach
 from jobd.domain.recipes import Recipe
@@ -38,6 +39,7 @@ from jobd.domain.volumes import Volume
 from jobd.store import (
     audit,
     jobs,
+    metrics,
     queue,
     recipes,
     runs,
@@ -314,6 +316,34 @@ class Store:
         """The most GPU memory the run was seen using: a sample, not an event."""
         await self._writer.write(lambda db: runs.record_gpu_peak(db, run_id, peak))
 
+    async def record_metrics(self, samples: list[Sample], usage: dict[str, RunUsage]) -> None:
+        """A round of samples, and what the sampled runs have used so far: one write."""
+        await self._writer.write(lambda db: metrics.record(db, samples, usage))
+
+    async def prune_metrics(self, points_before: datetime, minutes_before: datetime) -> int:
+        """Delete the metric points past their keep, a batch per write; how many went."""
+        gone = 0
+        while True:
+            batch = await self._writer.write(
+                lambda db: metrics.prune(db, points_before.timestamp(), minutes_before.timestamp())
+            )
+            gone += batch
+            if batch < metrics.PRUNE_BATCH:
+                return gone
+
+    async def metric_series(
+        self, run_ids: list[str], query: MetricsQuery, resolution: int
+    ) -> dict[str, list[Series]]:
+        return await metrics.series(
+            self._reader,
+            run_ids,
+            known(query.names),
+            start=query.start,
+            end=query.end,
+            step=query.step,
+            resolution=resolution,
+        )
+
     # -- runs: reads ------------------------------------------------------------------------
 
     async def get_run(self, run_id: str, *, reach: Reach) -> Run:
@@ -362,6 +392,12 @@ class Store:
 
     async def count_pending(self) -> int:
         return await queue.count_pending(self._reader)
+
+    async def oldest_pending(self) -> float | None:
+        return await queue.oldest_pending(self._reader)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await runs.count_by_status(self._reader)
 
     async def queue_position(self, run: Run) -> int:
         """How many queued runs are ahead of this pending one (0: it is next)."""

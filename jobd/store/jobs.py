@@ -14,6 +14,7 @@ from jobd.domain.records import now
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES, Failure, FailureType, RunStatus
 from jobd.errors import NotFound
+from jobd.store.metrics import forget_job
 from jobd.store.rows import Page, decode_cursor, fetch_all, fetch_one, page_cursor, reached, to_json
 from jobd.store.runs import column_changes, insert_run, transition
 from jobd.store.uploads import release_inputs, use_inputs
@@ -171,6 +172,7 @@ def purge_job(db: sqlite3.Connection, job_id: str) -> bool:
     if active is not None:
         return False
     release_inputs(db, job_id)
+    forget_job(db, job_id)
     cursor = db.execute("DELETE FROM jobs WHERE id = ? AND deleted_at IS NOT NULL", (job_id,))
     return cursor.rowcount > 0
 

@@ -217,6 +217,12 @@ async def count_pending(db: aiosqlite.Connection) -> int:
     return int(row["n"]) if row else 0
 
 
+async def oldest_pending(db: aiosqlite.Connection) -> float | None:
+    """When the longest-waiting queued run was created (unix seconds); None: none queued."""
+    row = await fetch_one(db, "SELECT MIN(created_at) AS at FROM runs WHERE status = 'pending'", ())
+    return float(row["at"]) if row and row["at"] is not None else None
+
+
 async def queue_position(db: aiosqlite.Connection, run: Run) -> int:
     row = await fetch_one(
         db,

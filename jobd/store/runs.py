@@ -295,6 +295,12 @@ async def runs_in_window(
     return [Run.from_row(row) for row in rows]
 
 
+async def count_by_status(db: aiosqlite.Connection) -> dict[str, int]:
+    """How many runs are in each status (a walk of the status index)."""
+    rows = await fetch_all(db, "SELECT status, COUNT(*) FROM runs GROUP BY status", ())
+    return {status: count for status, count in rows}
+
+
 async def run_events(db: aiosqlite.Connection, run_id: str) -> list[dict[str, Any]]:
     rows = await fetch_all(
         db,

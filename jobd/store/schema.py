@@ -287,6 +287,23 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (hour, owner_uid, project)
     ) WITHOUT ROWID;
     """,
+    # run metrics: samples at full resolution (resolution 0) and one-minute averages and
+    # maxima (resolution 60), each metric of each run a series; what a run used, on the run
+    """
+    CREATE TABLE metric_points (
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        series TEXT NOT NULL,
+        resolution INTEGER NOT NULL,
+        at REAL NOT NULL,
+        value REAL NOT NULL,
+        peak REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (run_id, name, resolution, series, at)
+    ) WITHOUT ROWID;
+    CREATE INDEX metric_points_age ON metric_points (resolution, at);
+    ALTER TABLE runs ADD COLUMN usage TEXT;
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

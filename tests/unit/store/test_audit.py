@@ -3,9 +3,7 @@ pruned in batches until none is left."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,13 +11,6 @@ from jobd.domain.audit import AuditEntry, created_ids
 from jobd.domain.records import now
 from jobd.store import Store
 from jobd.store import audit as audit_queries
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 def entry(user: str, days_ago: float, status: int = 201) -> AuditEntry:

@@ -3,9 +3,6 @@ volumes and uploads, and another user's are simply not there; everyone's reaches
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from jobd.domain.jobs import Job, JobFilter, JobSpec
@@ -21,13 +18,6 @@ from jobd.store import Store
 
 ALICE = Owner(uid=2001, user="alice", via="unix")
 BOB = Owner(uid=2002, user="bob", via="unix")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 async def job_of(store: Store, owner: Owner) -> tuple[Job, Run]:

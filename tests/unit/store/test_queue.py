@@ -6,12 +6,11 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import aiosqlite
-import pytest
 
 from jobd.domain.capacity import Decision
 from jobd.domain.jobs import Job, JobSpec
@@ -28,13 +27,6 @@ from jobd.store.schema import MIGRATIONS, connect_reader
 
 OWNER = Owner(uid=1000, user="dev", via="unix")
 GRANT = GpuGrant(uuid="GPU-1", index="1", name="NVIDIA L4", factor=2.0)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 async def queue(store: Store, *, priority: int = 0, max_pending: int | None = None) -> Run:

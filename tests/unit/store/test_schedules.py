@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,13 +26,6 @@ from tests.unit.store.test_store import OWNER, new_run
 
 def plans(spec: JobSpec) -> Plan | None:
     return DEFAULT_PLANS.get(spec.plan)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 def hourly(due: datetime, **schedule: object) -> Job:

@@ -6,9 +6,7 @@ what a run used is charged in the transaction that ends it, and read back by a p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -27,13 +25,6 @@ from jobd.store.queue import Queues, Used
 ALICE = Owner(uid=1001, user="alice", via="unix")
 BOB = Owner(uid=1002, user="bob", via="unix")
 GRANT = GpuGrant(uuid="GPU-1", index="1", name="NVIDIA L4")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 async def submit(
@@ -118,8 +109,12 @@ async def test_what_a_run_used_is_charged_as_it_ends_and_read_by_a_pass(store: S
     await store.assign_what_fits(choose, share=FairShare())
     fair, day = spent[0].fair, spent[0].gpu_day
     assert [u.owner_uid for u in fair] == [1001]
-    # charged to today, decayed by the day's age at its middle (half a day at most)
-    assert fair[0].cpu_seconds == pytest.approx(DEFAULT_PLANS["standard"].cpus * 3600, rel=0.05)
-    assert fair[0].gpu_seconds == pytest.approx(2 * 3600, rel=0.05)
+    # charged to the day it ended (yesterday, just after midnight), decayed by the age of
+    # that day's middle
+    middle = (ended.timestamp() // 86400) * 86400 + 43200
+    decay = FairShare().decay(now().timestamp() - middle)
+    cpu_seconds = DEFAULT_PLANS["standard"].cpus * 3600 * decay
+    assert fair[0].cpu_seconds == pytest.approx(cpu_seconds, rel=0.001)
+    assert fair[0].gpu_seconds == pytest.approx(2 * 3600 * decay, rel=0.001)
     assert [(u.owner_uid, u.project) for u in day] == [(1001, "vision")]
     assert day[0].gpu_seconds == pytest.approx(2 * 3600)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -45,13 +44,6 @@ def new_run(job_id: str) -> Run:
         created_at=now(),
         timeout_seconds=60,
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 async def test_a_legal_transition_changes_the_run_and_writes_an_event(store: Store) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -21,13 +19,6 @@ from jobd.store import Store
 
 OWNER = Owner(uid=1000, user="dev", via="unix")
 LONG_AGO = now() - timedelta(days=30)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 async def uploaded(

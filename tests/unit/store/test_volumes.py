@@ -3,9 +3,6 @@ tracked by the runs that mount them, and never deleted while one of those is que
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from jobd.domain.jobs import Job, JobSpec
@@ -19,13 +16,6 @@ from jobd.errors import Conflict, NotFound
 from jobd.store import Store
 
 OWNER = Owner(uid=1000, user="dev", via="unix")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "jobd.db")
-    yield s
-    await s.close()
 
 
 async def job_using(store: Store, *sources: str) -> Run:
