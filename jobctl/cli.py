@@ -38,6 +38,7 @@ from jobctl.commands.recipes import recipe
 from jobctl.commands.tokens import token
 from jobctl.commands.uploads import upload
 from jobctl.commands.volumes import volume
+from jobctl.completion import completion
 from jobctl.connection import Connection, check_url_option, pick_transport
 from jobctl.options import CONTEXT
 
@@ -144,3 +145,5 @@ main.add_command(recipe)
 main.add_command(volume)
 main.add_command(upload)
 main.add_command(token)
+# the shell
+main.add_command(completion)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from jobctl.completion import plans
 from jobctl.parsing import (
     check_id,
     parse_duration,
@@ -91,7 +92,7 @@ def spec_options(
     job's value whole), and for recipes (not `named`: a recipe's name is its argument)."""
     whole = " Replaces the job's whole environment." if replacing else ""
     options: list[Decorator] = [
-        click.option("--plan", help="Plan id (see `jobctl plans`)."),
+        click.option("--plan", help="Plan id (see `jobctl plans`).", shell_complete=plans),
         click.option(
             "--env",
             multiple=True,

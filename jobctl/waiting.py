@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 from jobctl.client import ApiError, Client, JobctlError, Query, Stream, segment
@@ -29,13 +29,16 @@ def poll_delays() -> Iterator[float]:
         yield delay
 
 
-def wait_for_run(client: Client, run_id: str) -> dict[str, Any]:
-    """The run, once it has ended."""
+def wait_for_run(
+    client: Client, run_id: str, seen: Callable[[dict[str, Any]], None] = lambda run: None
+) -> dict[str, Any]:
+    """The run, once it has ended; `seen` is shown it at each poll before."""
     path = f"/v1/runs/{segment(run_id)}"
     for delay in poll_delays():
         run = client.get(path)
         if run["status"] in TERMINAL:
             return run
+        seen(run)
         time.sleep(delay)
     raise AssertionError("poll_delays never ends")
 
@@ -108,8 +111,9 @@ def exit_status(run: Mapping[str, Any]) -> int:
 
 
 def failure_note(run: Mapping[str, Any]) -> str | None:
-    """Why a run ended badly, when its exit code alone does not say it."""
+    """Why a run ended badly (its exit code included: a script's exit status says the code,
+    a person reads why)."""
     reason = run.get("failureReason")
-    if not reason or reason.get("type") == "exit_code":
+    if run["status"] == "succeeded" or not reason:
         return None
     return f"run {run['id']} {run['status']}: {reason['type']}: {reason['message']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from jobctl.commands.shared import resolve_run
+from jobctl.completion import ANY_IDS
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import ANY_ID, CONTEXT
 
@@ -17,7 +18,7 @@ from jobctl.options import ANY_ID, CONTEXT
     default=None,
     help="Attach a terminal (default: when stdin and stdout are terminals).",
 )
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_connection
 def exec_command(

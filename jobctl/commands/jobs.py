@@ -13,12 +13,14 @@ from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given, st
 from jobctl.client import Client, segment
 from jobctl.commands.shared import collect, finish, resolve_run, show
 from jobctl.commands.uploads import input_slugs
+from jobctl.completion import ANY_IDS, JOB_IDS, recipes
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import (
     ANY_ID,
     CONTEXT,
     JOB_ID,
     PAIRS,
+    SINCE,
     all_users_option,
     all_users_query,
     json_option,
@@ -32,19 +34,18 @@ from jobctl.options import (
 from jobctl.parsing import id_kind
 from jobctl.render.jobs import (
     EVENT_HEADERS,
-    JOB_HEADERS,
     RUN_HEADERS,
     SCHEDULE_HEADERS,
     event_row,
     job_details,
-    job_row,
     run_details,
     run_row,
     schedule_row,
     status_details,
 )
-from jobctl.render.layout import owned_table, table
-from jobctl.render.values import local_time
+from jobctl.render.layout import table
+from jobctl.render.listing import jobs_table
+from jobctl.render.values import local_time, utc_now
 from jobctl.waiting import wait_for_run, wait_until_gone
 
 
@@ -53,6 +54,7 @@ from jobctl.waiting import wait_for_run, wait_until_gone
     "--recipe",
     help="Make the job of this recipe (a snapshot); the arguments are then the command,"
     " and the options override the recipe's (env and labels merge).",
+    shell_complete=recipes,
 )
 @spec_options(replacing=False)
 @project_option(
@@ -109,7 +111,7 @@ def run(
 @schedule_options(replacing=True)
 @retry_options(replacing=True)
 @json_option
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_connection
 def update(connection: Connection, /, *, as_json: bool, job_id: str, **options: Any) -> None:
@@ -131,7 +133,7 @@ def update(connection: Connection, /, *, as_json: bool, job_id: str, **options: 
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
 @json_option
 @pass_connection
 def suspend(connection: Connection, *, job_id: str, as_json: bool) -> None:
@@ -141,7 +143,7 @@ def suspend(connection: Connection, *, job_id: str, as_json: bool) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
 @json_option
 @pass_connection
 def resume(connection: Connection, *, job_id: str, as_json: bool) -> None:
@@ -163,7 +165,7 @@ def list_schedules(connection: Connection, *, every: bool, as_json: bool) -> Non
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
 @json_option
 @pass_connection
 def status(connection: Connection, *, job_id: str, as_json: bool) -> None:
@@ -173,7 +175,7 @@ def status(connection: Connection, *, job_id: str, as_json: bool) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
 @click.option("--wait", is_flag=True, help="Wait until its runs have stopped and it is gone.")
 @pass_connection
 def delete(connection: Connection, *, job_id: str, wait: bool) -> None:
@@ -195,8 +197,19 @@ def delete(connection: Connection, *, job_id: str, wait: bool) -> None:
     metavar="KEY=VALUE",
     help="Only jobs with this label; repeatable.",
 )
+@click.option(
+    "--since", callback=SINCE, metavar="TIME", help="Only jobs created since: a time, or 2h ago."
+)
+@click.option(
+    "--before", callback=SINCE, metavar="TIME", help="Only jobs created before: a time, or 2h."
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
 @click.option("--all", "every", is_flag=True, help="Follow every page.")
+@click.option(
+    "-o", "--output", type=click.Choice(["wide"]),
+    help="wide: add the plan, latest run, its exit code or reason, its duration, the next"
+    " tick and the command.",
+)  # fmt: skip
 @project_option("Only this project's jobs.")
 @all_users_option
 @json_option
@@ -206,22 +219,28 @@ def list_jobs(
     *,
     status: str | None,
     label: tuple[tuple[str, str], ...],
+    since: str | None,
+    before: str | None,
     limit: int | None,
     every: bool,
+    output: str | None,
     project: str | None,
     all_users: bool,
     as_json: bool,
 ) -> None:
     """List your jobs and your projects' jobs, newest first."""
     query = {"status": status, "label": [f"{k}={v}" for k, v in label], "limit": limit}
+    query |= {"createdAfter": since, "createdBefore": before}
     query |= all_users_query(all_users) | ({"project": project} if project else {})
     page = collect(connection.client(), "/v1/jobs", query, "jobs", every)
-    jobs = page["jobs"]
-    show(page, as_json, lambda: owned_table(JOB_HEADERS, job_row, jobs, users=all_users))
+    jobs, wide = page["jobs"], output == "wide"
+    show(page, as_json, lambda: jobs_table(jobs, utc_now(), wide=wide, users=all_users))
+    if page.get("nextCursor") and not as_json:
+        click.echo("jobctl: more jobs than shown: --all for every page, or --limit N", err=True)
 
 
 @click.command("show", context_settings=CONTEXT)
-@click.argument("object_id", metavar="ID", callback=ANY_ID)
+@click.argument("object_id", metavar="ID", callback=ANY_ID, shell_complete=ANY_IDS)
 @json_option
 @pass_connection
 def show_object(connection: Connection, *, object_id: str, as_json: bool) -> None:
@@ -242,7 +261,7 @@ def run_with_events(client: Client, run_doc: Mapping[str, Any]) -> str:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
 @click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
 @json_option
 @pass_connection
@@ -254,7 +273,7 @@ def runs(connection: Connection, *, job_id: str, limit: int | None, as_json: boo
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
 @stop_options
 @json_option
 @pass_connection
@@ -271,7 +290,7 @@ def cancel(
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
 @click.option("--wait", is_flag=True, help="Wait until it has stopped.")
 @stop_options
 @json_option
@@ -297,7 +316,7 @@ def stop(
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID")
+@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
 @click.option("--wait", is_flag=True, help="Wait for the run; exit with its exit code.")
 @json_option
 @pass_connection

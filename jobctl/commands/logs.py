@@ -8,6 +8,7 @@ import click
 
 from jobctl.client import segment
 from jobctl.commands.shared import resolve_run
+from jobctl.completion import ANY_IDS
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import ANY_ID, CONTEXT, SINCE
 from jobctl.parsing import id_kind
@@ -17,7 +18,7 @@ MAX_LOG_LINES = 100_000  # the most a job's logs answer gives
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the run ends.")
 @click.option(
     "--since", callback=SINCE, metavar="TIME", help="RFC 3339 time, or a duration ago (10m)."

@@ -13,16 +13,18 @@ import click
 
 from jobctl.client import segment
 from jobctl.commands.shared import resolve_run, show
+from jobctl.completion import ANY_IDS
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import ANY_ID, CONTEXT, json_option
 from jobctl.render.layout import table
-from jobctl.render.metrics import TOP_HEADERS, metric_lines, top_row, usage_line, utc_now
+from jobctl.render.metrics import TOP_HEADERS, metric_lines, top_row, usage_line
+from jobctl.render.values import utc_now
 
 CHART_POINTS = 60  # a chart's width at most, in characters
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
 @json_option
 @pass_connection
 def metrics(connection: Connection, *, any_id: str, as_json: bool) -> None:

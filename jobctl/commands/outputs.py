@@ -15,6 +15,7 @@ import click
 
 from jobctl.client import Client, JobctlError, segment
 from jobctl.commands.shared import resolve_run, show
+from jobctl.completion import ANY_IDS
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import ANY_ID, CONTEXT, json_option
 from jobctl.render.layout import table
@@ -29,7 +30,7 @@ from jobctl.render.outputs import OUTPUT_HEADERS, output_row, output_summary
     help="Download into this directory (made if missing): PATHs given, or all of them.",
 )
 @json_option
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID)
+@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @pass_connection
 def outputs(

@@ -10,6 +10,7 @@ import click
 from jobctl.bodies import data_fields, env_from, recipe_body, retry_from, retry_given
 from jobctl.client import segment
 from jobctl.commands.shared import show
+from jobctl.completion import recipes
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import (
     CONTEXT,
@@ -86,7 +87,7 @@ def recipe_create(
 @project_option("Share the recipe with this project's members instead.")
 @retry_options(replacing=True)
 @json_option
-@click.argument("name")
+@click.argument("name", shell_complete=recipes)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_connection
 def recipe_update(
@@ -150,7 +151,7 @@ def recipe_list(connection: Connection, *, all_users: bool, as_json: bool) -> No
 
 @recipe.command("show", context_settings=CONTEXT)
 @json_option
-@click.argument("name")
+@click.argument("name", shell_complete=recipes)
 @pass_connection
 def recipe_show(connection: Connection, *, as_json: bool, name: str) -> None:
     """Show a recipe."""
@@ -159,7 +160,7 @@ def recipe_show(connection: Connection, *, as_json: bool, name: str) -> None:
 
 
 @recipe.command("rm", context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", shell_complete=recipes)
 @pass_connection
 def recipe_remove(connection: Connection, *, name: str) -> None:
     """Delete a recipe. Jobs made of it keep their snapshot."""

@@ -13,6 +13,7 @@ from jobctl.client import Client, JobctlError, segment
 from jobctl.parsing import id_kind
 from jobctl.render.layout import as_json as json_text
 from jobctl.render.values import local_time
+from jobctl.status_line import StatusLine
 from jobctl.waiting import copy_log, exit_status, failure_note, wait_for_run
 
 
@@ -22,19 +23,31 @@ def show(doc: object, as_json: bool, text: Callable[[], str]) -> None:
 
 
 def finish(client: Client, run_id: str, *, follow: bool = False) -> None:
-    """Wait for the run, and for its retries, and exit as the last attempt did; say why when
-    its exit code does not. With `follow`, stream each attempt's log meanwhile."""
+    """Wait for the run, and for its retries, and exit as the last attempt did, saying why
+    it failed. With `follow`, stream each attempt's log meanwhile; without, a live status
+    line on a terminal. Ctrl-C stops waiting, never the run (exit 130)."""
+    line = StatusLine()
     while True:
-        if follow:
-            copy_log(client, run_id, {"follow": "true", "format": "text"}, sys.stdout.buffer)
-        run = wait_for_run(client, run_id)
-        note = failure_note(run)
-        if note:
-            click.echo(f"jobctl: {note}", err=True)
+        try:
+            if follow:
+                copy_log(client, run_id, {"follow": "true", "format": "text"}, sys.stdout.buffer)
+            run = wait_for_run(client, run_id, seen=line.show if not follow else lambda r: None)
+        except KeyboardInterrupt:
+            line.clear()
+            click.echo(
+                f"jobctl: stopped waiting; run {run_id} goes on. Cancel it: jobctl cancel"
+                f" {run_id}; follow it again: jobctl logs --follow {run_id}",
+                err=True,
+            )
+            click.get_current_context().exit(130)
+        line.clear()
         if not run.get("retriedBy"):
             break
         click.echo(f"jobctl: {retry_note(client, run)}", err=True)
         run_id = run["retriedBy"]
+    note = failure_note(run)
+    if note:
+        click.echo(f"jobctl: {note}", err=True)
     click.get_current_context().exit(exit_status(run))
 
 

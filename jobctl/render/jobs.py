@@ -22,23 +22,9 @@ from jobctl.render.values import (
     size,
 )
 
-JOB_HEADERS = ("JOB", "NAME", "IMAGE", "STATUS", "PLAN", "CREATED", "LATEST RUN", "NEXT TICK")
 RUN_HEADERS = ("RUN", "STATUS", "TRIGGER", "EXIT", "REASON", "STARTED", "FINISHED", "COST")
 SCHEDULE_HEADERS = ("JOB", "NAME", "SCHEDULE", "TIMEZONE", "POLICY", "NEXT TICK", "LAST TICK")
 EVENT_HEADERS = ("AT", "FROM", "TO", "DETAIL")
-
-
-def job_row(job: Mapping[str, Any]) -> Row:
-    return (
-        job["id"],
-        or_none(job.get("name")),
-        job["image"],
-        or_none(job.get("status")),
-        or_none(job.get("plan")),
-        local_time(job.get("createdAt")),
-        or_none(job.get("latestRunId")),
-        next_tick(job.get("schedule")),
-    )
 
 
 def next_tick(schedule: Mapping[str, Any] | None) -> str:

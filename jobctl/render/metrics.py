@@ -5,7 +5,7 @@ table of the runs holding the node."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jobctl.render.values import NONE, duration, memory, size
@@ -87,7 +87,3 @@ def top_row(run: Mapping[str, Any], now: datetime) -> tuple[object, ...]:
         ",".join(str(g.get("index")) for g in run.get("gpus", [])) or NONE,
         elapsed or NONE,
     )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

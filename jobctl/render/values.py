@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 GB = 1000**3
 NONE = "-"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def local_time(value: str | None) -> str:

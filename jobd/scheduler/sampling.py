@@ -22,6 +22,7 @@ from jobd.domain.metrics import (
     RunUsage,
     Sample,
 )
+from jobd.domain.node import Gpu
 from jobd.domain.records import now
 from jobd.domain.runs import Run
 from jobd.domain.states import RunStatus
@@ -129,8 +130,9 @@ class Sampler:
         return [Sample(run.id, CPU_USAGE, "", moment, cpu), memory]
 
     def _gpus(self, active: list[Run], moment: float) -> list[Sample]:
-        """Each GPU a running run holds: its utilisation, and the memory the run uses on it
-        (a GPU held alone: all of its memory in use; a shared one: the run's processes')."""
+        """Each GPU a running run holds: its utilisation, and the memory the run uses on it:
+        its processes' as NVML lists them; on a GPU it holds alone whose processes NVML does
+        not show (another PID namespace), the memory no listed process explains."""
         node = self.inventory.last
         holders = [r for r in active if r.status is RunStatus.RUNNING and r.allocation]
         if node is None or not any(r.allocation and r.allocation.gpus for r in holders):
@@ -142,9 +144,7 @@ class Sampler:
             for run_id in runs:
                 if run_id is None or not any(r.id == run_id for r in holders):
                     continue
-                used = state.used.get(run_id) or (
-                    max(0, gpu.memory_used - state.foreign_bytes) if state.exclusive else 0
-                )
+                used = state.used.get(run_id) or (_unlisted(gpu) if state.exclusive else 0)
                 samples.append(Sample(run_id, GPU_MEMORY_USAGE, gpu.index, moment, float(used)))
                 if gpu.utilization is not None:
                     ratio = gpu.utilization / 100
@@ -155,3 +155,7 @@ class Sampler:
         for known in (self._cgroups, self._last, self._usage):
             for run_id in [k for k in known if k not in running]:
                 del known[run_id]
+
+
+def _unlisted(gpu: Gpu) -> int:
+    return max(0, gpu.memory_used - sum(p.used_bytes or 0 for p in gpu.processes))

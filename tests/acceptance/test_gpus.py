@@ -262,6 +262,45 @@ def test_a_gpu_without_a_cdi_device_fails_gpu_unavailable_and_never_runs(
     assert "cdi-devices" in doctor.stdout and "FAIL" in doctor.stdout
 
 
+def test_a_gpu_runs_metrics_follow_its_gpu(daemon_factory: DaemonFactory, fake_gpus: Any) -> None:
+    gpus = fake_gpus(2)
+    notebook = {0: [{"pid": 999999, "usedMemoryBytes": 4 * GB}]}  # GPU 0 is someone else's
+    gpus.write_inventory(notebook)
+    daemon = daemon_factory(config=gpus.config() + "[metrics]\nsample_seconds = 1\n")
+    job = daemon.submit(plan="gpu-test", command=["sleep", "30"])
+    run_id = job["latestRunId"]
+    daemon.wait_status(run_id, {"running"})
+    # the run at work on GPU 1: 37% busy, 3 GB in use by processes NVML does not list
+    gpus.gpus[1] = {**gpus.gpus[1], "utilizationPercent": 37, "memoryFreeBytes": 21 * GB}
+    gpus.write_inventory(notebook)
+
+    def sampled() -> dict[str, Any] | None:
+        doc = daemon.get(f"/v1/runs/{run_id}/metrics?names=gpu_utilization,gpu_memory_usage")
+        assert doc.status == 200, doc.text
+        utilization, memory = (m["series"] for m in doc.body["metrics"])
+        seen = utilization and memory and utilization[0]["values"][-1] == 0.37
+        return doc.body if seen and memory[0]["values"][-1] == 3 * GB else None
+
+    doc = wait_until(sampled, 15, "GPU samples of the run at work")
+    utilization, memory = doc["metrics"]
+    assert (utilization["status"], utilization["unit"]) == ("ok", "ratio")
+    (series,) = utilization["series"]
+    assert series["labels"] == {"gpu": "1"}, "the run's own GPU"
+    assert max(memory["series"][0]["maxima"]) == 3 * GB, "its GPU's memory, not GPU 0's 4 GB"
+
+    scraped = daemon.get("/metrics").text  # the Unix socket: its peer is who it says
+    gauges = {
+        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+        for line in scraped.splitlines()
+        if line.startswith("jobd_gpu_") and 'gpu="1"' in line
+    }
+    labels = f'{{gpu="1",model="NVIDIA L4",uuid="{gpus.uuid(1)}"}}'  # sorted
+    assert gauges[f"jobd_gpu_utilization_ratio{labels}"] == 0.37
+    assert gauges[f"jobd_gpu_memory_used_bytes{labels}"] == 3 * GB
+    assert gauges[f"jobd_gpu_runs{labels}"] == 1
+    daemon.post(f"/v1/runs/{run_id}/cancel")
+
+
 def test_requests_the_node_can_never_satisfy_are_refused_at_creation(
     daemon_factory: DaemonFactory, fake_gpus: Any
 ) -> None:

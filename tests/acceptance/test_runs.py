@@ -22,6 +22,7 @@ def test_run_wait_prints_only_ids_and_exits_with_the_container_code(daemon: Daem
     job_id, run_id = result.stdout.split()
     assert job_id.startswith("job-") and run_id.startswith("run-")
     assert result.stdout == f"{job_id} {run_id}\n"
+    assert result.stderr == f"jobctl: run {run_id} failed: exit_code: exited with code 3\n"
     logs = daemon.jobctl("logs", job_id)
     assert logs.returncode == 0 and logs.stdout == "hi\n"
     run = daemon.run(run_id)

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -185,7 +186,8 @@ def test_run_wait_prints_the_ids_and_exits_with_the_code(fake: FakeJobd, sock: P
     fake.on("POST", "/v1/jobs", (201, job()))
     fake.on("GET", "/v1/runs/run-1", (200, run("running")), (200, run("failed", 3, "exit_code")))
     result = jobctl(sock, "run", "--wait", "busybox", "--", "sh", "-c", "echo hi; exit 3")
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "job-1 run-1\n", "")
+    assert (result.exit_code, result.stdout) == (3, "job-1 run-1\n")
+    assert result.stderr == "jobctl: run run-1 failed: exit_code: exit_code happened\n"
     assert fake.requests("POST", "/v1/jobs")[0].body == {
         "image": "busybox",
         "command": ["sh", "-c", "echo hi; exit 3"],
@@ -377,7 +379,8 @@ def test_follow_ends_a_log_that_outlives_its_run(
     fake.on("GET", "/v1/runs/run-1/logs", (200, HANG))
     fake.on("GET", "/v1/runs/run-1", (200, run("running")), (200, run("failed", 2, "exit_code")))
     result = jobctl(sock, "run", "--follow", "busybox")
-    assert (result.exit_code, result.stdout, result.stderr) == (2, "job-1 run-1\nhi\n", "")
+    assert (result.exit_code, result.stdout) == (2, "job-1 run-1\nhi\n")
+    assert result.stderr == "jobctl: run run-1 failed: exit_code: exit_code happened\n"
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -457,21 +460,38 @@ def test_ls_encodes_its_filters_and_follows_pages(fake: FakeJobd, sock: Path) ->
 
 def test_ls_table(fake: FakeJobd, sock: Path) -> None:
     fake.on("GET", "/v1/jobs", (200, {"jobs": [job()], "nextCursor": None}))
-    lines = jobctl(sock, "ls").stdout.splitlines()
-    assert lines[0].split() == [
-        "JOB",
-        "NAME",
-        "IMAGE",
-        "STATUS",
-        "PLAN",
-        "CREATED",
-        "LATEST",
-        "RUN",
-        "NEXT",
-        "TICK",
-    ]
-    assert lines[1].split()[:5] == ["job-1", "-", "busybox", "pending", "standard"]
-    assert lines[1].split()[-2:] == ["run-1", "-"]
+    result = jobctl(sock, "ls")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["JOB", "NAME", "IMAGE", "STATUS", "CREATED"]
+    assert lines[1].split()[:4] == ["job-1", "-", "busybox", "pending"]
+    assert lines[1].endswith(" ago"), "times relative to now"
+    assert result.stderr == "", "nothing more to say when every row is shown"
+
+
+def test_ls_fits_100_columns_and_wide_shows_everything(fake: FakeJobd, sock: Path) -> None:
+    long = {
+        **job("failed"), "id": "job-01a23e8b95f2be56fd6ddba0a2373914", "name": "n" * 40,
+        "image": "registry.example.com/team/trainer:" + "x" * 30, "command": ["sh", "-c", "exit 3"],
+        "latestRun": {
+            "exitCode": 3, "failureReason": {"type": "exit_code"}, "runningSeconds": 75.2,
+        },
+    }  # fmt: skip
+    fake.on("GET", "/v1/jobs", *[(200, {"jobs": [long], "nextCursor": "more"})] * 2)
+    narrow = jobctl(sock, "ls")
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 100, narrow.stdout
+    assert "…" in narrow.stdout and long["id"] in narrow.stdout
+    assert narrow.stderr == "jobctl: more jobs than shown: --all for every page, or --limit N\n"
+    wide = jobctl(sock, "ls", "-o", "wide").stdout.splitlines()
+    assert "EXIT/REASON" in wide[0] and "DURATION" in wide[0] and "COMMAND" in wide[0]
+    assert long["image"] in wide[1] and "1m15s" in wide[1] and wide[1].endswith("sh -c 'exit 3'")
+
+
+def test_ls_since_and_before_ask_for_a_creation_window(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/jobs", (200, {"jobs": [], "nextCursor": None}))
+    assert jobctl(sock, "ls", "--since", "2h", "--before", "2024-05-01T12:00:00Z").exit_code == 0
+    query = fake.requests("GET", "/v1/jobs")[0].query
+    assert query["createdBefore"] == ["2024-05-01T12:00:00.000+00:00"]
+    assert datetime.fromisoformat(query["createdAfter"][0]) < datetime.now(UTC)
 
 
 def test_ls_all_users_asks_for_everyones_and_shows_whose(fake: FakeJobd, sock: Path) -> None:

@@ -1,9 +1,10 @@
-"""How jobctl draws metrics: sparklines, a series' line, a top row."""
+"""How jobctl draws metrics (sparklines, a series' line, a top row) and lists jobs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from jobctl.render.listing import ago, exit_or_reason, fitted, job_row
 from jobctl.render.metrics import metric_lines, sparkline, top_row
 
 
@@ -45,3 +46,23 @@ def test_a_top_row_shows_use_against_the_plan() -> None:
     )  # fmt: skip
     fresh = {**run, "cpuUsage": None, "memoryUsageBytes": None, "gpus": [], "startedAt": None}
     assert top_row(fresh, now)[4:] == ("-/2", "-/1 GiB", "-", "-")
+
+
+def test_listing_times_are_relative_and_statuses_coloured_only_when_asked() -> None:
+    now = datetime(2027, 1, 1, 12, tzinfo=UTC)
+    assert ago("2027-01-01T11:59:15+00:00", now) == "45s ago"
+    assert ago("2027-01-01T09:00:00+00:00", now) == "3h ago"
+    assert ago("2026-12-25T12:00:00+00:00", now) == "7d ago"
+    assert ago("2027-01-01T12:05:00+00:00", now) == "in 5m"
+    assert ago(None, now) == "-"
+    job = {"id": "job-1", "name": None, "image": "busybox", "status": "failed",
+           "createdAt": "2027-01-01T11:00:00+00:00"}  # fmt: skip
+    plain = job_row(job, now, wide=False, colour=False)
+    assert plain == ("job-1", "-", "busybox", "failed", "1h ago")
+    styled = job_row(job, now, wide=False, colour=True)
+    assert styled[3] == "\x1b[31mfailed\x1b[0m"
+    assert fitted(("JOB", "NAME", "IMAGE", "STATUS", "CREATED"), [styled], 100) == [styled]
+    assert (
+        exit_or_reason({"exitCode": 137, "failureReason": {"type": "oom_killed"}}) == "oom_killed"
+    )
+    assert exit_or_reason({"exitCode": 3, "failureReason": {"type": "exit_code"}}) == "3"

@@ -233,9 +233,9 @@ def test_exit_status(run: dict[str, object], status: int) -> None:
     assert exit_status(run) == status
 
 
-def test_failure_note_only_when_the_exit_code_does_not_explain() -> None:
+def test_a_failure_note_says_why_a_run_did_not_succeed() -> None:
     assert failure_note(_run("succeeded", 0)) is None
-    assert failure_note(_run("failed", 3, "exit_code")) is None
+    assert failure_note(_run("failed", 3, "exit_code")) == "run run-1 failed: exit_code: why"
     assert failure_note(_run("failed", 137, "oom_killed")) == "run run-1 failed: oom_killed: why"
     assert (
         failure_note(_run("cancelled", None, "cancelled")) == "run run-1 cancelled: cancelled: why"
