@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install deps lint format typecheck test test-unit test-acceptance check quickstart bench clean
+.PHONY: install deps test-deps lint format typecheck test test-unit test-acceptance check quickstart bench clean
 
 deps:            ## system packages: podman, runc, busybox (needs root or sudo)
 	scripts/install-deps
+
+test-deps:       ## the same, and chromium for the dashboard's browser tests
+	scripts/install-deps --browser
 
 install:         ## the virtualenv with jobd, jobctl and the dev tools
 	$(PYTHON) -m venv $(VENV)

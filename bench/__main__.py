@@ -12,10 +12,10 @@ import click
 import psutil
 
 from bench.report import Report
-from bench.scenarios import completion, data, dispatch, logs, scheduler, store, submit
+from bench.scenarios import completion, data, dispatch, logs, observe, scheduler, store, submit
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("submit", "dispatch", "completion", "store", "logs", "scheduler", "data")
+SCENARIOS = ("submit", "dispatch", "completion", "store", "logs", "scheduler", "data", "observe")
 
 
 def _ints(value: str) -> list[int]:
@@ -144,6 +144,9 @@ def main(
         "scheduler": lambda: scheduler.run(report, queued=queued_n, repeats=repeats),
         "data": lambda: data.run(
             report, size=data_bytes, files=outputs_n, listings=20, repeats=repeats
+        ),
+        "observe": lambda: observe.run(
+            report, n=store_n, queued=queued_n, requests=store_requests, repeats=repeats
         ),
     }
     for name in SCENARIOS:

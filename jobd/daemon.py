@@ -51,11 +51,13 @@ from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.sessions import Sessions
 from jobd.services.telemetry import PassCount, Telemetry
 from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
 from jobd.store import Store
+from jobd.web import add_dashboard
 
 log = logging.getLogger("jobd")
 MIN_TOKEN_LENGTH = 32
@@ -215,9 +217,9 @@ class Daemon:
     async def _serve(self, services: Services) -> web.AppRunner:
         config = self.config
         # a log follower must not hold up shutdown for aiohttp's default 60 s
-        runner = web.AppRunner(
-            create_app(services), handle_signals=False, access_log=None, shutdown_timeout=5.0
-        )
+        app = create_app(services)
+        add_dashboard(app)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         config.socket.unlink(missing_ok=True)
         await web.UnixSite(runner, str(config.socket)).start()
@@ -292,16 +294,7 @@ def _services(
         recipes=Recipes(store, jobs.plan, config.sharing.projects),
         logs=Logs(store, supervisor.pump),
         metrics=Metrics(store, config),
-        telemetry=Telemetry(
-            store=store,
-            config=config,
-            inventory=supervisor.inventory,
-            passes=lambda: PassCount(
-                count=supervisor.placer.passes.count, seconds=supervisor.placer.passes.total
-            ),
-            log_bytes=lambda: supervisor.pump.bytes_taken,
-            latest=lambda: supervisor.sampler.latest,
-        ),
+        telemetry=_telemetry(config, store, supervisor),
         volumes=Volumes(store, config),
         outputs=Outputs(store, config),
         uploads=Uploads(store, config),
@@ -320,6 +313,20 @@ def _services(
         ),
         tokens=tokens,
         audit=Audit(store),
+        sessions=Sessions(tokens),
+    )
+
+
+def _telemetry(config: Config, store: Store, supervisor: Supervisor) -> Telemetry:
+    """What /metrics reads at scrape time, the scheduler's parts through callables."""
+    passes = supervisor.placer.passes
+    return Telemetry(
+        store=store,
+        config=config,
+        inventory=supervisor.inventory,
+        passes=lambda: PassCount(count=passes.count, seconds=passes.total),
+        log_bytes=lambda: supervisor.pump.bytes_taken,
+        latest=lambda: supervisor.sampler.latest,
     )
 
 

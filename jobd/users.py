@@ -13,3 +13,11 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def uid_of(name: str) -> int | None:
+    """The uid of a user name; None for a name the system does not know."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None

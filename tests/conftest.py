@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support import (
+    CHROMIUM,
     TEST_IMAGE,
     Daemon,
     build_test_image,
@@ -23,12 +24,18 @@ from tests.support import (
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without podman, podman tests are skipped on a workstation but fail in CI: CI installs
     podman, so a missing one there is a broken setup, not a reason to pass. Tests that need a
-    real GPU are skipped where NVML finds none (the development and CI machines)."""
+    real GPU are skipped where NVML finds none (the development and CI machines). Browser
+    tests are skipped without Debian's chromium, except in CI, which installs it."""
     if not _has_gpu():
         skip_gpu = pytest.mark.skip(reason="no NVIDIA GPU (NVML finds none)")
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip_gpu)
+    if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
+        skip_browser = pytest.mark.skip(reason=f"no {CHROMIUM} (apt-get install chromium)")
+        for item in items:
+            if "browser" in item.keywords:
+                item.add_marker(skip_browser)
     if shutil.which("podman") is not None or os.environ.get("CI") == "true":
         return
     skip = pytest.mark.skip(reason="podman is not installed")

@@ -47,6 +47,7 @@ TEST_IMAGE = (
     "localhost/jobd-test-busybox:" + hashlib.sha256(" ".join(APPLETS).encode()).hexdigest()[:12]
 )
 VENV_BIN = Path(sys.executable).parent
+CHROMIUM = "/usr/bin/chromium"  # Debian's; playwright drives it (its own download can't run here)
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 

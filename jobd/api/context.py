@@ -19,6 +19,7 @@ from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
 from jobd.services.runs import Runs
+from jobd.services.sessions import Sessions
 from jobd.services.telemetry import Telemetry
 from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
@@ -43,6 +44,7 @@ class Services:
     audit: Audit  # every state-changing request
     metrics: Metrics  # run metrics as sampled
     telemetry: Telemetry  # what /metrics shows
+    sessions: Sessions  # the dashboard's logins
 
 
 SERVICES = web.AppKey("services", Services)

@@ -23,12 +23,17 @@ from jobd.domain.tokens import (
     TIMESTAMP_HEADER,
 )
 from jobd.errors import Forbidden, JobdError, TooManyRequests, Unauthorized
+from jobd.services.sessions import Session
 from jobd.services.tokens import BodyCheck, SignedRequest
 from jobd.users import user_name
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CALLER = web.RequestKey("caller", Caller)
 BODY_CHECK: web.RequestKey[BodyCheck] = web.RequestKey("body_check")
+SESSION: web.RequestKey[Session] = web.RequestKey("session")
+SESSION_COOKIE = "jobd_session"
+LOGIN_PATH = "/login"
+STATIC_PREFIX = "/static/"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WRITING_READS = frozenset({"/v1/runs/{run_id}/exec"})  # GETs that change something
 # requests whose body the handler reads as it arrives (and checks the signature of)
@@ -62,11 +67,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Who is asking, once per request: the peer on the Unix socket; on TCP the token or
-    the signed request, checked again on every request (a revocation bites at once). A
-    token's scope decides whether the request may change anything."""
-    who = _peer_caller(request)
+    the signed request, or the dashboard's session cookie, checked again on every request
+    (a revocation bites at once). A token's scope decides whether the request may change
+    anything. The login page and static files are everyone's; a dashboard page asked for
+    without a login goes to the login page."""
+    if request.path == LOGIN_PATH or request.path.startswith(STATIC_PREFIX):
+        return await handler(request)
+    who = _peer_caller(request) or await _session_caller(request)
     if who is None:
-        who = await _authenticated(request)
+        try:
+            who = await _authenticated(request)
+        except Unauthorized:
+            if not request.path.startswith("/v1/") and request.path != "/metrics":
+                raise web.HTTPSeeOther(LOGIN_PATH) from None
+            raise
     request[CALLER] = who
     if not who.may(writes=writes(request)):
         raise Forbidden(
@@ -109,6 +123,36 @@ async def _signed(request: web.Request) -> Caller:
     else:
         check(hashlib.sha256(await request.read()).hexdigest())
     return who
+
+
+async def _session_caller(request: web.Request) -> Caller | None:
+    """The caller a dashboard session cookie names (never beside a token or a signature,
+    which say who the request is themselves). Its state-changing requests must carry the
+    session's CSRF token (the X-CSRF-Token header, or a form's csrf field)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id or "Authorization" in request.headers or KEY_HEADER in request.headers:
+        return None
+    found = await request.app[SERVICES].sessions.caller(session_id)
+    if found is None:
+        return None
+    session, who = found
+    if writes(request) and not session.csrf_ok(await _csrf_given(request)):
+        raise Forbidden("an action without this page's CSRF token: reload the page")
+    request[SESSION] = session
+    return who
+
+
+async def _csrf_given(request: web.Request) -> str | None:
+    given = request.headers.get("X-CSRF-Token")
+    if given is None and request.content_type == "application/x-www-form-urlencoded":
+        field = (await request.post()).get("csrf")
+        given = field if isinstance(field, str) else None
+    return given
+
+
+def session(request: web.Request) -> Session | None:
+    """The dashboard session the request came with, if it came with one."""
+    return request.get(SESSION)
 
 
 def writes(request: web.Request) -> bool:

@@ -29,9 +29,12 @@ def documented_path(route_path: str) -> str:
 
 
 @functools.cache
-def accepted(route_path: str, method: str) -> frozenset[str]:
-    """The query parameters the operation routed at `route_path` takes (once per route)."""
-    operations = openapi_document()["paths"].get(documented_path(route_path), {})
+def accepted(route_path: str, method: str) -> frozenset[str] | None:
+    """The query parameters the operation routed at `route_path` takes (once per route);
+    None for a route the document does not hold (the dashboard's pages check their own)."""
+    operations = openapi_document()["paths"].get(documented_path(route_path))
+    if operations is None:
+        return None
     parameters = [
         *operations.get("parameters", []),
         *operations.get(method, {}).get("parameters", []),
@@ -46,8 +49,8 @@ async def query_middleware(request: web.Request, handler: Handler) -> web.Stream
         method = "get" if request.method == "HEAD" else request.method.lower()
         if resource is not None and method in METHODS:
             known = accepted(resource.canonical, method)
-            unknown = sorted(set(request.query) - known)
-            if unknown:
+            unknown = sorted(set(request.query) - known) if known is not None else []
+            if known is not None and unknown:
                 takes = ", ".join(sorted(known)) or "none"
                 raise InvalidRequest(
                     f"unknown query parameters: {', '.join(unknown)} (this endpoint takes: {takes})"

@@ -374,3 +374,6 @@ class JobFilter:
     created_before: datetime | None = None
     reach: Reach = EVERYONE  # whose jobs
     project: str | None = None  # only this project's
+    name: str | None = None  # only jobs of this name
+    search: str | None = None  # only jobs whose id, name or image contains this
+    owner_uid: int | None = None  # only this user's (within reach)

@@ -42,6 +42,16 @@ class Runs:
             reason = f"queued behind {ahead} runs" if ahead else "next to be placed"
         return {"position": ahead + 1, "ahead": ahead, "reason": reason}
 
+    async def latest_change(self) -> int:
+        """A number that grows whenever any run changes or is created (its newest event)."""
+        return await self.store.latest_event()
+
+    async def queue(self, reach: Reach, limit: int) -> list[tuple[Run, str]]:
+        """The queue's first runs within reach (an admin's: everyone's), each with why it
+        waits."""
+        runs = await self.store.queued(reach.uid, limit)
+        return [(run, self.waiting(run) or "next in line when room frees") for run in runs]
+
     async def events(self, run_id: str, reach: Reach) -> list[dict[str, Any]]:
         """The run's state changes, oldest first, as the store keeps them."""
         run = await self.store.get_run(run_id, reach=reach)

@@ -393,8 +393,14 @@ class Store:
     async def count_pending(self) -> int:
         return await queue.count_pending(self._reader)
 
+    async def queued(self, owner_uid: int | None, limit: int) -> list[Run]:
+        return await queue.queued(self._reader, owner_uid, limit)
+
     async def oldest_pending(self) -> float | None:
         return await queue.oldest_pending(self._reader)
+
+    async def latest_event(self) -> int:
+        return await runs.latest_event(self._reader)
 
     async def count_by_status(self) -> dict[str, int]:
         return await runs.count_by_status(self._reader)

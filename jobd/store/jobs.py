@@ -220,6 +220,7 @@ def jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
             " WHERE o.job_id = j.id AND o.key = ? AND o.value = ?)"
         )
         params += [label_key, value]
+    _matching(where, clauses, params)
     if where.created_after is not None:
         clauses.append(f"{created} >= ?")
         params.append(where.created_after.timestamp())
@@ -233,6 +234,24 @@ def jobs_query(where: JobFilter, cursor: str | None) -> tuple[str, list[Any]]:
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     return sql + f" ORDER BY {created} DESC, {key} DESC LIMIT ?", params
+
+
+def _matching(where: JobFilter, clauses: list[str], params: list[Any]) -> None:
+    """Add the clauses of a name, an owner and a search (a walk newest first that stops at
+    a page: no index serves a substring)."""
+    if where.name is not None:
+        clauses.append("j.name = ?")
+        params.append(where.name)
+    if where.owner_uid is not None:
+        clauses.append("j.owner_uid = ?")
+        params.append(where.owner_uid)
+    if where.search:
+        escaped = where.search.translate({ord(c): "\\" + c for c in "\\%_"})
+        pattern = f"%{escaped}%"
+        clauses.append(
+            "(j.id LIKE ? ESCAPE '\\' OR j.name LIKE ? ESCAPE '\\' OR j.image LIKE ? ESCAPE '\\')"
+        )
+        params += [pattern] * 3
 
 
 def _whose(where: JobFilter, clauses: list[str], params: list[Any]) -> None:

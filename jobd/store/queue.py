@@ -20,7 +20,7 @@ from jobd.domain.sharing import Ended, FairShare, QueueLimit
 from jobd.domain.states import ACTIVE_STATUSES, Failure, FailureType, RunStatus
 from jobd.errors import TooManyRequests
 from jobd.store import use
-from jobd.store.rows import fetch_one
+from jobd.store.rows import fetch_all, fetch_one
 from jobd.store.runs import column_changes, transition
 
 Queues = dict[int | None, "OwnerQueue"]  # each owner's queued runs, in order
@@ -221,6 +221,19 @@ async def oldest_pending(db: aiosqlite.Connection) -> float | None:
     """When the longest-waiting queued run was created (unix seconds); None: none queued."""
     row = await fetch_one(db, "SELECT MIN(created_at) AS at FROM runs WHERE status = 'pending'", ())
     return float(row["at"]) if row and row["at"] is not None else None
+
+
+async def queued(db: aiosqlite.Connection, owner_uid: int | None, limit: int) -> list[Run]:
+    """The queue's first runs in the order placement takes them (priority, then age); only
+    one owner's when `owner_uid` is given."""
+    mine = " AND owner_uid = ?" if owner_uid is not None else ""
+    rows = await fetch_all(
+        db,
+        f"SELECT * FROM runs WHERE status = 'pending'{mine}"
+        " ORDER BY priority DESC, created_at, id LIMIT ?",
+        (*([owner_uid] if owner_uid is not None else []), limit),
+    )
+    return [Run.from_row(row) for row in rows]
 
 
 async def queue_position(db: aiosqlite.Connection, run: Run) -> int:

@@ -295,6 +295,12 @@ async def runs_in_window(
     return [Run.from_row(row) for row in rows]
 
 
+async def latest_event(db: aiosqlite.Connection) -> int:
+    """The newest run event's id: it moves whenever any run changes (or is created)."""
+    row = await fetch_one(db, "SELECT MAX(id) AS id FROM run_events", ())
+    return int(row["id"] or 0) if row else 0
+
+
 async def count_by_status(db: aiosqlite.Connection) -> dict[str, int]:
     """How many runs are in each status (a walk of the status index)."""
     rows = await fetch_all(db, "SELECT status, COUNT(*) FROM runs GROUP BY status", ())

@@ -30,6 +30,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "scheduler": ("domain", "store", "logs", "node", "runtime.contract", "config", "users"),
     "services": ("domain", "store", "logs", "node", "config", "users"),
     "api": ("services", "domain", "logs", "config", "users"),
+    "web": ("api", "services", "domain", "logs", "config", "users"),
     "daemon": ("*",),
 }
 
