@@ -16,14 +16,15 @@ CLEAR = "\r\x1b[2K"
 
 
 def describe(run: Mapping[str, Any], now: datetime) -> str:
-    """pending (3 ahead: waiting for alice's quota) 12s · running 1m05s ..."""
+    """`run-... pending (#4 in the queue: waiting for alice's quota ...) 12s`, then
+    `run-... running 1m05s`."""
     status = run["status"]
     since = run.get("startedAt") if status in ("running", "cancelling") else run.get("createdAt")
     seconds = int((now - datetime.fromisoformat(since)).total_seconds()) if since else 0
     what = f"{run['id']} {status}"
     queue = run.get("queue")
     if status == "pending" and queue:
-        what += f" ({queue['reason']})"
+        what += f" (#{queue['position']} in the queue: {queue['reason']})"
     elif status == "assigned":
         what += " (starting its container)"
     return f"{what} {duration(max(0, seconds))}"

@@ -97,10 +97,16 @@ async def _authenticated(request: web.Request) -> Caller:
             return await _signed(request)
         return await tokens.bearer(request.headers.get("Authorization", ""))
     except Unauthorized:
-        wait = request.app[THROTTLE].failed(request.remote or "?")
-        if wait:
-            await asyncio.sleep(wait)
+        await slowed_down(request)
         raise
+
+
+async def slowed_down(request: web.Request) -> None:
+    """A failed authentication from this peer: answered later the more it fails (throttle.py);
+    TooManyRequests past the limit."""
+    wait = request.app[THROTTLE].failed(request.remote or "?")
+    if wait:
+        await asyncio.sleep(wait)
 
 
 async def _signed(request: web.Request) -> Caller:

@@ -16,7 +16,14 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from jobd.api.context import SERVICES
-from jobd.api.middleware import SESSION_COOKIE, caller, listing_reach, reach, session
+from jobd.api.middleware import (
+    SESSION_COOKIE,
+    caller,
+    listing_reach,
+    reach,
+    session,
+    slowed_down,
+)
 from jobd.domain.jobs import JobFilter
 from jobd.domain.metrics import MetricsQuery
 from jobd.domain.states import RunStatus
@@ -54,6 +61,7 @@ async def login(request: web.Request) -> web.Response:
             raise Unauthorized("a token, please")
         found, _ = await request.app[SERVICES].sessions.login(token)
     except Unauthorized as e:
+        await slowed_down(request)  # guessing tokens at the login form is slowed as anywhere
         response = page("login.html", user=None, admin=False, csrf="", error=e.message)
         response.set_status(401)
         return response

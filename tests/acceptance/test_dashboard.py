@@ -117,6 +117,8 @@ def test_without_a_login_only_the_login_page_and_actions_need_their_csrf_token(
     assert request(dashboard, "GET", "/").status == 303  # to the login page
     assert request(dashboard, "GET", f"/runs/{run_id}").status == 303
     assert request(dashboard, "GET", "/login").status == 200
+    bearer = {"Authorization": f"Bearer {token(dashboard, 'read')}"}
+    assert request(dashboard, "GET", "/", headers=bearer).status == 200, "a script's token"
 
     page = logged_in(browser, dashboard)
     cookie = next(c for c in page.context.cookies() if c["name"] == "jobd_session")

@@ -63,7 +63,7 @@ def test_a_terminal_sees_the_run_wait_then_run_and_the_line_is_cleared(daemon: D
         daemon, "run", "--wait", "--network", "none", TEST_IMAGE, "--", "sleep", "2"
     )
     screen = terminal.read(3)
-    assert "pending (" in screen, screen  # the queue's reason follows
+    assert "pending (#1 in the queue: waiting for" in screen, screen  # and why
     daemon.post(f"/v1/runs/{blocker['latestRunId']}/cancel")
     screen = terminal.read(30)
     assert terminal.close() == 0, screen
