@@ -366,7 +366,9 @@ def _as_jobd_time(seconds: float) -> float:
 def _insert(database: Path, rows: Rows) -> None:
     with closing(sqlite3.connect(database)) as db, db:  # one transaction
         for table, items in rows.tables.items():
-            columns = list(items[0])
+            # a generated column (jobs.owner_uid, from the owner) is the table's to fill
+            generated = {r[1] for r in db.execute(f"PRAGMA table_xinfo({table})") if r[6] in (2, 3)}
+            columns = [c for c in items[0] if c not in generated]
             marks = ", ".join("?" * len(columns))
             db.executemany(
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
