@@ -19,13 +19,13 @@ from jobd.api.context import SERVICES
 from jobd.api.middleware import (
     SESSION_COOKIE,
     caller,
-    listing_reach,
     reach,
     session,
     slowed_down,
 )
 from jobd.domain.jobs import JobFilter
 from jobd.domain.metrics import MetricsQuery
+from jobd.domain.owners import Reach
 from jobd.domain.states import RunStatus
 from jobd.errors import InvalidRequest, JobdError, Unauthorized
 from jobd.logs.lines import LogQuery
@@ -124,11 +124,11 @@ def job_filter(request: web.Request) -> JobFilter:
     )
 
 
-def listing_reach_of(request: web.Request) -> Any:
+def listing_reach_of(request: web.Request) -> Reach:
     """An admin's dashboard shows everyone's jobs; anyone else's their own and their
     projects'."""
     who = caller(request)
-    return who.listing(who.admin) if who.admin else listing_reach(request)
+    return who.listing(who.admin)
 
 
 async def job_rows(request: web.Request, where: JobFilter) -> tuple[list[dict[str, Any]], bool]:

@@ -10,8 +10,6 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from jobd.domain.records import rfc3339
-
 
 @functools.cache
 def environment() -> jinja2.Environment:
@@ -61,7 +59,3 @@ def size(count: int | float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
-
-
-def now_text() -> str:
-    return rfc3339(datetime.now(UTC)) or ""

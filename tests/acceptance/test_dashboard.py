@@ -154,3 +154,33 @@ def request(
     response.read()
     connection.close()
     return response
+
+
+def test_the_jobs_page_filters_by_status_name_label_and_search(dashboard: Daemon) -> None:
+    running = dashboard.submit(command=["sleep", "300"], name="trainer", labels={"team": "cv"})
+    done = dashboard.submit(command=["true"], name="backup-nightly", labels={"team": "ops"})
+    dashboard.wait_status(running["latestRunId"], {"running"})
+    dashboard.wait_status(done["latestRunId"])
+    login = request(dashboard, "POST", "/login", body={"token": token(dashboard, "read")})
+    assert login.status == 303
+    cookie = login.getheader("Set-Cookie", "").split(";")[0]
+
+    def rows(query: str) -> str:
+        body = rows_page(dashboard, cookie, query)
+        return body.split('id="job-rows"', 1)[1].split("</tbody>", 1)[0]
+
+    assert running["id"] in rows("status=running") and done["id"] not in rows("status=running")
+    by_name = rows("name=backup-nightly")
+    assert done["id"] in by_name and running["id"] not in by_name
+    assert running["id"] in rows("label=team%3Dcv") and done["id"] not in rows("label=team%3Dcv")
+    assert done["id"] in rows("q=nightly") and running["id"] not in rows("q=nightly")
+    assert "not a run status" in rows_page(dashboard, cookie, "status=bogus")
+    dashboard.post(f"/v1/runs/{running['latestRunId']}/cancel")
+
+
+def rows_page(daemon: Daemon, cookie: str, query: str) -> str:
+    page = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
+    page.request("GET", f"/?{query}", headers={"Cookie": cookie})
+    body = page.getresponse().read().decode()
+    page.close()
+    return body
