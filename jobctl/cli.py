@@ -29,6 +29,7 @@ from jobctl.commands.jobs import (
     stop,
     suspend,
     update,
+    wait_for,
 )
 from jobctl.commands.logs import logs
 from jobctl.commands.metrics import metrics, top
@@ -128,6 +129,7 @@ main.add_command(runs)
 main.add_command(cancel)
 main.add_command(stop)
 main.add_command(rerun)
+main.add_command(wait_for)
 # a run's output, and commands in its container
 main.add_command(logs)
 main.add_command(metrics)

@@ -11,7 +11,7 @@ import click
 
 from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given, stop_body
 from jobctl.client import Client, segment
-from jobctl.commands.shared import collect, finish, resolve_run, show
+from jobctl.commands.shared import collect, finish, outcome, resolve_run, show
 from jobctl.commands.uploads import input_slugs
 from jobctl.completion import ANY_IDS, JOB_IDS, recipes
 from jobctl.connection import Connection, pass_connection
@@ -46,7 +46,7 @@ from jobctl.render.jobs import (
 from jobctl.render.layout import table
 from jobctl.render.listing import jobs_table
 from jobctl.render.values import local_time, utc_now
-from jobctl.waiting import wait_for_run, wait_until_gone
+from jobctl.waiting import exit_status, wait_for_run, wait_until_gone
 
 
 @click.command(context_settings=CONTEXT)
@@ -313,6 +313,22 @@ def stop(
     if wait:
         run_doc = wait_for_run(client, run_id)
     show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
+
+
+@click.command("wait", context_settings=CONTEXT)
+@click.argument(
+    "any_ids", nargs=-1, required=True, metavar="RUN_OR_JOB_ID...", callback=ANY_ID,
+    shell_complete=ANY_IDS,
+)  # fmt: skip
+@pass_connection
+def wait_for(connection: Connection, *, any_ids: tuple[str, ...]) -> None:
+    """Wait until these runs have ended (a job id: its latest run), with their retries, one
+    after another; exit as the last one did. On a terminal, a live status line."""
+    client = connection.client()
+    last: dict[str, Any] = {}
+    for run_id in [resolve_run(client, any_id) for any_id in any_ids]:
+        last = outcome(client, run_id)
+    click.get_current_context().exit(exit_status(last))
 
 
 @click.command(context_settings=CONTEXT)

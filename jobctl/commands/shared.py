@@ -26,6 +26,12 @@ def finish(client: Client, run_id: str, *, follow: bool = False) -> None:
     """Wait for the run, and for its retries, and exit as the last attempt did, saying why
     it failed. With `follow`, stream each attempt's log meanwhile; without, a live status
     line on a terminal. Ctrl-C stops waiting, never the run (exit 130)."""
+    click.get_current_context().exit(exit_status(outcome(client, run_id, follow=follow)))
+
+
+def outcome(client: Client, run_id: str, *, follow: bool = False) -> dict[str, Any]:
+    """The run once it and its retries have ended (finish's waiting), having said why it
+    failed when it did."""
     line = StatusLine()
     while True:
         try:
@@ -48,7 +54,7 @@ def finish(client: Client, run_id: str, *, follow: bool = False) -> None:
     note = failure_note(run)
     if note:
         click.echo(f"jobctl: {note}", err=True)
-    click.get_current_context().exit(exit_status(run))
+    return run
 
 
 def retry_note(client: Client, run: Mapping[str, Any]) -> str:

@@ -97,3 +97,23 @@ def test_ctrl_c_stops_waiting_and_the_run_goes_on(daemon: Daemon) -> None:
 def daemon_cpus(daemon: Daemon) -> int:
     """Every CPU of the node: a run holding them all makes the next one wait."""
     return int(daemon.get("/v1/node").body["capacity"]["cpus"])
+
+
+def test_jobctl_wait_waits_for_each_and_exits_as_the_last(daemon: Daemon) -> None:
+    first = daemon.submit(command=["sh", "-c", "sleep 1; exit 0"])
+    last = daemon.submit(command=["sh", "-c", "sleep 2; exit 4"])
+    piped = daemon.jobctl("wait", first["latestRunId"], last["id"])  # a job: its latest run
+    assert piped.returncode == 4, piped.stderr
+    assert piped.stdout == ""
+    assert (
+        piped.stderr == f"jobctl: run {last['latestRunId']} failed: exit_code: exited with code 4\n"
+    )
+    assert daemon.run(first["latestRunId"])["status"] == "succeeded"
+    bad = daemon.jobctl("wait", "nonsense")
+    assert bad.returncode == 2 and "neither a job id" in bad.stderr
+
+    slow = daemon.submit(command=["sleep", "3"])
+    terminal = Terminal(daemon, "wait", slow["latestRunId"])
+    screen = terminal.read(30)
+    assert terminal.close() == 0, screen
+    assert f"{slow['latestRunId']} running" in screen and screen.endswith("\r\x1b[2K")
