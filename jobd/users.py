@@ -21,3 +21,8 @@ def uid_of(name: str) -> int | None:
         return pwd.getpwnam(name).pw_uid
     except KeyError:
         return None
+
+
+def name_or(uid: int | None, unknown: str) -> str:
+    """The user's name; `unknown` for a record that carries no uid."""
+    return user_name(uid) if uid is not None else unknown

@@ -25,8 +25,9 @@ from jobd.api.context import SERVICES
 from jobd.api.middleware import Handler
 from jobd.domain.states import RunStatus
 from jobd.services.telemetry import Snapshot
-from jobd.users import user_name
+from jobd.users import name_or
 
+UNKNOWN = "unknown"  # the user label of a run without a uid
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -152,7 +153,7 @@ def _runs(s: Snapshot) -> Iterator[Metric]:
         "Runs holding resources (assigned, running, cancelling), by owner",
         labels=["user"],
     )
-    holding = collections.Counter(_user(r.owner_uid) for r in s.active)
+    holding = collections.Counter(name_or(r.owner_uid, UNKNOWN) for r in s.active)
     for user, count in sorted(holding.items()):
         by_user.add_metric([user], count)
     yield by_user
@@ -168,7 +169,7 @@ def _runs(s: Snapshot) -> Iterator[Metric]:
     )
     for run in s.active:
         latest = s.latest.get(run.id, {})
-        labels = [run.id, run.job_id, _user(run.owner_uid)]
+        labels = [run.id, run.job_id, name_or(run.owner_uid, UNKNOWN)]
         if "cpu_usage" in latest:
             cpu.add_metric(labels, latest["cpu_usage"])
         if "memory_usage" in latest:
@@ -220,7 +221,3 @@ def _gpus(s: Snapshot) -> Iterator[Metric]:
         foreign.add_metric(values, state.foreign_bytes)
         holders.add_metric(values, 1 if state.exclusive else len(state.shared))
     yield from (utilization, used, total, foreign, holders)
-
-
-def _user(uid: int | None) -> str:
-    return user_name(uid) if uid is not None else "unknown"

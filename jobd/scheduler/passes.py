@@ -23,7 +23,7 @@ from jobd.scheduler.placement import DEEP_DEPTH, QUICK_DEPTH, Slack, place
 from jobd.scheduler.sharing import merged
 from jobd.store import Store
 from jobd.store.queue import Queues, Used
-from jobd.users import user_name
+from jobd.users import name_or
 
 LAUNCH_ALLOWANCE_SECONDS = 300.0  # an image pull and a container's creation, at most
 DEEP_PASS_SECONDS = 5.0  # how often a placement pass may look far down the queue
@@ -57,7 +57,7 @@ class PassTimes:
 
 
 def _owner(uid: int | None) -> str:
-    return user_name(uid) if uid is not None else "an unknown user"
+    return name_or(uid, "an unknown user")
 
 
 def _ms(seconds: float) -> float:

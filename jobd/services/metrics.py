@@ -34,11 +34,12 @@ class Metrics:
             job_id, since=from_epoch(query.start), until=from_epoch(query.end)
         )
         started = [r for r in runs if r.started_at is not None]
+        newest = started[-MAX_JOB_RUNS:]
         return {
             "jobId": job_id,
-            "runIds": [r.id for r in started[-MAX_JOB_RUNS:]],
-            "truncated": len(started) > MAX_JOB_RUNS,
-            **await self._document(started[-MAX_JOB_RUNS:], query),
+            "runIds": [r.id for r in newest],
+            "truncated": len(started) > len(newest),
+            **await self._document(newest, query),
         }
 
     async def _document(self, runs: list[Run], query: MetricsQuery) -> dict[str, Any]:

@@ -42,22 +42,20 @@ def record(
 
 def prune(db: sqlite3.Connection, points_before: float, minutes_before: float) -> int:
     """Delete up to a batch of points past their keep; how many went."""
+    gone = _prune(db, 0, points_before, PRUNE_BATCH)
+    if gone < PRUNE_BATCH:
+        gone += _prune(db, MINUTE, minutes_before, PRUNE_BATCH - gone)
+    return gone
+
+
+def _prune(db: sqlite3.Connection, resolution: int, before: float, limit: int) -> int:
     cursor = db.execute(
         "DELETE FROM metric_points WHERE (run_id, name, resolution, series, at) IN ("
         " SELECT run_id, name, resolution, series, at FROM metric_points"
-        " WHERE resolution = 0 AND at < ? LIMIT ?)",
-        (points_before, PRUNE_BATCH),
+        " WHERE resolution = ? AND at < ? LIMIT ?)",
+        (resolution, before, limit),
     )
-    gone = cursor.rowcount
-    if gone < PRUNE_BATCH:
-        cursor = db.execute(
-            "DELETE FROM metric_points WHERE (run_id, name, resolution, series, at) IN ("
-            " SELECT run_id, name, resolution, series, at FROM metric_points"
-            f" WHERE resolution = {MINUTE} AND at < ? LIMIT ?)",
-            (minutes_before, PRUNE_BATCH - gone),
-        )
-        gone += cursor.rowcount
-    return gone
+    return cursor.rowcount
 
 
 def forget_job(db: sqlite3.Connection, job_id: str) -> None:

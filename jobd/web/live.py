@@ -88,6 +88,23 @@ async def stream(request: web.Request) -> AsyncIterator[web.StreamResponse]:
             yield response
 
 
+class Quiet:
+    """A stream's writes, and a keep-alive comment after KEEP_ALIVE seconds without one (a
+    proxy or a browser may drop a silent connection)."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+        self.since = time.monotonic()
+
+    async def write(self, data: bytes) -> None:
+        self.since = time.monotonic()
+        await self.response.write(data)
+
+    async def keep_alive(self) -> None:
+        if time.monotonic() - self.since > KEEP_ALIVE:
+            await self.write(b": keep-alive\n\n")
+
+
 def open_(request: web.Request) -> bool:
     transport = request.transport
     gone = transport is None or transport.is_closing()
@@ -101,32 +118,30 @@ async def jobs_stream(request: web.Request) -> web.StreamResponse:
         where = JobFilter(reach=listing_reach_of(request))
     changes = request.app[CHANGES]
     async with stream(request) as response:
-        seen, quiet = -1, time.monotonic()  # the rows at once: the page may be a moment old
+        seen, quiet = -1, Quiet(response)  # the rows at once: the page may be a moment old
         while open_(request):
             await asyncio.sleep(TICK)
             version = await changes.version()
             if version != seen:
-                seen, quiet = version, time.monotonic()
+                seen = version
                 docs, _ = await job_rows(request, where)
                 rows = fragment("_job_rows.html", jobs=docs, admin=caller(request).admin)
-                await response.write(event("jobs", rows))
-            elif time.monotonic() - quiet > KEEP_ALIVE:
-                quiet = time.monotonic()
-                await response.write(b": keep-alive\n\n")
+                await quiet.write(event("jobs", rows))
+            else:
+                await quiet.keep_alive()
     return response
 
 
 async def node_stream(request: web.Request) -> web.StreamResponse:
     async with stream(request) as response:
-        shown, quiet = "", time.monotonic()
+        shown, quiet = "", Quiet(response)
         while open_(request):
             html = fragment("_node.html", **await node_values(request))
             if html != shown:
-                shown, quiet = html, time.monotonic()
-                await response.write(event("node", html))
-            elif time.monotonic() - quiet > KEEP_ALIVE:
-                quiet = time.monotonic()
-                await response.write(b": keep-alive\n\n")
+                shown = html
+                await quiet.write(event("node", html))
+            else:
+                await quiet.keep_alive()
             await asyncio.sleep(2 * TICK)
     return response
 
@@ -158,12 +173,10 @@ async def _wait(changed: asyncio.Event) -> None:
 
 async def _idle(request: web.Request, response: web.StreamResponse) -> None:
     """Keep an ended run's stream open (an EventSource would otherwise reconnect)."""
-    quiet = time.monotonic()
+    quiet = Quiet(response)
     while open_(request):
         await asyncio.sleep(TICK * 2)
-        if time.monotonic() - quiet > KEEP_ALIVE:
-            quiet = time.monotonic()
-            await response.write(b": keep-alive\n\n")
+        await quiet.keep_alive()
 
 
 async def _send_log(response: web.StreamResponse, follower: LogFollower, end: int) -> None:

@@ -30,7 +30,7 @@ from jobd.domain.states import RunStatus
 from jobd.errors import InvalidRequest, JobdError, Unauthorized
 from jobd.logs.lines import LogQuery
 from jobd.services.sessions import SESSION_HOURS
-from jobd.users import uid_of, user_name
+from jobd.users import name_or, uid_of
 from jobd.web.render import page
 
 STATIC = Path(__file__).parent / "static"
@@ -261,12 +261,14 @@ async def node_values(request: web.Request) -> dict[str, Any]:
     doc = await services.node.node_doc()
     holders = {r["runId"]: r.get("user") or "?" for r in doc["runs"]}
     queue = await services.runs.queue(reach(request), QUEUE_SHOWN)
-    return {**_common(request), "node": doc, "holders": holders, "queue": queue, "user_of": _user}
+    return {
+        **_common(request),
+        "node": doc,
+        "holders": holders,
+        "queue": queue,
+        "user_of": lambda uid: name_or(uid, "-"),
+    }
 
 
 async def node_page(request: web.Request) -> web.Response:
     return page("node.html", **await node_values(request))
-
-
-def _user(uid: int | None) -> str:
-    return user_name(uid) if uid is not None else "-"
