@@ -1,0 +1,2 @@
+ALTER TABLE accounts ADD COLUMN email TEXT;
+UPDATE accounts SET email = name || '@example.org';
