@@ -407,7 +407,7 @@ class Daemon:
         """jobctl on this daemon's socket; its stdin is `stdin`, or /dev/null."""
         env = {**os.environ, "JOBD_SOCKET": str(self.socket)}
         return subprocess.run(
-            [str(VENV_BIN / "jobctl"), *args],
+            [str(self.bin_dir / "jobctl"), *args],
             check=False,
             env=env,
             capture_output=True,
