@@ -35,6 +35,7 @@ from jobctl.commands.logs import logs
 from jobctl.commands.metrics import metrics, top
 from jobctl.commands.node import doctor, health, node, plans
 from jobctl.commands.outputs import outputs
+from jobctl.commands.prune import prune
 from jobctl.commands.recipes import recipe
 from jobctl.commands.tokens import token
 from jobctl.commands.uploads import upload
@@ -142,6 +143,7 @@ main.add_command(node)
 main.add_command(top)
 main.add_command(doctor)
 main.add_command(audit)
+main.add_command(prune)
 # recipes, volumes, uploads and API tokens, groups of their own
 main.add_command(recipe)
 main.add_command(volume)

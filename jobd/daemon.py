@@ -1,18 +1,22 @@
 """`jobd`: the daemon's phases.
 
-startup  — load the configuration, open the store, connect to podman (starting a private
+startup  — bind the TCP port first (a port in use stops jobd before it touches anything),
+           load the configuration, open the store, connect to podman (starting a private
            `podman system service` when none is configured), recover runs left by the last start
 serve    — one aiohttp app on a Unix socket (0660) and, unless turned off, loopback TCP with
            users' tokens and signed requests; the supervisor, the exit watcher and the log
-           pump run as named tasks
-shutdown — on SIGTERM/SIGINT: stop accepting, let in-flight writes finish, leave containers
-           running (the next start adopts them), stop the private podman service
+           pump run as named tasks; then READY=1 to systemd (Type=notify)
+shutdown — on SIGTERM/SIGINT: STOPPING=1, stop accepting, let in-flight writes finish, leave
+           containers running (the next start adopts them), stop the private podman service
+
+`jobd install` and `jobd uninstall` (jobd/systemd/) are subcommands of the same command.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import grp
 import logging
@@ -36,6 +40,7 @@ from jobd.api.context import Services
 from jobd.config import Config, load
 from jobd.errors import JobdError
 from jobd.logs.pump import LogPump
+from jobd.logs.stream import LogStream
 from jobd.node.firewall import HostGuard, guard
 from jobd.node.gpus import gpu_source
 from jobd.node.inventory import Inventory
@@ -50,6 +55,7 @@ from jobd.services.metrics import Metrics
 from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
+from jobd.services.retention import Pruning
 from jobd.services.runs import Runs
 from jobd.services.sessions import Sessions
 from jobd.services.telemetry import PassCount, Telemetry
@@ -57,6 +63,9 @@ from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
 from jobd.store import Store
+from jobd.systemd import logformat
+from jobd.systemd.commands import install, uninstall
+from jobd.systemd.notify import Notifier
 from jobd.web import add_dashboard
 
 log = logging.getLogger("jobd")
@@ -129,9 +138,38 @@ def _socket_in_use(path: Path) -> bool:
     return True
 
 
+def bind_tcp(host: str, port: int) -> list[socket.socket]:
+    """The TCP port, bound and listening before anything else starts, so that a port in use
+    stops jobd with one line before it starts podman, touches a run or makes its socket."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise JobdError(f"can't serve on {host}:{port}: {e.strerror}") from None
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in addresses:
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+            listener.listen(128)
+    except OSError as e:
+        for listener in listeners:
+            listener.close()
+        if e.errno == errno.EADDRINUSE:
+            why = "is in use (another jobd? use --port or --no-tcp)"
+            raise JobdError(f"{host}:{port} {why}") from None
+        raise JobdError(f"can't serve on {host}:{port}: {e.strerror}") from None
+    return listeners
+
+
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         self.config = config
+        self.notifier = notifier or Notifier(None)
+        self._listeners: list[socket.socket] = []
         self.stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
@@ -143,8 +181,10 @@ class Daemon:
             stack.push_async_callback(runner.cleanup)
             self._start_tasks(supervisor, supervisor.pump)
             log.info("jobd %s ready", __version__)
+            self.notifier.ready(f"serving on {self._where()}")
             await self.stop_requested.wait()
             log.info("shutting down: running containers are left running")
+            self.notifier.stopping("stopping: running containers are left running")
             await runner.shutdown()
             services.tokens.keep_nonces()
             await services.audit.close()
@@ -159,6 +199,9 @@ class Daemon:
 
     async def _startup(self, stack: AsyncExitStack) -> tuple[Services, Supervisor]:
         config = self.config
+        self._listeners = bind_tcp(config.host, config.port) if config.tcp else []
+        for listener in self._listeners:
+            stack.callback(listener.close)
         for directory in (config.data_dir, config.log_dir):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         stack.callback(lock_data_dir(config.data_dir).close)
@@ -169,6 +212,7 @@ class Daemon:
         signing_key = ensure_secret(config.data_dir / "signing-key").encode()
         store = await Store.open(config.database)
         stack.push_async_callback(store.close)
+        self.notifier.status("starting podman")
         podman_socket = await self._podman_socket(stack)
         instance = ensure_instance_id(config.data_dir / "instance-id")
         runtime = PodmanRuntime(podman_socket, instance=instance, oci_runtime=config.podman_runtime)
@@ -183,7 +227,10 @@ class Daemon:
             disk_path=Path(info.graph_root) if info.graph_root else config.data_dir,
         )
         await inventory.read()
-        pump = LogPump(config.log_dir, config.logs)
+        stream = LogStream(config.log_stream) if config.log_stream.target else None
+        if stream is not None:
+            stack.callback(stream.close)  # after the pump has let go
+        pump = LogPump(config.log_dir, config.logs, stream=stream)
         stack.callback(pump.close)
         supervisor = Supervisor(
             store=store,
@@ -193,6 +240,7 @@ class Daemon:
             inventory=inventory,
             info=info,
         )
+        self.notifier.status("recovering the runs the last start left")
         await supervisor.recover()
         tokens = Tokens(
             store,
@@ -224,12 +272,16 @@ class Daemon:
         config.socket.unlink(missing_ok=True)
         await web.UnixSite(runner, str(config.socket)).start()
         _share_socket(config.socket, system=config.system)
-        if config.tcp:
-            await web.TCPSite(runner, config.host, config.port, reuse_address=True).start()
-            log.info("serving on %s and http://%s:%d", config.socket, config.host, config.port)
-        else:
-            log.info("serving on %s", config.socket)
+        for listener in self._listeners:
+            await web.SockSite(runner, listener).start()
+        log.info("serving on %s", self._where())
         return runner
+
+    def _where(self) -> str:
+        config = self.config
+        if config.tcp:
+            return f"{config.socket} and http://{config.host}:{config.port}"
+        return str(config.socket)
 
     def _start_tasks(self, supervisor: Supervisor, pump: LogPump) -> None:
         for name, work in (
@@ -314,6 +366,7 @@ def _services(
         tokens=tokens,
         audit=Audit(store),
         sessions=Sessions(tokens),
+        pruning=Pruning(supervisor.retention.prune, config.retention),
     )
 
 
@@ -327,6 +380,7 @@ def _telemetry(config: Config, store: Store, supervisor: Supervisor) -> Telemetr
         passes=lambda: PassCount(count=passes.count, seconds=passes.total),
         log_bytes=lambda: supervisor.pump.bytes_taken,
         latest=lambda: supervisor.sampler.latest,
+        log_stream=lambda: stream.totals() if (stream := supervisor.pump.stream) else None,
     )
 
 
@@ -351,18 +405,30 @@ async def _signals(daemon: Daemon) -> AsyncIterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _main(config: Config) -> None:
-    daemon = Daemon(config)
+async def _main(config: Config, notifier: Notifier) -> None:
+    daemon = Daemon(config, notifier)
     async with _signals(daemon):
         await daemon.run()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+LOG_FORMAT = click.option(
+    "--log-format",
+    default="auto",
+    show_default=True,
+    type=click.Choice(logformat.FORMATS),
+    help="auto: journal under systemd (<N> priorities, no time), else text; json: one JSON"
+    " object per line.",
+)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Database and logs.")
 @click.option("--socket", type=click.Path(path_type=Path), help="Unix socket to serve on.")
 @click.option("--host", help="TCP address (default 127.0.0.1).")
-@click.option("--port", type=int, help="TCP port (default 8427).")
+@click.option(
+    "--port", type=int, help="TCP port (default 8427; a user's own daemon 10000 + uid % 22000)."
+)
 @click.option("--no-tcp", is_flag=True, help="Serve on the Unix socket only.")
 @click.option(
     "--podman-socket",
@@ -376,8 +442,11 @@ async def _main(config: Config) -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@LOG_FORMAT
 @click.version_option(__version__, prog_name="jobd")
+@click.pass_context
 def main(
+    ctx: click.Context,
     config_file: Path | None,
     data_dir: Path | None,
     socket: Path | None,
@@ -387,13 +456,14 @@ def main(
     podman_socket: Path | None,
     system: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
-    """The jobd daemon: runs containerized jobs on Podman with plan limits and deadlines."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """The jobd daemon: runs containerized jobs on Podman with plan limits and deadlines.
+    Without a command it runs the daemon; `jobd install` makes it a systemd service."""
+    if ctx.invoked_subcommand is not None:
+        return
+    notifier = Notifier.from_environment()  # before podman or anything else is started
+    logformat.configure(log_level, log_format, sys.stderr)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)  # it logs every statement at debug
     overrides: dict[str, Any] = {
         "data_dir": data_dir,
@@ -405,6 +475,10 @@ def main(
     }
     try:
         config = load(config_file=config_file, overrides=overrides, system=system)
-        uvloop.run(_main(config))
+        uvloop.run(_main(config, notifier))
     except JobdError as e:
         raise SystemExit(f"jobd: {e}") from None
+
+
+main.add_command(install)
+main.add_command(uninstall)

@@ -11,6 +11,7 @@ JobdError
 ├── Conflict                409  the run is not in a state that allows this
 ├── TooManyRequests         429  slow down: repeated failed authentications
 ├── StoreError              500  the database refused an operation
+├── NoSpace                 507  no space left on the data directory's disk (see lacks_space)
 └── RuntimeFailure          502  podman failed; the runtime module raises only these
     ├── RuntimeUnavailable  503  the podman API can't be reached
     ├── ImageNotFound            the image is not in local storage and can't be pulled
@@ -18,6 +19,16 @@ JobdError
 """
 
 from __future__ import annotations
+
+import contextlib
+import errno
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+SQLITE_FULL = 13  # the primary result code of "database or disk is full"
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class JobdError(Exception):
@@ -105,6 +116,64 @@ class StoreError(JobdError):
     """The store refused the operation."""
 
     code = "store_error"
+
+
+class NoSpace(JobdError):
+    """No space left on the disk of jobd's data directory: nothing was written."""
+
+    status = 507
+    code = "no_space"
+    # when one was last made, for health: the data directory's disk is the whole process's
+    noted_at: ClassVar[float | None] = None
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message)
+        NoSpace.note()
+
+    @classmethod
+    def note(cls) -> None:
+        """A write failed for lack of space (raised or not)."""
+        cls.noted_at = time.monotonic()
+
+    @classmethod
+    def cleared(cls) -> None:
+        """Space has returned: forget the last failure."""
+        cls.noted_at = None
+
+
+def lacks_space(error: BaseException) -> bool:
+    """Whether `error` is a write that failed for lack of space: ENOSPC or EDQUOT from the
+    filesystem, SQLITE_FULL from SQLite (its message: "database or disk is full")."""
+    if isinstance(error, NoSpace):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in NO_SPACE_ERRNOS
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == SQLITE_FULL
+    return False
+
+
+def no_space(error: BaseException, what: str) -> NoSpace:
+    """`error` (one that lacks_space) as jobd's NoSpace, saying what could not be written."""
+    if isinstance(error, NoSpace):
+        return error
+    return NoSpace(
+        f"no space left on the data directory's disk: could not write {what} ({error})."
+        " Free some space there; jobd goes on by itself once there is"
+    )
+
+
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Around a write to the data directory: a failure for lack of space leaves as NoSpace
+    (`what` could not be written), any other as it was."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as e:
+        if lacks_space(e):
+            raise no_space(e, what) from e
+        raise
 
 
 class RuntimeFailure(JobdError):

@@ -9,14 +9,7 @@ from jobctl.commands.shared import show
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import CONTEXT, json_option
 from jobctl.render.layout import table
-from jobctl.render.node import (
-    CHECK_HEADERS,
-    PLAN_HEADERS,
-    check_row,
-    health_details,
-    node_details,
-    plan_row,
-)
+from jobctl.render.node import PLAN_HEADERS, doctor_details, health_details, node_details, plan_row
 
 
 @click.command(context_settings=CONTEXT)
@@ -54,9 +47,10 @@ def node(connection: Connection, *, as_json: bool) -> None:
 @json_option
 @pass_connection
 def doctor(connection: Connection, *, as_json: bool) -> None:
-    """Check podman, limits and the GPU path (NVML, CDI specs, device nodes); exit 1 when a
-    check fails."""
+    """Check podman, limits, the GPU path (NVML, CDI specs, device nodes) and how jobd runs
+    as a service (subordinate ids, the socket, free disk, the clock, the systemd unit,
+    retention); say how to fix what is wrong, and exit 1 when a check fails."""
     doc = connection.client().get("/v1/doctor")
-    show(doc, as_json, lambda: table(CHECK_HEADERS, map(check_row, doc["checks"])))
+    show(doc, as_json, lambda: doctor_details(doc))
     if not doc.get("ok"):
         click.get_current_context().exit(1)

@@ -30,6 +30,27 @@ def check_row(check: Mapping[str, Any]) -> Row:
     return (check["name"], check["level"].upper(), check["message"])
 
 
+def doctor_details(doc: Mapping[str, Any]) -> str:
+    """The checks as a table, then how to fix each that warned or failed."""
+    checks = doc["checks"]
+    text = table(CHECK_HEADERS, map(check_row, checks))
+    fixes = [f"  {c['name']}: {c['fix']}" for c in checks if c.get("fix")]
+    return "\n\n".join([text, "To fix:\n" + "\n".join(fixes)]) if fixes else text
+
+
+def prune_summary(doc: Mapping[str, Any]) -> str:
+    """What a prune removed, or would remove, and the bytes that frees."""
+    verb = "would remove" if doc["dryRun"] else "removed"
+    freed = "would free" if doc["dryRun"] else "freed"
+    runs = doc["runs"]
+    head = (
+        f"{verb} {runs} finished run{'' if runs == 1 else 's'}: {freed}"
+        f" {size(doc['freedBytes'])} (logs {size(doc['logBytes'])},"
+        f" outputs {size(doc['outputBytes'])})"
+    )
+    return "\n".join([head, *(f"  {run_id}" for run_id in doc["runIds"])])
+
+
 def node_details(node: Mapping[str, Any]) -> str:
     capacity, allocated, free = node["capacity"], node["allocated"], node["free"]
     source = node.get("gpuSource") or {}
@@ -77,7 +98,12 @@ def _data_dir(data: Mapping[str, Any] | None) -> str | None:
         return None
     parts = ("outputs", "logs", "uploads", "volumes", "database")
     shown = ", ".join(f"{name} {size(data[f'{name}Bytes'])}" for name in parts)
-    return f"{size(data['totalBytes'])} in {data['path']} ({shown})"
+    text = f"{size(data['totalBytes'])} in {data['path']} ({shown})"
+    if data.get("metricsBytes") is not None:
+        text += f"; metrics {size(data['metricsBytes'])} of the database"
+    if data.get("filesystemBytes"):
+        text += f"; {size(data['freeBytes'])} free of {size(data['filesystemBytes'])}"
+    return text
 
 
 def gpu_row(gpu: Mapping[str, Any]) -> Row:
@@ -130,6 +156,7 @@ def health_details(health: Mapping[str, Any]) -> str:
     return details(
         [
             ("status", health.get("status")),
+            ("why", "; ".join(health.get("reasons") or []) or None),
             ("version", health.get("version")),
             ("podman", _podman(podman)),
             ("cgroups", f"{podman.get('cgroupVersion')} ({podman.get('cgroupManager')})"),
@@ -141,7 +168,7 @@ def health_details(health: Mapping[str, Any]) -> str:
                 "daemon",
                 f"pid {daemon.get('pid')} as {daemon.get('user')} (uid {daemon.get('uid')})",
             ),
-            ("data dir", daemon.get("dataDir")),
+            ("data dir", _data_dir(health.get("footprint")) or daemon.get("dataDir")),
             ("uptime", elapsed(health.get("uptimeSeconds"))),
         ]
     )

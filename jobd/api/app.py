@@ -5,7 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobd.api import exec as exec_
-from jobd.api import jobs, logs, metrics, node, outputs, recipes, runs, tokens, uploads, volumes
+from jobd.api import (
+    jobs,
+    logs,
+    metrics,
+    node,
+    outputs,
+    recipes,
+    retention,
+    runs,
+    tokens,
+    uploads,
+    volumes,
+)
 from jobd.api.audit import audit_middleware, list_audit
 from jobd.api.context import MAX_BODY, SERVICES, STREAMS, THROTTLE, Services
 from jobd.api.middleware import auth_middleware, error_middleware
@@ -30,6 +42,11 @@ def create_app(services: Services) -> web.Application:
     app[PROMETHEUS] = Prometheus()
     app[THROTTLE] = FailureThrottle(services.config.auth_free_failures)
     app[STREAMS] = StreamSlots(services.config.max_streams_per_user)
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/jobs", jobs.create_job)
     app.router.add_get("/v1/jobs", jobs.list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", jobs.get_job)
@@ -72,6 +89,6 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/node", node.get_node)
     app.router.add_get("/v1/doctor", node.doctor)
     app.router.add_get("/v1/health", node.health)
+    app.router.add_post("/v1/prune", retention.prune)
     app.router.add_get("/v1/openapi.json", node.openapi)
     app.router.add_get("/metrics", scrape)
-    return app

@@ -18,6 +18,7 @@ from jobd.services.metrics import Metrics
 from jobd.services.node import Node
 from jobd.services.outputs import Outputs
 from jobd.services.recipes import Recipes
+from jobd.services.retention import Pruning
 from jobd.services.runs import Runs
 from jobd.services.sessions import Sessions
 from jobd.services.telemetry import Telemetry
@@ -45,6 +46,7 @@ class Services:
     metrics: Metrics  # run metrics as sampled
     telemetry: Telemetry  # what /metrics shows
     sessions: Sessions  # the dashboard's logins
+    pruning: Pruning  # finished runs pruned now (jobctl prune)
 
 
 SERVICES = web.AppKey("services", Services)

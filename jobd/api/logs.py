@@ -192,13 +192,13 @@ async def _stream_logs(
                 )
                 await response.write(b"".join(text))
                 continue
-            batch = follower.lines(items)
-            if remaining is not None:
-                batch, remaining, budget = _limited(batch, remaining, budget)
-            if batch:
-                await response.write(
-                    b"".join(_render(line, run_id, wanted.format) for line in batch)
-                )
+            remaining, budget = await _write_lines(
+                response, follower.lines(items), wanted, run_id, (remaining, budget)
+            )
+        if over and not as_text:  # a last line without its newline, read to the end
+            remaining, budget = await _write_lines(
+                response, follower.ended(), wanted, run_id, (remaining, budget)
+            )
         if not wanted.follow or over or _gone(request):
             break
         with contextlib.suppress(TimeoutError):
@@ -207,6 +207,23 @@ async def _stream_logs(
     with contextlib.suppress(ConnectionResetError):  # the client hung up
         await response.write_eof()
     return response
+
+
+async def _write_lines(
+    response: web.StreamResponse,
+    batch: list[LogLine],
+    wanted: LogRequest,
+    run_id: str,
+    left: tuple[int | None, int],
+) -> tuple[int | None, int]:
+    """A batch of lines written, as many as a limited stream still sends; what is left of
+    its lines and characters."""
+    remaining, budget = left
+    if remaining is not None:
+        batch, remaining, budget = _limited(batch, remaining, budget)
+    if batch:
+        await response.write(b"".join(_render(line, run_id, wanted.format) for line in batch))
+    return remaining, budget
 
 
 def _limited(batch: list[LogLine], remaining: int, budget: int) -> tuple[list[LogLine], int, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import sqlite3
 import struct
 import weakref
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,14 @@ from jobd.domain.tokens import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 )
-from jobd.errors import Forbidden, JobdError, TooManyRequests, Unauthorized
+from jobd.errors import (
+    Forbidden,
+    JobdError,
+    TooManyRequests,
+    Unauthorized,
+    lacks_space,
+    no_space,
+)
 from jobd.services.sessions import Session
 from jobd.services.tokens import BodyCheck, SignedRequest
 from jobd.users import user_name
@@ -54,6 +62,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(e, TooManyRequests):
             response.headers["Retry-After"] = str(e.retry_after)
         return response
+    except (OSError, sqlite3.Error) as e:  # a write no boundary translated: still a 507
+        if not lacks_space(e):
+            raise
+        full = no_space(e, "what the request asked for")
+        return json_response(error_body(full.code, full.message), status=full.status)
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -124,6 +124,7 @@ def families(s: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "jobd_log_bytes", "Log bytes taken in from runs since jobd started", value=s.log_bytes
     )
+    yield from _log_stream(s)
     yield GaugeMetricFamily(
         "jobd_store_bytes",
         "The SQLite store's size on disk (database and WAL)",
@@ -132,6 +133,28 @@ def families(s: Snapshot) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "jobd_start_time_seconds", "When this jobd started (unix time)", value=s.started
     )
+
+
+def _log_stream(s: Snapshot) -> Iterator[Metric]:
+    """[log_stream]'s lines sent and dropped (only when it is configured)."""
+    totals = s.log_stream
+    if totals is None:
+        return
+    sent = CounterMetricFamily(
+        "jobd_log_stream_sent_lines",
+        "Run output lines forwarded to the log stream",
+        labels=["target"],
+    )
+    sent.add_metric([totals.target], totals.sent)
+    yield sent
+    dropped = CounterMetricFamily(
+        "jobd_log_stream_dropped_lines",
+        "Run output lines not forwarded: the queue was full, or the endpoint unreachable",
+        labels=["target", "reason"],
+    )
+    dropped.add_metric([totals.target, "queue_full"], totals.dropped_full)
+    dropped.add_metric([totals.target, "unsent"], totals.dropped_unsent)
+    yield dropped
 
 
 def _runs(s: Snapshot) -> Iterator[Metric]:

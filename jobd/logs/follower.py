@@ -32,8 +32,9 @@ class LogFollower:
         taken = 0
         for position, item in self.open_log().blocks(self.position, marker=not self.marked):
             items.append(item)
-            if isinstance(item, LogLine):
+            if isinstance(item, LogLine):  # a marker: the omission's, or a loss's
                 self.marked = True
+                self.position = max(self.position, position)  # a loss's is read once
                 continue
             taken += len(item)
             self.position = position
@@ -49,6 +50,11 @@ class LogFollower:
             else:
                 lines.extend(self.joiner.lines(item))
         return lines
+
+    def ended(self) -> list[LogLine]:
+        """The run has ended and its log was read to the end: its last line, when the output
+        did not end in a newline (no F entry will ever end its pieces)."""
+        return list(self.joiner.ended())
 
     def read_new(self) -> list[LogLine]:
         """Every line appended since the last call."""

@@ -94,6 +94,10 @@ class LineJoiner:
             raws = (r for r in raws if needle in r or _is_partial(r) or self._pending)
         yield from _parse_lines(raws, self.query, self._pending)
 
+    def ended(self) -> Iterator[LogLine]:
+        """The log has ended: the pieces of a last line without its newline, as lines."""
+        yield from (line for line in self._pending.ended() if self.query.matches(line))
+
     def _lines_to_test(self, block: bytes, needle: bytes, first: int) -> Iterator[bytes]:
         """The lines of `block` (newline to newline) that can hold a raw line the per-line
         test passes: those with the needle or a piece mark, and each line while a joined
@@ -126,6 +130,7 @@ class LineJoiner:
         if not self._jump_pieces:
             return 0
         texts: list[bytes] = []
+        stream = b""
         position = start
         while True:
             end = block.find(b"\n", position) + 1
@@ -135,6 +140,9 @@ class LineJoiner:
             parts = raw[:-1].split(b" ", 3)
             if len(parts) < 3 or b"\r" in raw or raw.startswith(b"\0"):
                 return 0
+            if texts and parts[1] != stream:  # another stream's line between the pieces
+                return 0
+            stream = parts[1]
             texts.append(parts[3] if len(parts) == 4 else b"")
             position = end
             if parts[2] != b"P":
@@ -163,38 +171,53 @@ MAX_LINE_CHARS = 64 * 1024  # of one line's text; the rest is counted, not kept
 
 
 class Pending:
-    """The partial (P) pieces of a line not ended yet, up to MAX_LINE_CHARS of their text;
+    """The partial (P) pieces of lines not ended yet, by stream (stdout's pieces end in a
+    stdout line, whatever stderr wrote meanwhile), up to MAX_LINE_CHARS of a line's text;
     beyond that only their length is counted, so a reader's memory stays flat whatever the
     line's length (a 300 MB line is 64 KiB and a marker)."""
 
     __slots__ = ("cut", "kept", "lines")
 
     def __init__(self) -> None:
-        self.lines: list[LogLine] = []
-        self.kept = 0  # characters of text held
-        self.cut = 0  # characters left out
+        self.lines: dict[str, list[LogLine]] = {}
+        self.kept: dict[str, int] = {}  # characters of text held
+        self.cut: dict[str, int] = {}  # characters left out
 
     def __bool__(self) -> bool:
         return bool(self.lines)
 
+    def holds(self, stream: str) -> bool:
+        return stream in self.lines
+
     def add(self, line: LogLine) -> None:
-        room = MAX_LINE_CHARS - self.kept
+        stream = line.stream
+        kept = self.kept.get(stream, 0)
+        room = MAX_LINE_CHARS - kept
         if len(line.text) > room:
-            self.cut += len(line.text) - max(room, 0)
-            line = LogLine(time=line.time, stream=line.stream, text=line.text[: max(room, 0)])
-        self.kept += len(line.text)
-        self.lines.append(line)
+            self.cut[stream] = self.cut.get(stream, 0) + len(line.text) - max(room, 0)
+            line = LogLine(time=line.time, stream=stream, text=line.text[: max(room, 0)])
+        self.kept[stream] = kept + len(line.text)
+        self.lines.setdefault(stream, []).append(line)
 
     def joined(self, last: LogLine) -> LogLine:
-        """The whole line the pieces and `last` (its F entry) make; cut with a marker."""
+        """The whole line the pieces of its stream and `last` (its F entry) make; cut with
+        a marker."""
         self.add(last)
-        text = "".join(p.text for p in self.lines)
-        if self.cut:
-            text += f" [jobd: line cut here; {self.cut} more characters not shown]"
-        line = LogLine(time=self.lines[0].time, stream=last.stream, text=text)
-        self.lines.clear()
-        self.kept = self.cut = 0
-        return line
+        pieces = self.lines.pop(last.stream)
+        self.kept.pop(last.stream, None)
+        cut = self.cut.pop(last.stream, 0)
+        text = "".join(p.text for p in pieces)
+        if cut:
+            text += f" [jobd: line cut here; {cut} more characters not shown]"
+        return LogLine(time=pieces[0].time, stream=last.stream, text=text)
+
+    def ended(self) -> list[LogLine]:
+        """The log has ended: each stream's last pieces, which no F entry will end (output
+        that did not end in a newline), as the lines they are."""
+        return [
+            self.joined(LogLine(time=pieces[-1].time, stream=stream, text=""))
+            for stream, pieces in list(self.lines.items())
+        ]
 
 
 def _parse_lines(raws: Iterable[bytes], query: LogQuery, pending: Pending) -> Iterator[LogLine]:
@@ -209,7 +232,7 @@ def _parse_lines(raws: Iterable[bytes], query: LogQuery, pending: Pending) -> It
         if not complete:
             pending.add(line)
             continue
-        if pending or len(line.text) > MAX_LINE_CHARS:
+        if pending.holds(line.stream) or len(line.text) > MAX_LINE_CHARS:
             line = pending.joined(line)
         if query.matches(line):
             yield line

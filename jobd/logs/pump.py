@@ -1,27 +1,42 @@
 """The log pump: follows how far conmon has written each running run's log, and wakes the
-readers following it."""
+readers following it. A full disk does not stop it: a log whose state.json has no room stays
+in memory (readers are handed that one) and is written once there is room (run_log.py says
+what a full disk does to conmon's lines)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from jobd.config import LogLimits
+from jobd.config.tables import LogLimits
+from jobd.errors import JobdError, writing
 from jobd.logs.run_log import SOURCE_NAME, RunLog
+from jobd.logs.stream import LogStream, RunFields
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LogPump:
     """Copies conmon's files of all running runs into their retained logs, and wakes followers."""
 
-    def __init__(self, root: Path, limits: LogLimits, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        root: Path,
+        limits: LogLimits,
+        interval: float = 0.1,
+        stream: LogStream | None = None,
+    ) -> None:
         self.root = root
         self.limits = limits
         self.interval = interval
+        self.stream = stream  # [log_stream]: each line taken in is offered to it
         self._active: dict[str, RunLog] = {}
+        self._unsaved: dict[str, RunLog] = {}  # finished, their state.json not written yet
         self._changed: dict[str, asyncio.Event] = {}
         self.bytes_taken = 0  # log bytes taken in since jobd started, all runs together
 
@@ -32,28 +47,51 @@ class LogPump:
         """Create the run's log directory (podman fails with 'broken pipe' without it) and
         return the path conmon should write to."""
         directory = self.directory(run_id)
-        directory.mkdir(parents=True, exist_ok=True)
+        with writing(f"the log directory of {run_id}"):
+            directory.mkdir(parents=True, exist_ok=True)
         return directory / SOURCE_NAME
 
     def open(self, run_id: str) -> RunLog:
-        return self._active.get(run_id) or RunLog(self.directory(run_id), self.limits)
+        return (
+            self._active.get(run_id)
+            or self._unsaved.get(run_id)
+            or RunLog(self.directory(run_id), self.limits)
+        )
 
-    def track(self, run_id: str) -> None:
+    def track(self, run_id: str, fields: RunFields | None = None) -> None:
+        """Follow a running run's log; `fields` name it in the log stream."""
+        if self.stream is not None:
+            self.stream.track(fields or RunFields(run_id=run_id))
         if run_id not in self._active:
             self.prepare(run_id)
             self._active[run_id] = RunLog(self.directory(run_id), self.limits)
 
     async def finish(self, run_id: str) -> None:
-        run_log = self._active.pop(run_id, None) or RunLog(self.directory(run_id), self.limits)
-        if run_log.directory.exists():
-            before = run_log.taken
-            await asyncio.to_thread(run_log.finish)
-            self.bytes_taken += run_log.taken - before
-        self._notify(run_id)
+        """The run's container has exited: the rest of its log taken in. Without room for
+        its state.json, it is finished in memory and written later by the loop."""
+        run_log = (
+            self._active.pop(run_id, None)
+            or self._unsaved.get(run_id)
+            or RunLog(self.directory(run_id), self.limits)
+        )
+        try:
+            if run_log.directory.exists():
+                before = run_log.taken
+                await asyncio.to_thread(self._take, run_id, run_log, run_log.finish)
+                self.bytes_taken += run_log.taken - before
+        finally:
+            if self.stream is not None:
+                self.stream.forget(run_id)
+            if run_log.unsaved:
+                self._unsaved[run_id] = run_log
+            self._notify(run_id)
 
     async def remove(self, run_id: str) -> None:
         """Forget the run's log and delete its directory: its job was deleted."""
         run_log = self._active.pop(run_id, None)
+        self._unsaved.pop(run_id, None)
+        if self.stream is not None:
+            self.stream.forget(run_id)
         if run_log is not None:
             run_log.close()
         self._notify(run_id)
@@ -74,16 +112,41 @@ class LogPump:
             run_log.close()
 
     async def run(self) -> None:
-        """The pump loop: a named background task for the daemon's lifetime."""
+        """The pump loop: a named background task for the daemon's lifetime; a log it fails
+        to follow (a disk error) is tried again at the next turn."""
         while True:
             await asyncio.sleep(self.interval)
             for run_id, run_log in list(self._active.items()):
                 before = run_log.taken
                 try:
-                    got = await asyncio.to_thread(run_log.pump)
-                except OSError as e:
+                    got = await asyncio.to_thread(self._take, run_id, run_log, run_log.pump)
+                except (OSError, JobdError) as e:
                     log.warning("log pump for %s: %s", run_id, e)
                     continue
                 self.bytes_taken += run_log.taken - before
                 if got:
                     self._notify(run_id)
+            await self._save_unsaved()
+
+    def _take(self, run_id: str, run_log: RunLog, take: Callable[[], T]) -> T:
+        """`take` (the log's pump or finish), then the lines it took in offered to the log
+        stream, in the same thread."""
+        before = run_log.taken
+        result = take()
+        if self.stream is not None and run_log.taken > before:
+            self.stream.take(run_id, run_log, before)
+        return result
+
+    async def _save_unsaved(self) -> None:
+        """Write the state.json that a full disk kept in memory, now that there may be room."""
+        waiting = [
+            log_ for log_ in (*self._active.values(), *self._unsaved.values()) if log_.unsaved
+        ]
+        for run_log in waiting:
+            try:
+                saved = await asyncio.to_thread(run_log.save)
+            except OSError as e:
+                log.warning("log state of %s: %s", run_log.directory.name, e)
+                continue
+            if saved:
+                self._unsaved.pop(run_log.directory.name, None)

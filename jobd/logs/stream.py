@@ -18,11 +18,11 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
+from jobd.config.tables import Endpoint, LogStreamSettings, endpoint
 from jobd.logs.lines import LineJoiner, LogLine, LogQuery
 from jobd.logs.run_log import RunLog
 
@@ -33,54 +33,6 @@ RECONNECT_SECONDS = 1.0
 SEVERITY = {"stdout": 6, "stderr": 3, "jobd": 5}  # info, err, notice
 FACILITY_USER = 1
 SD_ID = "jobd@32473"  # RFC 5424 structured data; 32473 is the PEN kept for examples
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogStreamSettings:
-    """`[log_stream]`: target "" (off), "journald" or "syslog"; for syslog an address
-    `unix:/dev/log`, `udp://127.0.0.1:514` or `tcp://127.0.0.1:601` (loopback only)."""
-
-    target: str = ""
-    address: str = ""  # syslog's; journald's socket for journald (its default when empty)
-    queue_lines: int = 10_000
-    app_name: str = "jobd"
-
-    def check(self) -> str | None:
-        """What is wrong with these settings, or None."""
-        if self.target not in ("", "journald", "syslog"):
-            return f"log_stream.target must be journald or syslog, not {self.target!r}"
-        if self.queue_lines < 1:
-            return "log_stream.queue_lines must be positive"
-        if self.target == "syslog":
-            try:
-                endpoint(self.address)
-            except ValueError as e:
-                return f"log_stream.address: {e}"
-        return None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Endpoint:
-    kind: str  # unix, udp, tcp
-    path: str = ""
-    host: str = ""
-    port: int = 0
-
-
-def endpoint(address: str) -> Endpoint:
-    """A syslog address parsed; ValueError says what is wrong."""
-    if address.startswith("unix:"):
-        path = address.removeprefix("unix:").removeprefix("//")
-        if not path.startswith("/"):
-            raise ValueError(f"{address!r}: unix: needs an absolute path")
-        return Endpoint(kind="unix", path=path)
-    parts = urlsplit(address)
-    if parts.scheme not in ("udp", "tcp") or not parts.hostname or not parts.port:
-        raise ValueError(f"{address!r}: use unix:/PATH, udp://HOST:PORT or tcp://HOST:PORT")
-    if parts.hostname not in LOOPBACK:
-        raise ValueError(f"{address!r}: only loopback addresses (logs stay on this machine)")
-    return Endpoint(kind=parts.scheme, host=parts.hostname, port=parts.port)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +110,16 @@ class StreamCounts:
         return self.dropped_full + self.dropped_unsent
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamTotals:
+    """What /metrics shows of the log stream."""
+
+    target: str
+    sent: int
+    dropped_full: int
+    dropped_unsent: int
+
+
 class LogStream:
     """The sender: a bounded queue of messages and one thread writing them out."""
 
@@ -181,19 +143,38 @@ class LogStream:
             return lambda fields, line: journal_message(fields, line, app)
         return lambda fields, line: syslog_message(fields, line, app, self._hostname)
 
+    def totals(self) -> StreamTotals:
+        counts = self.counts
+        return StreamTotals(
+            target=self.settings.target,
+            sent=counts.sent,
+            dropped_full=counts.dropped_full,
+            dropped_unsent=counts.dropped_unsent,
+        )
+
     def track(self, fields: RunFields) -> None:
         self._fields[fields.run_id] = fields
 
     def forget(self, run_id: str) -> None:
-        self._fields.pop(run_id, None)
-        self._joiners.pop(run_id, None)
+        """The run's log has ended: a last line without its newline is sent too."""
+        fields = self._fields.pop(run_id, None) or RunFields(run_id=run_id)
+        joiner = self._joiners.pop(run_id, None)
+        if joiner is not None:
+            self._queue_lines(fields, joiner.ended())
 
     def offer(self, run_id: str, block: bytes) -> None:
         """Whole k8s-file lines the pump took in (called from its thread): each line
         queued, or dropped and counted when the queue is full. Never blocks."""
+        if self._queue.full():  # the endpoint is behind: drop the block without parsing it
+            self.counts.dropped_full += block.count(b"\n")
+            self._joiners.pop(run_id, None)
+            return
         fields = self._fields.get(run_id) or RunFields(run_id=run_id)
         joiner = self._joiners.setdefault(run_id, LineJoiner(LogQuery()))
-        for line in joiner.lines(block):
+        self._queue_lines(fields, joiner.lines(block))
+
+    def _queue_lines(self, fields: RunFields, lines: Iterable[LogLine]) -> None:
+        for line in lines:
             try:
                 self._queue.put_nowait(self._encode(fields, line))
             except queue.Full:

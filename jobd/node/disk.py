@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +42,19 @@ def usage(directory: Path) -> Usage:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Footprint:
-    """What jobd's data directory holds, by part, in bytes."""
+    """What jobd's data directory holds, by part, in bytes, and the room left on its
+    filesystem."""
 
-    database: int
+    database: int  # the file, its WAL and shared memory
     logs: int
     outputs: int
     uploads: int  # each content once, however many uploads link it
     volumes: int
+    free: int  # what an unprivileged writer may still take on the data directory's filesystem
+    filesystem: int  # that filesystem's size
+    metrics: int = 0  # the metric points' share of `database` (not counted twice)
+    metrics_estimate: str = "none"  # how: "dbstat" (exact pages) or "rows" (count x size)
+    measured_at: float = 0.0  # when the walk was made (seconds since the epoch)
 
     def to_api(self, path: Path) -> dict[str, Any]:
         parts = {
@@ -56,7 +64,16 @@ class Footprint:
             "uploadsBytes": self.uploads,
             "volumesBytes": self.volumes,
         }
-        return {"path": str(path), "totalBytes": sum(parts.values()), **parts}
+        return {
+            "path": str(path),
+            "totalBytes": sum(parts.values()),
+            **parts,
+            "metricsBytes": self.metrics,
+            "metricsEstimate": self.metrics_estimate,
+            "freeBytes": self.free,
+            "filesystemBytes": self.filesystem,
+            "measuredAt": self.measured_at,
+        }
 
 
 def footprint(config: Config) -> Footprint:
@@ -66,10 +83,32 @@ def footprint(config: Config) -> Footprint:
         with contextlib.suppress(OSError):
             database += os.stat(f"{config.database}{suffix}").st_size
     uploads = config.uploads_dir
+    room = free_space(config.data_dir)
     return Footprint(
         database=database,
         logs=usage(config.log_dir).size_bytes,
         outputs=usage(config.outputs_dir).size_bytes,
         uploads=usage(uploads / "blobs").size_bytes + usage(uploads / "incoming").size_bytes,
         volumes=usage(config.volumes_dir).size_bytes,
+        free=room.free,
+        filesystem=room.total,
+        measured_at=time.time(),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Room:
+    free: int  # bytes an unprivileged writer may still take (statvfs f_bavail)
+    total: int
+
+
+def free_space(path: Path) -> Room:
+    """The room on the filesystem holding `path` (or the nearest existing parent); zeros
+    when none can be read."""
+    for candidate in (path, *path.parents):
+        try:
+            found = shutil.disk_usage(candidate)
+        except OSError:
+            continue
+        return Room(free=found.free, total=found.total)
+    return Room(free=0, total=0)

@@ -10,6 +10,7 @@ thread."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -22,7 +23,9 @@ import orjson
 
 from jobd.config import Config
 from jobd.domain.outputs import OutputFile, output_path_problem
-from jobd.errors import InvalidRequest, NotFound
+from jobd.errors import InvalidRequest, NoSpace, NotFound, writing
+
+log = logging.getLogger(__name__)
 
 OUTPUTS_MODE = 0o777  # any user a job runs as may write its outputs (the data dir is private)
 READ_CHUNK = 1024 * 1024
@@ -39,8 +42,10 @@ def manifest_path(run_id: str, config: Config) -> Path:
 
 
 def make_outputs_dir(run_id: str, config: Config) -> Path:
+    """The run's /outputs, made (NoSpace when the disk is full: the launch fails)."""
     directory = outputs_dir(run_id, config)
-    directory.mkdir(parents=True, exist_ok=True)
+    with writing(f"the outputs directory of {run_id}"):
+        directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, OUTPUTS_MODE)
     return directory
 
@@ -110,11 +115,18 @@ def _sha256_at(directory: int, name: str) -> str | None:
 
 def write_manifest(run_id: str, config: Config) -> list[OutputFile]:
     """The ended run's outputs with their checksums, written beside them once: they no longer
-    change, and listing 10,000 files must not read them all again."""
+    change, and listing 10,000 files must not read them all again. Without space for the
+    manifest they are returned all the same (reads keep working on a full disk)."""
     files = scan(outputs_dir(run_id, config), checksums=True)
     path = manifest_path(run_id, config)
     temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(orjson.dumps([f.to_api() for f in files]))
+    try:
+        with writing(f"the outputs manifest of {run_id}"):
+            temporary.write_bytes(orjson.dumps([f.to_api() for f in files]))
+    except NoSpace as e:  # the listing still answers; the next one tries to write it again
+        temporary.unlink(missing_ok=True)
+        log.warning("%s", e)
+        return files
     temporary.replace(path)
     return files
 

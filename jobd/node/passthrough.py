@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobd.config import GpuSettings
+from jobd.config.tables import GpuSettings
 from jobd.domain.resources import Allocation, GpuGrant
 from jobd.node.cdi import CdiDevice, CdiRegistry
 

@@ -3,7 +3,8 @@ one blob kept per content (uploads/blobs/<sha256>): the same content uploaded tw
 space once, and deleting an upload never takes another's content, since a blob is removed only
 when no upload links it any more; an upload made meanwhile holds the content by its own link.
 A file is received into uploads/incoming/ and checksummed in the same pass, and made durable
-before it is kept. Blocks: call these in a thread."""
+before it is kept. A write that fails for lack of space raises NoSpace. Blocks: call these in
+a thread."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from jobd.config import Config
 from jobd.domain.uploads import InputFile
 from jobd.domain.volumes import HostMount
-from jobd.errors import JobdError
+from jobd.errors import JobdError, writing
 
 FILE_MODE = 0o644  # whatever user a job runs as may read its inputs; nobody may write them
 LINK_TRIES = 3
@@ -45,8 +46,9 @@ class Incoming:
 
     def __init__(self, config: Config) -> None:
         directory = config.uploads_dir / "incoming"
-        directory.mkdir(parents=True, exist_ok=True)
-        self._fd, name = tempfile.mkstemp(dir=directory)
+        with writing("the upload"):
+            directory.mkdir(parents=True, exist_ok=True)
+            self._fd, name = tempfile.mkstemp(dir=directory)
         os.fchmod(self._fd, FILE_MODE)
         self.path = Path(name)
         self._hash = hashlib.sha256()
@@ -56,6 +58,10 @@ class Incoming:
         self._direct = _set_direct(self._fd, True)
 
     def write(self, piece: bytes) -> None:
+        with writing("the upload"):
+            self._write(piece)
+
+    def _write(self, piece: bytes) -> None:
         self._hash.update(piece)  # hashlib and os.write both let go of the GIL
         self.size_bytes += len(piece)
         if not self._direct:
@@ -84,11 +90,12 @@ class Incoming:
     def finish(self) -> None:
         """On disk for good: an upload the API has answered for survives a power cut. The
         last partial block is written without O_DIRECT, which needs whole blocks."""
-        if self._direct:
-            self._flush(self._filled - self._filled % DIRECT_BLOCK)
-            self._direct = _set_direct(self._fd, False)
-            _write_all(self._fd, memoryview(self._buffer)[: self._filled])
-        os.fsync(self._fd)
+        with writing("the upload"):
+            if self._direct:
+                self._flush(self._filled - self._filled % DIRECT_BLOCK)
+                self._direct = _set_direct(self._fd, False)
+                _write_all(self._fd, memoryview(self._buffer)[: self._filled])
+            os.fsync(self._fd)
         self._close()
 
     def discard(self) -> None:
@@ -99,7 +106,10 @@ class Incoming:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        self._buffer.close()
+        # a view of the buffer may live on in a failed write's traceback (a full disk): the
+        # mapping then goes with the last reference to it
+        with contextlib.suppress(BufferError):
+            self._buffer.close()
 
 
 def _set_direct(fd: int, on: bool) -> bool:
@@ -120,6 +130,12 @@ def _write_all(fd: int, data: memoryview) -> None:
 def keep(incoming: Incoming, slug: str, config: Config) -> None:
     """Keep the finished file as upload `slug`, linked to its content's blob (this file
     becomes the blob when it is the first of its content)."""
+    with writing("the upload"):
+        _link(incoming, slug, config)
+    incoming.path.unlink()
+
+
+def _link(incoming: Incoming, slug: str, config: Config) -> None:
     blob = blob_path(incoming.sha256, config)
     target = upload_file(slug, config)
     for directory in (blob.parent, target.parent):
@@ -134,7 +150,6 @@ def keep(incoming: Incoming, slug: str, config: Config) -> None:
             continue  # its last upload was deleted between the two links: make it again
     else:
         raise JobdError(f"could not keep {slug}: its content's blob kept disappearing")
-    incoming.path.unlink()
 
 
 def remove(slug: str, sha256: str, config: Config) -> None:

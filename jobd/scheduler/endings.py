@@ -14,7 +14,7 @@ from jobd.domain.owners import EVERYONE
 from jobd.domain.records import now
 from jobd.domain.runs import Run, outcome
 from jobd.domain.states import Failure, FailureType, RunStatus
-from jobd.errors import JobdError, RuntimeFailure
+from jobd.errors import JobdError, NoSpace, RuntimeFailure
 from jobd.logs.pump import LogPump
 from jobd.runtime.contract import ContainerRuntime, ContainerState, Handle
 from jobd.scheduler.inflight import InFlight
@@ -24,6 +24,7 @@ from jobd.store import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FINISH_ATTEMPTS = 5
+REAP_AGAIN_SECONDS = 1.0  # after an end the database had no room for
 RUNNING_OR_ASSIGNED = frozenset({RunStatus.ASSIGNED, RunStatus.RUNNING})
 
 
@@ -51,16 +52,42 @@ class Endings:
     async def finish(self, run_id: str, state: ContainerState) -> None:
         """The container exited: record the outcome, keep the logs, remove the container.
         The outcome is decided from the run as it is now; if a cancel lands meanwhile, it is
-        decided again. The container goes only once the run has ended."""
+        decided again. The container goes only once the run has ended.
+
+        The log's last lines are taken in first (followers read to the end once the run is
+        terminal), but nothing about the log stands in the record's way: a log that cannot
+        be written (a full disk) is finished in memory and written by the pump later. An end
+        the database has no room for is tried again a moment later."""
         self.inflight.stop_failed.pop(run_id, None)
-        await self.pump.finish(run_id)
+        await self._finish_log(run_id)
         for _ in range(FINISH_ATTEMPTS):
             run = await self.store.get_run(run_id, reach=EVERYONE)
-            if run.status.is_terminal or await self._record_exit(run, state):
+            try:
+                ended = run.status.is_terminal or await self._record_exit(run, state)
+            except NoSpace as e:
+                log.error("run %s exited (%s) but %s", run_id, state.exit_code, e)
+                self._reap_again(run_id, state.container_id)
+                return
+            if ended:
                 self.remove_later(state.container_id)
                 self._in_background(seal(run_id, self.store, self.config), f"seal-{run_id}")
                 return
         log.error("run %s kept changing while it finished; reconcile will retry", run_id)
+
+    def _reap_again(self, run_id: str, container_id: Handle) -> None:
+        """The end could not be written: reaped again in a moment (the container stays)."""
+
+        def again() -> None:
+            self.inflight.reap_later(run_id, container_id)
+            self.inflight.wake()
+
+        asyncio.get_running_loop().call_later(REAP_AGAIN_SECONDS, again)
+
+    async def _finish_log(self, run_id: str) -> None:
+        try:
+            await self.pump.finish(run_id)
+        except (JobdError, OSError) as e:  # the run's end is recorded all the same
+            log.error("finishing the log of %s failed: %s", run_id, e)
 
     async def _record_exit(self, run: Run, state: ContainerState) -> bool:
         status, failure = outcome(
@@ -138,7 +165,15 @@ class Endings:
         )
 
     async def fail(self, run: Run, kind: FailureType, message: str) -> None:
-        failed = await self.end(run.id, RunStatus.FAILED, kind, message, expect=RUNNING_OR_ASSIGNED)
+        """End a run whose launch failed. Without room to record it, the run is left as it
+        is for reconcile (requeued, or adopted if its container was made)."""
+        try:
+            failed = await self.end(
+                run.id, RunStatus.FAILED, kind, message, expect=RUNNING_OR_ASSIGNED
+            )
+        except NoSpace as e:
+            log.error("run %s failed (%s) but %s; reconcile takes it up", run.id, message, e)
+            return
         if failed is None:  # cancelled while launching: it ends cancelled, not failed
             current = await self.store.get_run(run.id, reach=EVERYONE)
             await self.end_cancelled(current, "cancelled while its container was created")
@@ -146,7 +181,7 @@ class Endings:
     async def abandon(self, run_id: str, container_id: Handle | None = None) -> None:
         """A launch that will not go on: let go of its logs, remove its container (if it got
         one; its OOM watch goes with it)."""
-        await self.pump.finish(run_id)
+        await self._finish_log(run_id)
         if container_id is None:
             container_id = (await self.store.get_run(run_id, reach=EVERYONE)).container_id
         if container_id is not None:

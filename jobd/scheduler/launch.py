@@ -24,6 +24,7 @@ from jobd.domain.states import FailureType, RunStatus
 from jobd.domain.volumes import HostMount
 from jobd.errors import Forbidden, ImageNotFound, JobdError, NotFound, RuntimeFailure
 from jobd.logs.pump import LogPump
+from jobd.logs.stream import RunFields
 from jobd.node.accounts import identity_for
 from jobd.node.cdi import load_registry, max_cdi_version
 from jobd.node.inventory import Inventory
@@ -35,6 +36,7 @@ from jobd.runtime.contract import ContainerRuntime, ContainerSpec, ContainerStat
 from jobd.scheduler.endings import Endings, shielded
 from jobd.scheduler.inflight import InFlight
 from jobd.store import Store
+from jobd.users import name_or
 
 log = logging.getLogger(__name__)
 NOFILE = 4096
@@ -119,7 +121,7 @@ class Launcher:
             return
         if not await self._verify_devices(run, container_id, devices):
             return
-        self.pump.track(run.id)
+        self.pump.track(run.id, stream_fields(run))
         await self._start(run, container_id)
 
     async def _passthrough(self, run: Run) -> Passthrough | None:
@@ -345,3 +347,8 @@ class Launcher:
             note=self.info.limits_note,
             identity=identity,
         )
+
+
+def stream_fields(run: Run) -> RunFields:
+    """Who a run's log lines belong to, in the log stream ([log_stream])."""
+    return RunFields(run_id=run.id, job_id=run.job_id, owner=name_or(run.owner_uid, ""))

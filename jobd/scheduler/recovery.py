@@ -19,6 +19,7 @@ from jobd.logs.pump import LogPump
 from jobd.runtime.contract import ContainerRuntime, ContainerState, Handle
 from jobd.scheduler.endings import Endings
 from jobd.scheduler.inflight import InFlight
+from jobd.scheduler.launch import stream_fields
 from jobd.store import Store
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class Recovery:
             )
 
     async def _adopt(self, run: Run, state: ContainerState) -> None:
-        self.pump.track(run.id)
+        self.pump.track(run.id, stream_fields(run))
         self.runtime.adopt(state)
         if run.status is RunStatus.ASSIGNED:
             started = state.started_at or now()

@@ -2,12 +2,14 @@
 
 Its loop reads like its own description — reap what exited, fire due schedules, apply
 cancellations, enforce deadlines, keep outputs within bounds, sample running runs' CPU,
-memory and GPUs, expire queued runs past their limit, start what fits, purge deleted jobs —
+memory and GPUs, expire queued runs past their limit, start what fits, purge deleted jobs,
+prune finished runs past [retention] —
 woken by an event (a new run, a cancel, a container's death) or by a timeout (the next
 deadline, schedule tick or retry, the periodic reconcile). Each step lives in a module of
 its own: recovery.py (reap, reconcile), stops.py (cancellations, deadlines), outputs.py
 (output limits, sealing), sampling.py (run metrics), passes.py (placement passes), launch.py
 (each launch a task of its own), endings.py (how a run ends), uploads.py (expiring uploads),
+retention.py (pruning finished runs),
 all sharing what is in flight (inflight.py).
 
 Every state change is a guarded transition through the store that names the status it was
@@ -42,6 +44,7 @@ from jobd.scheduler.launch import Launcher
 from jobd.scheduler.outputs import OutputWatch
 from jobd.scheduler.passes import DEEP_PASS_SECONDS, PassTimes, Placer
 from jobd.scheduler.recovery import Recovery
+from jobd.scheduler.retention import Pruner
 from jobd.scheduler.sampling import Sampler
 from jobd.scheduler.stops import Stops
 from jobd.scheduler.uploads import expire_uploads, tidy_uploads
@@ -93,6 +96,7 @@ class Supervisor:
         self.placer = Placer(store=store, config=config, inventory=inventory, info=info)
         self.outputs = OutputWatch(store=store, config=config)
         self.sampler = Sampler(store=store, runtime=runtime, inventory=inventory, config=config)
+        self.retention = Pruner(store=store, config=config)
         self.launcher = Launcher(
             store=store,
             runtime=runtime,
@@ -185,6 +189,7 @@ class Supervisor:
         await self.placer.start_what_fits(self.launcher.launch)
         if self._purge_due:
             self._purge_due = await self.purge_deleted_jobs()
+        self.retention.step()  # prunes in a task of its own, every [retention] interval
         self._remember_timers(active)
         self._next_timer = await self.store.next_timer(now())
         if time.monotonic() - self.recovery.last_reconcile > RECONCILE_SECONDS:
@@ -205,7 +210,7 @@ class Supervisor:
         """Before the runtime and the store close: cancel launches and stops and wait for
         them. What they leave (an assigned run, a cancelling one) the next start recovers."""
         self._closing = True
-        tasks = self.inflight.tasks()
+        tasks = [*self.inflight.tasks(), *self.retention.tasks()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -228,6 +233,7 @@ class Supervisor:
             longest = min(longest, max(0.05, due))
         if self.placer.look_further:
             longest = min(longest, DEEP_PASS_SECONDS)
+        longest = min(longest, self.retention.due_in())
         if not moments:
             return longest
         soonest = (min(moments) - now()).total_seconds()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -19,16 +20,17 @@ from jobd.domain.node import NodeInventory
 from jobd.domain.records import rfc3339
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES
-from jobd.errors import RuntimeFailure
-from jobd.node.disk import Footprint, footprint
+from jobd.errors import NoSpace, RuntimeFailure
+from jobd.node.disk import Footprint
 from jobd.node.doctor import checks
 from jobd.node.firewall import HostGuard
 from jobd.node.inventory import Inventory
+from jobd.services.footprint import FootprintCache
 from jobd.store import Store
 from jobd.users import user_name
 
 HEALTH_INFO_SECONDS = 5.0  # how stale the runtime facts /v1/health serves may be
-FOOTPRINT_SECONDS = 30.0  # how stale the data directory's footprint may be (it is a walk)
+LOW_SPACE_BYTES = 1024 * 1024  # a write failed for lack of space and less is free: degraded
 
 
 class InfoSource(Protocol):
@@ -59,8 +61,7 @@ class Node:
         self.scheduler_report = scheduler_report
         self.latest = latest  # each running run's last CPU and memory samples
         self.started = time.time()
-        self._footprint: tuple[float, Footprint] | None = None
-        self._footprint_lock = asyncio.Lock()
+        self.footprints = FootprintCache(config, store)
 
     async def node_doc(self) -> dict[str, Any]:
         """What the node has, what each run holds, what is free, and the GPUs as they are now
@@ -73,13 +74,12 @@ class Node:
         return doc
 
     async def footprint(self) -> Footprint:
-        """What the data directory holds (database, logs, outputs, uploads, volumes), walked
-        at most once every FOOTPRINT_SECONDS however many ask."""
-        async with self._footprint_lock:
-            if self._footprint is None or time.monotonic() - self._footprint[0] > FOOTPRINT_SECONDS:
-                found = await asyncio.to_thread(footprint, self.config)
-                self._footprint = (time.monotonic(), found)
-            return self._footprint[1]
+        """What the data directory holds (database, logs, outputs, uploads, volumes, the
+        metric points' share) and the room left, walked at most once every
+        FOOTPRINT_SECONDS however many ask."""
+        found = await self.footprints.get(wait=True)
+        assert found is not None  # a walk that waited has found one
+        return found
 
     async def doctor_doc(self) -> dict[str, Any]:
         """jobd's own checks of what it needs: podman, limits, and the GPU path."""
@@ -99,8 +99,11 @@ class Node:
             info = self.info
             podman = {"reachable": False, "error": str(e), **_podman_doc(info)}
         uid = os.getuid()
+        reasons = [] if podman["reachable"] else [f"podman is unreachable: {podman['error']}"]
+        reasons += await asyncio.to_thread(_disk_full, self.config)
         return {
-            "status": "ok" if podman["reachable"] else "degraded",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "version": __version__,
             "podman": podman,
             "limits": {
@@ -117,8 +120,30 @@ class Node:
                 "dataDir": str(self.config.data_dir),
             },
             "scheduler": self.scheduler_report(),
+            "footprint": _footprint_doc(await self.footprints.get(wait=False), self.config),
             "uptimeSeconds": round(time.time() - self.started, 3),
         }
+
+
+def _footprint_doc(found: Footprint | None, config: Config) -> dict[str, Any] | None:
+    """The data directory's footprint as last walked (None until the first walk is done)."""
+    return found.to_api(config.data_dir) if found else None
+
+
+def _disk_full(config: Config) -> list[str]:
+    """Why jobd is degraded by its disk: a write failed for lack of space (NoSpace) and the
+    data directory's disk still has almost nothing free. Once it has, that failure is
+    forgotten."""
+    if NoSpace.noted_at is None:
+        return []
+    free = shutil.disk_usage(config.data_dir).free
+    if free >= LOW_SPACE_BYTES:
+        NoSpace.cleared()
+        return []
+    return [
+        f"the disk of {config.data_dir} is full ({free} bytes free): writes fail until"
+        " space is freed there"
+    ]
 
 
 def _isolation(daemon_uid: int, info: RuntimeInfo) -> dict[str, Any]:

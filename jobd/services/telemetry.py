@@ -16,6 +16,7 @@ from jobd.domain.capacity import Free, free_on
 from jobd.domain.node import NodeInventory
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES
+from jobd.logs.stream import StreamTotals
 from jobd.node.inventory import Inventory
 from jobd.store import Store
 
@@ -39,6 +40,7 @@ class Snapshot:
     log_bytes: int
     store_bytes: int
     latest: Mapping[str, Mapping[str, float]]  # running run -> metric -> its last sample
+    log_stream: StreamTotals | None  # None: no [log_stream]
 
 
 class Telemetry:
@@ -51,6 +53,7 @@ class Telemetry:
         passes: Callable[[], PassCount],
         log_bytes: Callable[[], int],
         latest: Callable[[], Mapping[str, Mapping[str, float]]],
+        log_stream: Callable[[], StreamTotals | None] = lambda: None,
     ) -> None:
         self.store = store
         self.config = config
@@ -58,6 +61,7 @@ class Telemetry:
         self._passes = passes
         self._log_bytes = log_bytes
         self._latest = latest
+        self._log_stream = log_stream
         self.started = time.time()
 
     async def snapshot(self) -> Snapshot:
@@ -75,6 +79,7 @@ class Telemetry:
             log_bytes=self._log_bytes(),
             store_bytes=self._store_bytes(),
             latest=self._latest(),
+            log_stream=self._log_stream(),
         )
 
     def _store_bytes(self) -> int:

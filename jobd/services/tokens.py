@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import heapq
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -47,7 +48,7 @@ from jobd.domain.tokens import (
     secret_hash,
     signing_string,
 )
-from jobd.errors import Forbidden, InvalidRequest, Unauthorized
+from jobd.errors import Forbidden, InvalidRequest, Unauthorized, lacks_space
 from jobd.services.validation import validate
 from jobd.store import Store
 from jobd.users import user_name
@@ -300,8 +301,17 @@ def _read_nonces(path: Path) -> list[tuple[float, str, str]] | None:
 
 
 def _write_nonces(path: Path, kept: list[tuple[float, str, str]]) -> None:
+    """Without room for them (a full disk) none are kept: the next start takes it as a
+    crash, which is only stricter."""
     partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(orjson.dumps(kept))
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(kept))
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        if not lacks_space(e):
+            raise
+        logging.getLogger(__name__).warning("the nonces of signed requests not kept: %s", e)
+        return
     partial.replace(path)

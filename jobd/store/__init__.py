@@ -15,11 +15,12 @@ schema.py has the migrations.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -30,6 +31,7 @@ from jobd.domain.outputs import OutputSummary
 from jobd.domain.owners import Reach
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
+from jobd.domain.retention import FinishedRun, Retention
 from jobd.domain.runs import Run
 from jobd.domain.sharing import FairShare, QueueLimit
 from jobd.domain.states import RunStatus, sources_of
@@ -42,6 +44,7 @@ from jobd.store import (
     metrics,
     queue,
     recipes,
+    retention,
     runs,
     schedules,
     tokens,
@@ -55,11 +58,16 @@ from jobd.store.schedules import Firings, PlanLookup
 from jobd.store.schema import connect_reader, prepare
 from jobd.store.writer import Writer
 
+T = TypeVar("T")
+
 
 class Store:
-    def __init__(self, writer: Writer, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self, writer: Writer, reader: aiosqlite.Connection, path: Path | None = None
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self.path = path  # the database file
         self._past_use = use.PastUse()  # fair share's use before today, summed hourly
 
     @classmethod
@@ -71,7 +79,7 @@ class Store:
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader)
+        return cls(writer, reader, path)
 
     async def close(self) -> None:
         await self._writer.close()
@@ -343,6 +351,45 @@ class Store:
             step=query.step,
             resolution=resolution,
         )
+
+    # -- retention --------------------------------------------------------------------------
+
+    async def jobs_to_prune(
+        self, policy: Retention, moment: datetime, *, reach: Reach, after: str, limit: int
+    ) -> list[str]:
+        """Jobs within `reach` that may have finished runs `policy` prunes: `limit` at most,
+        by id, after `after`."""
+
+        def read(db: sqlite3.Connection) -> list[str]:
+            at = moment.timestamp()
+            return retention.jobs_to_prune(db, policy, at, reach, after=after, limit=limit)
+
+        return await self._read_aside(read, [])
+
+    async def finished_runs(
+        self, job_ids: list[str]
+    ) -> dict[str, tuple[str | None, list[FinishedRun]]]:
+        """Each job's latest run id and its finished runs."""
+        return await retention.finished_runs(self._reader, job_ids)
+
+    async def remove_runs(self, run_ids: list[str]) -> list[str]:
+        """Delete these finished runs' metric points, a batch per write, then their rows in
+        one write; the ids deleted (a run that is its job's latest, or not finished, stays)."""
+        while await self._writer.write(lambda db: retention.forget_points(db, run_ids)) >= (
+            retention.POINTS_BATCH
+        ):
+            pass
+        return await self._writer.write(lambda db: retention.remove_runs(db, run_ids))
+
+    async def metric_bytes(self) -> tuple[int, str]:
+        """The metric points' share of the database and how it was reckoned (a thread)."""
+        return await self._read_aside(retention.metric_bytes, (0, "none"))
+
+    async def _read_aside(self, read: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """A long read on a connection of its own, in a thread (`default` without a file)."""
+        if self.path is None:
+            return default
+        return await asyncio.to_thread(retention.on_own_connection, self.path, read)
 
     # -- runs: reads ------------------------------------------------------------------------
 

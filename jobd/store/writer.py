@@ -14,11 +14,22 @@ are off, and a checkpoint runs on a connection of its own in a thread, at most o
 
 A write handed to the writer happens even if its caller is cancelled meanwhile: it was
 decided, and the caller's cancellation (a client hanging up, shutdown) does not undo it.
+
+A full disk: the database and the runs' logs share it, and the logs fill whatever is freed. So
+the writer keeps a reserve inside the database file: RESERVE_BYTES of free pages (written as a
+blob, then deleted: SQLite reuses free pages before it grows the file), and a WAL at least as
+big (a checkpoint that copies into pages the file has lets the next writer start the WAL over
+in blocks it has). Small writes — a run's end, a few submissions — go on while the disk is
+full; the reserve is topped up after a checkpoint once there is room again. A write that
+finds no room all the same (SQLITE_FULL) raises NoSpace to its caller: the transaction was
+rolled back whole, so the database is as it was, and the next write, once space returns,
+goes through as any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -27,11 +38,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jobd.errors import NoSpace, lacks_space, no_space
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 CHECKPOINT_SECONDS = 1.0  # at most one checkpoint per
+RESERVE_BYTES = 1024 * 1024  # free pages kept inside the database file for a full disk
+RESERVE_TABLE = "CREATE TABLE IF NOT EXISTS jobd_reserve (b BLOB)"  # see the module's docstring
 
 
 class Writer:
@@ -43,6 +58,7 @@ class Writer:
         self._checkpoints = ThreadPoolExecutor(1, thread_name_prefix="jobd-store-checkpoint")
         self._checkpointing: asyncio.Future[None] | None = None
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_failing = False  # said once, until one works again
         self._closed = False
         self.groups = 0  # transactions committed (or tried)
 
@@ -54,6 +70,8 @@ class Writer:
             db.row_factory = sqlite3.Row
             setup(db)
             db.execute("PRAGMA wal_autocheckpoint=0")  # see the module's docstring
+            db.execute(RESERVE_TABLE)
+            _top_up_reserve(db)
         except BaseException:
             db.close()
             raise
@@ -68,7 +86,12 @@ class Writer:
         self._queue.append((operation, future))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush(), name="store-writer")
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except sqlite3.Error as e:
+            if lacks_space(e):
+                raise no_space(e, "to the database") from e
+            raise
 
     async def _flush(self) -> None:
         """Everything handed over until the task's turn, as one group."""
@@ -106,8 +129,19 @@ class Writer:
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
         self._checkpointing = None
         error = None if done.cancelled() else done.exception()
-        if error is not None:  # the WAL grows until the next one works; nothing is lost
-            log.warning("store checkpoint failed: %s", error)
+        if error is None:
+            self._checkpoint_failing = False
+            if not self._closed and self._flushing is None:  # between groups, on the loop
+                try:
+                    _top_up_reserve(self._db)
+                except sqlite3.Error as e:
+                    log.warning("topping up the store's reserve failed: %s", e)
+            return
+        if lacks_space(error):
+            NoSpace.note()
+        if not self._checkpoint_failing:  # the WAL grows until one works; nothing is lost
+            log.warning("store checkpoint failed (said once until one works): %s", error)
+        self._checkpoint_failing = True
 
     async def close(self) -> None:
         """Finish what was handed over, then close the connection (closing the last
@@ -136,15 +170,42 @@ def _checkpoint(path: Path) -> None:
         db.close()
 
 
+def _top_up_reserve(db: sqlite3.Connection) -> None:
+    """Make the database's free pages up to RESERVE_BYTES again, when under half of it: a
+    blob of what is missing, committed (its pages and as much WAL get real blocks), then
+    deleted (its pages become free ones). Without room for it, it waits for the next try."""
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    missing = RESERVE_BYTES // page_size - db.execute("PRAGMA freelist_count").fetchone()[0]
+    if missing < RESERVE_BYTES // page_size // 2:
+        return
+    try:
+        _transaction(db, lambda: _fill_reserve(db, missing * page_size))
+    except sqlite3.Error as e:
+        if not lacks_space(e):
+            raise
+    finally:
+        with contextlib.suppress(sqlite3.Error):  # a blob left over goes at the next try
+            _transaction(db, lambda: [(True, db.execute("DELETE FROM jobd_reserve"))])
+
+
+def _fill_reserve(db: sqlite3.Connection, size: int) -> list[Outcome]:
+    db.execute("DELETE FROM jobd_reserve")
+    db.execute("INSERT INTO jobd_reserve (b) VALUES (zeroblob(?))", (size,))
+    return []
+
+
 def _write_group(db: sqlite3.Connection, operations: list[Write]) -> list[Outcome]:
     """The group in one transaction, one commit. Should an operation raise, the group is
     rolled back and written again with each operation in a savepoint of its own, so that one
     is rolled back alone and raises to its caller. (A savepoint around every operation, every
     time, cost a third of a job's creation.) Operations are functions of the connection
-    alone, so running one twice is safe."""
+    alone, so running one twice is safe. A group with no room (SQLITE_FULL, which may roll
+    the whole transaction back by itself) fails whole: no operation could be written."""
     try:
         return _transaction(db, lambda: [(True, operation(db)) for operation in operations])
-    except Exception:
+    except Exception as e:
+        if lacks_space(e):
+            raise
         return _transaction(db, lambda: [_in_savepoint(db, op) for op in operations])
 
 
@@ -165,6 +226,8 @@ def _in_savepoint(db: sqlite3.Connection, operation: Write) -> Outcome:
     try:
         outcome: Outcome = (True, operation(db))
     except Exception as e:
+        if not db.in_transaction:  # SQLite rolled it all back (a full disk): the group fails
+            raise
         db.execute("ROLLBACK TO write")
         outcome = (False, e)
     db.execute("RELEASE write")

@@ -157,6 +157,11 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
             await _send_log(response, follower, services.logs.open(run.id).kept().ranges[-1][1])
             await state.news(response)
             if state.ended_and_read:
+                await _send_log(response, follower, services.logs.open(run.id).kept().ranges[-1][1])
+                last = follower.ended()  # a last line without its newline
+                if last:
+                    html = "".join(fragment("_log_line.html", line=line) for line in last)
+                    await response.write(event("log", html))
                 await response.write(b": the run has ended\n\n")
                 await _idle(request, response)
                 break

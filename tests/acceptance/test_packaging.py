@@ -30,6 +30,8 @@ PACKAGE_DATA = (
     "jobd/web/static/htmx.min.js",
     "jobd/web/static/uPlot.iife.min.js",
     "jobd/web/static/LICENSES.md",
+    "jobd/systemd/units/jobd.service",  # what `jobd install` puts in place
+    "jobd/systemd/units/jobd-user.service",
 )
 
 

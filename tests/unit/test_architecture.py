@@ -31,6 +31,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "services": ("domain", "store", "logs", "node", "config", "users"),
     "api": ("services", "domain", "logs", "config", "users"),
     "web": ("api", "services", "domain", "logs", "config", "users"),
+    "systemd": ("config",),
     "daemon": ("*",),
 }
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jobd.config import OutputSettings, UploadSettings, default_socket, load
+from jobd.config import default_socket, load
+from jobd.config.tables import OutputSettings, UploadSettings
 from jobd.domain.resources import MIB
 from jobd.errors import InvalidRequest
 

@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from jobd.config import LogLimits
+from jobd.config.tables import LogLimits
 from jobd.logs.follower import LogFollower
 from jobd.logs.lines import LineJoiner, LogQuery, k8s_text, parse_k8s_line
 from jobd.logs.run_log import READ_CHUNK, RunLog

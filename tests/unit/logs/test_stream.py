@@ -14,15 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from jobd.config.tables import LogStreamSettings, endpoint
 from jobd.logs.lines import LogLine
-from jobd.logs.stream import (
-    LogStream,
-    LogStreamSettings,
-    RunFields,
-    endpoint,
-    journal_message,
-    syslog_message,
-)
+from jobd.logs.stream import LogStream, RunFields, journal_message, syslog_message
 
 FIELDS = RunFields(run_id="run-1", job_id="job-1", owner="alice")
 STAMP = "2026-12-04T05:00:00.123456789Z"

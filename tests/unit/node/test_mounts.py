@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jobd.config import Config, VolumeSettings
+from jobd.config import Config
+from jobd.config.tables import VolumeSettings
 from jobd.domain.identity import Identity, RunAs
 from jobd.domain.volumes import HostMount, VolumeMount
 from jobd.errors import Forbidden, NotHere

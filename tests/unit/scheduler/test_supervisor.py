@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jobd.config import Config, GpuSettings
+from jobd.config import Config
+from jobd.config.tables import GpuSettings
 from jobd.domain.node import Gpu, GpuInventory, NodeInventory
 from jobd.domain.owners import EVERYONE, Caller, Owner
 from jobd.domain.records import now

@@ -16,79 +16,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobd.config.tables import (
+    GpuSettings,
+    LogLimits,
+    LogStreamSettings,
+    MetricSettings,
+    NetworkSettings,
+    OutputSettings,
+    UploadSettings,
+    VolumeSettings,
+    as_bool,
+    gpu_settings,
+    network_settings,
+    volume_settings,
+)
 from jobd.domain.jobs import DEFAULT_TIMEOUT_SECONDS
-from jobd.domain.resources import DEFAULT_PLAN, DEFAULT_PLANS, GB, GIB, MIB, Plan
+from jobd.domain.resources import DEFAULT_PLAN, DEFAULT_PLANS, GB, MIB, Plan
+from jobd.domain.retention import Retention
 from jobd.domain.sharing import Sharing
 from jobd.errors import InvalidRequest
 
-DEFAULT_PORT = 8427
+DEFAULT_PORT = 8427  # the system daemon's, and root's
+USER_PORT_BASE, USER_PORT_SPAN = 10000, 22000  # other users': below the ephemeral ports
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600  # as the API's timeoutSeconds
 MAX_PRIORITY = 1000  # as the API's priority
-# where podman reads CDI specs: 4.3 only these; later versions too unless containers.conf says
-# otherwise
-DEFAULT_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 SYSTEM_DATA_DIR = Path("/var/lib/jobd")
 SYSTEM_RUNTIME_DIR = Path("/run/jobd")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogLimits:
-    max_bytes: int = 100 * MIB  # kept per run: the head, a marker, then the newest output
-    head_bytes: int = 10 * MIB
-    segment_bytes: int = 8 * MIB  # the tail is trimmed, oldest first, this much at a time
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuSettings:
-    inventory_file: Path | None = None  # None: NVML
-    cdi_kind: str = "nvidia.com/gpu"
-    cdi_device_name: str = "auto"  # auto, uuid, index
-    cdi_spec_dirs: tuple[Path, ...] = DEFAULT_SPEC_DIRS
-    performance: Mapping[str, float] = field(default_factory=dict)  # GPU model -> factor
-
-    def factor(self, model: str) -> float:
-        return float(self.performance.get(model, 1.0))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VolumeSettings:
-    # a job may bind-mount these host paths and what is below them (symlinks resolved first)
-    allowed_host_paths: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NetworkSettings:
-    # whether jobs on podman's default network may open connections to the host itself
-    # (services bound to 0.0.0.0, reached through the bridge's gateway); the system daemon
-    # refuses them with a firewall rule unless this is true
-    host_access: bool = False
-    host_ports: tuple[int, ...] = ()  # host TCP ports jobs may reach all the same
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OutputSettings:
-    limit_bytes: int = 10 * GIB  # the most a run's /outputs may hold, unless its job says
-    sample_seconds: float = 1.0  # how often running runs' outputs are measured
-    # stop runs writing outputs when the disk they are on has less than this free
-    disk_reserve_bytes: int = GIB
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UploadSettings:
-    max_bytes: int = 20 * GIB  # the largest file one upload may be
-    # an upload no job names is deleted this long after it was uploaded or last named
-    expire_days: float = 7.0
-
-    @property
-    def expire_seconds(self) -> float:
-        return self.expire_days * 86400
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MetricSettings:
-    sample_seconds: float = 5.0  # how often running runs' CPU, memory and GPUs are sampled
-    full_hours: float = 24.0  # samples are kept as taken this long, then as minutes
-    keep_days: float = 30.0  # minutes (averages and maxima) are kept this long
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +65,8 @@ class Config:
     outputs: OutputSettings = field(default_factory=OutputSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
     metrics: MetricSettings = field(default_factory=MetricSettings)
+    log_stream: LogStreamSettings = field(default_factory=LogStreamSettings)
+    retention: Retention = field(default_factory=Retention)  # what is kept of finished runs
     cpu_pinning: bool = True
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
@@ -185,6 +140,12 @@ def default_socket(system: bool = False) -> Path:
     return Path(f"/tmp/jobd-{os.getuid()}") / "jobd.sock"
 
 
+def default_port(system: bool = False) -> int:
+    """8427 for the system daemon and root's; users' own daemons don't share one port."""
+    uid = os.getuid()
+    return DEFAULT_PORT if system or uid == 0 else USER_PORT_BASE + uid % USER_PORT_SPAN
+
+
 def default_podman_runtime() -> str | None:
     """crun fails on cgroup v1/hybrid hosts (ENVIRONMENT.md): use runc there when installed."""
     if is_cgroup_v2_only() or shutil.which("runc") is None:
@@ -243,7 +204,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["logs"] = raw["logs"]
     for table in (
         "plans", "gpus", "max_priority_by_user", "volumes", "network", "outputs", "uploads",
-        "metrics", "projects", "quotas", "fair_share",
+        "metrics", "projects", "quotas", "fair_share", "retention", "log_stream",
     ):  # fmt: skip
         if table in raw:
             settings[table] = raw[table]
@@ -277,6 +238,8 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
         "outputs": frozenset(f.name for f in dataclasses.fields(OutputSettings)),
         "uploads": frozenset(f.name for f in dataclasses.fields(UploadSettings)),
         "metrics": frozenset(f.name for f in dataclasses.fields(MetricSettings)),
+        "log_stream": frozenset(f.name for f in dataclasses.fields(LogStreamSettings)),
+        "retention": frozenset({"keep_last", "max_age", "interval"}),
     }
     for name, table in raw.items():
         if not isinstance(table, dict):
@@ -339,9 +302,9 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
         config = Config(
             data_dir=Path(settings.get("data_dir") or default_data_dir(system)),
             socket=Path(settings.get("socket") or default_socket(system)),
-            tcp=_as_bool(settings.get("tcp", True)),
+            tcp=as_bool(settings.get("tcp", True)),
             host=str(settings.get("host", "127.0.0.1")),
-            port=int(settings.get("port", DEFAULT_PORT)),
+            port=int(settings.get("port", default_port(system))),
             podman_socket=Path(settings["podman_socket"])
             if settings.get("podman_socket")
             else None,
@@ -354,13 +317,15 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             default_plan=str(settings.get("default_plan", DEFAULT_PLAN)),
             plans=_plans(settings.get("plans", {})),
             logs=LogLimits(**settings.get("logs", {})),
-            gpus=_gpu_settings(settings),
-            volumes=_volume_settings(settings.get("volumes", {}), system=system),
-            network=_network_settings(settings.get("network", {})),
+            gpus=gpu_settings(settings),
+            volumes=volume_settings(settings.get("volumes", {}), system=system),
+            network=network_settings(settings.get("network", {})),
             outputs=OutputSettings(**settings.get("outputs", {})),
             uploads=UploadSettings(**settings.get("uploads", {})),
             metrics=MetricSettings(**settings.get("metrics", {})),
-            cpu_pinning=_as_bool(settings.get("cpu_pinning", True)),
+            log_stream=LogStreamSettings(**settings.get("log_stream", {})),
+            retention=Retention.from_table(settings.get("retention", {})),
+            cpu_pinning=as_bool(settings.get("cpu_pinning", True)),
             max_priority=int(settings.get("max_priority", 0)),
             max_priority_by_user={
                 str(k): int(v) for k, v in settings.get("max_priority_by_user", {}).items()
@@ -380,49 +345,6 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
     return config
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() not in {"0", "false", "no", "off", ""}
-
-
-def _volume_settings(table: Mapping[str, Any], *, system: bool) -> VolumeSettings:
-    """Host paths jobs may mount: as configured; by default a user daemon's user's home (its
-    jobs have that user's powers anyway) and nothing for the system daemon."""
-    if "allowed_host_paths" not in table:
-        return VolumeSettings(allowed_host_paths=() if system else (Path.home(),))
-    paths = tuple(Path(p) for p in table["allowed_host_paths"])
-    relative = [str(p) for p in paths if not p.is_absolute()]
-    if relative:
-        raise ValueError(f"volumes.allowed_host_paths must be absolute: {', '.join(relative)}")
-    return VolumeSettings(allowed_host_paths=paths)
-
-
-def _network_settings(table: Mapping[str, Any]) -> NetworkSettings:
-    ports = tuple(int(p) for p in table.get("host_ports", ()))
-    if any(not 1 <= p <= 65535 for p in ports):
-        raise ValueError("network.host_ports: TCP ports, 1 to 65535")
-    return NetworkSettings(host_access=_as_bool(table.get("host_access", False)), host_ports=ports)
-
-
-def _gpu_settings(settings: Mapping[str, Any]) -> GpuSettings:
-    table = dict(settings.get("gpus", {}))
-    inventory = settings.get("gpu_inventory_file") or table.get("inventory_file")
-    naming = str(table.get("cdi_device_name", "auto"))
-    if naming not in {"auto", "uuid", "index"}:
-        raise ValueError("gpus.cdi_device_name must be auto, uuid or index")
-    kind = str(table.get("cdi_kind", "nvidia.com/gpu"))
-    if kind.count("/") != 1:
-        raise ValueError(f"gpus.cdi_kind {kind!r} must read vendor/class")
-    return GpuSettings(
-        inventory_file=Path(inventory) if inventory else None,
-        cdi_kind=kind,
-        cdi_device_name=naming,
-        cdi_spec_dirs=tuple(Path(d) for d in table.get("cdi_spec_dirs", DEFAULT_SPEC_DIRS)),
-        performance={str(k): float(v) for k, v in table.get("performance", {}).items()},
-    )
-
-
 def _plans(extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Plan]:
     plans = dict(DEFAULT_PLANS)
     for pid, fields in extra.items():
@@ -439,7 +361,7 @@ def _plans(extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Plan]:
             price_per_month=fields.get("price_per_month", base.price_per_month),
             gpus=int(fields.get("gpus", base.gpus)),
             min_vram_bytes=round(float(fields.get("min_vram_gb", base.min_vram_bytes / GB)) * GB),
-            gpu_share=_as_bool(fields.get("gpu_share", base.gpu_share)),
+            gpu_share=as_bool(fields.get("gpu_share", base.gpu_share)),
             storage_bytes=round(float(fields.get("storage_gb", base.storage_bytes / GB)) * GB),
         )
     return plans
@@ -460,6 +382,13 @@ def _check(config: Config) -> None:
     if config.logs.head_bytes >= config.logs.max_bytes:
         raise InvalidRequest("logs.head_bytes must be smaller than logs.max_bytes")
     _check_storage(config)
+    problem = config.log_stream.check()
+    if problem is not None:
+        raise InvalidRequest(problem)
+    _check_plans(config)
+
+
+def _check_plans(config: Config) -> None:
     for plan in config.plans.values():
         if plan.memory_bytes <= 0 or plan.cpus <= 0 or plan.pids_limit <= 0:
             raise InvalidRequest(f"plan {plan.id!r} needs positive memory, cpus and pids")
