@@ -34,6 +34,9 @@ def doctor_details(doc: Mapping[str, Any]) -> str:
     """The checks as a table, then how to fix each that warned or failed."""
     checks = doc["checks"]
     text = table(CHECK_HEADERS, map(check_row, checks))
+    footprint = _data_dir(doc.get("footprint"))
+    if footprint:
+        text += f"\n\ndata dir: {footprint}"
     fixes = [f"  {c['name']}: {c['fix']}" for c in checks if c.get("fix")]
     return "\n\n".join([text, "To fix:\n" + "\n".join(fixes)]) if fixes else text
 

@@ -1,7 +1,8 @@
-"""The data directory's footprint for /v1/node and /v1/health: a walk of its parts and the
-metric points' share of the database, made in a thread at most every FOOTPRINT_SECONDS
-however many ask. Health, which is polled, never waits for a walk: it shows the last one
-(none until the first is done) and starts the next when that one is stale."""
+"""The data directory's footprint for /v1/node, doctor and /v1/health: a walk of its parts and
+the metric points' share of the database, made in a thread. One walk serves everyone who asks
+while it runs. A person asking (node, doctor) gets one at most ASKED_SECONDS old, so what a job
+just wrote shows; health, which is polled, never waits for a walk: it shows the last one (none
+until the first is done) and starts the next when that one is older than POLLED_SECONDS."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from jobd.node.disk import Footprint, footprint
 from jobd.store import Store
 
 log = logging.getLogger(__name__)
-FOOTPRINT_SECONDS = 60.0  # how stale the data directory's footprint may be (it is a walk)
+ASKED_SECONDS = 2.0  # how stale the footprint a person asks for may be
+POLLED_SECONDS = 60.0  # how stale the footprint health shows may be (it is a walk)
 
 
 class FootprintCache:
@@ -25,10 +27,10 @@ class FootprintCache:
         self._last: tuple[float, Footprint] | None = None  # (monotonic, what it found)
         self._walking: asyncio.Task[Footprint] | None = None
 
-    async def get(self, *, wait: bool) -> Footprint | None:
-        """The footprint, walked again first if it is stale and `wait`; without `wait`, the
-        last one found (a walk starts in the background when it is stale)."""
-        stale = self._last is None or time.monotonic() - self._last[0] > FOOTPRINT_SECONDS
+    async def get(self, *, max_age: float, wait: bool) -> Footprint | None:
+        """The footprint, walked again first if it is older than `max_age` and `wait`; without
+        `wait`, the last one found (a walk starts in the background when it is stale)."""
+        stale = self._last is None or time.monotonic() - self._last[0] > max_age
         if stale and self._walking is None:
             self._walking = asyncio.create_task(self._walk(), name="footprint")
         if stale and wait and self._walking is not None:

@@ -25,7 +25,7 @@ from jobd.node.disk import Footprint
 from jobd.node.doctor import checks
 from jobd.node.firewall import HostGuard
 from jobd.node.inventory import Inventory
-from jobd.services.footprint import FootprintCache
+from jobd.services.footprint import ASKED_SECONDS, POLLED_SECONDS, FootprintCache
 from jobd.store import Store
 from jobd.users import user_name
 
@@ -75,18 +75,19 @@ class Node:
 
     async def footprint(self) -> Footprint:
         """What the data directory holds (database, logs, outputs, uploads, volumes, the
-        metric points' share) and the room left, walked at most once every
-        FOOTPRINT_SECONDS however many ask."""
-        found = await self.footprints.get(wait=True)
+        metric points' share) and the room left, at most ASKED_SECONDS old."""
+        found = await self.footprints.get(max_age=ASKED_SECONDS, wait=True)
         assert found is not None  # a walk that waited has found one
         return found
 
     async def doctor_doc(self) -> dict[str, Any]:
-        """jobd's own checks of what it needs: podman, limits, and the GPU path."""
+        """jobd's own checks of what it needs: podman, limits, the GPU path, how it runs as a
+        service; and what its data directory holds."""
         found = await checks(self.config, self.info, await self.inventory.read(), self.host_guard)
         return {
             "ok": all(c.level != "fail" for c in found),
             "checks": [c.to_api() for c in found],
+            "footprint": (await self.footprint()).to_api(self.config.data_dir),
         }
 
     async def health_doc(self) -> dict[str, Any]:
@@ -101,6 +102,7 @@ class Node:
         uid = os.getuid()
         reasons = [] if podman["reachable"] else [f"podman is unreachable: {podman['error']}"]
         reasons += await asyncio.to_thread(_disk_full, self.config)
+        last = await self.footprints.get(max_age=POLLED_SECONDS, wait=False)
         return {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
@@ -120,7 +122,7 @@ class Node:
                 "dataDir": str(self.config.data_dir),
             },
             "scheduler": self.scheduler_report(),
-            "footprint": _footprint_doc(await self.footprints.get(wait=False), self.config),
+            "footprint": _footprint_doc(last, self.config),
             "uptimeSeconds": round(time.time() - self.started, 3),
         }
 

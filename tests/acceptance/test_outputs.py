@@ -124,8 +124,14 @@ def test_outputs_count_in_the_footprint_and_go_with_their_job(
 ) -> None:
     outputs = daemon.data_dir / "outputs" / finished
     assert outputs.is_dir()
-    footprint = daemon.get("/v1/node").body["dataDir"]
-    assert footprint["outputsBytes"] >= daemon.run(finished)["output"]["bytes"] > 0
+    kept = daemon.run(finished)["output"]["bytes"]
+    assert kept > 0
+
+    def counted() -> dict[str, int] | None:  # the walk may be up to 2 s old: the next one
+        found: dict[str, int] = daemon.get("/v1/node").body["dataDir"]
+        return found if found["outputsBytes"] >= kept else None
+
+    footprint = wait_until(counted, 10, "the footprint to count the outputs")
     assert footprint["totalBytes"] >= footprint["outputsBytes"] + footprint["databaseBytes"]
     job_id = daemon.run(finished)["jobId"]
     assert daemon.jobctl("delete", job_id, "--wait").returncode == 0

@@ -177,8 +177,10 @@ def test_health_shows_the_data_directorys_footprint_and_doctor_how_jobd_runs(
     assert checks["retention"]["message"].startswith("kept: the newest 100 finished runs")
     assert checks["systemd"]["message"].startswith("not under systemd")
     assert all("fix" in c for c in doctor["checks"] if c["level"] != "ok")
+    assert doctor["footprint"]["path"] == str(daemon.data_dir)
     text = daemon.jobctl("doctor")
     assert text.returncode == (0 if doctor["ok"] else 1), text.stdout
+    assert "data dir: " in text.stdout and "free of" in text.stdout, text.stdout
     as_json = json.loads(daemon.jobctl("doctor", "--json").stdout)
     assert {c["name"] for c in as_json["checks"]} == set(checks)
 
