@@ -12,10 +12,22 @@ import click
 import psutil
 
 from bench.report import Report
-from bench.scenarios import completion, data, dispatch, logs, observe, scheduler, store, submit
+from bench.scenarios import (
+    completion,
+    data,
+    dispatch,
+    logs,
+    observe,
+    scheduler,
+    store,
+    submit,
+    workflows,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("submit", "dispatch", "completion", "store", "logs", "scheduler", "data", "observe")
+SCENARIOS = (
+    "submit", "dispatch", "completion", "store", "logs", "scheduler", "data", "observe", "workflows"
+)  # fmt: skip
 
 
 def _ints(value: str) -> list[int]:
@@ -148,6 +160,7 @@ def main(
         "observe": lambda: observe.run(
             report, n=store_n, queued=queued_n, requests=store_requests, repeats=repeats
         ),
+        "workflows": lambda: workflows.run(report, queued=queued_n, repeats=repeats),
     }
     for name in SCENARIOS:
         if name not in chosen:

@@ -146,9 +146,9 @@ async def _live_job(store: Store, story: Story) -> str:
             timeout_seconds=job.spec.timeout_seconds,
         )
         if index == 0:
-            await store.create_job(job, run)
+            await store.create_job(job, [run])
         else:
-            await store.add_run(run)
+            await store.add_runs([run])
         await _live_run(store, run, ending)
     return job.id
 
@@ -322,11 +322,12 @@ def _clone_job(
     ]
     job = dict(template.job)
     first = template.runs[0]["created_at"]
+    owner = rng.choice(OWNERS)
     job.update(
         id=job_id,
         created_at=_as_jobd_time(job["created_at"] - first + times[0]),
         labels=json.dumps(labels),  # as Store.create_job writes them
-        owner=json.dumps(rng.choice(OWNERS).to_api()),
+        owner=json.dumps(owner.to_api()),
         latest_run_id=clones[-1][0]["id"],
         status=clones[-1][0]["status"],
     )
@@ -337,7 +338,7 @@ def _clone_job(
             {"job_id": job_id, "key": key, "value": value, "created_at": job["created_at"]},
         )
     for run, events in clones:
-        rows.add("runs", run)
+        rows.add("runs", {**run, "owner_uid": owner.uid})  # each run carries its job's owner
         for event in events:
             rows.add("run_events", event)
     return job_id

@@ -45,13 +45,37 @@ def new_job_body(
     body.update({k: v for k, v in queueing.items() if v is not None})
     body.update(data_fields(options, replacing=False))
     body.update(secret_fields(options))
+    body.update(ssh_fields(options))
     if options["max_pending"] is not None:
         body["maxPendingSeconds"] = options["max_pending"]
+    body.update(workflow_fields(options))
     if recipe is not None:
         body["recipe"] = recipe
     if options.get("project"):
         body["project"] = options["project"]
     return body
+
+
+def workflow_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """--after ID[:ok|any|notok] (repeatable) and --array INDICES[%N] (Slurm's syntax)."""
+    fields: dict[str, Any] = {}
+    if options.get("after"):
+        fields["after"] = [_dependency(given) for given in options["after"]]
+    if options.get("array"):
+        indices, _, bound = options["array"].partition("%")
+        fields["array"] = {"indices": indices}
+        if bound:
+            if not bound.isdigit() or int(bound) < 1:
+                raise click.BadParameter(f"{bound!r}: the parallelism after % is a number")
+            fields["array"]["parallelism"] = int(bound)
+    return fields
+
+
+def _dependency(given: str) -> dict[str, str]:
+    target, _, condition = given.partition(":")
+    if condition and condition not in ("ok", "any", "notok"):
+        raise click.BadParameter(f"{given!r}: the condition after : is ok, any or notok")
+    return {"id": target, "condition": condition or "ok"}
 
 
 def job_body(
@@ -107,6 +131,7 @@ def job_changes(options: Mapping[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in given.items() if v is not None}
     body.update(data_fields(options, replacing=True))
     body.update(secret_fields(options))
+    body.update(ssh_fields(options))
     if options["no_schedule"]:
         body["schedule"] = None
     return body
@@ -119,6 +144,16 @@ def env_from(options: Mapping[str, Any]) -> dict[str, str]:
         env.update(values)
     env.update(dict(options["env"]))
     return env
+
+
+def ssh_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """sshKeys (every key of each --ssh-key file) and allowedIps, when given."""
+    fields: dict[str, Any] = {}
+    if options.get("ssh_key"):
+        fields["sshKeys"] = [key for keys in options["ssh_key"] for key in keys]
+    if options.get("allow_ip"):
+        fields["allowedIps"] = list(options["allow_ip"])
+    return fields
 
 
 def secret_fields(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ import click
 
 from jobctl.client import JobctlError
 from jobctl.commands.audit import audit
+from jobctl.commands.control import cancel, stop
 from jobctl.commands.exec import exec_command
 from jobctl.commands.jobs import (
-    cancel,
     delete,
     list_jobs,
     list_schedules,
@@ -26,7 +26,6 @@ from jobctl.commands.jobs import (
     runs,
     show_object,
     status,
-    stop,
     suspend,
     update,
     wait_for,

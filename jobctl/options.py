@@ -22,6 +22,7 @@ from jobctl.parsing import (
     parse_size,
     parse_volume,
     read_env_file,
+    read_ssh_keys,
 )
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -51,6 +52,7 @@ PAIRS = converted(parse_pair)
 VOLUMES = converted(parse_volume)
 SIZE = converted(parse_size)
 ENV_FILES = converted(lambda path: read_env_file(Path(path)))
+SSH_KEYS = converted(lambda path: read_ssh_keys(Path(path)))
 SINCE = converted(parse_since)
 JOB_ID = converted(lambda value: check_id(value, "job"))
 ANY_ID = converted(lambda value: check_id(value, "job", "run"))
@@ -135,8 +137,31 @@ def spec_options(
         *data_options(replacing=replacing),
         *(input_options(replacing=replacing) if named else []),
         *(secret_options(replacing=replacing) if named else []),
+        *(ssh_options(replacing=replacing) if named else []),
     ]
     return _all_options(options)
+
+
+def ssh_options(*, replacing: bool) -> list[Decorator]:
+    """Who may SSH into a persistent job's run, and from where (jobd's SSH gateway)."""
+    whole = " Replaces the job's." if replacing else ""
+    return [
+        click.option(
+            "--ssh-key",
+            multiple=True,
+            callback=SSH_KEYS,
+            metavar="FILE",
+            help="The public keys in FILE (~/.ssh/id_ed25519.pub) may `ssh RUN_ID@HOST` into the"
+            " job's run (persistent jobs; the run's ssh field says where); repeatable." + whole,
+        ),
+        click.option(
+            "--allow-ip",
+            multiple=True,
+            metavar="CIDR",
+            help="An address or network (10.0.0.0/8) its SSH sessions and published ports may"
+            " be reached from; repeatable. Default: this machine only." + whole,
+        ),
+    ]
 
 
 def secret_options(*, replacing: bool) -> list[Decorator]:
@@ -239,13 +264,35 @@ def resource_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     )
 
 
+def workflow_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """What a new job's runs wait for, and an array of runs."""
+    return _all_options(
+        [
+            click.option(
+                "--after",
+                multiple=True,
+                metavar="ID[:ok|any|notok]",
+                help="Wait for this run or job (its latest run; an array job: all of it) to"
+                " succeed (ok, the default), end (any) or fail (notok). Repeatable.",
+            ),
+            click.option(
+                "--array",
+                metavar="INDICES[%N]",
+                help="One run per index (0-99, 1,5,7-9, 0-15:4), at most N at once"
+                " (Slurm's syntax); each gets JOBD_ARRAY_INDEX and JOBD_ARRAY_SIZE.",
+            ),
+        ]
+    )
+
+
 def schedule_options(*, replacing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """When a job runs by itself, for `run` and for `update`."""
     options = [
         click.option(
             "--schedule",
             metavar="CRON",
-            help="Run on a 5-field cron schedule, e.g. '0 3 * * *' (no run starts now)."
+            help="Run on a 5-field cron schedule, e.g. '0 3 * * *', or @hourly, @daily,"
+            " @weekly, @monthly, @yearly (no run starts now)."
             + (" See also --no-schedule." if replacing else ""),
         ),
         click.option("--timezone", help="IANA time zone for the schedule (default UTC)."),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 IdKind = Literal["job", "run"]
+ID_KINDS: tuple[IdKind, ...] = ("job", "run")
 
 UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 # Units largest first, each at most once: 1h30m, 2d12h, 90s. ASCII digits only (no '²').
@@ -100,6 +101,21 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
 
 
+def read_ssh_keys(path: Path) -> tuple[str, ...]:
+    """The public keys in a .pub or authorized_keys file: each line but blanks and comments.
+    A private key is refused here, before it goes anywhere."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    if "PRIVATE KEY" in text:
+        raise ValueError(f"{path} is a private key: give its .pub file")
+    keys = tuple(line.strip() for line in text.splitlines() if line.strip()[:1] not in ("", "#"))
+    if not keys:
+        raise ValueError(f"{path} holds no public key")
+    return keys
+
+
 def parse_since(text: str, now: datetime | None = None) -> str:
     """A relative duration (`10m`: ten minutes before now) or an RFC 3339 time, as RFC 3339 UTC.
 
@@ -119,19 +135,27 @@ def _parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def id_kind(value: str) -> IdKind:
-    """Whether an id names a job or a run; the daemon's ids carry their kind as a prefix."""
-    if value.startswith("job-"):
-        return "job"
-    if value.startswith("run-"):
-        return "run"
-    raise ValueError(f"{value!r} is neither a job id (job-...) nor a run id (run-...)")
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def id_kind(value: str) -> IdKind | None:
+    """Whether a value is a job's id (or a prefix of one) or a run's: the daemon's ids carry
+    their kind as a prefix. None for what the daemon resolves by itself: a job's name, or an
+    id prefix given without its kind."""
+    for kind in ID_KINDS:
+        digits = value.removeprefix(f"{kind}-")
+        if digits != value and set(digits) <= HEX_DIGITS:
+            return kind
+    return None
 
 
 def check_id(value: str, *kinds: IdKind) -> str:
-    """The id, if it is of one of the kinds a command accepts."""
+    """The id, id prefix or job name, unless it is plainly an id of a kind the command does
+    not take (the daemon resolves the rest, and says what it does not find)."""
+    if not value.strip():
+        raise ValueError("give an id, a unique prefix of one, or a job's name")
     kind = id_kind(value)
-    if kind not in kinds:
+    if kind is not None and kind not in kinds:
         raise ValueError(f"{value!r} is a {kind} id; expected a {' or '.join(kinds)} id")
     return value
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import Any
 
 from jobctl.client import ApiError, Client, JobctlError, Query, Stream, segment
+from jobctl.log_output import LogOutput, Sink
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 FIRST_DELAY = 0.1
@@ -55,8 +56,9 @@ def wait_until_gone(client: Client, path: str) -> None:
         time.sleep(delay)
 
 
-def copy_log(client: Client, run_id: str, query: Query, out: BinaryIO) -> None:
-    """Write a run's log to `out` as it arrives; a followed one until the run has ended."""
+def copy_log(client: Client, run_id: str, query: Query, out: Sink) -> None:
+    """Write a run's log to `out` as it arrives (a LogOutput: each line to stdout or stderr,
+    as its container wrote it); a followed one until the run has ended."""
     with client.stream(f"/v1/runs/{segment(run_id)}/logs", query) as stream:
         done = threading.Event()
         if query.get("follow"):
@@ -70,6 +72,8 @@ def copy_log(client: Client, run_id: str, query: Query, out: BinaryIO) -> None:
                 out.flush()  # a person or a pipe reads a followed log as it happens
         finally:
             done.set()
+            if isinstance(out, LogOutput):
+                out.end()
 
 
 def _end_after_run(client: Client, run_id: str, stream: Stream, done: threading.Event) -> None:

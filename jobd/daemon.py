@@ -47,6 +47,7 @@ from jobd.node.inventory import Inventory
 from jobd.runtime.podman.client import PodmanRuntime
 from jobd.runtime.podman.service import PodmanService
 from jobd.scheduler.supervisor import Supervisor
+from jobd.services import ssh
 from jobd.services.audit import Audit
 from jobd.services.exec import ExecSessions
 from jobd.services.jobs import Jobs
@@ -62,6 +63,7 @@ from jobd.services.telemetry import PassCount, Telemetry
 from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
 from jobd.services.volumes import Volumes
+from jobd.ssh.gateway import Gateway
 from jobd.store import Store
 from jobd.systemd import logformat
 from jobd.systemd.commands import install, uninstall
@@ -170,6 +172,7 @@ class Daemon:
         self.config = config
         self.notifier = notifier or Notifier(None)
         self._listeners: list[socket.socket] = []
+        self._gateway = Gateway(config.ssh, config.data_dir)  # listens once bound (if on)
         self.stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
@@ -179,6 +182,7 @@ class Daemon:
             services, supervisor = await self._startup(stack)
             runner = await self._serve(services)
             stack.push_async_callback(runner.cleanup)
+            await self._gateway.start(services.ssh)
             self._start_tasks(supervisor, supervisor.pump)
             log.info("jobd %s ready", __version__)
             self.notifier.ready(f"serving on {self._where()}")
@@ -186,6 +190,7 @@ class Daemon:
             log.info("shutting down: running containers are left running")
             self.notifier.stopping("stopping: running containers are left running")
             await runner.shutdown()
+            await self._gateway.close()
             services.tokens.keep_nonces()
             await services.audit.close()
             log.debug("stopped serving")
@@ -202,6 +207,8 @@ class Daemon:
         self._listeners = bind_tcp(config.host, config.port) if config.tcp else []
         for listener in self._listeners:
             stack.callback(listener.close)
+        self._gateway.bind()
+        stack.callback(self._gateway.close_listeners)
         for directory in (config.data_dir, config.log_dir):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         stack.callback(lock_data_dir(config.data_dir).close)
@@ -367,6 +374,7 @@ def _services(
         audit=Audit(store),
         sessions=Sessions(tokens),
         pruning=Pruning(supervisor.retention.prune, config.retention),
+        ssh=ssh.SshAccess(store, ssh.Runtime(runtime.exec, runtime.files, runtime.connect)),
     )
 
 

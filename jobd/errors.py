@@ -9,6 +9,7 @@ JobdError
 ├── Forbidden               403  the caller may not do this (a priority above its limit)
 ├── NotFound                404  no such job or run
 ├── Conflict                409  the run is not in a state that allows this
+│   └── Ambiguous           409  an id prefix that several jobs or runs have
 ├── TooManyRequests         429  slow down: repeated failed authentications
 ├── StoreError              500  the database refused an operation
 ├── NoSpace                 507  no space left on the data directory's disk (see lacks_space)
@@ -99,6 +100,12 @@ class Conflict(JobdError):
 
     status = 409
     code = "conflict"
+
+
+class Ambiguous(Conflict):
+    """The id prefix matches more than one job or run: give more of the id."""
+
+    code = "ambiguous"
 
 
 class TooManyRequests(JobdError):

@@ -20,6 +20,10 @@ from tests.support import (
     start_podman_service,
 )
 
+# jobd's SSH gateway has one default port per user: the daemons tests start would fight over
+# it, so it is off unless a test turns it on (tests/acceptance/test_ssh.py gives each its own)
+os.environ.setdefault("JOBD_SSH_PORT", "0")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without podman, podman tests are skipped on a workstation but fail in CI: CI installs

@@ -3,7 +3,9 @@ the SQLite file before the daemon starts, see bench/seed.py), one client times t
 endpoints one request at a time: GET /v1/jobs unfiltered, by status, by a common label (a fifth
 of the jobs), by a selective label (100 of the oldest jobs), by a one-day creation window, every
 page of the whole list in turn (cursor pagination), and every page of one job's 1,000 runs (GET
-/v1/jobs/{id}/runs; there is no /v1/runs list). Then `jobctl ls` as a user runs it, the daemon's
+/v1/jobs/{id}/runs); then runs across jobs (GET /v1/runs, everyone's): unfiltered, by status,
+by each label, by a trigger no run has (a walk of the whole index), and every page in turn.
+Then `jobctl ls --all-users` as an admin runs it, the daemon's
 start time with that store (and, for reference, with an empty one), and its RSS after the
 queries. Each repeat restarts the same daemon on the same store."""
 
@@ -31,6 +33,9 @@ SCENARIO = "4 store"
 _add = functools.partial(add_figure, scenario=SCENARIO)
 PAGE = 50  # the API's default page size
 JOBCTL_RUNS = 20
+# everyone's: the seeded jobs are other users' (the daemon's own user is an admin)
+JOBS = "/v1/jobs?allUsers=true"
+RUNS = "/v1/runs?allUsers=true"
 MB = 1_000_000
 
 
@@ -72,7 +77,7 @@ def _repeat(daemon: BenchDaemon, seeded: Seeded, requests: int, empty_home: Path
     start = daemon.start()
     try:
         latencies = asyncio.run(_time_queries(daemon, seeded, requests))
-        command = [str(BIN / "jobctl"), "ls"]
+        command = [str(BIN / "jobctl"), "ls", "--all-users"]
         runner = command_runner(command, {"JOBD_SOCKET": str(daemon.socket)})
         _, jobctl = asyncio.run(concurrently(JOBCTL_RUNS, 1, runner))
         rss = daemon.rss_bytes()
@@ -90,14 +95,14 @@ def _queries(seeded: Seeded) -> list[Query]:
         }
     )
     return [
-        Query(name="GET /v1/jobs", path="/v1/jobs"),
-        Query(name="GET /v1/jobs?status=failed", path="/v1/jobs?status=failed"),
-        Query(name="GET /v1/jobs?label (1 job in 5)", path="/v1/jobs?label=team%3Dteam-1"),
-        Query(name="GET /v1/jobs?label (100 oldest jobs)", path="/v1/jobs?label=batch%3Db0"),
-        Query(name="GET /v1/jobs?createdAfter&createdBefore (1 day)", path=f"/v1/jobs?{window}"),
+        Query(name="GET /v1/jobs", path=JOBS),
+        Query(name="GET /v1/jobs?status=failed", path=f"{JOBS}&status=failed"),
+        Query(name="GET /v1/jobs?label (1 job in 5)", path=f"{JOBS}&label=team%3Dteam-1"),
+        Query(name="GET /v1/jobs?label (100 oldest jobs)", path=f"{JOBS}&label=batch%3Db0"),
+        Query(name="GET /v1/jobs?createdAfter&createdBefore (1 day)", path=f"{JOBS}&{window}"),
         Query(
             name="GET /v1/jobs, every page (cursor)",
-            path="/v1/jobs",
+            path=JOBS,
             walk=True,
             count=math.ceil(seeded.jobs / PAGE),  # the whole list, once
         ),
@@ -105,6 +110,17 @@ def _queries(seeded: Seeded) -> list[Query]:
             name=f"GET /v1/jobs/{{id}}/runs, every page of {seeded.many_runs:,} runs",
             path=f"/v1/jobs/{seeded.many_runs_job}/runs",
             walk=True,
+        ),
+        Query(name="GET /v1/runs", path=RUNS),
+        Query(name="GET /v1/runs?status=failed", path=f"{RUNS}&status=failed"),
+        Query(name="GET /v1/runs?label (1 job in 5)", path=f"{RUNS}&label=team%3Dteam-1"),
+        Query(name="GET /v1/runs?label (100 oldest jobs)", path=f"{RUNS}&label=batch%3Db0"),
+        Query(name="GET /v1/runs?trigger (no run)", path=f"{RUNS}&trigger=schedule"),
+        Query(
+            name="GET /v1/runs, every page (cursor)",
+            path=RUNS,
+            walk=True,
+            count=math.ceil(seeded.runs / PAGE),
         ),
     ]
 
@@ -140,7 +156,7 @@ async def _check_walk(http: aiohttp.ClientSession, seeded: Seeded) -> None:
     listed: list[str] = []
     cursor: str | None = None
     while True:
-        query = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        query = {"allUsers": "true", "limit": 1000, **({"cursor": cursor} if cursor else {})}
         page: dict[str, Any] = await get_json(http, f"/v1/jobs?{urlencode(query)}")
         listed += (job["id"] for job in page["jobs"])
         cursor = page["nextCursor"]

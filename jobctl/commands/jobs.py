@@ -1,6 +1,6 @@
 """Jobs and their runs: submit a job (`run`), change it (`update`, `suspend`, `resume`),
-read it (`ls`, `show`, `runs`, `status`, `schedule`) and control its runs (`rerun`,
-`cancel`, `stop`, `delete`)."""
+read it (`ls`, `show`, `runs`, `status`, `schedule`), run it again, wait for its runs and
+delete it (`rerun`, `wait`, `delete`); commands/control.py ends runs (`cancel`, `stop`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Any
 
 import click
 
-from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given, stop_body
-from jobctl.client import Client, segment
-from jobctl.commands.shared import collect, finish, outcome, resolve_run, show
+from jobctl.arrays import array_exit_status, is_array, wait_for_array
+from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given
+from jobctl.client import Client, JobctlError, segment
+from jobctl.commands.run_listing import given_filters, list_all_runs, run_filter_options
+from jobctl.commands.shared import collect, find, finish, outcome, show
 from jobctl.commands.uploads import input_slugs
 from jobctl.completion import ANY_IDS, JOB_IDS, recipes
 from jobctl.connection import Connection, pass_connection
@@ -29,7 +31,7 @@ from jobctl.options import (
     retry_options,
     schedule_options,
     spec_options,
-    stop_options,
+    workflow_options,
 )
 from jobctl.parsing import id_kind
 from jobctl.render.jobs import (
@@ -46,7 +48,7 @@ from jobctl.render.jobs import (
 from jobctl.render.layout import table
 from jobctl.render.listing import jobs_table
 from jobctl.render.values import local_time, utc_now
-from jobctl.waiting import exit_status, wait_for_run, wait_until_gone
+from jobctl.waiting import exit_status, wait_until_gone
 
 
 @click.command(context_settings=CONTEXT)
@@ -64,6 +66,7 @@ from jobctl.waiting import exit_status, wait_for_run, wait_until_gone
 @resource_options()
 @schedule_options(replacing=False)
 @retry_options(replacing=False)
+@workflow_options()
 @click.option("--wait", is_flag=True, help="Wait for the run (and its retries); exit as it did.")
 @click.option("--follow", is_flag=True, help="Stream its logs while waiting (implies --wait).")
 @json_option
@@ -86,10 +89,10 @@ def run(
     [-- COMMAND ARGS...]. Resources come from --plan, or from --cpus/--gpus/--ram-gb/
     --vram-gb/--storage-gb/--gpu-share.
 
-    Prints `<job-id> <run-id>`; with --schedule, `<job-id> next <time>` (its ticks start
-    the runs). Put `--` before a command that has options of its own."""
-    if options["schedule"] and (wait or follow):
-        raise click.UsageError("--wait and --follow need a run now; a scheduled job has none")
+    Prints `<job-id> <run-id>` (with --follow on stderr: stdout and stderr carry the run's
+    own); with --schedule, `<job-id> next <time>` (its ticks start the runs). Put `--`
+    before a command that has options of its own."""
+    _check_waiting(options, wait=wait, follow=follow)
     if recipe is None and image is None:
         raise click.UsageError("give an IMAGE, or a --recipe")
     client = connection.client()
@@ -100,9 +103,19 @@ def run(
         next_fire = local_time((job.get("schedule") or {}).get("nextFireAt"))
         show(job, as_json, lambda: f"{job['id']} next {next_fire}")
         return
-    show(job, as_json, lambda: f"{job['id']} {run_id}")
+    # following, stdout is the run's: `run --follow > out.log` keeps only its output there
+    show(job, as_json, lambda: f"{job['id']} {run_id}", err=follow)
+    if wait and is_array(job):
+        click.get_current_context().exit(array_exit_status(wait_for_array(client, job["id"])))
     if wait or follow:
         finish(client, run_id, follow=follow)
+
+
+def _check_waiting(options: Mapping[str, Any], *, wait: bool, follow: bool) -> None:
+    if options["schedule"] and (wait or follow):
+        raise click.UsageError("--wait and --follow need a run now; a scheduled job has none")
+    if options["array"] and follow:
+        raise click.UsageError("--follow follows one run; an array has many: --wait, then logs")
 
 
 @click.command(context_settings=CONTEXT)
@@ -244,14 +257,13 @@ def list_jobs(
 @json_option
 @pass_connection
 def show_object(connection: Connection, *, object_id: str, as_json: bool) -> None:
-    """Show a job (job-...) or a run (run-...) and its events."""
+    """Show a job or a run and its events: an id, a unique prefix of one, or a job's name."""
     client = connection.client()
-    if id_kind(object_id) == "job":
-        job = client.get(f"/v1/jobs/{segment(object_id)}")
-        show(job, as_json, lambda: job_details(job))
+    kind, doc = find(client, object_id)
+    if kind == "job":
+        show(doc, as_json, lambda: job_details(doc))
         return
-    run_doc = client.get(f"/v1/runs/{segment(object_id)}")
-    show(run_doc, as_json, lambda: run_with_events(client, run_doc))
+    show(doc, as_json, lambda: run_with_events(client, doc))
 
 
 def run_with_events(client: Client, run_doc: Mapping[str, Any]) -> str:
@@ -261,58 +273,38 @@ def run_with_events(client: Client, run_doc: Mapping[str, Any]) -> str:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", callback=JOB_ID, metavar="JOB_ID", shell_complete=JOB_IDS)
+@click.argument(
+    "job_id", required=False, callback=ANY_ID, metavar="[JOB_OR_RUN_ID]", shell_complete=ANY_IDS
+)
+@run_filter_options
 @click.option("--limit", type=click.IntRange(min=1), help="Page size (server default 50).")
 @json_option
 @pass_connection
-def runs(connection: Connection, *, job_id: str, limit: int | None, as_json: bool) -> None:
-    """List a job's runs, newest first."""
-    path = f"/v1/jobs/{segment(job_id)}/runs"
-    page = connection.client().get(path, {"limit": limit})
-    show(page, as_json, lambda: table(RUN_HEADERS, map(run_row, page["runs"])))
-
-
-@click.command(context_settings=CONTEXT)
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
-@stop_options
-@json_option
-@pass_connection
-def cancel(
-    connection: Connection, *, any_id: str, grace: int | None, force: bool, as_json: bool
-) -> None:
-    """Cancel a run (a job id means its latest run): a queued one never starts, a running one
-    gets SIGTERM, the grace period, SIGKILL. Prints `<run-id> <status>`."""
-    body = stop_body(grace, force)
-    client = connection.client()
-    run_id = resolve_run(client, any_id)
-    run_doc = client.post(f"/v1/runs/{segment(run_id)}/cancel", body)
-    show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
-
-
-@click.command(context_settings=CONTEXT)
-@click.argument("any_id", metavar="RUN_OR_JOB_ID", callback=ANY_ID, shell_complete=ANY_IDS)
-@click.option("--wait", is_flag=True, help="Wait until it has stopped.")
-@stop_options
-@json_option
-@pass_connection
-def stop(
+def runs(
     connection: Connection,
+    /,
     *,
-    any_id: str,
-    wait: bool,
-    grace: int | None,
-    force: bool,
+    job_id: str | None,
+    limit: int | None,
     as_json: bool,
+    **filters: Any,
 ) -> None:
-    """Stop a run cleanly (a job id means its latest run): SIGTERM, the grace period, SIGKILL.
-    It ends succeeded if it exits 0, cancelled otherwise. Prints `<run-id> <status>`."""
-    body = stop_body(grace, force)
+    """List a job's runs, newest first: the job's id, a unique prefix of it or its name, or
+    one of its runs' ids. Without one: the runs of all your jobs and your projects' jobs,
+    filtered by the options."""
+    if job_id is None:
+        list_all_runs(connection, limit=limit, as_json=as_json, filters=filters)
+        return
+    if given_filters(filters):
+        raise click.UsageError(
+            f"{', '.join(given_filters(filters))}: these list runs across jobs; give no job id"
+        )
     client = connection.client()
-    run_id = resolve_run(client, any_id)
-    run_doc = client.post(f"/v1/runs/{segment(run_id)}/stop", body)
-    if wait:
-        run_doc = wait_for_run(client, run_id)
-    show(run_doc, as_json, lambda: f"{run_doc['id']} {run_doc['status']}")
+    if id_kind(job_id) != "job":  # a run's, or what the daemon resolves: a name, a prefix
+        kind, doc = find(client, job_id)
+        job_id = doc["id"] if kind == "job" else doc["jobId"]
+    page = client.get(f"/v1/jobs/{segment(job_id)}/runs", {"limit": limit})
+    show(page, as_json, lambda: table(RUN_HEADERS, map(run_row, page["runs"])))
 
 
 @click.command("wait", context_settings=CONTEXT)
@@ -325,10 +317,17 @@ def wait_for(connection: Connection, *, any_ids: tuple[str, ...]) -> None:
     """Wait until these runs have ended (a job id: its latest run), with their retries, one
     after another; exit as the last one did. On a terminal, a live status line."""
     client = connection.client()
-    last: dict[str, Any] = {}
-    for run_id in [resolve_run(client, any_id) for any_id in any_ids]:
-        last = outcome(client, run_id)
-    click.get_current_context().exit(exit_status(last))
+    found = [find(client, any_id) for any_id in any_ids]
+    status = 0
+    for kind, doc in found:
+        if kind == "job" and is_array(doc):  # all of its latest array
+            status = array_exit_status(wait_for_array(client, doc["id"]))
+            continue
+        run_id = doc["id"] if kind == "run" else doc.get("latestRunId")
+        if not run_id:
+            raise JobctlError(f"job {doc['id']} has no runs")
+        status = exit_status(outcome(client, run_id))
+    click.get_current_context().exit(status)
 
 
 @click.command(context_settings=CONTEXT)
@@ -341,5 +340,7 @@ def rerun(connection: Connection, *, job_id: str, wait: bool, as_json: bool) -> 
     client = connection.client()
     run_doc = client.post(f"/v1/jobs/{segment(job_id)}/runs")
     show(run_doc, as_json, lambda: str(run_doc["id"]))
+    if wait and run_doc.get("arrayId"):  # an array job's rerun: all of the new array
+        click.get_current_context().exit(array_exit_status(wait_for_array(client, job_id)))
     if wait:
         finish(client, run_doc["id"])

@@ -10,6 +10,7 @@ from jobctl.client import segment
 from jobctl.commands.shared import resolve_run
 from jobctl.completion import ANY_IDS
 from jobctl.connection import Connection, pass_connection
+from jobctl.log_output import LogOutput, Sink
 from jobctl.options import ANY_ID, CONTEXT, SINCE
 from jobctl.parsing import id_kind
 from jobctl.waiting import copy_log
@@ -33,6 +34,9 @@ MAX_LOG_LINES = 100_000  # the most a job's logs answer gives
     is_flag=True,
     help="Every run of a job, in time order, each line after its run's id.",
 )
+@click.option(
+    "-t", "--timestamps", is_flag=True, help="Each line after its time (RFC 3339, as written)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (ndjson).")
 @pass_connection
 def logs(
@@ -45,12 +49,17 @@ def logs(
     tail: int | None,
     grep: str | None,
     all_runs: bool,
+    timestamps: bool,
     as_json: bool,
 ) -> None:
-    """Print a run's output (a job id means its latest run, or with --all-runs all of them)."""
+    """Print a run's output (a job means its latest run, or with --all-runs all of them):
+    what it wrote to stdout to stdout, to stderr to stderr. RUN_OR_JOB_ID: an id, a unique
+    prefix of one, or a job's name."""
     client = connection.client()
+    output = LogOutput(timestamps=timestamps, run_ids=all_runs)
+    out: Sink = sys.stdout.buffer if as_json else output
     query = {
-        "format": "ndjson" if as_json else "text",
+        "format": "ndjson" if as_json else output.format,
         "follow": "true" if follow else None,
         "since": since,
         "until": until,
@@ -58,12 +67,13 @@ def logs(
         "filter": grep,
     }
     if all_runs:
-        if id_kind(any_id) != "job" or follow:
-            raise click.UsageError("--all-runs takes a job id, and no --follow")
+        if id_kind(any_id) == "run" or follow:
+            raise click.UsageError("--all-runs takes a job (its id or name), and no --follow")
         limit = {"limit": MAX_LOG_LINES} if tail is None else {}
         path = f"/v1/jobs/{segment(any_id)}/logs"
         with client.stream(path, {**query, **limit}) as stream:
             for chunk in stream.chunks():
-                sys.stdout.buffer.write(chunk)
+                out.write(chunk)
+        output.end()
         return
-    copy_log(client, resolve_run(client, any_id), query, sys.stdout.buffer)
+    copy_log(client, resolve_run(client, any_id), query, out)

@@ -1,25 +1,27 @@
 """Steps more than one command takes: print the API's JSON or a text, wait for a run to
-finish, resolve a job id to its latest run, and collect a list's pages."""
+finish, find what an id, prefix or name stands for (a job as its latest run), and collect a
+list's pages."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
-from jobctl.client import Client, JobctlError, segment
-from jobctl.parsing import id_kind
+from jobctl.client import ApiError, Client, JobctlError, segment
+from jobctl.log_output import LogOutput
+from jobctl.parsing import IdKind, id_kind
 from jobctl.render.layout import as_json as json_text
 from jobctl.render.values import local_time
 from jobctl.status_line import StatusLine
 from jobctl.waiting import copy_log, exit_status, failure_note, wait_for_run
 
 
-def show(doc: object, as_json: bool, text: Callable[[], str]) -> None:
-    """The API's JSON, or the readable text (built only when wanted: tables cost imports)."""
-    click.echo(json_text(doc) if as_json else text())
+def show(doc: object, as_json: bool, text: Callable[[], str], *, err: bool = False) -> None:
+    """The API's JSON, or the readable text (built only when wanted: tables cost imports);
+    `err`: on stderr, when stdout carries a run's output."""
+    click.echo(json_text(doc) if as_json else text(), err=err)
 
 
 def finish(client: Client, run_id: str, *, follow: bool = False) -> None:
@@ -35,8 +37,9 @@ def outcome(client: Client, run_id: str, *, follow: bool = False) -> dict[str, A
     line = StatusLine()
     while True:
         try:
-            if follow:
-                copy_log(client, run_id, {"follow": "true", "format": "text"}, sys.stdout.buffer)
+            if follow:  # stdout's lines to stdout, stderr's to stderr
+                output = LogOutput()
+                copy_log(client, run_id, {"follow": "true", "format": output.format}, output)
             run = wait_for_run(client, run_id, seen=line.show if not follow else lambda r: None)
         except KeyboardInterrupt:
             line.clear()
@@ -67,14 +70,37 @@ def retry_note(client: Client, run: Mapping[str, Any]) -> str:
 
 
 def resolve_run(client: Client, any_id: str) -> str:
-    """A run id as given; a job id as its latest run."""
+    """A run (its id or a prefix of it) as given; a job (its id, a prefix, its name) as its
+    latest run."""
     if id_kind(any_id) == "run":
         return any_id
-    job = client.get(f"/v1/jobs/{segment(any_id)}")
-    run_id = job.get("latestRunId")
+    kind, doc = find(client, any_id)
+    if kind == "run":
+        return str(doc["id"])
+    run_id = doc.get("latestRunId")
     if not run_id:
-        raise JobctlError(f"job {any_id} has no runs")
+        raise JobctlError(f"job {doc['id']} has no runs")
     return str(run_id)
+
+
+def find(client: Client, any_id: str) -> tuple[IdKind, dict[str, Any]]:
+    """The job or run `any_id` names, and which it is. The daemon resolves prefixes and
+    names; what is not plainly a run's id or a job's is asked as a job's (a name, or a job
+    id's prefix) first, then as a run id's prefix."""
+    kind = id_kind(any_id)
+    if kind == "run":
+        return "run", client.get(f"/v1/runs/{segment(any_id)}")
+    try:
+        return "job", client.get(f"/v1/jobs/{segment(any_id)}")
+    except ApiError as e:
+        if kind == "job" or e.status != 404:
+            raise
+    try:
+        return "run", client.get(f"/v1/runs/{segment(any_id)}")
+    except ApiError as e:
+        if e.status != 404:
+            raise
+    raise JobctlError(f"no job or run {any_id}: neither a job's name nor a prefix of an id")
 
 
 def collect(

@@ -8,7 +8,6 @@ from typing import Any
 
 from jobctl.render.layout import Row, details
 from jobctl.render.values import (
-    GB,
     NONE,
     cost,
     duration,
@@ -176,7 +175,10 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("exit code", run.get("exitCode")),
             ("failure", _failure(reason)),
             ("retried by", run.get("retriedBy")),
+            ("after", _after(run.get("after"))),
+            ("array", _array_index(run)),
             ("endpoints", _endpoints(run.get("endpoints"))),
+            ("ssh", (run.get("ssh") or {}).get("command")),
             ("outputs", _outputs(run.get("output"))),
             ("queue", _queue(run.get("queue"))),
             ("plan", plan.get("id")),
@@ -202,6 +204,21 @@ def _requirements(resources: Mapping[str, Any] | None) -> str | None:
     return ", ".join(f"{key}={value}" for key, value in resources.items())
 
 
+def _after(after: list[Mapping[str, Any]] | None) -> str | None:
+    """What a run waits (or waited) on: `run-… ok, array run-… any`."""
+    if not after:
+        return None
+    return ", ".join(
+        f"{'array ' if d.get('array') else ''}{d['id']} {d['condition']}" for d in after
+    )
+
+
+def _array_index(run: Mapping[str, Any]) -> str | None:
+    if run.get("arrayIndex") is None:
+        return None
+    return f"index {run['arrayIndex']} of {run['arrayId']}"
+
+
 def _queue(queue: Mapping[str, Any] | None) -> str | None:
     if not queue:
         return None
@@ -215,11 +232,11 @@ def _granted(plan: Mapping[str, Any]) -> str | None:
     if plan.get("gpus"):
         text += f", {plan['gpus']} GPU{'s' if plan['gpus'] > 1 else ''}"
         if plan.get("minVramBytes"):
-            text += f" with {plan['minVramBytes'] / GB:g} GB free"
+            text += f" with {memory(plan['minVramBytes'])} free"
         if plan.get("gpuShare"):
             text += " (shared)"
     if plan.get("storageBytes"):
-        text += f", {plan['storageBytes'] / GB:g} GB disk"
+        text += f", {memory(plan['storageBytes'])} disk"
     return text
 
 

@@ -58,8 +58,22 @@ def coloured(status: str | None, colour: bool) -> str:
     return click.style(status, fg=COLOURS.get(status)) if colour else status
 
 
+def array_summary(counts: Mapping[str, int]) -> str:
+    """An array's runs compactly: "3/100 running, 90 succeeded, 7 pending" (runs placed or
+    stopping count as running)."""
+    size = sum(counts.values())
+    running = sum(counts.get(s, 0) for s in ("assigned", "running", "cancelling"))
+    parts = [f"{running}/{size} running"]
+    parts += [
+        f"{counts[s]} {s}" for s in ("succeeded", "failed", "cancelled", "pending") if counts.get(s)
+    ]
+    return ", ".join(parts)
+
+
 def job_row(job: Mapping[str, Any], now: datetime, *, wide: bool, colour: bool) -> Row:
     status = coloured(job.get("status"), colour)
+    if job.get("arrayRuns"):
+        status = array_summary(job["arrayRuns"])
     if not wide:
         return (
             job["id"],

@@ -9,7 +9,7 @@ from typing import Any
 from jobctl.render.layout import Row, details, table
 from jobctl.render.values import NONE, elapsed, memory, price, size, yes_no
 
-PLAN_HEADERS = ("PLAN", "MEMORY", "CPUS", "PIDS", "PRICE/MONTH")
+PLAN_HEADERS = ("PLAN", "MEMORY", "CPUS", "GPUS", "PIDS", "PRICE/MONTH")
 CHECK_HEADERS = ("CHECK", "LEVEL", "MESSAGE")
 GPU_HEADERS = ("GPU", "UUID", "MODEL", "STATE", "MEMORY FREE/TOTAL", "AVAILABLE", "RUNS", "OTHERS")
 HOLDER_HEADERS = ("RUN", "JOB", "STATUS", "PLAN", "CPUS", "MEMORY", "CPU SET", "GPUS")
@@ -21,9 +21,22 @@ def plan_row(plan: Mapping[str, Any], default_plan: str | None) -> Row:
         name,
         memory(plan["memoryBytes"]),
         f"{plan['cpus']:g}",
+        plan_gpus(plan),
         plan["pidsLimit"],
         price(plan.get("pricePerMonth")),
     )
+
+
+def plan_gpus(plan: Mapping[str, Any]) -> str:
+    """How many GPUs a plan gives, and of what kind: whole ones (each with at least its
+    memory), or a share of one's memory beside other runs."""
+    count = plan.get("gpus") or 0
+    if not count:
+        return NONE
+    vram = plan.get("minVramBytes") or 0
+    if plan.get("gpuShare"):
+        return f"{count} shared, {memory(vram)} each" if vram else f"{count} shared"
+    return f"{count} whole, {memory(vram)}+ each" if vram else f"{count} whole"
 
 
 def check_row(check: Mapping[str, Any]) -> Row:

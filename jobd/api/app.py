@@ -23,6 +23,7 @@ from jobd.api.context import MAX_BODY, SERVICES, STREAMS, THROTTLE, Services
 from jobd.api.middleware import auth_middleware, error_middleware
 from jobd.api.prometheus import PROMETHEUS, Prometheus, request_metrics_middleware, scrape
 from jobd.api.query import query_middleware
+from jobd.api.references import reference_middleware
 from jobd.api.streams import StreamSlots
 from jobd.api.throttle import FailureThrottle
 
@@ -36,6 +37,7 @@ def create_app(services: Services) -> web.Application:
             audit_middleware,
             auth_middleware,
             query_middleware,
+            reference_middleware,
         ],
     )
     app[SERVICES] = services
@@ -57,6 +59,8 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/jobs/{job_id}/logs", logs.get_job_logs)
     app.router.add_get("/v1/jobs/{job_id}/metrics", metrics.job_metrics)
     app.router.add_post("/v1/jobs/{job_id}/runs", jobs.rerun_job)
+    app.router.add_post("/v1/jobs/{job_id}/cancel", jobs.cancel_job)
+    app.router.add_get("/v1/runs", runs.list_runs)
     app.router.add_get("/v1/runs/{run_id}", runs.get_run)
     app.router.add_get("/v1/runs/{run_id}/events", runs.get_run_events)
     app.router.add_post("/v1/runs/{run_id}/cancel", runs.cancel_run)

@@ -21,6 +21,7 @@ from jobd.services.recipes import Recipes
 from jobd.services.retention import Pruning
 from jobd.services.runs import Runs
 from jobd.services.sessions import Sessions
+from jobd.services.ssh import SshAccess
 from jobd.services.telemetry import Telemetry
 from jobd.services.tokens import Tokens
 from jobd.services.uploads import Uploads
@@ -47,6 +48,7 @@ class Services:
     telemetry: Telemetry  # what /metrics shows
     sessions: Sessions  # the dashboard's logins
     pruning: Pruning  # finished runs pruned now (jobctl prune)
+    ssh: SshAccess  # who the SSH gateway (jobd/ssh/, another edge) lets into which run
 
 
 SERVICES = web.AppKey("services", Services)

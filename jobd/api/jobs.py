@@ -9,6 +9,7 @@ from aiohttp import web
 from jobd.api.context import SERVICES
 from jobd.api.middleware import caller, listing_reach, own_reach, reach
 from jobd.api.requests import bool_param, json_body, json_response, page, time_param
+from jobd.api.runs import stop_grace
 from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.states import RunStatus
 from jobd.errors import InvalidRequest
@@ -18,7 +19,8 @@ from jobd.services.jobs import Jobs
 async def create_job(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     job, run = await services.jobs.create(await json_body(request), caller(request))
-    return json_response(job.to_api(latest_run=run), status=201)
+    arrays = await services.jobs.array_runs([job])
+    return json_response(job.to_api(latest_run=run, array_runs=arrays.get(job.id)), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -26,7 +28,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit, cursor = page(request)
     found = await jobs.list_jobs(_job_filter(request), limit=limit, cursor=cursor)
     latest = await jobs.latest_runs(found.items)
-    docs = [j.to_api(latest_run=latest.get(j.latest_run_id or "")) for j in found.items]
+    arrays = await jobs.array_runs(found.items)
+    docs = [
+        j.to_api(latest_run=latest.get(j.latest_run_id or ""), array_runs=arrays.get(j.id))
+        for j in found.items
+    ]
     return json_response({"jobs": docs, "nextCursor": found.next_cursor})
 
 
@@ -63,6 +69,16 @@ async def list_runs(request: web.Request) -> web.Response:
     )
 
 
+async def cancel_job(request: web.Request) -> web.Response:
+    """Render's cancel of a job: its runs that have not ended are cancelled (as POST
+    /v1/runs/{id}/cancel does each); the job, with those runs as they are now."""
+    grace = await stop_grace(request)
+    jobs = request.app[SERVICES].jobs
+    job, runs = await jobs.cancel(request.match_info["job_id"], reach(request), grace=grace)
+    doc = await _job_doc(jobs, job)
+    return json_response({**doc, "runs": [r.to_api() for r in runs]}, status=202)
+
+
 async def rerun_job(request: web.Request) -> web.Response:
     run = await request.app[SERVICES].jobs.rerun(request.match_info["job_id"], reach(request))
     return json_response(run.to_api(), status=201)
@@ -70,7 +86,8 @@ async def rerun_job(request: web.Request) -> web.Response:
 
 async def _job_doc(jobs: Jobs, job: Job) -> dict[str, Any]:
     latest = await jobs.latest_runs([job])
-    return job.to_api(latest_run=latest.get(job.latest_run_id or ""))
+    arrays = await jobs.array_runs([job])
+    return job.to_api(latest_run=latest.get(job.latest_run_id or ""), array_runs=arrays.get(job.id))
 
 
 def _job_filter(request: web.Request) -> JobFilter:
@@ -91,6 +108,7 @@ def _job_filter(request: web.Request) -> JobFilter:
         created_before=time_param(request, "createdBefore"),
         reach=listing_reach(request),
         project=_project(request),
+        name=request.query.get("name") or None,
     )
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from jobd.api.context import SERVICES, STREAMS
 from jobd.api.middleware import caller, reach
-from jobd.api.requests import int_param, json_response, time_param
+from jobd.api.requests import int_param, json_response, time_synonym
 from jobd.errors import InvalidRequest
 from jobd.logs.follower import LogFollower
 from jobd.logs.lines import LogLine, LogQuery, k8s_text, parse_time
@@ -53,8 +53,8 @@ def _log_request(request: web.Request) -> LogRequest:
     follow = request.query.get("follow", "false").lower() in {"1", "true", "yes"}
     return LogRequest(
         query=LogQuery(
-            since=time_param(request, "since"),
-            until=time_param(request, "until"),
+            since=time_synonym(request, "since", "start"),  # start, end: the cron seed's
+            until=time_synonym(request, "until", "end"),
             contains=request.query.get("filter") or None,
         ),
         limit=limit,

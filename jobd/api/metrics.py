@@ -9,7 +9,7 @@ from aiohttp import web
 
 from jobd.api.context import SERVICES
 from jobd.api.middleware import reach
-from jobd.api.requests import int_param, json_response, time_param
+from jobd.api.requests import int_param, json_response, time_param, time_synonym
 from jobd.domain.metrics import MetricsQuery
 from jobd.errors import InvalidRequest
 
@@ -27,14 +27,20 @@ async def job_metrics(request: web.Request) -> web.Response:
 
 
 def _query(request: web.Request) -> MetricsQuery:
+    """since: seconds back from the end, or (as logs take it) a time, the same as start;
+    until: the same as end."""
     since = request.query.get("since")
+    if since is not None and since.lstrip("-").isdigit():  # seconds back
+        seconds, start = int_param(request, "since", 0), time_param(request, "start")
+    else:
+        seconds, start = None, time_synonym(request, "start", "since")
     step = request.query.get("step")
     try:
         return MetricsQuery.parse(
             names=request.query.get("names"),
-            since=int_param(request, "since", 0) if since is not None else None,
-            start=time_param(request, "start"),
-            end=time_param(request, "end"),
+            since=seconds,
+            start=start,
+            end=time_synonym(request, "end", "until"),
             step=int_param(request, "step", 0) if step is not None else None,
             moment=time.time(),
             sample_seconds=request.app[SERVICES].config.metrics.sample_seconds,

@@ -1,5 +1,5 @@
 """Query parameters an endpoint does not take are refused with a 400 naming them, never
-ignored: a typo (`?recipe=` for a label, `?start=` for `since`) must not quietly answer as if
+ignored: a typo (`?recipe=` for a label, `?from=` for `since`) must not quietly answer as if
 nothing had been asked. What each endpoint takes is what the OpenAPI document says of it."""
 
 from __future__ import annotations

@@ -81,3 +81,28 @@ def time_param(request: web.Request, name: str) -> datetime | None:
     if moment.tzinfo is None:
         raise InvalidRequest(f"{name}: needs a UTC offset: {raw!r}")
     return moment
+
+
+def labels_param(request: web.Request) -> dict[str, str]:
+    """`label=k=v`, repeatable: each must hold."""
+    labels = {}
+    for item in request.query.getall("label", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"label: expected key=value, got {item!r}")
+        labels[key] = value
+    return labels
+
+
+def project_param(request: web.Request) -> str | None:
+    project = request.query.get("project")
+    if project is not None and not project:
+        raise InvalidRequest("project: give a project's name")
+    return project
+
+
+def time_synonym(request: web.Request, name: str, synonym: str) -> datetime | None:
+    """A time given as `name` or as `synonym` (the word another API uses for it), not both."""
+    if name in request.query and synonym in request.query:
+        raise InvalidRequest(f"{name} and {synonym} are the same parameter; give one of them")
+    return time_param(request, synonym if synonym in request.query else name)

@@ -23,11 +23,13 @@ from jobd.config.tables import (
     MetricSettings,
     NetworkSettings,
     OutputSettings,
+    SshSettings,
     UploadSettings,
     VolumeSettings,
     as_bool,
     gpu_settings,
     network_settings,
+    ssh_settings,
     volume_settings,
 )
 from jobd.domain.jobs import DEFAULT_TIMEOUT_SECONDS
@@ -38,6 +40,9 @@ from jobd.errors import InvalidRequest
 
 DEFAULT_PORT = 8427  # the system daemon's, and root's
 USER_PORT_BASE, USER_PORT_SPAN = 10000, 22000  # other users': below the ephemeral ports
+DEFAULT_SSH_PORT = 8422  # the SSH gateway's, for the system daemon and root's
+# other users' gateways: above Linux's ephemeral ports (32768-60999), apart from the HTTP ones
+USER_SSH_PORT_BASE, USER_SSH_PORT_SPAN = 61000, 4500
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600  # as the API's timeoutSeconds
 MAX_PRIORITY = 1000  # as the API's priority
 SYSTEM_DATA_DIR = Path("/var/lib/jobd")
@@ -67,6 +72,7 @@ class Config:
     metrics: MetricSettings = field(default_factory=MetricSettings)
     log_stream: LogStreamSettings = field(default_factory=LogStreamSettings)
     retention: Retention = field(default_factory=Retention)  # what is kept of finished runs
+    ssh: SshSettings = field(default_factory=SshSettings)  # the SSH gateway into jobs
     cpu_pinning: bool = True
     max_priority: int = 0  # for users other than the daemon's own and root
     max_priority_by_user: Mapping[str, int] = field(default_factory=dict)
@@ -146,6 +152,15 @@ def default_port(system: bool = False) -> int:
     return DEFAULT_PORT if system or uid == 0 else USER_PORT_BASE + uid % USER_PORT_SPAN
 
 
+def default_ssh_port(system: bool = False) -> int:
+    """The SSH gateway's: 8422 for the system daemon and root's; users' own daemons each
+    another, above the ephemeral ports (61000 + uid % 4500)."""
+    uid = os.getuid()
+    if system or uid == 0:
+        return DEFAULT_SSH_PORT
+    return USER_SSH_PORT_BASE + uid % USER_SSH_PORT_SPAN
+
+
 def default_podman_runtime() -> str | None:
     """crun fails on cgroup v1/hybrid hosts (ENVIRONMENT.md): use runc there when installed."""
     if is_cgroup_v2_only() or shutil.which("runc") is None:
@@ -204,7 +219,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         settings["logs"] = raw["logs"]
     for table in (
         "plans", "gpus", "max_priority_by_user", "volumes", "network", "outputs", "uploads",
-        "metrics", "projects", "quotas", "fair_share", "retention", "log_stream",
+        "metrics", "projects", "quotas", "fair_share", "retention", "log_stream", "ssh",
     ):  # fmt: skip
         if table in raw:
             settings[table] = raw[table]
@@ -239,6 +254,7 @@ def _check_tables(raw: dict[str, Any], path: Path) -> None:
         "uploads": frozenset(f.name for f in dataclasses.fields(UploadSettings)),
         "metrics": frozenset(f.name for f in dataclasses.fields(MetricSettings)),
         "log_stream": frozenset(f.name for f in dataclasses.fields(LogStreamSettings)),
+        "ssh": frozenset(f.name for f in dataclasses.fields(SshSettings)),
         "retention": frozenset({"keep_last", "max_age", "interval"}),
     }
     for name, table in raw.items():
@@ -279,6 +295,7 @@ _ENV = {
     "JOBD_STOP_GRACE_SECONDS": "stop_grace_seconds",
     "JOBD_PUBLISH_ADDRESS": "publish_address",
     "JOBD_GPU_INVENTORY": "gpu_inventory_file",
+    "JOBD_SSH_PORT": "ssh_port",
 }
 
 
@@ -294,7 +311,7 @@ def _admins(value: Any) -> frozenset[str]:
 
 def _build(settings: dict[str, Any], *, system: bool) -> Config:
     known = {f.name for f in dataclasses.fields(Config)} - {"sharing"}
-    known |= {"gpu_inventory_file", "projects", "quotas", "fair_share"}
+    known |= {"gpu_inventory_file", "projects", "quotas", "fair_share", "ssh_port"}
     unknown = set(settings) - known
     if unknown:
         raise InvalidRequest(f"unknown configuration keys: {', '.join(sorted(unknown))}")
@@ -325,6 +342,7 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
             metrics=MetricSettings(**settings.get("metrics", {})),
             log_stream=LogStreamSettings(**settings.get("log_stream", {})),
             retention=Retention.from_table(settings.get("retention", {})),
+            ssh=_ssh(settings, system),
             cpu_pinning=as_bool(settings.get("cpu_pinning", True)),
             max_priority=int(settings.get("max_priority", 0)),
             max_priority_by_user={
@@ -343,6 +361,13 @@ def _build(settings: dict[str, Any], *, system: bool) -> Config:
         raise InvalidRequest(f"invalid configuration: {e}") from e
     _check(config)
     return config
+
+
+def _ssh(settings: Mapping[str, Any], system: bool) -> SshSettings:
+    table = dict(settings.get("ssh", {}))
+    if settings.get("ssh_port") is not None:  # JOBD_SSH_PORT
+        table["port"] = settings["ssh_port"]
+    return ssh_settings(table, default_port=default_ssh_port(system))
 
 
 def _plans(extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Plan]:

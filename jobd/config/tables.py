@@ -1,10 +1,11 @@
 """The configuration's tables as settings: [logs], [gpus], [volumes], [network], [outputs],
-[uploads], [metrics], [log_stream], each a frozen record with its defaults, and the readers
-that check a table into one. jobd/config/__init__.py reads the file and builds the Config
+[uploads], [metrics], [log_stream], [ssh], each a frozen record with its defaults, and the
+readers that check a table into one. jobd/config/__init__.py reads the file and builds the Config
 that holds them."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jobd.domain.resources import GIB, MIB
+from jobd.domain.ssh import SshEndpoint
 
 # where podman reads CDI specs: 4.3 only these; later versions too unless containers.conf says
 # otherwise
@@ -51,6 +53,34 @@ class NetworkSettings:
     # refuses them with a firewall rule unless this is true
     host_access: bool = False
     host_ports: tuple[int, ...] = ()  # host TCP ports jobs may reach all the same
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SshSettings:
+    """The SSH gateway into jobs (jobd/ssh/): on `address`:`port` unless `enabled` is false
+    or the port is 0. `host` is what a run's `ssh` field tells clients to connect to."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = 0  # as configured; ssh_settings puts the uid's default in when none is
+    host: str | None = None  # None: the address, or this machine's name for a wildcard one
+
+    @property
+    def on(self) -> bool:
+        return self.enabled and self.port != 0
+
+    @property
+    def endpoint(self) -> SshEndpoint | None:
+        """Where clients reach the gateway (a run's `ssh` field); None when it is off."""
+        return SshEndpoint(host=self.advertised_host, port=self.port) if self.on else None
+
+    @property
+    def advertised_host(self) -> str:
+        if self.host:
+            return self.host
+        if self.address in {"0.0.0.0", "::", ""}:
+            return socket.getfqdn()
+        return self.address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +180,18 @@ def network_settings(table: Mapping[str, Any]) -> NetworkSettings:
     if any(not 1 <= p <= 65535 for p in ports):
         raise ValueError("network.host_ports: TCP ports, 1 to 65535")
     return NetworkSettings(host_access=as_bool(table.get("host_access", False)), host_ports=ports)
+
+
+def ssh_settings(table: Mapping[str, Any], *, default_port: int) -> SshSettings:
+    port = int(table.get("port", default_port))
+    if not 0 <= port <= 65535:
+        raise ValueError("ssh.port: a TCP port, 1 to 65535 (0: no SSH gateway)")
+    return SshSettings(
+        enabled=as_bool(table.get("enabled", True)),
+        address=str(table.get("address", "127.0.0.1")),
+        port=port,
+        host=str(table["host"]) if table.get("host") else None,
+    )
 
 
 def gpu_settings(settings: Mapping[str, Any]) -> GpuSettings:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from jobd.domain.node import Gpu, NodeInventory
-from jobd.domain.resources import GB, GIB, Allocation, GpuGrant, Plan
+from jobd.domain.resources import GIB, MIB, Allocation, GpuGrant, Plan
 from jobd.domain.runs import Run
 
 EPSILON = 1e-9
@@ -76,9 +76,9 @@ class Free:
         if plan.cpus > self.cpus + EPSILON:
             short.append(f"{plan.cpus:g} CPUs ({max(self.cpus, 0):g} free)")
         if plan.memory_bytes > self.memory_bytes:
-            short.append(f"{_gb(plan.memory_bytes)} of memory ({_gb(self.memory_bytes)} free)")
+            short.append(f"{_gib(plan.memory_bytes)} of memory ({_gib(self.memory_bytes)} free)")
         if plan.storage_bytes > self.storage_bytes:
-            short.append(f"{_gb(plan.storage_bytes)} of disk ({_gb(self.storage_bytes)} free)")
+            short.append(f"{_gib(plan.storage_bytes)} of disk ({_gib(self.storage_bytes)} free)")
         return short
 
     def _gpus_for(self, plan: Plan) -> list[GpuGrant] | str:
@@ -184,14 +184,16 @@ def _gpu_change(state: GpuState, run_id: str, grant: GpuGrant, sign: int) -> Gpu
 def _gpu_wish(plan: Plan) -> str:
     what = f"{plan.gpus} GPU{'s' if plan.gpus > 1 else ''}"
     if plan.min_vram_bytes:
-        what += f" with {_gb(plan.min_vram_bytes)} free"
+        what += f" with {_gib(plan.min_vram_bytes)} free"
     if plan.gpu_share:
         what += " (shared)"
     return what
 
 
-def _gb(size: int) -> str:
-    return f"{size / GB:.4g} GB"
+def _gib(size: int) -> str:
+    """Memory, disk and GPU memory in the plan table's units (jobctl's): 512 MiB, 9.3 GiB."""
+    unit, name = (GIB, "GiB") if size >= GIB else (MIB, "MiB")
+    return f"{round(size / unit, 1):g} {name}"
 
 
 # -- the node as runs hold it ------------------------------------------------------------
@@ -285,9 +287,10 @@ def never_fits(plan: Plan, node: NodeInventory) -> str | None:
     if plan.cpus > node.cpus:
         problems.append(f"{plan.cpus:g} CPUs (the machine has {node.cpus})")
     if plan.memory_bytes > node.memory_bytes:
-        problems.append(f"{_gb(plan.memory_bytes)} of memory (it has {_gb(node.memory_bytes)})")
+        problems.append(f"{_gib(plan.memory_bytes)} of memory (it has {_gib(node.memory_bytes)})")
     if plan.storage_bytes > node.disk_total_bytes:
-        problems.append(f"{_gb(plan.storage_bytes)} of disk (it has {_gb(node.disk_total_bytes)})")
+        disk = _gib(node.disk_total_bytes)
+        problems.append(f"{_gib(plan.storage_bytes)} of disk (it has {disk})")
     if plan.gpus > len(big_enough) and not unknown:
         problems.append(f"{_gpu_wish(plan)} (it has {_gpu_count(gpus, plan)})")
     return "; ".join(problems) or None
@@ -297,4 +300,4 @@ def _gpu_count(gpus: tuple[Gpu, ...], plan: Plan) -> str:
     if not plan.min_vram_bytes:
         return f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}"
     big = sum(1 for g in gpus if g.memory_total >= plan.min_vram_bytes)
-    return f"{len(gpus)} GPUs, {big} with {_gb(plan.min_vram_bytes)}"
+    return f"{len(gpus)} GPUs, {big} with {_gib(plan.min_vram_bytes)}"

@@ -16,9 +16,11 @@ from jobd.domain.owners import EVERYONE, Owner, Reach
 from jobd.domain.records import Row, from_epoch, maybe_epoch, rfc3339
 from jobd.domain.resources import DEFAULT_PLAN
 from jobd.domain.schedules import Schedule, Tick, schedule_from_row
+from jobd.domain.ssh import cidr_list, parse_allowed
 from jobd.domain.states import FailureCategory, RunStatus
 from jobd.domain.uploads import InputFile, inputs_from_api
 from jobd.domain.volumes import VolumeMount, mounts_from_api
+from jobd.domain.workflows import ArraySpec
 
 if TYPE_CHECKING:
     from jobd.domain.runs import Run
@@ -123,6 +125,12 @@ class JobSpec:
     # uploads mounted read-only at /inputs/<name>; the request names them by slug and the
     # service resolves them (JobSpec.from_request leaves them out)
     inputs: tuple[InputFile, ...] = ()
+    array: ArraySpec | None = None  # one run per index, each time the job runs
+    # OpenSSH public keys that may open a shell in its runs through jobd's SSH gateway
+    ssh_keys: tuple[str, ...] = ()
+    # CIDRs its gateway sessions and published ports may be reached from; None: loopback
+    # for the gateway, the daemon's publish_address for the ports
+    allowed_ips: tuple[str, ...] | None = None
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], *, default_timeout: int) -> JobSpec:
@@ -149,6 +157,9 @@ class JobSpec:
             working_dir=body.get("workingDir"),
             user=body.get("user"),
             output_limit_bytes=body.get("outputLimitBytes"),
+            array=ArraySpec.from_api(body["array"]) if body.get("array") else None,
+            ssh_keys=tuple(body.get("sshKeys") or ()),
+            allowed_ips=parse_allowed(body.get("allowedIps")),
         )
 
     def updated(self, body: Mapping[str, Any]) -> JobSpec:
@@ -193,6 +204,9 @@ class JobSpec:
             "user": self.user,
             "outputLimitBytes": self.output_limit_bytes,
             "inputs": [i.to_api() for i in self.inputs],
+            "array": self.array.to_api() if self.array else None,
+            "sshKeys": list(self.ssh_keys),
+            "allowedIps": cidr_list(self.allowed_ips),
         }
 
     @property
@@ -222,6 +236,9 @@ class JobSpec:
             user=data.get("user"),
             output_limit_bytes=data.get("outputLimitBytes"),
             inputs=inputs_from_api(data.get("inputs")),
+            array=ArraySpec.from_api(data["array"]) if data.get("array") else None,
+            ssh_keys=tuple(data.get("sshKeys") or ()),
+            allowed_ips=parse_allowed(data.get("allowedIps")),
         )
 
     @property
@@ -278,6 +295,9 @@ class Job:
                 user=row["run_as"],
                 output_limit_bytes=row["output_limit_bytes"],
                 inputs=inputs_from_api(orjson.loads(row["inputs"]) if row["inputs"] else ()),
+                array=ArraySpec.from_api(orjson.loads(row["array"])) if row["array"] else None,
+                ssh_keys=tuple(orjson.loads(row["ssh_keys"])) if row["ssh_keys"] else (),
+                allowed_ips=parse_allowed(orjson.loads(row["allowed_ips"] or "null")),
             ),
             labels=orjson.loads(row["labels"]),
             owner=Owner.from_api(orjson.loads(row["owner"])),
@@ -301,7 +321,11 @@ class Job:
             "lastTick": self.last_tick.to_api() if self.last_tick else None,
         }
 
-    def to_api(self, latest_run: Run | None = None) -> dict[str, Any]:
+    def to_api(
+        self, latest_run: Run | None = None, array_runs: Mapping[str, int] | None = None
+    ) -> dict[str, Any]:
+        """The job as the API shows it, with its latest run, and for an array job how many
+        runs of its latest array are in each status."""
         doc: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -322,6 +346,10 @@ class Job:
             "user": self.spec.user,
             "outputLimitBytes": self.spec.output_limit_bytes,
             "inputs": [i.to_api() for i in self.spec.inputs],
+            "array": self.spec.array.to_api() if self.spec.array else None,
+            "arrayRuns": dict(array_runs) if array_runs is not None else None,
+            "sshKeys": list(self.spec.ssh_keys),
+            "allowedIps": cidr_list(self.spec.allowed_ips),
             "retry": self.spec.retry.to_api() if self.spec.retry else None,
             "imageDigest": self.spec.image_digest,
             "schedule": self.schedule_doc(),
@@ -334,6 +362,9 @@ class Job:
             "createdAt": rfc3339(self.created_at),
             "status": self.status.value if self.status else None,
             "latestRunId": self.latest_run_id,
+            # its latest run's, at the top as Render's job object has them
+            "startedAt": rfc3339(latest_run.started_at) if latest_run else None,
+            "finishedAt": rfc3339(latest_run.finished_at) if latest_run else None,
         }
         if latest_run is not None:
             doc["latestRun"] = latest_run.to_api()
@@ -360,6 +391,8 @@ _SPEC_UPDATES: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "workingDir": ("working_dir", lambda value: value),
     "user": ("user", lambda value: value),
     "outputLimitBytes": ("output_limit_bytes", int),
+    "sshKeys": ("ssh_keys", lambda keys: tuple(keys or ())),
+    "allowedIps": ("allowed_ips", parse_allowed),
 }
 
 

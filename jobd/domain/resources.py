@@ -97,6 +97,35 @@ DEFAULT_PLANS: Mapping[str, Plan] = {
     )
 }
 
+# Render's instance type ids (its API's `planId`), for scripts ported from it: each names the
+# plan of the same tier. Render's one-off jobs page lists plan-srv-006, 008, 010, 011, 013 and
+# 014 (web services, private services, workers) and plan-crn-003, 005, 007 and 008 (cron jobs);
+# the ids between follow its tiers' order (starter, starter plus, standard, standard plus, ...),
+# and plan-crn-002 is the id its docs show for a job made of a cron job (the smallest tier).
+# plan-srv-012 names no tier Render documents: it is refused like any unknown plan.
+RENDER_PLAN_IDS: Mapping[str, str] = {
+    "plan-srv-006": "starter",
+    "plan-srv-007": "starter-plus",
+    "plan-srv-008": "standard",
+    "plan-srv-009": "standard-plus",
+    "plan-srv-010": "pro",
+    "plan-srv-011": "pro-plus",
+    "plan-srv-013": "pro-max",
+    "plan-srv-014": "pro-ultra",
+    "plan-crn-002": "starter",
+    "plan-crn-003": "starter",
+    "plan-crn-004": "starter-plus",
+    "plan-crn-005": "standard",
+    "plan-crn-006": "standard-plus",
+    "plan-crn-007": "pro",
+    "plan-crn-008": "pro-plus",
+}
+
+
+def plan_name(plan_id: str) -> str:
+    """The plan a request's plan id names: a Render instance type id as its tier's plan."""
+    return RENDER_PLAN_IDS.get(plan_id, plan_id)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GpuGrant:

@@ -19,6 +19,7 @@ from jobd.domain.metrics import RunUsage
 from jobd.domain.outputs import OutputSummary, size_text
 from jobd.domain.records import Row, from_epoch, maybe_epoch, new_id, rfc3339
 from jobd.domain.resources import MIB, SECONDS_PER_MONTH, Allocation, Limits, Plan
+from jobd.domain.ssh import SshEndpoint
 from jobd.domain.states import (
     COMMAND_EXIT_CODES,
     Failure,
@@ -27,6 +28,7 @@ from jobd.domain.states import (
     StopReason,
     Trigger,
 )
+from jobd.domain.workflows import Dependency, Held
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +69,14 @@ class Run:
     outputs: OutputSummary | None = None  # what its /outputs held when last counted
     owner_uid: int | None = None  # its job's owner's, as stored (quotas, fair share)
     project: str | None = None  # its job's project, as stored
+    # pending but not to be placed yet: its dependencies are unmet, or its array is at its
+    # parallelism (None: it may be placed)
+    held: Held | None = None
+    after: tuple[Dependency, ...] = ()  # what it waited (or waits) on, as resolved
+    array_id: str | None = None  # the array it is a run of: the array's first run's id
+    array_index: int | None = None  # its index there (JOBD_ARRAY_INDEX)
+    # where the SSH gateway reaches it: set as it starts, when its job has keys
+    ssh: SshEndpoint | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -110,6 +120,11 @@ class Run:
             else None,
             owner_uid=row["owner_uid"],
             project=row["project"],
+            held=Held(row["held"]) if row["held"] else None,
+            after=_dependencies(row["after"]),
+            array_id=row["array_id"],
+            array_index=row["array_index"],
+            ssh=SshEndpoint.from_record(orjson.loads(row["ssh"])) if row["ssh"] else None,
         )
 
     @property
@@ -175,6 +190,10 @@ class Run:
             "allocation": self.allocation.to_api() if self.allocation else None,
             "gpuUsage": self.gpu_usage(),
             "usage": self.usage.to_api() if self.usage else None,
+            "after": [d.to_api() for d in self.after],
+            "arrayId": self.array_id,
+            "arrayIndex": self.array_index,
+            "ssh": self.ssh.for_run(self.id) if self.ssh else None,
             "finalConfig": self._final_config(),
         }
 
@@ -200,6 +219,10 @@ def _stored_plan(column: str) -> Plan:
     """A run's plan as stored: runs share a handful of plans, and placement reads many runs
     a pass. Plans are frozen, so one object serves them all."""
     return Plan.from_api(orjson.loads(column))
+
+
+def _dependencies(column: str | None) -> tuple[Dependency, ...]:
+    return tuple(Dependency.from_api(d) for d in orjson.loads(column)) if column else ()
 
 
 def _endpoints(column: str | None) -> dict[int, str] | None:
@@ -308,6 +331,29 @@ def pending_run(job_id: str, spec: JobSpec, plan: Plan, moment: datetime, **orig
     )
 
 
+def submission(
+    job_id: str, spec: JobSpec, plan: Plan, moment: datetime, **origin: Any
+) -> list[Run]:
+    """The runs one submission of `spec` makes (its creation, a rerun, a schedule's tick):
+    one, or one per index of its array. An array's runs are created a microsecond apart, so
+    the queue takes them in index order; the first one's id is the array's; past its
+    parallelism they are held until a run of it ends."""
+    if spec.array is None:
+        return [pending_run(job_id, spec, plan, moment, **origin)]
+    indices = spec.array.values
+    first = pending_run(job_id, spec, plan, moment, array_index=indices[0], **origin)
+    runs = [first.with_changes(array_id=first.id)]
+    bound = spec.array.parallelism or len(indices)
+    for n, index in enumerate(indices[1:], start=1):
+        at = moment + timedelta(microseconds=n)
+        held = Held.ARRAY if n >= bound else None
+        run = pending_run(
+            job_id, spec, plan, at, array_id=first.id, array_index=index, held=held, **origin
+        )
+        runs.append(run)
+    return runs
+
+
 def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
     """The retry of a run that just failed, waiting out its backoff; None when the spec's
     retry policy asks for none."""
@@ -323,6 +369,8 @@ def next_attempt(run: Run, spec: JobSpec, moment: datetime) -> Run | None:
         trigger=Trigger.RESTART if spec.kind is Kind.PERSISTENT else Trigger.RETRY,
         attempt=run.attempt + 1,
         not_before=moment + timedelta(seconds=delay),
+        array_id=run.array_id,  # an array's run is retried in its place: its slot, its index
+        array_index=run.array_index,
     )
 
 

@@ -17,6 +17,18 @@ from jobd.domain.records import Row, rfc3339
 # daemon restart across a tick still fires it; a tick missed for longer is caught up or not
 MISFIRE_GRACE = timedelta(seconds=60)
 
+# cron's shorthands (Vixie cron, systemd's OnCalendar names), as the 5-field expressions they
+# stand for: cronsim reads only fields. A schedule keeps the shorthand as given.
+SHORTHANDS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
 
 class ConcurrencyPolicy(StrEnum):
     ALLOW = "allow"  # a tick starts a run even while others of the job are in flight
@@ -31,7 +43,8 @@ class CatchUp(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Schedule:
-    """A job's cron schedule: a standard 5-field expression read in `timezone`."""
+    """A job's cron schedule: a standard 5-field expression, or one of cron's shorthands
+    (@daily ...), read in `timezone`."""
 
     cron: str
     timezone: str = "UTC"
@@ -53,15 +66,23 @@ class Schedule:
         schedule._check()
         return schedule
 
+    @property
+    def fields(self) -> str:
+        """The 5-field expression: the schedule's own, or the one its shorthand stands for."""
+        return SHORTHANDS.get(self.cron.strip().lower(), self.cron)
+
     def _check(self) -> None:
-        if len(self.cron.split()) != 5:
+        if self.cron.lstrip().startswith("@") and self.fields == self.cron:
+            shorthands = ", ".join(SHORTHANDS)
+            raise ValueError(f"schedule: {self.cron!r} is not a cron shorthand ({shorthands})")
+        if len(self.fields.split()) != 5:
             raise ValueError(f"schedule: {self.cron!r} is not a 5-field cron expression")
         try:
             zone = ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
         try:
-            CronSim(self.cron, datetime.now(zone))
+            CronSim(self.fields, datetime.now(zone))
         except CronSimError as e:
             raise ValueError(f"schedule: {self.cron!r} is not a valid cron expression: {e}") from e
 
@@ -77,12 +98,13 @@ class Schedule:
     def next_after(self, moment: datetime) -> datetime:
         """The first tick strictly after `moment`, in UTC."""
         local = moment.astimezone(ZoneInfo(self.timezone))
-        return next(CronSim(self.cron, local)).astimezone(UTC)
+        return next(CronSim(self.fields, local)).astimezone(UTC)
 
     def latest_at_or_before(self, moment: datetime) -> datetime:
         """The last tick at or before `moment`, in UTC (ticks fall on whole minutes)."""
         local = moment.astimezone(ZoneInfo(self.timezone)).replace(second=0, microsecond=0)
-        return next(CronSim(self.cron, local + timedelta(minutes=1), reverse=True)).astimezone(UTC)
+        ticks = CronSim(self.fields, local + timedelta(minutes=1), reverse=True)
+        return next(ticks).astimezone(UTC)
 
     def tick_to_fire(self, due_at: datetime, moment: datetime) -> datetime | None:
         """At `moment`, with ticks due since `due_at`: the tick a run stands for, or None when

@@ -84,6 +84,7 @@ class FailureType(StrEnum):
     COMMAND_NOT_FOUND = "command_not_found"  # its command does not exist (a shell's exit 127)
     COMMAND_NOT_EXECUTABLE = "command_not_executable"  # it exists but can't run (exit 126)
     OUTPUT_LIMIT = "output_limit"  # its outputs outgrew their limit, or the disk ran short
+    DEPENDENCY_FAILED = "dependency_failed"  # what it waited on ended so it never can start
 
     @property
     def category(self) -> FailureCategory:
@@ -102,6 +103,7 @@ class FailureCategory(StrEnum):
     INFRASTRUCTURE = "infrastructure"  # jobd, podman or the machine failed the run
     CANCELLED = "cancelled"  # someone stopped it
     UNSCHEDULABLE = "unschedulable"  # the node never had room for it in time: not retried
+    DEPENDENCY = "dependency"  # a run it waited on ended so its condition can't be met
 
 
 FAILURE_CATEGORIES: Mapping[FailureType, FailureCategory] = {
@@ -117,6 +119,7 @@ FAILURE_CATEGORIES: Mapping[FailureType, FailureCategory] = {
     FailureType.COMMAND_NOT_FOUND: FailureCategory.APPLICATION,
     FailureType.COMMAND_NOT_EXECUTABLE: FailureCategory.APPLICATION,
     FailureType.OUTPUT_LIMIT: FailureCategory.APPLICATION,
+    FailureType.DEPENDENCY_FAILED: FailureCategory.DEPENDENCY,
 }
 NEVER_RETRIED = frozenset(
     {
@@ -124,6 +127,7 @@ NEVER_RETRIED = frozenset(
         FailureType.UNSCHEDULABLE,
         FailureType.COMMAND_NOT_FOUND,
         FailureType.COMMAND_NOT_EXECUTABLE,
+        FailureType.DEPENDENCY_FAILED,
     }
 )
 # a shell's exit codes for a command it could not run (POSIX: 127 not found, 126 found but not

@@ -6,20 +6,27 @@ refused" at once) unless its port is allowed. Replies to connections the host op
 (published ports) are let through. Traffic the host routes elsewhere (the internet) goes
 through FORWARD and is not touched. iptables (its nf_tables flavour here) on the system
 daemon's rootful podman only; a rootless daemon's runs use slirp4netns, which keeps the
-host's loopback closed already."""
+host's loopback closed already.
+
+Runs whose jobs name `allowedIps` have their published ports kept to those addresses by a
+second chain (`guard_ports`), on the same rootful daemon only (a rootless one publishes such
+ports on loopback, or refuses the job)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobd.config import Config
 from jobd.domain.engine import RuntimeInfo
 
 CHAIN = "JOBD-HOST"
+PORTS_CHAIN = "JOBD-PORTS"  # and a daemon's suffix: runs' published ports kept to allowedIps
 
 
 class FirewallError(Exception):
@@ -53,6 +60,65 @@ def unguard_host() -> None:
             _iptables("-D", *rule.split()[1:])
     _iptables("-F", CHAIN)
     _iptables("-X", CHAIN)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortRule:
+    """A run's published host port, and the IPv4 networks that may connect to it."""
+
+    host_port: int
+    sources: tuple[str, ...]
+
+
+_PORT_HOOKS = (("nat", ("PREROUTING", "OUTPUT")), ("filter", ("INPUT",)))
+
+
+def ports_chain(data_dir: Path) -> str:
+    """This daemon's chain for its runs' published ports: one per data directory, so that
+    two daemons on one host (the system's and root's, or tests') never replace each other's
+    rules."""
+    return f"{PORTS_CHAIN}-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:8]}"
+
+
+def guard_ports(chain: str, rules: Sequence[PortRule]) -> None:
+    """Keep runs' published ports to their allowedIps: the chain in the nat table, first in
+    PREROUTING and OUTPUT, lets an allowed connection on to podman's port forwarding (RETURN)
+    and takes the others out of nat (ACCEPT: not forwarded to the container); those then
+    reach the host itself, where the filter table's chain, first in INPUT, resets them (the
+    client sees "connection refused" at once). Replaced whole each time; taken away, jumps
+    and all, when there are no rules. Blocks."""
+    if not rules:
+        unguard_ports(chain)
+        return
+    for table, hooks in _PORT_HOOKS:
+        if not _iptables("-t", table, "-n", "-L", chain, check=False):
+            _iptables("-t", table, "-N", chain)
+        _iptables("-t", table, "-F", chain)
+        for hook in hooks:
+            if not _iptables("-t", table, "-C", hook, "-j", chain, check=False):
+                _iptables("-t", table, "-I", hook, "1", "-j", chain)
+    for rule in rules:
+        port = ("-p", "tcp", "--dport", str(rule.host_port))
+        local = ("-m", "addrtype", "--dst-type", "LOCAL")
+        for source in rule.sources:
+            _iptables("-t", "nat", "-A", chain, *port, *local, "-s", source, "-j", "RETURN")
+        _iptables("-t", "nat", "-A", chain, *port, *local, "-j", "ACCEPT")
+        _iptables(
+            "-A", chain, *port, "-m", "conntrack", "--ctstate", "NEW",
+            "-j", "REJECT", "--reject-with", "tcp-reset",
+        )  # fmt: skip
+
+
+def unguard_ports(chain: str) -> None:
+    """The chain gone from both tables, with its jumps (nothing when it is not there)."""
+    for table, hooks in _PORT_HOOKS:
+        if not _iptables("-t", table, "-n", "-L", chain, check=False):
+            continue
+        for hook in hooks:
+            while _iptables("-t", table, "-D", hook, "-j", chain, check=False):
+                pass
+        _iptables("-t", table, "-F", chain)
+        _iptables("-t", table, "-X", chain)
 
 
 def _iptables(*args: str, check: bool = True) -> bool:

@@ -20,6 +20,7 @@ from jobd.domain.owners import EVERYONE, Owner, Reach
 from jobd.domain.records import now
 from jobd.domain.resources import Limits
 from jobd.domain.runs import Run
+from jobd.domain.ssh import publish_address_for
 from jobd.domain.states import FailureType, RunStatus
 from jobd.domain.volumes import HostMount
 from jobd.errors import Forbidden, ImageNotFound, JobdError, NotFound, RuntimeFailure
@@ -35,6 +36,7 @@ from jobd.node.uploads import input_mounts
 from jobd.runtime.contract import ContainerRuntime, ContainerSpec, ContainerState, Handle
 from jobd.scheduler.endings import Endings, shielded
 from jobd.scheduler.inflight import InFlight
+from jobd.scheduler.ports import PortGuard
 from jobd.store import Store
 from jobd.users import name_or
 
@@ -65,6 +67,8 @@ class Launcher:
         self.inflight = inflight
         self.endings = endings
         self.started = started  # (run id, its process): the sampler finds its cgroup
+        # runs' published ports kept to their jobs' allowedIps (the supervisor steps it too)
+        self.ports = PortGuard(runtime=runtime, config=config, info=info)
         self._image_lock = asyncio.Lock()
         self._images: set[str] = set()  # seen present in the runtime's storage
 
@@ -227,6 +231,7 @@ class Launcher:
             await self._drop_unstarted(run, container_id)
             return
         try:
+            await self.ports.before_start(run, container_id)
             await self.runtime.start(container_id)
         except RuntimeFailure as e:
             await self.endings.abandon(run.id, container_id)
@@ -244,6 +249,7 @@ class Launcher:
                 started_at=started,
                 deadline_at=started + timedelta(seconds=run.timeout_seconds),
                 endpoints=dict(state.endpoints) if state and state.endpoints else None,
+                ssh=self.config.ssh.endpoint if run.spec and run.spec.ssh_keys else None,
             )
         )  # refused when cancelled meanwhile: apply_cancellations stops it once we are done
         if state is None or state.exited:  # reaped from what the runtime says then
@@ -308,6 +314,7 @@ class Launcher:
                 **spec.env,
                 **spec.secret_env,
                 **Passthrough.env(run.allocation, self._node_has_gpus),
+                **_array_env(run, spec),
             },
             devices=devices.names,
             cpu_set=run.allocation.cpu_set if run.allocation else None,
@@ -320,7 +327,9 @@ class Launcher:
             log_path=self.pump.prepare(run.id),
             stop_grace_seconds=self.config.stop_grace_seconds,
             ports=spec.ports,
-            publish_address=self.config.publish_address,
+            publish_address=publish_address_for(
+                spec.allowed_ips, self.config.publish_address, firewall=self.ports.enabled
+            ),
             mounts=mounts,
             working_dir=spec.working_dir,
             # an owner's run is the owner: the job's user names them, perhaps with a group
@@ -352,3 +361,10 @@ class Launcher:
 def stream_fields(run: Run) -> RunFields:
     """Who a run's log lines belong to, in the log stream ([log_stream])."""
     return RunFields(run_id=run.id, job_id=run.job_id, owner=name_or(run.owner_uid, ""))
+
+
+def _array_env(run: Run, spec: JobSpec) -> dict[str, str]:
+    """An array's run is told its index and the array's size (Slurm's SLURM_ARRAY_TASK_ID)."""
+    if run.array_index is None or spec.array is None:
+        return {}
+    return {"JOBD_ARRAY_INDEX": str(run.array_index), "JOBD_ARRAY_SIZE": str(spec.array.size)}

@@ -185,6 +185,7 @@ class Supervisor:
         await self.stops.enforce_deadlines(active)
         await self.stops.apply_cancellations(await self.outputs.check(active))
         await self.sampler.sample(active)
+        await self.launcher.ports.step(active)
         await self.expire_pending()
         await self.placer.start_what_fits(self.launcher.launch)
         if self._purge_due:

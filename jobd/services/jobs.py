@@ -5,8 +5,10 @@ the store and wakes the supervisor; never touches the runtime."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,17 +19,21 @@ from jobd.domain.jobs import Job, JobFilter, JobSpec
 from jobd.domain.owners import EVERYONE, Caller, Owner, Reach
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import new_id, now
-from jobd.domain.resources import Plan
-from jobd.domain.runs import Run, pending_run
+from jobd.domain.references import Reference
+from jobd.domain.resources import Plan, plan_name
+from jobd.domain.runs import Run, submission
 from jobd.domain.schedules import Schedule
 from jobd.domain.sharing import QueueLimit, queue_limits
 from jobd.domain.states import RunStatus
 from jobd.domain.uploads import InputFile, inputs_problem
 from jobd.domain.volumes import mount_problem
+from jobd.domain.workflows import Condition, Dependency, dependencies_problem
 from jobd.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotHere, PlanTooLarge
 from jobd.node.accounts import identity_for
 from jobd.node.inventory import Inventory
 from jobd.node.mounts import check_host_paths
+from jobd.services import lookup
+from jobd.services.ssh import checked_spec
 from jobd.services.validation import validate
 from jobd.store import Store
 from jobd.store.rows import Page
@@ -135,10 +141,15 @@ class Jobs:
         return self.plan({"plan": spec.plan, "resources": spec.resources})
 
     def _named_plan(self, plan_id: str) -> Plan:
-        plan = self.config.plans.get(plan_id)
+        name = plan_name(plan_id)
+        plan = self.config.plans.get(name)
         if plan is None:
+            what = f"{plan_id!r} (Render's id of {name!r})" if name != plan_id else repr(plan_id)
             known = ", ".join(sorted(self.config.plans))
-            raise InvalidRequest(f"plan: unknown plan {plan_id!r}; known plans: {known}")
+            raise InvalidRequest(
+                f"plan: unknown plan {what}; known plans: {known}"
+                " (or Render's instance type id of one, such as plan-srv-006)"
+            )
         return plan
 
     async def _check_access(self, spec: JobSpec, owner: Owner) -> None:
@@ -161,6 +172,11 @@ class Jobs:
                 continue
             if volume.owner.uid != owner.uid:
                 raise Conflict(f"volumes: the name {mount.source!r} is another user's volume")
+
+    def _checked_ssh(self, spec: JobSpec) -> JobSpec:
+        # firewall rules for published ports need root and rootful podman (node/firewall.py)
+        firewall = not self.rootless and os.geteuid() == 0
+        return checked_spec(spec, publish_address=self.config.publish_address, firewall=firewall)
 
     async def _inputs(self, slugs: list[str], owner: Owner) -> tuple[InputFile, ...]:
         """The owner's uploads these slugs name, as the job's inputs: NotHere naming one
@@ -194,27 +210,34 @@ class Jobs:
         owner = caller.owner
         project = caller.project(body.get("project"), self.config.sharing.projects)
         requested = _shown(body)
+        body = _plan_alias(body)
         recipe = await self._recipe(body["recipe"], caller) if "recipe" in body else None
         if recipe is not None:
             body = recipe.job_request(body)
             validate(body, "JobCreate")
         plan = self.plan(body)
         body = {**body, "plan": plan.id}
-        spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
+        try:
+            spec = JobSpec.from_request(body, default_timeout=self.config.default_timeout_seconds)
+        except ValueError as e:  # what the schema can't say (an array's indices)
+            raise InvalidRequest(str(e)) from None
         if spec.output_limit_bytes is None:  # the default frozen in, as the job's final config
             spec = dataclasses.replace(spec, output_limit_bytes=self.config.outputs.limit_bytes)
         if body.get("inputs") or "slug" in body:
             spec = dataclasses.replace(spec, inputs=await self._inputs(_slugs(body), owner))
         self._check_priority(spec, owner)
         _check_ports(spec)
+        spec = self._checked_ssh(spec)
         _check_env(spec)
         await self._check_access(spec, owner)
         if recipe is not None:  # the snapshot: the image as it is now, whatever its tag does
             spec = dataclasses.replace(spec, image_digest=await self.pin(spec.image))
         schedule = _schedule(body) if "schedule" in body else None
+        after = await self._dependencies(body.get("after", ()), caller, schedule)
         job_id = new_id("job")
         moment = now()
-        run = None if schedule else pending_run(job_id, spec, plan, moment)
+        runs = [] if schedule else submission(job_id, spec, plan, moment)
+        run = runs[0] if runs else None
         job = Job(
             id=job_id,
             name=body.get("name"),
@@ -230,9 +253,47 @@ class Jobs:
             requested=requested,
             project=project,
         )
-        await self.store.create_job(job, run, self._queue_limits(job))
+        await self.store.create_job(job, runs, self._queue_limits(job), after)
         self.wake()
         return job, run
+
+    async def _dependencies(
+        self, after: Sequence[Mapping[str, Any]], caller: Caller, schedule: Schedule | None
+    ) -> list[Dependency]:
+        """The runs a new job's first runs wait on: each given run, or a job's latest run
+        (an array job's: the whole array). Another user's are not found, as if they did not
+        exist."""
+        problem = dependencies_problem(after)
+        if after and schedule is not None:
+            problem = "after: a scheduled job's runs start on its ticks; they can't wait on runs"
+        if problem:
+            raise InvalidRequest(problem)
+        found = []
+        for item in after:
+            condition = Condition(item.get("condition", Condition.OK.value))
+            run, of_job = await self._dependency_run(item["id"], caller)
+            if run.array_id is not None and of_job:  # a job's latest array: all of it
+                found.append(Dependency(on=run.array_id, condition=condition, array=True))
+            else:
+                found.append(Dependency(on=run.id, condition=condition))
+        return found
+
+    async def _dependency_run(self, given: str, caller: Caller) -> tuple[Run, bool]:
+        """The run `given` names (a run's id or prefix; a job's id, prefix or name: its
+        latest run), and whether it was named by its job."""
+        reach, uid = caller.reach, caller.owner.uid
+        try:
+            if not given.startswith("run-"):
+                with contextlib.suppress(NotFound):
+                    job_id = await lookup.resolve(self.store, Reference("job", given), reach, uid)
+                    job = await self.store.get_job(job_id, reach=reach)
+                    if job.latest_run_id is None:
+                        raise InvalidRequest(f"after: job {given} has no runs yet")
+                    return await self.store.get_run(job.latest_run_id, reach=reach), True
+            run_id = await lookup.resolve(self.store, Reference("run", given), reach, uid)
+            return await self.store.get_run(run_id, reach=reach), False
+        except NotFound:
+            raise InvalidRequest(f"after: no run or job {given}") from None
 
     async def _recipe(self, name: str, caller: Caller) -> Recipe:
         try:
@@ -242,10 +303,10 @@ class Jobs:
 
     async def rerun(self, job_id: str, reach: Reach) -> Run:
         job = await self.store.get_job(job_id, reach=reach)
-        run = pending_run(job.id, job.spec, self.spec_plan(job.spec), now())
-        await self.store.add_run(run, self._queue_limits(job))
+        runs = submission(job.id, job.spec, self.spec_plan(job.spec), now())
+        await self.store.add_runs(runs, self._queue_limits(job))
         self.wake()
-        return run
+        return runs[0]
 
     def _queue_limits(self, job: Job) -> list[QueueLimit]:
         """The max_queued quotas a new run of the job counts against: its owner's, its
@@ -259,6 +320,7 @@ class Jobs:
         theirs. A changed schedule (or a resumed one) fires next at its first tick from now;
         the ticks of a suspended schedule are not caught up."""
         validate(body, "JobUpdate")
+        body = _plan_alias(body)
         job = await self.store.get_job(job_id, reach=caller.own_reach)
         if body.get("plan") and body.get("resources"):
             raise InvalidRequest("give either plan or resources (explicit requirements), not both")
@@ -269,6 +331,7 @@ class Jobs:
         if "priority" in body:
             self._check_priority(spec, caller.owner)
         _check_ports(spec)
+        spec = self._checked_ssh(spec)
         _check_env(spec)
         await self._check_access(spec, job.owner)
         schedule = _updated_schedule(job.schedule, body)
@@ -300,6 +363,20 @@ class Jobs:
             "schedule": job.schedule_doc(),
         }
 
+    async def cancel(
+        self, job_id: str, reach: Reach, *, grace: int | None = None
+    ) -> tuple[Job, list[Run]]:
+        """Cancel the job's runs that have not ended, as a cancel of each does (Runs.cancel):
+        the job, and those runs as they are now. A conflict when none is left to cancel."""
+        job = await self.store.get_job(job_id, reach=reach)
+        cancelled = await self.store.cancel_job(job.id, grace)
+        if not cancelled:
+            raise Conflict(f"job {job.id} has no pending or running runs; nothing to cancel")
+        self.wake()
+        runs = await self.store.get_runs(cancelled)
+        job = await self.store.get_job(job.id, reach=EVERYONE)  # its status, as they changed it
+        return job, [runs[run_id] for run_id in cancelled if run_id in runs]
+
     async def delete(self, job_id: str, reach: Reach) -> None:
         """Delete the job: it is gone from the API at once; its pending runs end cancelled,
         its active ones are stopped, and then its containers, logs and records are removed
@@ -313,12 +390,26 @@ class Jobs:
     async def get(self, job_id: str, reach: Reach) -> Job:
         return await self.store.get_job(job_id, reach=reach)
 
+    async def resolve(self, text: str, caller: Caller) -> str:
+        """The id of the job `text` names: its id, a unique prefix of it, or its name (the
+        caller's newest job of that name), within the caller's reach."""
+        reference = Reference("job", text)
+        return await lookup.resolve(self.store, reference, caller.reach, caller.owner.uid)
+
     async def list_jobs(self, where: JobFilter, *, limit: int, cursor: str | None) -> Page[Job]:
         return await self.store.list_jobs(where, limit=limit, cursor=cursor)
 
     async def latest_runs(self, jobs: Iterable[Job]) -> dict[str, Run]:
         """The latest run of each of these jobs, by run id."""
         return await self.store.get_runs(j.latest_run_id for j in jobs if j.latest_run_id)
+
+    async def array_runs(self, jobs: Iterable[Job]) -> dict[str, dict[str, int]]:
+        """For each array job, how many runs of its latest array are in each status."""
+        return {
+            job.id: await self.store.array_counts(job.latest_run_id)
+            for job in jobs
+            if job.spec.array is not None and job.latest_run_id is not None
+        }
 
     async def list_runs(
         self, job_id: str, reach: Reach, *, limit: int, cursor: str | None
@@ -328,6 +419,22 @@ class Jobs:
 
 
 SECRET_SHOWN = "(secret)"
+
+
+def _plan_alias(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A request with Render's `planId` as `plan`, and a Render instance type id as the plan
+    of its tier, so that what is stored and shown is jobd's plan name."""
+    if "planId" in body:
+        given = body.get("plan")
+        if given is not None and plan_name(given) != plan_name(body["planId"]):
+            raise InvalidRequest(
+                f"plan and planId name different plans ({given!r}, {body['planId']!r});"
+                " give one of them"
+            )
+        body = {**{k: v for k, v in body.items() if k != "planId"}, "plan": body["planId"]}
+    if isinstance(body.get("plan"), str):
+        body = {**body, "plan": plan_name(body["plan"])}
+    return body
 
 
 def _shown(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from jobd.domain.jobs import Job
 from jobd.domain.owners import EVERYONE, Reach
+from jobd.logs.lines import LogLine
+from jobd.logs.newest import newest_lines
 from jobd.logs.pump import LogPump
 from jobd.logs.run_log import RunLog
 from jobd.store import Store
@@ -20,6 +22,11 @@ class Logs:
 
     def open(self, run_id: str) -> RunLog:
         return self.pump.open(run_id)
+
+    async def newest(self, run_id: str, budget: int) -> tuple[list[LogLine], bool]:
+        """The run's newest log lines whose texts add up to at most `budget` bytes, oldest
+        first, and whether older ones were left out (read in a thread, from the log's end)."""
+        return await asyncio.to_thread(newest_lines, self.pump.open(run_id), budget)
 
     def changed(self, run_id: str) -> asyncio.Event:
         """Set when the run's log grows or ends."""

@@ -9,10 +9,15 @@ from typing import Any
 
 from jobd.domain.owners import EVERYONE, Reach
 from jobd.domain.records import now, rfc3339
+from jobd.domain.references import Reference
+from jobd.domain.run_filter import RunFilter
 from jobd.domain.runs import Run
 from jobd.domain.states import Failure, FailureType, RunStatus, StopReason
+from jobd.domain.workflows import Held, waiting_reason
 from jobd.errors import Conflict
+from jobd.services import lookup
 from jobd.store import Store
+from jobd.store.rows import Page
 
 
 class Runs:
@@ -32,11 +37,23 @@ class Runs:
     async def get(self, run_id: str, reach: Reach) -> Run:
         return await self.store.get_run(run_id, reach=reach)
 
+    async def list_runs(self, where: RunFilter, *, limit: int, cursor: str | None) -> Page[Run]:
+        """Runs of every job within `where`'s reach, newest first."""
+        return await self.store.runs_across(where, limit=limit, cursor=cursor)
+
+    async def resolve(self, text: str, reach: Reach) -> str:
+        """The id of the run `text` names: its id or a unique prefix of it, within reach."""
+        return await lookup.resolve(self.store, Reference("run", text), reach, reach.uid)
+
     async def queue_doc(self, run: Run) -> dict[str, Any]:
         """Where a queued run stands: how many runs are ahead of it, and why it waits."""
         ahead = await self.store.queue_position(run)
         reason = self.waiting(run)
-        if run.not_before is not None and run.not_before > now():
+        if run.held is Held.AFTER:
+            reason = waiting_reason(await self.store.waits_on(run.array_id or run.id))
+        elif run.held is Held.ARRAY:
+            reason = f"waiting for a slot in array {run.array_id} (its parallelism is reached)"
+        elif run.not_before is not None and run.not_before > now():
             reason = f"waiting out its retry backoff until {rfc3339(run.not_before)}"
         elif reason is None:
             reason = f"queued behind {ahead} runs" if ahead else "next to be placed"
@@ -62,6 +79,8 @@ class Runs:
         default; 0: SIGKILL at once), SIGKILL. It ends succeeded when its container exits 0,
         cancelled otherwise. A run that has not started is cancelled."""
         run = await self.store.get_run(run_id, reach=reach)
+        if run.status.is_terminal:
+            raise Conflict(f"run {run_id} already ended ({run.status.value}); nothing to stop")
         if run.status is not RunStatus.RUNNING:
             return await self.cancel(run_id, reach, grace=grace)
         if run.stop_reason is not None:  # a stop (or a deadline's) is already under way

@@ -9,7 +9,8 @@ event loop (jobd/store/writer.py says why); reads use a second connection on a t
 
 `Store` is the one handle the rest of jobd holds. The queries live beside it, grouped by what
 they read and write: jobs.py, runs.py (runs and their events), recipes.py, schedules.py,
-queue.py (placement passes and pending limits), volumes.py, uploads.py, tokens.py, audit.py;
+queue.py (placement passes and pending limits), lookup.py (ids by a prefix, jobs by name),
+run_listing.py (runs across jobs), volumes.py, uploads.py, tokens.py, audit.py;
 schema.py has the migrations.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,26 +32,32 @@ from jobd.domain.outputs import OutputSummary
 from jobd.domain.owners import Reach
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
+from jobd.domain.references import Kind
 from jobd.domain.retention import FinishedRun, Retention
+from jobd.domain.run_filter import RunFilter
 from jobd.domain.runs import Run
 from jobd.domain.sharing import FairShare, QueueLimit
 from jobd.domain.states import RunStatus, sources_of
 from jobd.domain.tokens import Token
 from jobd.domain.uploads import Upload
 from jobd.domain.volumes import Volume
+from jobd.domain.workflows import Dependency
 from jobd.store import (
     audit,
     jobs,
+    lookup,
     metrics,
     queue,
     recipes,
     retention,
+    run_listing,
     runs,
     schedules,
     tokens,
     uploads,
     use,
     volumes,
+    workflows,
 )
 from jobd.store.queue import Choose, Placement
 from jobd.store.rows import Page
@@ -88,15 +95,22 @@ class Store:
     # -- jobs -------------------------------------------------------------------------------
 
     async def create_job(
-        self, job: Job, run: Run | None, limits: Iterable[QueueLimit] = ()
+        self,
+        job: Job,
+        submission: Sequence[Run],
+        limits: Iterable[QueueLimit] = (),
+        after: Sequence[Dependency] = (),
     ) -> None:
-        """Record a new job and its first run (none for a scheduled job: its ticks make them);
-        TooManyRequests, writing nothing, when the run would break a max_queued quota."""
+        """Record a new job and its first runs (one, or an array's; none for a scheduled job:
+        its ticks make them), held by `after` as things stand when they are written;
+        TooManyRequests, writing nothing, when they would break a max_queued quota."""
 
         def create(db: sqlite3.Connection) -> None:
-            if run is not None:
-                queue.check_queue_room(db, limits)
-            jobs.create_job(db, job, run)
+            if submission:
+                queue.check_queue_room(db, limits, len(submission))
+            jobs.create_job(db, job, submission)
+            if submission and after:
+                workflows.hold(db, submission, after)
 
         await self._writer.write(create)
 
@@ -110,6 +124,10 @@ class Store:
         pending ones end cancelled, the active ones become cancelling. Returns the runs that
         are cancelling, for the supervisor to stop. The rows go with purge_job."""
         return await self._writer.write(lambda db: jobs.delete_job(db, job_id))
+
+    async def cancel_job(self, job_id: str, grace: int | None) -> list[str]:
+        """Cancel the job's pending and active runs (jobs.cancel_job): the ids it changed."""
+        return await self._writer.write(lambda db: jobs.cancel_job(db, job_id, grace))
 
     async def purge_job(self, job_id: str) -> bool:
         """Remove a deleted job's rows (its runs, events and labels go with it), if none of
@@ -125,6 +143,25 @@ class Store:
     async def deleted_jobs(self) -> dict[str, list[Run]]:
         """The deleted jobs not purged yet, each with its runs."""
         return await jobs.deleted_jobs(self._reader)
+
+    async def job_named(self, name: str, *, reach: Reach, uid: int | None) -> str | None:
+        """The newest job called `name` within reach, the caller's own (`uid`) first."""
+        return await lookup.job_named(self._reader, name, reach, uid)
+
+    async def ids_in_range(
+        self, kind: Kind, ids: tuple[str, str], *, reach: Reach, limit: int
+    ) -> list[tuple[str, str | None]]:
+        """Up to `limit` ids of jobs (with their names) or runs in [low, high), newest first."""
+        query = lookup.jobs_in_range if kind == "job" else lookup.runs_in_range
+        return await query(self._reader, ids, reach, limit)
+
+    async def array_counts(self, array_id: str) -> dict[str, int]:
+        """How many of the array's runs are in each status (an index's latest attempt)."""
+        return await workflows.array_counts(self._reader, array_id)
+
+    async def waits_on(self, key: str) -> list[Dependency]:
+        """What a held run (or an array, by its id) still waits on."""
+        return await workflows.waits_on(self._reader, key)
 
     async def run_counts(self, job_id: str) -> dict[str, int]:
         """How many of the job's runs are in each status."""
@@ -266,13 +303,13 @@ class Store:
 
     # -- runs: state changes ----------------------------------------------------------------
 
-    async def add_run(self, run: Run, limits: Iterable[QueueLimit] = ()) -> None:
-        """Record a new run of a job; TooManyRequests, writing nothing, when it would break a
-        max_queued quota."""
+    async def add_runs(self, submission: Sequence[Run], limits: Iterable[QueueLimit] = ()) -> None:
+        """Record a new submission of a job (one run, or an array's); TooManyRequests,
+        writing nothing, when it would break a max_queued quota."""
 
         def add(db: sqlite3.Connection) -> None:
-            queue.check_queue_room(db, limits)
-            runs.add_run(db, run)
+            queue.check_queue_room(db, limits, len(submission))
+            runs.add_runs(db, submission)
 
         await self._writer.write(add)
 
@@ -399,6 +436,10 @@ class Store:
 
     async def get_runs(self, run_ids: Iterable[str]) -> dict[str, Run]:
         return await runs.get_runs(self._reader, run_ids)
+
+    async def runs_across(self, where: RunFilter, *, limit: int, cursor: str | None) -> Page[Run]:
+        """Runs of every job `where` reaches, newest first (run_listing.py)."""
+        return await run_listing.list_runs(self._reader, where, limit=limit, cursor=cursor)
 
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         return await runs.runs_with_status(self._reader, statuses)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -47,6 +48,9 @@ _EDITABLE = (
     "output_limit_bytes",
     "inputs",
     "secret_env",
+    "array",
+    "ssh_keys",
+    "allowed_ips",
 )
 _JOB_COLUMNS = (
     "id",
@@ -98,10 +102,13 @@ def _editable_values(job: Job) -> tuple[Any, ...]:
         job.spec.output_limit_bytes,
         to_json([i.to_api() for i in job.spec.inputs]) if job.spec.inputs else None,
         to_json(dict(job.spec.secret_env)) if job.spec.secret_env else None,
+        to_json(job.spec.array.to_api()) if job.spec.array else None,
+        to_json(list(job.spec.ssh_keys)) if job.spec.ssh_keys else None,
+        to_json(list(job.spec.allowed_ips)) if job.spec.allowed_ips is not None else None,
     )
 
 
-def create_job(db: sqlite3.Connection, job: Job, run: Run | None) -> None:
+def create_job(db: sqlite3.Connection, job: Job, runs: Sequence[Run]) -> None:
     db.execute(
         _INSERT_JOB,
         (
@@ -109,8 +116,8 @@ def create_job(db: sqlite3.Connection, job: Job, run: Run | None) -> None:
             *_editable_values(job),
             to_json(job.owner.to_api()),
             job.created_at.timestamp(),
-            run.id if run else None,
-            run.status.value if run else None,
+            runs[0].id if runs else None,
+            runs[0].status.value if runs else None,
             job.next_fire_at.timestamp() if job.next_fire_at else None,
             job.recipe,
             to_json(dict(job.requested)) if job.requested is not None else None,
@@ -119,7 +126,7 @@ def create_job(db: sqlite3.Connection, job: Job, run: Run | None) -> None:
     )
     _insert_labels(db, job)
     use_inputs(db, job)
-    if run is not None:
+    for run in runs:
         insert_run(db, run)
 
 
@@ -141,14 +148,35 @@ def delete_job(db: sqlite3.Connection, job_id: str) -> list[Run]:
     return cancel_job_runs(db, job_id, "its job was deleted")
 
 
-def cancel_job_runs(db: sqlite3.Connection, job_id: str, why: str) -> list[Run]:
-    """End the job's pending runs cancelled and move its assigned and running ones to
-    cancelling; the latter are returned, for the supervisor to stop."""
-    rows = db.execute(
+def cancel_job(db: sqlite3.Connection, job_id: str, grace: int | None) -> list[str]:
+    """Cancel the job's pending, assigned and running runs (cancel_job_runs), each stop with
+    `grace` when it is given; the ids of the runs it cancelled."""
+    if db.execute(_LIVE_JOB, (job_id,)).fetchone() is None:
+        raise NotFound(f"job {job_id} not found")
+    ids = [row["id"] for row in _cancellable(db, job_id)]
+    cancel_job_runs(db, job_id, "its job was cancelled", grace)
+    return ids
+
+
+_LIVE_JOB = "SELECT 1 FROM jobs WHERE id = ? AND deleted_at IS NULL"
+
+
+def _cancellable(db: sqlite3.Connection, job_id: str) -> list[sqlite3.Row]:
+    return db.execute(
         "SELECT id, status FROM runs WHERE job_id = ? AND status IN (?, ?, ?)",
         (job_id, RunStatus.PENDING.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value),
     ).fetchall()
+
+
+def cancel_job_runs(
+    db: sqlite3.Connection, job_id: str, why: str, grace: int | None = None
+) -> list[Run]:
+    """End the job's pending runs cancelled and move its assigned and running ones to
+    cancelling (with `grace` as their stop's, when given); the latter are returned, for the
+    supervisor to stop."""
+    rows = _cancellable(db, job_id)
     stopping: list[Run] = []
+    grace_set, grace_values = column_changes({} if grace is None else {"stop_grace_seconds": grace})
     for row in rows:
         if row["status"] == RunStatus.PENDING.value:
             message = f"{why} before it started"
@@ -157,7 +185,9 @@ def cancel_job_runs(db: sqlite3.Connection, job_id: str, why: str) -> list[Run]:
             pending = [RunStatus.PENDING.value]
             transition(db, row["id"], RunStatus.CANCELLED, pending, assignments, values, message)
             continue
-        run = transition(db, row["id"], RunStatus.CANCELLING, [row["status"]], "", [], why)
+        run = transition(
+            db, row["id"], RunStatus.CANCELLING, [row["status"]], grace_set, grace_values, why
+        )
         if run is not None:
             stopping.append(run)
     return stopping

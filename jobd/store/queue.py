@@ -95,7 +95,10 @@ def _queue_columns(db: sqlite3.Connection) -> str:
     return ", ".join("NULL AS spec" if c == "spec" else c for c in columns)
 
 
-_ELIGIBLE = "status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
+# queued, not held back (dependencies, an array's parallelism), past any retry backoff: what
+# the runs_owner_queue index holds, and its condition, so the planner may use it
+_QUEUED = "status = 'pending' AND held IS NULL"
+_ELIGIBLE = f"{_QUEUED} AND (not_before IS NULL OR not_before <= ?)"
 _ORDER = "ORDER BY priority DESC, created_at, id"
 
 
@@ -159,8 +162,6 @@ class OwnerQueue:
 
 
 Key = tuple[int, float, str]  # a queued run's priority, created_at and id
-_ELIGIBLE = "status = 'pending' AND (not_before IS NULL OR not_before <= ?)"
-_ORDER = "ORDER BY priority DESC, created_at, id"
 
 
 def _queues(db: sqlite3.Connection, moment: datetime) -> dict[int | None, OwnerQueue]:
@@ -169,9 +170,9 @@ def _queues(db: sqlite3.Connection, moment: datetime) -> dict[int | None, OwnerQ
     each has queued), and each one's first run that may start by one more."""
     rows = db.execute(
         "WITH RECURSIVE owners (uid) AS ("
-        " SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue WHERE status = 'pending'"
+        f" SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue WHERE {_QUEUED}"
         " UNION ALL SELECT (SELECT MIN(owner_uid) FROM runs INDEXED BY runs_owner_queue"
-        " WHERE status = 'pending' AND owner_uid > owners.uid) FROM owners"
+        f" WHERE {_QUEUED} AND owner_uid > owners.uid) FROM owners"
         " WHERE owners.uid IS NOT NULL)"
         " SELECT r.owner_uid, r.priority, r.created_at, r.id"
         " FROM owners JOIN runs r ON r.rowid = ("
@@ -246,9 +247,10 @@ async def queue_position(db: aiosqlite.Connection, run: Run) -> int:
     return int(row["n"]) if row else 0
 
 
-def check_queue_room(db: sqlite3.Connection, limits: Iterable[QueueLimit]) -> None:
-    """TooManyRequests when one more pending run would break a max_queued quota: counted in
-    the transaction that writes the run, so concurrent submissions cannot both slip in."""
+def check_queue_room(db: sqlite3.Connection, limits: Iterable[QueueLimit], adding: int = 1) -> None:
+    """TooManyRequests when `adding` more pending runs (an array's, all of them) would break
+    a max_queued quota: counted in the transaction that writes them, so concurrent
+    submissions cannot both slip in."""
     for limit in limits:
         assert limit.column in ("owner_uid", "project")
         queued = db.execute(  # counted up to the limit: a submission's cost stays bounded
@@ -256,6 +258,6 @@ def check_queue_room(db: sqlite3.Connection, limits: Iterable[QueueLimit]) -> No
             f" WHERE status = 'pending' AND {limit.column} = ? LIMIT ?)",
             (limit.value, limit.limit + 1),
         ).fetchone()[0]
-        problem = limit.problem(queued)
+        problem = limit.problem(queued + adding - 1)
         if problem:
             raise TooManyRequests(problem, retry_after=QUEUE_RETRY_SECONDS)

@@ -69,7 +69,8 @@ def jobs_to_prune(
 async def finished_runs(
     db: aiosqlite.Connection, job_ids: Sequence[str]
 ) -> dict[str, tuple[str | None, list[FinishedRun]]]:
-    """Each job's latest run and its finished runs."""
+    """Each job's latest run and its finished runs (an array job's latest array left out:
+    all of it is the job's latest run)."""
     if not job_ids:
         return {}
     marks = ", ".join("?" * len(job_ids))
@@ -80,7 +81,10 @@ async def finished_runs(
     rows = await fetch_all(
         db,
         "SELECT job_id, id, created_at, COALESCE(finished_at, created_at) FROM runs"
-        f" WHERE job_id IN ({marks}) AND status IN ({_MARKS})",
+        f" WHERE job_id IN ({marks}) AND status IN ({_MARKS})"
+        # the runs of a job's latest array are its latest run, as one: all kept
+        " AND (array_id IS NULL"
+        " OR array_id IS NOT (SELECT latest_run_id FROM jobs WHERE jobs.id = runs.job_id))",
         (*job_ids, *_TERMINAL),
     )
     for job_id, run_id, created_at, finished_at in rows:

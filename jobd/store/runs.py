@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +18,10 @@ from jobd.domain.owners import Reach
 from jobd.domain.records import now
 from jobd.domain.resources import Allocation, Limits
 from jobd.domain.runs import Run, next_attempt
+from jobd.domain.ssh import SshEndpoint
 from jobd.domain.states import Failure, RunStatus, StopReason, Trigger
 from jobd.errors import NotFound, StoreError
-from jobd.store import use
+from jobd.store import use, workflows
 from jobd.store.rows import (
     Page,
     decode_cursor,
@@ -47,22 +48,27 @@ RUN_COLUMNS = {
     "stop_grace_seconds",
     "outputs",
     "pending_until",
+    "ssh",
 }
 
 
-def add_run(db: sqlite3.Connection, run: Run) -> None:
+def add_runs(db: sqlite3.Connection, submission: Sequence[Run]) -> None:
+    """One submission of a job: a run, or an array's runs (the first is the job's latest)."""
+    job_id = submission[0].job_id
     exists = "SELECT 1 FROM jobs WHERE id = ? AND deleted_at IS NULL"
-    if db.execute(exists, (run.job_id,)).fetchone() is None:
-        raise NotFound(f"job {run.job_id} not found")
-    insert_run(db, run)
-    make_latest(db, run)
+    if db.execute(exists, (job_id,)).fetchone() is None:
+        raise NotFound(f"job {job_id} not found")
+    for run in submission:
+        insert_run(db, run)
+    make_latest(db, submission[0])
 
 
 def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> None:
     db.execute(
         "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at, spec,"
-        " trigger, attempt, scheduled_for, not_before, priority, pending_until, owner_uid,"
-        " project) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, owner_uid, project"
+        " trigger, attempt, scheduled_for, not_before, priority, pending_until, held, array_id,"
+        " array_index, owner_uid, project)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, owner_uid, project"
         " FROM jobs WHERE id = ?",
         (
             run.id,
@@ -77,7 +83,10 @@ def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> Non
             run.scheduled_for.timestamp() if run.scheduled_for else None,
             run.not_before.timestamp() if run.not_before else None,
             run.priority,
-            run.pending_until.timestamp() if run.pending_until else None,
+            None if run.held else _maybe_timestamp(run.pending_until),
+            run.held.value if run.held else None,
+            run.array_id,
+            run.array_index,
             run.job_id,
         ),
     )
@@ -87,6 +96,10 @@ def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> Non
         (run.id, run.created_at.timestamp(), run.status.value, detail),
     )
     use_volumes(db, run)
+
+
+def _maybe_timestamp(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment else None
 
 
 def make_latest(db: sqlite3.Connection, run: Run) -> None:
@@ -120,16 +133,25 @@ def transition(
         " VALUES (?, ?, ?, ?, ?)",
         (run_id, time.time(), row["status"], to.value, detail),
     )
-    db.execute(
-        "UPDATE jobs SET status = ? WHERE id = ? AND latest_run_id = ?",
-        (to.value, row["job_id"], run_id),
-    )
     updated = Run.from_row(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
     if to.is_terminal:
         use.charge(db, updated)  # with the end: a crash never loses nor repeats the charge
     if to is RunStatus.FAILED:
-        return _retry(db, updated)
+        updated = _retry(db, updated)
+    if to.is_terminal:  # what waited on it, in the same transaction
+        workflows.after_end(db, updated)
+    _job_status(db, updated, to)
     return updated
+
+
+def _job_status(db: sqlite3.Connection, run: Run, to: RunStatus) -> None:
+    """The job shows its latest run's status; an array's, its runs' as one."""
+    latest = run.array_id or run.id
+    status = workflows.array_status(db, run.array_id) if run.array_id else to
+    db.execute(
+        "UPDATE jobs SET status = ? WHERE id = ? AND latest_run_id = ?",
+        (status.value, run.job_id, latest),
+    )
 
 
 def _retry(db: sqlite3.Connection, run: Run) -> Run:
@@ -149,7 +171,8 @@ def _retry(db: sqlite3.Connection, run: Run) -> Run:
     insert_run(
         db, attempt, f"{what} of {run.id} (attempt {attempt.attempt}), after {wait.seconds}s"
     )
-    make_latest(db, attempt)
+    if attempt.array_id is None:  # an array's latest run stays its first: the array's id
+        make_latest(db, attempt)
     db.execute("UPDATE runs SET retried_by = ? WHERE id = ?", (attempt.id, run.id))
     return run.with_changes(retried_by=attempt.id)
 
@@ -207,7 +230,7 @@ def _column_value(value: Any) -> Any:
         return value.timestamp()
     if isinstance(value, Limits | Allocation):
         return to_json(value.to_api())
-    if isinstance(value, OutputSummary):
+    if isinstance(value, OutputSummary | SshEndpoint):
         return to_json(value.to_record())
     if isinstance(value, StopReason):
         return value.value

@@ -13,7 +13,7 @@ import aiosqlite
 from jobd.domain.jobs import Job, JobSpec
 from jobd.domain.records import maybe_epoch, now, rfc3339
 from jobd.domain.resources import Plan
-from jobd.domain.runs import Run, pending_run
+from jobd.domain.runs import Run, submission
 from jobd.domain.schedules import CatchUp, ConcurrencyPolicy, Tick
 from jobd.domain.states import ACTIVE_STATUSES, RunStatus, Trigger
 from jobd.store.jobs import cancel_job_runs
@@ -84,10 +84,12 @@ def _fire(
             note += f"; one run for the ticks missed since {since} (catchUp once)"
         else:
             note += f"; the ticks missed since {since} were skipped (catchUp skip)"
-    run = pending_run(job.id, job.spec, plan, now(), trigger=Trigger.SCHEDULE, scheduled_for=tick)
-    insert_run(db, run, f"scheduled for {rfc3339(tick)}")
+    runs = submission(job.id, job.spec, plan, now(), trigger=Trigger.SCHEDULE, scheduled_for=tick)
+    run = runs[0]  # the tick's one run (runs_job_tick), or its array's first
+    for each in [run, *(r.with_changes(scheduled_for=None) for r in runs[1:])]:
+        insert_run(db, each, f"scheduled for {rfc3339(tick)}")
     make_latest(db, run)
-    firings.started.append(run)
+    firings.started.extend(runs)
     return Tick(at=tick, run_id=run.id, note=note)
 
 

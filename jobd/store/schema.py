@@ -304,6 +304,54 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX metric_points_age ON metric_points (resolution, at);
     ALTER TABLE runs ADD COLUMN usage TEXT;
     """,
+    # workflows: a pending run held back (its dependencies unmet, its array at its
+    # parallelism) is left out of the queue's index, so placement never reads it; what each
+    # held run still waits on (a run, or an array by its first run's id); arrays' runs by
+    # index, found by array and status
+    """
+    ALTER TABLE runs ADD COLUMN held TEXT;
+    ALTER TABLE runs ADD COLUMN after TEXT;
+    ALTER TABLE runs ADD COLUMN array_id TEXT;
+    ALTER TABLE runs ADD COLUMN array_index INTEGER;
+    ALTER TABLE jobs ADD COLUMN array TEXT;
+    DROP INDEX runs_owner_queue;
+    CREATE INDEX runs_owner_queue ON runs (owner_uid, priority DESC, created_at, id)
+        WHERE status = 'pending' AND held IS NULL;
+    CREATE INDEX runs_array ON runs (array_id, status, held) WHERE array_id IS NOT NULL;
+    CREATE TABLE run_dependencies (
+        run_id TEXT NOT NULL,
+        on_id TEXT NOT NULL,
+        condition TEXT NOT NULL,
+        array INTEGER NOT NULL,
+        PRIMARY KEY (run_id, on_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_dependencies_on ON run_dependencies (on_id);
+    """,
+    # a job named where an id goes (jobctl logs train): its newest job of that name
+    """
+    CREATE INDEX jobs_name ON jobs (name, created_at DESC) WHERE name IS NOT NULL;
+    """,
+    # runs across jobs (GET /v1/runs), newest first: everyone's, one owner's, one project's;
+    # each index holds the filters' columns too (status, trigger, and the kind of what the run
+    # executes; runs recorded before kinds were batch), so a walk tests them without reading
+    # the rows it passes over
+    """
+    ALTER TABLE runs ADD COLUMN kind TEXT
+        GENERATED ALWAYS AS (COALESCE(json_extract(spec, '$.kind'), 'batch')) VIRTUAL;
+    CREATE INDEX runs_created ON runs (created_at DESC, id DESC, status, trigger, kind);
+    CREATE INDEX runs_owner_created
+        ON runs (owner_uid, created_at DESC, id DESC, status, trigger, kind);
+    CREATE INDEX runs_project_created
+        ON runs (project, created_at DESC, id DESC, status, trigger, kind)
+        WHERE project IS NOT NULL;
+    """,
+    # SSH into a job: the keys that may, the addresses it is reached from (NULL: loopback),
+    # and where a started run's gateway listens
+    """
+    ALTER TABLE jobs ADD COLUMN ssh_keys TEXT;
+    ALTER TABLE jobs ADD COLUMN allowed_ips TEXT;
+    ALTER TABLE runs ADD COLUMN ssh TEXT;
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

@@ -233,7 +233,7 @@ def test_shared_gpus_pack_by_memory_without_exceeding_it(
     wait_until(
         lambda: (
             daemon.run(third).get("queue", {}).get("reason")
-            == "waiting for 1 GPU with 10 GB free (shared)"
+            == "waiting for 1 GPU with 9.3 GiB free (shared)"  # 10 GB, in the units of tables
         ),
         10,
         "the third run to wait for GPU memory",

@@ -158,7 +158,7 @@ def test_a_query_parameter_an_endpoint_does_not_take_is_refused_by_name(daemon: 
     daemon.wait_status(run_id)
     for path, unknown in [
         ("/v1/jobs?recipe=nightly", "recipe"),
-        (f"/v1/runs/{run_id}/logs?start=2026-01-01T00:00:00Z&limit=5", "start"),
+        (f"/v1/runs/{run_id}/logs?from=2026-01-01T00:00:00Z&limit=5", "from"),
         (f"/v1/jobs/{job['id']}?verbose=1", "verbose"),
     ]:
         response = daemon.get(path)

@@ -31,6 +31,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "services": ("domain", "store", "logs", "node", "config", "users"),
     "api": ("services", "domain", "logs", "config", "users"),
     "web": ("api", "services", "domain", "logs", "config", "users"),
+    "ssh": ("services", "domain", "config"),
     "systemd": ("config",),
     "daemon": ("*",),
 }
@@ -97,6 +98,8 @@ def test_the_rules_catch_what_they_forbid() -> None:
     assert not allowed("scheduler", "runtime.podman")
     assert not allowed("services", "scheduler")
     assert not allowed("domain", "store")
+    assert not allowed("ssh", "runtime.podman")
+    assert not allowed("ssh", "api")
     assert allowed("scheduler", "runtime.contract")
     assert allowed("runtime.podman", "runtime.contract")
     assert allowed("daemon", "runtime.podman")

@@ -1,4 +1,5 @@
-"""The podman runtime: create/init/start, watch exits, stop, remove, inspect, list, recover, exec.
+"""The podman runtime: create/init/start, watch exits, stop, remove, inspect, list, recover, exec
+(and, for the SSH gateway, a container's files and TCP connections inside it: inside.py).
 
 podman-py blocks (requests under the hood), so every call runs in a bounded thread pool, and the
 event stream runs in one thread of its own (events.py). Podman's dicts and exceptions never
@@ -15,8 +16,9 @@ import dataclasses
 import functools
 import json
 import signal
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,10 +29,11 @@ import podman.errors
 from jobd.domain.engine import RuntimeInfo
 from jobd.errors import ContainerGone, ImageNotFound, RuntimeUnavailable
 from jobd.runtime.contract import ContainerExit, ContainerSpec, ContainerState, Handle
-from jobd.runtime.podman import events
+from jobd.runtime.podman import events, inside
 from jobd.runtime.podman.exec import ExecStream
 from jobd.runtime.podman.image import DEFAULT_IMAGE, prepare_context, temporary_context
 from jobd.runtime.podman.init import INIT_PATH, command_failure
+from jobd.runtime.podman.inside import HelperFiles
 from jobd.runtime.podman.oom import OomWatch
 from jobd.runtime.podman.translate import (
     INSTANCE_LABEL,
@@ -163,9 +166,19 @@ class PodmanRuntime:
 
     # -- exec -----------------------------------------------------------------------------
 
-    async def exec(self, handle: Handle, command: list[str], *, tty: bool) -> ExecStream:
-        """Run `command` in the running container, attached (see exec.py)."""
-        exec_id = await self._call("exec create", self._exec_create, handle, command, tty)
+    async def exec(
+        self,
+        handle: Handle,
+        command: list[str],
+        *,
+        tty: bool,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecStream:
+        """Run `command` in the running container, attached (see exec.py), with `env` added
+        to the container's environment."""
+        exec_id = await self._call(
+            "exec create", self._exec_create, handle, command, tty, dict(env or {})
+        )
         try:
             return await ExecStream.start(
                 self._socket,
@@ -177,9 +190,12 @@ class PodmanRuntime:
         except OSError as e:
             raise RuntimeUnavailable(f"exec start: podman API unreachable: {e}") from e
 
-    def _exec_create(self, container_id: str, command: list[str], tty: bool) -> str:
+    def _exec_create(
+        self, container_id: str, command: list[str], tty: bool, env: dict[str, str]
+    ) -> str:
         body = {
             "Cmd": command,
+            "Env": [f"{k}={v}" for k, v in env.items()],
             "AttachStdin": True,
             "AttachStdout": True,
             "AttachStderr": True,
@@ -204,6 +220,20 @@ class PodmanRuntime:
         response.raise_for_status()
         code = response.json().get("ExitCode")
         return int(code) if code is not None else None
+
+    async def files(self, handle: Handle, client_version: str) -> HelperFiles:
+        """An SFTP server over the running container's files, as its user (inside.py)."""
+        return await HelperFiles.start(await self._pid(handle), client_version)
+
+    async def connect(self, handle: Handle, host: str, port: int) -> socket.socket:
+        """A TCP connection made inside the running container's network (inside.py)."""
+        return await inside.connect(await self._pid(handle), host, port)
+
+    async def _pid(self, handle: Handle) -> int:
+        state = await self.inspect(handle)
+        if not state.running or not state.pid:
+            raise ContainerGone(f"container {handle} is not running")
+        return state.pid
 
     # -- one container's life ---------------------------------------------------------
 

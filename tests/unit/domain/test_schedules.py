@@ -18,6 +18,8 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
         ({"schedule": "* * * *"}, "schedule"),
         ({"schedule": "0 0 * * * *"}, "schedule"),
         ({"schedule": "every day"}, "schedule"),
+        ({"schedule": "@reboot"}, "schedule"),
+        ({"schedule": "@fortnightly"}, "schedule"),
         ({"schedule": "0 3 * * *", "timezone": "Mars/Olympus"}, "timezone"),
         ({"schedule": "0 3 * * *", "timezone": "../etc/passwd"}, "timezone"),
     ],
@@ -61,3 +63,30 @@ def test_with_skip_a_downtime_over_several_ticks_still_fires_the_one_on_time() -
     assert schedule.tick_to_fire(T0, T0 + timedelta(minutes=10, seconds=5)) == T0 + timedelta(
         minutes=10
     )
+
+
+# 2026-06-01 12:00 UTC is a Monday
+@pytest.mark.parametrize(
+    ("shorthand", "next_tick"),
+    [
+        ("@hourly", datetime(2026, 6, 1, 13, 0, tzinfo=UTC)),
+        ("@daily", datetime(2026, 6, 2, 0, 0, tzinfo=UTC)),
+        ("@midnight", datetime(2026, 6, 2, 0, 0, tzinfo=UTC)),
+        ("@weekly", datetime(2026, 6, 7, 0, 0, tzinfo=UTC)),  # Sunday, as cron's 0 0 * * 0
+        ("@monthly", datetime(2026, 7, 1, 0, 0, tzinfo=UTC)),
+        ("@yearly", datetime(2027, 1, 1, 0, 0, tzinfo=UTC)),
+        ("@annually", datetime(2027, 1, 1, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_cron_shorthands_tick_as_the_fields_they_stand_for(
+    shorthand: str, next_tick: datetime
+) -> None:
+    schedule = Schedule.from_api({"schedule": shorthand})
+    assert schedule.next_after(T0) == next_tick
+    assert schedule.to_api()["schedule"] == shorthand  # shown as given
+
+
+def test_a_shorthand_is_read_in_the_schedules_time_zone() -> None:
+    schedule = Schedule.from_api({"schedule": "@daily", "timezone": "Europe/Berlin"})
+    assert schedule.next_after(T0) == datetime(2026, 6, 1, 22, 0, tzinfo=UTC)  # 00:00 CEST
+    assert schedule.latest_at_or_before(T0) == datetime(2026, 5, 31, 22, 0, tzinfo=UTC)

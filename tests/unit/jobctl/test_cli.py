@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from jobctl import waiting
 from jobctl.cli import main
+from jobctl.commands import control
 
 HANG = object()  # a followed log that jobd never ends
 
@@ -105,7 +106,8 @@ def handler_for(fake: FakeJobd) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "text/plain")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.wfile.write(b"3\r\nhi\n\r\n")
+            line = b'{"stream": "stdout", "text": "hi"}\n'
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()
             fake.release.wait(10)
 
@@ -359,15 +361,24 @@ def test_bad_options_are_usage_errors(sock: Path, args: list[str], option: str) 
     assert f"Invalid value for '{option}'" in result.stderr
 
 
+def ndjson(*lines: tuple[str, str]) -> str:
+    """A log as the API's JSON lines: (stream, text) each."""
+    return "".join(
+        json.dumps({"time": "2024-05-01T10:00:00.5Z", "stream": stream, "text": text}) + "\n"
+        for stream, text in lines
+    )
+
+
 def test_follow_streams_then_exits_like_wait(fake: FakeJobd, sock: Path) -> None:
     fake.on("POST", "/v1/jobs", (201, job()))
-    fake.on("GET", "/v1/runs/run-1/logs", (200, "a\nb\n"))
+    fake.on("GET", "/v1/runs/run-1/logs", (200, ndjson(("stdout", "a"), ("stderr", "b"))))
     fake.on("GET", "/v1/runs/run-1", (200, run("succeeded", 0)))
     result = jobctl(sock, "run", "--follow", "busybox")
-    assert (result.exit_code, result.stdout) == (0, "job-1 run-1\na\nb\n")
+    # stdout is the run's: the ids go to stderr, before its stderr
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "a\n", "job-1 run-1\nb\n")
     assert fake.requests("GET", "/v1/runs/run-1/logs")[0].query == {
         "follow": ["true"],
-        "format": ["text"],
+        "format": ["ndjson"],
     }
 
 
@@ -379,8 +390,10 @@ def test_follow_ends_a_log_that_outlives_its_run(
     fake.on("GET", "/v1/runs/run-1/logs", (200, HANG))
     fake.on("GET", "/v1/runs/run-1", (200, run("running")), (200, run("failed", 2, "exit_code")))
     result = jobctl(sock, "run", "--follow", "busybox")
-    assert (result.exit_code, result.stdout) == (2, "job-1 run-1\nhi\n")
-    assert result.stderr == "jobctl: run run-1 failed: exit_code: exit_code happened\n"
+    assert (result.exit_code, result.stdout) == (2, "hi\n")
+    assert result.stderr == (
+        "job-1 run-1\njobctl: run run-1 failed: exit_code: exit_code happened\n"
+    )
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -415,10 +428,9 @@ def test_errors_that_are_not_json_still_read(fake: FakeJobd, sock: Path) -> None
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["show", "abc"], "neither a job id"),
-        (["runs", "run-1"], "expected a job id"),
         (["rerun", "run-1"], "expected a job id"),
-        (["logs", "pod-1"], "neither a job id"),
+        (["update", "run-0199ab", "--env", "A=1"], "expected a job id"),
+        (["logs", ""], "give an id"),
     ],
 )
 def test_ids_of_the_wrong_kind_are_usage_errors(sock: Path, args: list[str], message: str) -> None:
@@ -505,7 +517,7 @@ def test_ls_all_users_asks_for_everyones_and_shows_whose(fake: FakeJobd, sock: P
 
 def test_logs_of_a_job_are_its_latest_runs(fake: FakeJobd, sock: Path) -> None:
     fake.on("GET", "/v1/jobs/job-1", (200, job()))
-    fake.on("GET", "/v1/runs/run-1/logs", (200, "hi\n"))
+    fake.on("GET", "/v1/runs/run-1/logs", (200, ndjson(("stdout", "hi"))))
     result = jobctl(
         sock,
         "logs",
@@ -520,7 +532,7 @@ def test_logs_of_a_job_are_its_latest_runs(fake: FakeJobd, sock: Path) -> None:
     assert (result.exit_code, result.stdout) == (0, "hi\n")
     seen = fake.requests("GET", "/v1/runs/run-1/logs")[0]
     assert seen.query == {
-        "format": ["text"],
+        "format": ["ndjson"],
         "since": ["2024-05-01T10:00:00.000+00:00"],
         "tail": ["5"],
         "filter": ["a&b"],
@@ -582,6 +594,80 @@ def test_grace_and_force_do_not_go_together(fake: FakeJobd, sock: Path) -> None:
     assert fake.requests("POST", "/v1/runs/run-1/cancel") == []
 
 
+def selection(fake: FakeJobd) -> None:
+    """One job labelled a=b with a running, a pending and an ended run."""
+    fake.on("GET", "/v1/jobs", (200, {"jobs": [job("running")], "nextCursor": None}))
+    runs = [{**run(status), "id": f"run-{n}"} for n, status in
+            enumerate(["running", "pending", "succeeded"], start=1)]  # fmt: skip
+    fake.on("GET", "/v1/jobs/job-1/runs", (200, {"runs": runs, "nextCursor": None}))
+    for n in (1, 2):
+        fake.on("POST", f"/v1/runs/run-{n}/cancel", (202, {**run("cancelling"), "id": f"run-{n}"}))
+
+
+@pytest.mark.parametrize(("answer", "cancelled"), [("n\n", []), ("y\n", ["run-1", "run-2"])])
+def test_a_selection_of_several_is_confirmed_on_a_terminal(
+    fake: FakeJobd,
+    sock: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    cancelled: list[str],
+) -> None:
+    selection(fake)
+    monkeypatch.setattr(control, "on_terminal", lambda: True)
+    result = CliRunner().invoke(
+        main, ["--socket", str(sock), "cancel", "--label", "a=b"], input=answer
+    )
+    assert "run-1 running" in result.stderr and "Cancel these 2 runs?" in result.stderr
+    posted = [s.path.split("/")[3] for s in fake.seen if s.method == "POST"]
+    assert (result.exit_code, posted) == (0 if cancelled else 1, cancelled)
+    assert fake.requests("GET", "/v1/jobs")[0].query["label"] == ["a=b"]
+
+
+def test_without_a_terminal_or_with_yes_a_selection_is_not_asked(
+    fake: FakeJobd, sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    selection(fake)
+    result = jobctl(sock, "cancel", "--name", "nightly", "--status", "pending")
+    assert (result.exit_code, result.stdout) == (0, "run-2 cancelling\n")
+    assert fake.requests("GET", "/v1/jobs")[0].query["name"] == ["nightly"]
+    monkeypatch.setattr(control, "on_terminal", lambda: True)
+    result = jobctl(sock, "cancel", "--label", "a=b", "--yes")
+    assert (result.exit_code, result.stdout) == (0, "run-1 cancelling\nrun-2 cancelling\n")
+
+
+def test_stop_of_an_ended_run_is_nothing_to_stop(fake: FakeJobd, sock: Path) -> None:
+    refusal = {"error": {"code": "conflict", "message": "run run-1 already ended"}}
+    fake.on("POST", "/v1/runs/run-1/stop", (409, refusal))
+    fake.on("GET", "/v1/runs/run-1", (200, run("succeeded", 0)))
+    result = jobctl(sock, "stop", "run-1")
+    assert (result.exit_code, result.stdout) == (0, "run-1 succeeded\n")
+    assert result.stderr == "jobctl: run run-1 already ended: nothing to stop\n"
+
+
+def test_logs_split_the_streams_and_put_times_first(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/runs/run-1/logs", (200, ndjson(("stdout", "out"), ("stderr", "err"))))
+    result = jobctl(sock, "logs", "-t", "run-1")
+    assert result.stdout == "2024-05-01T10:00:00.5Z out\n"
+    assert result.stderr == "2024-05-01T10:00:00.5Z err\n"
+
+
+def test_a_name_that_is_no_job_is_tried_as_a_run_prefix(fake: FakeJobd, sock: Path) -> None:
+    fake.on("GET", "/v1/runs/0199ab", (200, run("failed", 3, "exit_code")))
+    fake.on("GET", "/v1/jobs/job-1/runs", (200, {"runs": [run("failed", 3)], "nextCursor": None}))
+    result = jobctl(sock, "runs", "0199ab")
+    assert result.exit_code == 0 and "run-1" in result.stdout
+    assert [s.path for s in fake.seen] == [
+        "/v1/jobs/0199ab",  # 404: no job of that name or prefix
+        "/v1/runs/0199ab",
+        "/v1/jobs/job-1/runs",
+    ]
+    missing = jobctl(sock, "show", "nosuch")
+    assert (missing.exit_code, missing.stderr) == (
+        1,
+        "jobctl: no job or run nosuch: neither a job's name nor a prefix of an id\n",
+    )
+
+
 def test_rerun_wait(fake: FakeJobd, sock: Path) -> None:
     fake.on("POST", "/v1/jobs/job-1/runs", (201, run("pending")))
     fake.on("GET", "/v1/runs/run-1", (200, run("succeeded", 0)))
@@ -605,11 +691,18 @@ def test_plans_mark_the_default(fake: FakeJobd, sock: Path) -> None:
             "pidsLimit": 4096,
             "pricePerMonth": None,
         },
-    ]
+        {"id": "gpu-2", "memoryBytes": 32 * 1024**3, "cpus": 16, "pidsLimit": 4096,
+         "gpus": 2, "minVramBytes": 24 * 1024**3},
+        {"id": "infer", "memoryBytes": 8 * 1024**3, "cpus": 2, "pidsLimit": 4096,
+         "gpus": 1, "minVramBytes": 10**10, "gpuShare": True},
+    ]  # fmt: skip
     fake.on("GET", "/v1/plans", (200, {"plans": plans, "defaultPlan": "pro-max"}))
     lines = jobctl(sock, "plans").stdout.splitlines()
-    assert lines[1].split() == ["starter", "512", "MiB", "0.5", "4096", "$7.00"]
-    assert lines[2].split() == ["pro-max", "(default)", "16", "GiB", "8", "4096", "-"]
+    assert lines[0].split() == ["PLAN", "MEMORY", "CPUS", "GPUS", "PIDS", "PRICE/MONTH"]
+    assert lines[1].split() == ["starter", "512", "MiB", "0.5", "-", "4096", "$7.00"]
+    assert lines[2].split() == ["pro-max", "(default)", "16", "GiB", "8", "-", "4096", "-"]
+    assert lines[3].split()[:7] == ["gpu-2", "32", "GiB", "16", "2", "whole,", "24"]
+    assert lines[4].split()[:7] == ["infer", "8", "GiB", "2", "1", "shared,", "9.3"]
 
 
 def test_health_exits_1_unless_ok(fake: FakeJobd, sock: Path) -> None:

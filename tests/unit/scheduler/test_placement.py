@@ -108,7 +108,7 @@ def test_vram_packing_admits_two_10gb_runs_on_a_24gb_gpu_and_queues_a_third() ->
     a, b, c = queued(shared), queued(shared), queued(shared)
     decision = decide(node(gpu(0, total_gb=24)), [a, b, c])
     assert [r.id for r, _ in decision.start] == [a.id, b.id]
-    assert decision.waiting[c.id] == "waiting for 1 GPU with 10 GB free (shared)"
+    assert decision.waiting[c.id] == "waiting for 1 GPU with 9.3 GiB free (shared)"
 
 
 def test_memory_promised_to_placed_runs_counts_until_they_allocate_it() -> None:
@@ -158,7 +158,7 @@ def test_waits_for_cpus_and_memory_say_what_is_short() -> None:
     holder = running(plan(cpus=12, memory_gb=32), ends_in=HOUR)
     decision = decide(node(cpus=16, memory_gb=64), [big], [holder])
     assert decision.waiting[big.id] == (
-        "waiting for 8 CPUs (4 free) and 51.54 GB of memory (34.36 GB free)"
+        "waiting for 8 CPUs (4 free) and 48 GiB of memory (32 GiB free)"
     )
 
 
@@ -235,7 +235,7 @@ def test_requests_that_can_never_fit_this_node_are_named() -> None:
     assert never_fits(plan(gpus=3), two_gpus) == "3 GPUs (it has 2 GPUs)"
     assert "of memory" in (never_fits(plan(memory_gb=32), two_gpus) or "")
     assert never_fits(plan(gpus=1, min_vram_bytes=40 * GB), two_gpus) == (
-        "1 GPU with 40 GB free (it has 2 GPUs, 0 with 40 GB)"
+        "1 GPU with 37.3 GiB free (it has 2 GPUs, 0 with 37.3 GiB)"
     )
     assert never_fits(plan(gpus=1), node(cpus=8)) == "1 GPU (it has 0 GPUs)"
 
@@ -389,5 +389,5 @@ def test_only_plans_that_fit_the_node_can_ever_run() -> None:
     assert never_fits(DEFAULT_PLANS["pro"], node) is None
     assert never_fits(DEFAULT_PLANS["pro-plus"], node) == "4 CPUs (the machine has 2)"
     assert never_fits(DEFAULT_PLANS["gpu-1"], node) == (
-        "8 CPUs (the machine has 2); 34.36 GB of memory (it has 25.77 GB); 1 GPU (it has 0 GPUs)"
+        "8 CPUs (the machine has 2); 32 GiB of memory (it has 24 GiB); 1 GPU (it has 0 GPUs)"
     )

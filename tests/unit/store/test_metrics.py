@@ -20,7 +20,7 @@ def query(step: int, names: tuple[str, ...] = ("cpu_usage", "gpu_memory_usage"))
 
 async def test_samples_are_kept_as_taken_and_as_minutes(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     samples = [Sample(run.id, "cpu_usage", "", T0 + 5 * i, float(i)) for i in range(24)]
     samples += [Sample(run.id, "gpu_memory_usage", "1", T0, 7.0)]
     usage = RunUsage(cpu_seconds=12.0, peak_cpu=23.0, peak_memory_bytes=5, samples=24, seconds=9)
@@ -42,7 +42,7 @@ async def test_samples_are_kept_as_taken_and_as_minutes(store: Store) -> None:
 
 async def test_points_are_pruned_by_age_and_go_with_their_job(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     old, recent = now().timestamp() - 3 * 86400, now().timestamp() - 60
     await store.record_metrics(
         [Sample(run.id, "cpu_usage", "", at, 1.0) for at in (old, recent)], {}

@@ -25,7 +25,7 @@ async def job_of(store: Store, owner: Owner) -> tuple[Job, Run]:
     job = Job(id=new_id("job"), name=None, spec=spec, labels={"t": "x"}, owner=owner,
               created_at=now())  # fmt: skip
     run = pending_run(job.id, spec, DEFAULT_PLANS["standard"], now())
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     return job, run
 
 

@@ -33,7 +33,7 @@ async def queue(store: Store, *, priority: int = 0, max_pending: int | None = No
     spec = JobSpec(image="busybox", priority=priority, max_pending_seconds=max_pending)
     job = Job(id=new_id("job"), name=None, spec=spec, labels={}, owner=OWNER, created_at=now())
     run = pending_run(job.id, spec, DEFAULT_PLANS["standard"], now())
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     return run
 
 

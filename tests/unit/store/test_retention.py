@@ -18,11 +18,11 @@ KEEP_ONE = Retention(keep_last=1, max_age_seconds=0)
 async def job_with_runs(store: Store, count: int) -> tuple[str, list[str]]:
     """A job with `count` cancelled runs, oldest first; the last is its latest."""
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     run_ids = [run.id]
     for _ in range(count - 1):
         another = new_run(job.id)
-        await store.add_run(another)
+        await store.add_runs([another])
         run_ids.append(another.id)
     for run_id in run_ids:
         assert await store.transition(run_id, RunStatus.CANCELLED, detail="done", finished_at=now())
@@ -67,8 +67,8 @@ async def test_removing_runs_takes_their_events_and_points_but_never_the_latest(
 
 async def test_an_active_run_is_never_removed(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     await store.transition(run.id, RunStatus.ASSIGNED, detail="placed")
     other = new_run(job.id)
-    await store.add_run(other)
+    await store.add_runs([other])
     assert await store.remove_runs([run.id, other.id]) == []

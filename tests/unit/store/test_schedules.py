@@ -52,7 +52,7 @@ async def runs_of(store: Store, job_id: str) -> list[Run]:
 async def test_a_due_tick_starts_one_run_and_moves_the_next_fire_time(store: Store) -> None:
     due = top_of_the_hour()
     job = hourly(due)
-    await store.create_job(job, None)
+    await store.create_job(job, [])
     moment = due + timedelta(seconds=2)
     fired = await store.fire_schedules(moment, plans)
     again = await store.fire_schedules(moment, plans)  # a second pass finds nothing due
@@ -71,19 +71,19 @@ async def test_a_tick_never_has_two_runs_even_written_behind_the_schedules_back(
 ) -> None:
     due = top_of_the_hour()
     job = hourly(due)
-    await store.create_job(job, None)
+    await store.create_job(job, [])
     fired = await store.fire_schedules(due, plans)
     duplicate = dataclasses.replace(fired.started[0], id=new_id("run"))
     with pytest.raises(sqlite3.IntegrityError):
-        await store.add_run(duplicate)
+        await store.add_runs([duplicate])
     assert len(await runs_of(store, job.id)) == 1
 
 
 async def test_forbid_skips_a_tick_while_a_run_is_in_flight(store: Store) -> None:
     due = top_of_the_hour()
     job = hourly(due)
-    await store.create_job(job, None)
-    await store.add_run(new_run(job.id))
+    await store.create_job(job, [])
+    await store.add_runs([new_run(job.id)])
     fired = await store.fire_schedules(due, plans)
     assert fired.started == []
     written = await store.get_job(job.id, reach=EVERYONE)
@@ -95,8 +95,8 @@ async def test_forbid_skips_a_tick_while_a_run_is_in_flight(store: Store) -> Non
 async def test_allow_starts_a_run_beside_the_one_in_flight(store: Store) -> None:
     due = top_of_the_hour()
     job = hourly(due, concurrency_policy=ConcurrencyPolicy.ALLOW)
-    await store.create_job(job, None)
-    await store.add_run(new_run(job.id))
+    await store.create_job(job, [])
+    await store.add_runs([new_run(job.id)])
     assert len((await store.fire_schedules(due, plans)).started) == 1
     assert len(await runs_of(store, job.id)) == 2
 
@@ -104,10 +104,10 @@ async def test_allow_starts_a_run_beside_the_one_in_flight(store: Store) -> None
 async def test_replace_cancels_the_runs_in_flight_and_starts_a_new_one(store: Store) -> None:
     due = top_of_the_hour()
     job = hourly(due, concurrency_policy=ConcurrencyPolicy.REPLACE)
-    await store.create_job(job, None)
+    await store.create_job(job, [])
     queued, running = new_run(job.id), new_run(job.id)
-    await store.add_run(queued)
-    await store.add_run(running)
+    await store.add_runs([queued])
+    await store.add_runs([running])
     await store.transition(running.id, RunStatus.ASSIGNED)
     await store.transition(running.id, RunStatus.RUNNING, started_at=now())
     fired = await store.fire_schedules(due, plans)
@@ -122,8 +122,8 @@ async def test_replace_cancels_the_runs_in_flight_and_starts_a_new_one(store: St
 async def test_after_downtime_skip_fires_nothing_and_once_fires_one_run(store: Store) -> None:
     due = top_of_the_hour(hours_ago=5)
     skip, once = hourly(due), hourly(due, catch_up=CatchUp.ONCE)
-    await store.create_job(skip, None)
-    await store.create_job(once, None)
+    await store.create_job(skip, [])
+    await store.create_job(once, [])
     moment = top_of_the_hour() + timedelta(minutes=20)
     fired = await store.fire_schedules(moment, plans)
     assert [r.job_id for r in fired.started] == [once.id]
@@ -141,8 +141,8 @@ async def test_a_suspended_or_deleted_schedule_does_not_fire(store: Store) -> No
         hourly(due, suspended=True), next_fire_at=None
     )  # as Jobs writes it
     deleted = hourly(due)
-    await store.create_job(suspended, None)
-    await store.create_job(deleted, None)
+    await store.create_job(suspended, [])
+    await store.create_job(deleted, [])
     await store.delete_job(deleted.id)
     assert (await store.fire_schedules(due, plans)).started == []
     assert await store.next_timer(due - timedelta(hours=1)) is None
@@ -151,7 +151,7 @@ async def test_a_suspended_or_deleted_schedule_does_not_fire(store: Store) -> No
 async def test_a_plan_gone_from_the_configuration_skips_the_tick(store: Store) -> None:
     due = top_of_the_hour()
     job = hourly(due)
-    await store.create_job(job, None)
+    await store.create_job(job, [])
     assert (await store.fire_schedules(due, lambda spec: None)).started == []
     tick = (await store.get_job(job.id, reach=EVERYONE)).last_tick
     assert tick is not None and "plan" in tick.note
@@ -180,7 +180,7 @@ def retrying_job(**policy: object) -> tuple[Job, Run]:
 
 async def test_a_failure_queues_its_retry_in_the_same_write(store: Store) -> None:
     job, run = retrying_job(max_attempts=2, backoff_seconds=30)
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     failed = await _fail(store, run.id, FailureType.EXIT_CODE)
     assert failed.retried_by is not None
     retry = await store.get_run(failed.retried_by, reach=EVERYONE)
@@ -204,7 +204,7 @@ def start_all(queues: Queues, active: list[Run], spent: Used) -> Decision:
 
 async def test_a_due_retry_takes_its_place_in_the_queue(store: Store) -> None:
     job, run = retrying_job(max_attempts=3, backoff_seconds=0)
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     failed = await _fail(store, run.id, FailureType.LOST, None)
     placed = await store.assign_what_fits(start_all, share=FairShare())
     assert [r.id for r in placed.assigned] == [failed.retried_by]
@@ -212,11 +212,11 @@ async def test_a_due_retry_takes_its_place_in_the_queue(store: Store) -> None:
 
 async def test_cancelled_timed_out_or_deleted_runs_are_not_retried(store: Store) -> None:
     job, run = retrying_job(max_attempts=5, backoff_seconds=0)
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     timed_out = await _fail(store, run.id, FailureType.TIMEOUT, None)
     assert timed_out.retried_by is None
     second = dataclasses.replace(new_run(job.id), spec=job.spec)
-    await store.add_run(second)
+    await store.add_runs([second])
     await store.transition(second.id, RunStatus.ASSIGNED)
     await store.transition(second.id, RunStatus.RUNNING, started_at=now())
     await store.delete_job(job.id)  # the run is cancelling; say its container failed anyway

@@ -36,7 +36,7 @@ async def submit(
         project=project,
     )  # fmt: skip
     run = pending_run(job.id, spec, DEFAULT_PLANS["standard"], now())
-    await store.create_job(job, run, limits or [])
+    await store.create_job(job, [run], limits or [])
     return run
 
 

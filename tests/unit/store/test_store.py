@@ -48,7 +48,7 @@ def new_run(job_id: str) -> Run:
 
 async def test_a_legal_transition_changes_the_run_and_writes_an_event(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     assigned = await store.transition(run.id, RunStatus.ASSIGNED, detail="placed")
     assert assigned is not None and assigned.status is RunStatus.ASSIGNED
     assert (await store.get_job(job.id, reach=EVERYONE)).status is RunStatus.ASSIGNED
@@ -61,7 +61,7 @@ async def test_a_legal_transition_changes_the_run_and_writes_an_event(store: Sto
 
 async def test_an_illegal_transition_changes_nothing(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     assert await store.transition(run.id, RunStatus.SUCCEEDED) is None
     assert (await store.get_run(run.id, reach=EVERYONE)).status is RunStatus.PENDING
     assert len(await store.run_events(run.id)) == 1
@@ -70,7 +70,7 @@ async def test_an_illegal_transition_changes_nothing(store: Store) -> None:
 
 async def test_racing_terminal_transitions_let_exactly_one_win(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     await store.transition(run.id, RunStatus.ASSIGNED)
     await store.transition(run.id, RunStatus.RUNNING, started_at=now())
     results = await asyncio.gather(
@@ -94,7 +94,7 @@ async def test_racing_terminal_transitions_let_exactly_one_win(store: Store) -> 
 
 async def test_expect_refuses_a_transition_decided_from_a_stale_status(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     await store.transition(run.id, RunStatus.ASSIGNED)
     assert await store.transition(run.id, RunStatus.CANCELLED, expect={RunStatus.PENDING}) is None
     assert not await store.update_run(
@@ -105,7 +105,7 @@ async def test_expect_refuses_a_transition_decided_from_a_stale_status(store: St
 
 async def test_fields_round_trip(store: Store) -> None:
     job, run = make_job(team="a")
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     started = now()
     await store.transition(run.id, RunStatus.ASSIGNED)
     await store.transition(
@@ -131,7 +131,7 @@ async def test_list_jobs_filters_and_pages(store: Store) -> None:
     created = []
     for i in range(7):
         job, run = make_job(parity="odd" if i % 2 else "even")
-        await store.create_job(job, run)
+        await store.create_job(job, [run])
         created.append(job.id)
     seen: list[str] = []
     cursor = None
@@ -165,7 +165,7 @@ async def test_label_filters_page_newest_first_with_every_other_filter(store: St
     jobs = []
     for i in range(9):
         job, run = make_job(team="a" if i % 3 else "b", tier=str(i % 2))
-        await store.create_job(job, run)
+        await store.create_job(job, [run])
         if i == 4:
             await store.transition(run.id, RunStatus.CANCELLED)
         jobs.append(job)
@@ -190,7 +190,7 @@ async def test_label_filters_page_newest_first_with_every_other_filter(store: St
 
 async def test_an_update_replaces_the_spec_and_the_labels_the_filters_see(store: Store) -> None:
     job, run = make_job(team="a")
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     changed = dataclasses.replace(
         job, name="renamed", spec=dataclasses.replace(job.spec, image="other"), labels={"t": "b"}
     )
@@ -226,15 +226,15 @@ async def test_a_version_1_database_keeps_its_labels_filterable(tmp_path: Path) 
 
 async def test_reruns_list_newest_first_and_move_the_job_status(store: Store) -> None:
     job, run = make_job()
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     await store.transition(run.id, RunStatus.CANCELLED)
     second = new_run(job.id)
-    await store.add_run(second)
+    await store.add_runs([second])
     assert (await store.get_job(job.id, reach=EVERYONE)).status is RunStatus.PENDING
     page = await store.list_runs(job.id, limit=10, cursor=None, reach=EVERYONE)
     assert [r.id for r in page.items] == [second.id, run.id]
     with pytest.raises(NotFound):
-        await store.add_run(new_run("job-missing"))
+        await store.add_runs([new_run("job-missing")])
 
 
 async def test_migrations_are_versioned_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -254,7 +254,7 @@ async def test_a_write_is_visible_to_the_next_read_under_concurrency(store: Stor
 
     async def create_then_read() -> None:
         job, run = make_job()
-        await store.create_job(job, run)
+        await store.create_job(job, [run])
         assert (await store.get_job(job.id, reach=EVERYONE)).id == job.id
         assert (await store.get_run(run.id, reach=EVERYONE)).id == run.id
 

@@ -40,7 +40,7 @@ async def uploaded(
 async def job_with(store: Store, *uploads: Upload) -> Job:
     spec = JobSpec(image="busybox", inputs=tuple(InputFile.of(u) for u in uploads))
     job = Job(id=new_id("job"), name=None, spec=spec, labels={}, owner=OWNER, created_at=now())
-    await store.create_job(job, None)
+    await store.create_job(job, [])
     return job
 
 

@@ -25,7 +25,7 @@ async def job_using(store: Store, *sources: str) -> Run:
     )
     job = Job(id=new_id("job"), name=None, spec=spec, labels={}, owner=OWNER, created_at=now())
     run = pending_run(job.id, spec, DEFAULT_PLANS["standard"], now())
-    await store.create_job(job, run)
+    await store.create_job(job, [run])
     return run
 
 
