@@ -109,9 +109,12 @@ def run_row(run: Mapping[str, Any]) -> Row:
 
 
 def _trigger(run: Mapping[str, Any]) -> str:
+    """What made the run: `api`, `retry #2`; an array's run with its index (`api, index 3`)."""
     trigger = str(run.get("trigger") or NONE)
     attempt = run.get("attempt") or 1
-    return f"{trigger} #{attempt}" if attempt > 1 else trigger
+    made = f"{trigger} #{attempt}" if attempt > 1 else trigger
+    index = run.get("arrayIndex")
+    return made if index is None else f"{made}, index {index}"
 
 
 def event_row(event: Mapping[str, Any]) -> Row:

@@ -100,6 +100,8 @@ def test_an_array_runs_each_index_at_most_its_parallelism_at_once(daemon: Daemon
     assert {r["arrayIndex"] for r in started[:2]} == {0, 1}, "lowest indices first"
     listed = daemon.jobctl("ls")
     assert "0/6 running, 6 succeeded" in listed.stdout, listed.stdout
+    table = daemon.jobctl("runs", job_id).stdout
+    assert all(f"api, index {i}" in table for i in range(6)), table
 
 
 def test_a_run_after_an_array_waits_for_all_of_it(daemon: Daemon) -> None:
