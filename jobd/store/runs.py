@@ -12,7 +12,7 @@ from typing import Any
 
 import aiosqlite
 
-from jobd.domain.jobs import Job
+from jobd.domain.jobs import Job, Kind
 from jobd.domain.outputs import OutputSummary
 from jobd.domain.owners import Reach
 from jobd.domain.records import now
@@ -67,8 +67,8 @@ def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> Non
     db.execute(
         "INSERT INTO runs (id, job_id, status, plan, timeout_seconds, created_at, spec,"
         " trigger, attempt, scheduled_for, not_before, priority, pending_until, held, array_id,"
-        " array_index, owner_uid, project)"
-        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, owner_uid, project"
+        " array_index, kind, owner_uid, project)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, owner_uid, project"
         " FROM jobs WHERE id = ?",
         (
             run.id,
@@ -87,6 +87,7 @@ def insert_run(db: sqlite3.Connection, run: Run, detail: str = "created") -> Non
             run.held.value if run.held else None,
             run.array_id,
             run.array_index,
+            run.spec.kind.value if run.spec else Kind.BATCH.value,
             run.job_id,
         ),
     )
