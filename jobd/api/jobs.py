@@ -8,7 +8,7 @@ from aiohttp import web
 
 from jobd.api.context import SERVICES
 from jobd.api.middleware import caller, listing_reach, own_reach, reach
-from jobd.api.requests import bool_param, json_body, json_response, page, time_param
+from jobd.api.requests import bool_param, json_body, json_response, labels_param, page, time_param
 from jobd.api.runs import stop_grace
 from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.states import RunStatus
@@ -94,12 +94,7 @@ def _job_filter(request: web.Request) -> JobFilter:
     status = request.query.get("status")
     if status is not None and status not in RunStatus.__members__.values():
         raise InvalidRequest(f"status: unknown status {status!r}")
-    labels = {}
-    for item in request.query.getall("label", []):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequest(f"label: expected key=value, got {item!r}")
-        labels[key] = value
+    labels = labels_param(request)
     return JobFilter(
         status=RunStatus(status) if status else None,
         scheduled=bool_param(request, "scheduled"),
