@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ Write = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 CHECKPOINT_SECONDS = 1.0  # at most one checkpoint per
 RESERVE_BYTES = 1024 * 1024  # free pages kept inside the database file for a full disk
+TOP_UP_SPARE = 4  # the reserve is topped up only with this many times its bytes free on disk
 RESERVE_TABLE = "CREATE TABLE IF NOT EXISTS jobd_reserve (b BLOB)"  # see the module's docstring
 
 
@@ -71,7 +73,7 @@ class Writer:
             setup(db)
             db.execute("PRAGMA wal_autocheckpoint=0")  # see the module's docstring
             db.execute(RESERVE_TABLE)
-            _top_up_reserve(db)
+            _top_up_reserve(db, path)
         except BaseException:
             db.close()
             raise
@@ -133,7 +135,7 @@ class Writer:
             self._checkpoint_failing = False
             if not self._closed and self._flushing is None:  # between groups, on the loop
                 try:
-                    _top_up_reserve(self._db)
+                    _top_up_reserve(self._db, self._path)
                 except sqlite3.Error as e:
                     log.warning("topping up the store's reserve failed: %s", e)
             return
@@ -170,13 +172,19 @@ def _checkpoint(path: Path) -> None:
         db.close()
 
 
-def _top_up_reserve(db: sqlite3.Connection) -> None:
+def _top_up_reserve(db: sqlite3.Connection, path: Path) -> None:
     """Make the database's free pages up to RESERVE_BYTES again, when under half of it: a
     blob of what is missing, committed (its pages and as much WAL get real blocks), then
-    deleted (its pages become free ones). Without room for it, it waits for the next try."""
+    deleted (its pages become free ones). Only from room to spare (TOP_UP_SPARE times what
+    it writes): topped up with the disk's last free blocks, as space first returns, the blob
+    and its WAL took them from the very writes the reserve is for, which then failed for
+    lack of space until the next checkpoint topped it up again. Otherwise it waits for the
+    next try."""
     page_size = db.execute("PRAGMA page_size").fetchone()[0]
     missing = RESERVE_BYTES // page_size - db.execute("PRAGMA freelist_count").fetchone()[0]
     if missing < RESERVE_BYTES // page_size // 2:
+        return
+    if _free_bytes(path) < TOP_UP_SPARE * missing * page_size:
         return
     try:
         _transaction(db, lambda: _fill_reserve(db, missing * page_size))
@@ -186,6 +194,13 @@ def _top_up_reserve(db: sqlite3.Connection) -> None:
     finally:
         with contextlib.suppress(sqlite3.Error):  # a blob left over goes at the next try
             _transaction(db, lambda: [(True, db.execute("DELETE FROM jobd_reserve"))])
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return 0
 
 
 def _fill_reserve(db: sqlite3.Connection, size: int) -> list[Outcome]:
