@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import grp
 import logging
@@ -39,6 +38,7 @@ from jobd.api.app import create_app
 from jobd.api.context import Services
 from jobd.config import Config, load
 from jobd.errors import JobdError
+from jobd.listening import bind_tcp
 from jobd.logs.pump import LogPump
 from jobd.logs.stream import LogStream
 from jobd.node.firewall import HostGuard, guard
@@ -138,33 +138,6 @@ def _socket_in_use(path: Path) -> bool:
     finally:
         probe.close()
     return True
-
-
-def bind_tcp(host: str, port: int) -> list[socket.socket]:
-    """The TCP port, bound and listening before anything else starts, so that a port in use
-    stops jobd with one line before it starts podman, touches a run or makes its socket."""
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise JobdError(f"can't serve on {host}:{port}: {e.strerror}") from None
-    listeners: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in addresses:
-            listener = socket.socket(family, kind, proto)
-            listeners.append(listener)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            listener.bind(address)
-            listener.listen(128)
-    except OSError as e:
-        for listener in listeners:
-            listener.close()
-        if e.errno == errno.EADDRINUSE:
-            why = "is in use (another jobd? use --port or --no-tcp)"
-            raise JobdError(f"{host}:{port} {why}") from None
-        raise JobdError(f"can't serve on {host}:{port}: {e.strerror}") from None
-    return listeners
 
 
 class Daemon:

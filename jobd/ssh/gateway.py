@@ -1,11 +1,10 @@
-"""The gateway's listener: its port bound at startup beside the HTTP one (a port in use stops
-jobd with one line, before it touches anything), then served with asyncssh once the services
-are up; its host key made once, in the data directory, readable by the daemon's user only.
-Shutting down closes the connections; the runs go on."""
+"""The gateway's listener: its port bound at startup beside the HTTP one, by jobd's
+binder (jobd/listening.py: a port in use stops jobd with one line), then served
+with asyncssh once the services are up; its host key made once, in the data directory,
+readable by the daemon's user only. Shutting down closes the connections; the runs go on."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -14,7 +13,7 @@ from pathlib import Path
 import asyncssh
 
 from jobd.config.tables import SshSettings
-from jobd.errors import JobdError
+from jobd.listening import bind_tcp
 from jobd.services.ssh import SshAccess
 from jobd.ssh.server import GatewayServer
 
@@ -26,41 +25,23 @@ class Gateway:
     def __init__(self, settings: SshSettings, data_dir: Path) -> None:
         self.settings = settings
         self.host_key_path = data_dir / HOST_KEY
-        self._listeners: list[socket.socket] = []
+        self.listeners: list[socket.socket] = []  # bound at startup (if on)
         self._acceptors: list[asyncssh.SSHAcceptor] = []
         self._connections: set[asyncssh.SSHServerConnection] = set()
 
     def bind(self) -> None:
         """The port, bound and listening now: JobdError saying so when it is in use. Nothing
         when the gateway is off."""
-        if not self.settings.on:
-            return
-        address, port = self.settings.address, self.settings.port
-        try:
-            found = socket.getaddrinfo(
-                address or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-            for family, kind, proto, _, where in found:
-                listener = socket.socket(family, kind, proto)
-                self._listeners.append(listener)
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                listener.bind(where)
-                listener.listen(128)
-        except OSError as e:
-            self.close_listeners()
-            if e.errno == errno.EADDRINUSE:
-                raise JobdError(
-                    f"ssh: {address}:{port} is in use (set [ssh] port, or enabled = false)"
-                ) from None
-            raise JobdError(f"ssh: can't listen on {address}:{port}: {e.strerror or e}") from None
+        if self.settings.on:
+            address, port = self.settings.address or None, self.settings.port
+            in_use = "set [ssh] port, or enabled = false"
+            self.listeners = bind_tcp(address, port, what="ssh: ", in_use=in_use)
 
     async def start(self, access: SshAccess) -> None:
-        if not self._listeners:
+        if not self.listeners:
             return  # off
         key = self._host_key()
-        for listener in self._listeners:
+        for listener in self.listeners:
             acceptor = await asyncssh.listen(
                 sock=listener,
                 server_factory=lambda: GatewayServer(access, self._connections),
@@ -100,6 +81,6 @@ class Gateway:
             await conn.wait_closed()
 
     def close_listeners(self) -> None:
-        for listener in self._listeners:
+        for listener in self.listeners:
             listener.close()
-        self._listeners.clear()
+        self.listeners.clear()

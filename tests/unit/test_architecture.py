@@ -21,6 +21,7 @@ MAX_FUNCTION_LINES = 60
 MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "errors": (),
     "users": (),
+    "listening": (),
     "domain": (),
     "config": ("domain",),
     "store": ("domain",),
@@ -31,7 +32,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "services": ("domain", "store", "logs", "node", "config", "users"),
     "api": ("services", "domain", "logs", "config", "users"),
     "web": ("api", "services", "domain", "logs", "config", "users"),
-    "ssh": ("services", "domain", "config"),
+    "ssh": ("services", "domain", "config", "listening"),
     "systemd": ("config",),
     "daemon": ("*",),
 }
