@@ -13,7 +13,7 @@ import click
 from jobctl.arrays import is_array
 from jobctl.bodies import stop_body
 from jobctl.client import ApiError, Client, segment
-from jobctl.commands.shared import collect, find, resolve_run, show
+from jobctl.commands.shared import collect, find, resolve_run, run_of, show
 from jobctl.completion import ANY_IDS
 from jobctl.connection import Connection, pass_connection
 from jobctl.options import ANY_ID, CONTEXT, PAIRS, json_option, stop_options
@@ -101,7 +101,7 @@ def named_runs(
         if kind == "job" and is_array(doc):
             of_arrays += client.post(f"/v1/jobs/{segment(doc['id'])}/cancel", body)["runs"]
         else:
-            run_ids.append(resolve_run(client, doc["id"]))
+            run_ids.append(run_of(kind, doc))  # the job as found: not asked for again
     return run_ids, of_arrays
 
 

@@ -11,9 +11,9 @@ import click
 
 from jobctl.arrays import array_exit_status, is_array, wait_for_array
 from jobctl.bodies import job_changes, new_job_body, retry_from, retry_given
-from jobctl.client import Client, JobctlError, segment
+from jobctl.client import Client, segment
 from jobctl.commands.run_listing import given_filters, list_all_runs, run_filter_options
-from jobctl.commands.shared import collect, find, finish, outcome, show
+from jobctl.commands.shared import collect, find, finish, outcome, run_of, show
 from jobctl.commands.uploads import input_slugs
 from jobctl.completion import ANY_IDS, JOB_IDS, recipes
 from jobctl.connection import Connection, pass_connection
@@ -323,10 +323,7 @@ def wait_for(connection: Connection, *, any_ids: tuple[str, ...]) -> None:
         if kind == "job" and is_array(doc):  # all of its latest array
             status = array_exit_status(wait_for_array(client, doc["id"]))
             continue
-        run_id = doc["id"] if kind == "run" else doc.get("latestRunId")
-        if not run_id:
-            raise JobctlError(f"job {doc['id']} has no runs")
-        status = exit_status(outcome(client, run_id))
+        status = exit_status(outcome(client, run_of(kind, doc)))
     click.get_current_context().exit(status)
 
 

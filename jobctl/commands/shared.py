@@ -74,7 +74,11 @@ def resolve_run(client: Client, any_id: str) -> str:
     latest run."""
     if id_kind(any_id) == "run":
         return any_id
-    kind, doc = find(client, any_id)
+    return run_of(*find(client, any_id))
+
+
+def run_of(kind: IdKind, doc: Mapping[str, Any]) -> str:
+    """The run a found run or job stands for: the run, or the job's latest run."""
     if kind == "run":
         return str(doc["id"])
     run_id = doc.get("latestRunId")

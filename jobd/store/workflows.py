@@ -20,8 +20,10 @@ from jobd.domain.workflows import Dependency, Ended, Verdict, never_reason, verd
 from jobd.store import runs as run_rows
 from jobd.store.rows import fetch_all, to_json
 
-ACTIVE = ("assigned", "running", "cancelling")
-UNENDED = ("pending", *ACTIVE)
+_IN_ACTIVE = "status IN ('assigned', 'running', 'cancelling')"
+_UNENDED = "status IN ('pending', 'assigned', 'running', 'cancelling')"
+_HELD_AFTER = "status = 'pending' AND held = 'after'"  # the array still waits on `after`
+_RELEASED_PENDING = "status = 'pending' AND held IS NULL"  # in flight too: it takes a slot
 _RELEASED = (  # held no more: its maxPendingSeconds counts from now
     "held = NULL, pending_until = ? + json_extract(spec, '$.maxPendingSeconds')"
 )
@@ -70,7 +72,7 @@ def after_end(db: sqlite3.Connection, run: Run) -> None:
             return
         _judge(db, run.id, Ended(done=True, bad=run.status is not RunStatus.SUCCEEDED))
         return
-    if not _exists(db, run.array_id, "status = 'pending' AND held = 'after'"):
+    if not _exists(db, run.array_id, _HELD_AFTER):
         db.execute("DELETE FROM run_dependencies WHERE run_id = ?", (run.array_id,))
     if run.retried_by is None:
         fill_array(db, run.array_id, run.job_id)
@@ -80,14 +82,15 @@ def after_end(db: sqlite3.Connection, run: Run) -> None:
 def fill_array(db: sqlite3.Connection, array_id: str, job_id: str) -> None:
     """Let go of as many of the array's held runs, lowest index first, as its parallelism
     has room for (none while its dependencies hold it)."""
-    if _exists(db, array_id, "status = 'pending' AND held = 'after'"):
+    if _exists(db, array_id, _HELD_AFTER):
         return
     row = db.execute("SELECT array FROM jobs WHERE id = ?", (job_id,)).fetchone()
     spec = orjson.loads(row["array"]) if row and row["array"] else {}
     bound = spec.get("parallelism")
     room = -1
     if bound:
-        room = bound - _count(db, array_id, ACTIVE) - _count_released(db, array_id)
+        in_flight = _count(db, array_id, _IN_ACTIVE) + _count(db, array_id, _RELEASED_PENDING)
+        room = bound - in_flight
         if room <= 0:
             return
     ids = [
@@ -105,14 +108,13 @@ def array_ended(db: sqlite3.Connection, array_id: str) -> Ended:
     """Whether all of the array's runs have ended, and whether one did not succeed (a
     retried attempt does not count: its retry does)."""
     bad = _exists(db, array_id, "status IN ('failed', 'cancelled') AND retried_by IS NULL")
-    unended = ", ".join(f"'{s}'" for s in UNENDED)
-    return Ended(done=not _exists(db, array_id, f"status IN ({unended})"), bad=bad)
+    return Ended(done=not _exists(db, array_id, _UNENDED), bad=bad)
 
 
 def array_status(db: sqlite3.Connection, array_id: str) -> RunStatus:
     """An array as one status: running while any of its runs is, then pending while any
     waits, then failed if any failed, cancelled if any was, else succeeded."""
-    if _exists(db, array_id, "status IN ('assigned', 'running', 'cancelling')"):
+    if _exists(db, array_id, _IN_ACTIVE):
         return RunStatus.RUNNING
     if _exists(db, array_id, "status = 'pending'"):
         return RunStatus.PENDING
@@ -222,14 +224,8 @@ def _exists(db: sqlite3.Connection, array_id: str, where: str) -> bool:
     return db.execute(sql, (array_id,)).fetchone() is not None
 
 
-def _count(db: sqlite3.Connection, array_id: str, statuses: Sequence[str]) -> int:
-    marks = ", ".join("?" * len(statuses))
-    sql = f"SELECT COUNT(*) FROM runs WHERE array_id = ? AND status IN ({marks})"
-    return int(db.execute(sql, (array_id, *statuses)).fetchone()[0])
-
-
-def _count_released(db: sqlite3.Connection, array_id: str) -> int:
-    sql = "SELECT COUNT(*) FROM runs WHERE array_id = ? AND status = 'pending' AND held IS NULL"
+def _count(db: sqlite3.Connection, array_id: str, where: str) -> int:
+    sql = f"SELECT COUNT(*) FROM runs INDEXED BY runs_array WHERE array_id = ? AND {where}"
     return int(db.execute(sql, (array_id,)).fetchone()[0])
 
 
