@@ -20,7 +20,7 @@ from jobd.domain.ssh import cidr_list, parse_allowed
 from jobd.domain.states import FailureCategory, RunStatus
 from jobd.domain.uploads import InputFile, inputs_from_api
 from jobd.domain.volumes import VolumeMount, mounts_from_api
-from jobd.domain.workflows import ArraySpec
+from jobd.domain.workflows import ArraySpec, array_status
 
 if TYPE_CHECKING:
     from jobd.domain.runs import Run
@@ -360,7 +360,7 @@ class Job:
             "owner": self.owner.to_api(),
             "project": self.project,
             "createdAt": rfc3339(self.created_at),
-            "status": self.status.value if self.status else None,
+            "status": self._shown_status(array_runs),
             "latestRunId": self.latest_run_id,
             # its latest run's, at the top as Render's job object has them
             "startedAt": rfc3339(latest_run.started_at) if latest_run else None,
@@ -369,6 +369,13 @@ class Job:
         if latest_run is not None:
             doc["latestRun"] = latest_run.to_api()
         return doc
+
+    def _shown_status(self, array_runs: Mapping[str, int] | None) -> str | None:
+        """An array job's status comes from its runs' counts, read in one statement, so the
+        two never disagree in one answer (the row's column may be a commit older)."""
+        if array_runs:
+            return array_status(array_runs).value
+        return self.status.value if self.status else None
 
 
 # an update's field -> (JobSpec attribute, how its value becomes the attribute's)

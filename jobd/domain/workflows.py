@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from jobd.domain.states import RunStatus
+
 MAX_ARRAY_SIZE = 10_000
 MAX_DEPENDENCIES = 100
 
@@ -75,6 +77,25 @@ def verdict(condition: Condition, ended: Ended) -> Verdict:
     if condition is Condition.NOTOK and not ended.bad:
         return Verdict.NEVER
     return Verdict.MET
+
+
+# An array as one status, by the first of these its runs (each index's latest attempt) show:
+# running while any is in flight, then pending while any waits, then failed, then cancelled;
+# else it succeeded.
+ARRAY_STATUS_ORDER: tuple[tuple[RunStatus, tuple[RunStatus, ...]], ...] = (
+    (RunStatus.RUNNING, (RunStatus.ASSIGNED, RunStatus.RUNNING, RunStatus.CANCELLING)),
+    (RunStatus.PENDING, (RunStatus.PENDING,)),
+    (RunStatus.FAILED, (RunStatus.FAILED,)),
+    (RunStatus.CANCELLED, (RunStatus.CANCELLED,)),
+)
+
+
+def array_status(counts: Mapping[str, int]) -> RunStatus:
+    """The array's status from how many of its runs are in each status."""
+    for status, shown_by in ARRAY_STATUS_ORDER:
+        if any(counts.get(s.value, 0) for s in shown_by):
+            return status
+    return RunStatus.SUCCEEDED
 
 
 def waiting_reason(dependencies: Sequence[Dependency]) -> str:

@@ -16,7 +16,14 @@ import orjson
 
 from jobd.domain.runs import Run
 from jobd.domain.states import Failure, FailureType, RunStatus
-from jobd.domain.workflows import Dependency, Ended, Verdict, never_reason, verdict
+from jobd.domain.workflows import (
+    ARRAY_STATUS_ORDER,
+    Dependency,
+    Ended,
+    Verdict,
+    never_reason,
+    verdict,
+)
 from jobd.store import runs as run_rows
 from jobd.store.rows import fetch_all, to_json
 
@@ -112,16 +119,11 @@ def array_ended(db: sqlite3.Connection, array_id: str) -> Ended:
 
 
 def array_status(db: sqlite3.Connection, array_id: str) -> RunStatus:
-    """An array as one status: running while any of its runs is, then pending while any
-    waits, then failed if any failed, cancelled if any was, else succeeded."""
-    if _exists(db, array_id, _IN_ACTIVE):
-        return RunStatus.RUNNING
-    if _exists(db, array_id, "status = 'pending'"):
-        return RunStatus.PENDING
-    if _exists(db, array_id, "status = 'failed' AND retried_by IS NULL"):
-        return RunStatus.FAILED
-    if _exists(db, array_id, "status = 'cancelled'"):
-        return RunStatus.CANCELLED
+    """An array as one status (domain.workflows.ARRAY_STATUS_ORDER), by index seeks."""
+    for status, shown_by in ARRAY_STATUS_ORDER:
+        marks = ", ".join(f"'{s.value}'" for s in shown_by)
+        if _exists(db, array_id, f"status IN ({marks}) AND retried_by IS NULL"):
+            return status
     return RunStatus.SUCCEEDED
 
 

@@ -9,6 +9,7 @@ from jobd.domain.jobs import JobSpec
 from jobd.domain.records import now
 from jobd.domain.resources import DEFAULT_PLANS
 from jobd.domain.runs import submission
+from jobd.domain.states import RunStatus
 from jobd.domain.workflows import (
     MAX_ARRAY_SIZE,
     ArraySpec,
@@ -17,6 +18,7 @@ from jobd.domain.workflows import (
     Ended,
     Held,
     Verdict,
+    array_status,
     never_reason,
     parse_indices,
     verdict,
@@ -103,3 +105,20 @@ def test_an_arrays_runs_share_its_id_and_are_held_past_its_parallelism() -> None
     assert [r.held for r in runs] == [None, None, Held.ARRAY, Held.ARRAY]
     assert [r.created_at for r in runs] == sorted({r.created_at for r in runs})
     assert spec.array is not None and spec.array.to_api()["size"] == 4
+
+
+@pytest.mark.parametrize(
+    ("counts", "status"),
+    [
+        ({"succeeded": 5, "running": 1, "pending": 3}, RunStatus.RUNNING),
+        ({"succeeded": 5, "cancelling": 1, "failed": 1}, RunStatus.RUNNING),
+        ({"succeeded": 5, "pending": 1, "failed": 1}, RunStatus.PENDING),
+        ({"succeeded": 5, "failed": 1, "cancelled": 1}, RunStatus.FAILED),
+        ({"succeeded": 5, "cancelled": 1}, RunStatus.CANCELLED),
+        ({"succeeded": 6}, RunStatus.SUCCEEDED),
+    ],
+)
+def test_an_array_shows_one_status_from_its_runs_counts(
+    counts: dict[str, int], status: RunStatus
+) -> None:
+    assert array_status(counts) is status
