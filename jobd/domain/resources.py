@@ -102,7 +102,8 @@ DEFAULT_PLANS: Mapping[str, Plan] = {
 # 014 (web services, private services, workers) and plan-crn-003, 005, 007 and 008 (cron jobs);
 # the ids between follow its tiers' order (starter, starter plus, standard, standard plus, ...),
 # and plan-crn-002 is the id its docs show for a job made of a cron job (the smallest tier).
-# plan-srv-012 names no tier Render documents: it is refused like any unknown plan.
+# plan-srv-012 names no tier Render documents; it sits between pro-plus (011) and pro-max
+# (013), so it names pro-max: a ported script never gets less than either neighbour gives.
 RENDER_PLAN_IDS: Mapping[str, str] = {
     "plan-srv-006": "starter",
     "plan-srv-007": "starter-plus",
@@ -110,6 +111,7 @@ RENDER_PLAN_IDS: Mapping[str, str] = {
     "plan-srv-009": "standard-plus",
     "plan-srv-010": "pro",
     "plan-srv-011": "pro-plus",
+    "plan-srv-012": "pro-max",
     "plan-srv-013": "pro-max",
     "plan-srv-014": "pro-ultra",
     "plan-crn-002": "starter",

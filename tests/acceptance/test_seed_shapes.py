@@ -26,6 +26,7 @@ RENDER_IDS = {
     "plan-srv-009": "standard-plus",
     "plan-srv-010": "pro",
     "plan-srv-011": "pro-plus",
+    "plan-srv-012": "pro-max",  # undocumented, between 011 and 013: the larger
     "plan-srv-013": "pro-max",
     "plan-srv-014": "pro-ultra",
     "plan-crn-002": "starter",
@@ -73,7 +74,7 @@ def test_render_plan_ids_and_plan_id_name_jobds_plans(daemon: Daemon) -> None:
     before = jobs_count(daemon)
     for body, status, fragment in [
         (job(plan="standard", planId="plan-srv-006"), 400, "plan and planId name different"),
-        (job(planId="plan-srv-012"), 400, "unknown plan 'plan-srv-012'"),
+        (job(planId="plan-srv-015"), 400, "unknown plan 'plan-srv-015'"),
         (job(planId="nope"), 400, "unknown plan 'nope'"),
         (job(planId=""), 400, "planId"),
         (job(planId="plan-srv-006", resources={"cpuCount": 1}), 400, "not both"),
