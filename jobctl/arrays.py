@@ -1,9 +1,8 @@
 """Array jobs in jobctl: waiting for all of an array's runs (`run --wait`, `wait`), what its
-end means as an exit status, and a live line of its counts on a terminal."""
+end means as an exit status, and a live line of its indices done of total on a terminal."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +11,7 @@ import click
 
 from jobctl.client import Client, segment
 from jobctl.render.listing import array_summary
-from jobctl.status_line import CLEAR
+from jobctl.status_line import StatusLine, array_text
 from jobctl.waiting import poll_delays
 
 UNENDED = ("pending", "assigned", "running", "cancelling")
@@ -24,8 +23,9 @@ def is_array(job: Mapping[str, Any]) -> bool:
 
 def wait_for_array(client: Client, job_id: str) -> dict[str, Any]:
     """The array job once every run of its latest array has ended (retries included); on a
-    terminal, its counts on one line meanwhile. Ctrl-C stops waiting, never the runs."""
-    live = sys.stderr.isatty()
+    terminal, its indices done of total on one line meanwhile. Ctrl-C stops waiting, never
+    the runs."""
+    line = StatusLine(text=array_text)
     path = f"/v1/jobs/{segment(job_id)}"
     try:
         for delay in poll_delays():
@@ -33,16 +33,14 @@ def wait_for_array(client: Client, job_id: str) -> dict[str, Any]:
             counts = job.get("arrayRuns") or {}
             if not any(counts.get(status) for status in UNENDED):
                 return job
-            if live:
-                sys.stderr.write(CLEAR + f"{job['id']}: {array_summary(counts)}")
-                sys.stderr.flush()
+            line.show(job)
             time.sleep(delay)
     except KeyboardInterrupt:
-        click.echo(f"\njobctl: stopped waiting; array job {job_id} goes on", err=True)
+        line.close()
+        click.echo(f"jobctl: stopped waiting; array job {job_id} goes on", err=True)
         click.get_current_context().exit(130)
     finally:
-        if live:
-            sys.stderr.write(CLEAR)
+        line.close()
     raise AssertionError("poll_delays never ends")
 
 

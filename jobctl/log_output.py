@@ -38,6 +38,13 @@ class LogOutput:
         self.run_ids = run_ids  # each line after its run's id (a job's logs)
         self.plain = not timestamps and not run_ids and _same_file(self.stdout, self.stderr)
         self._partial = b""
+        self._line_ended = True
+
+    @property
+    def at_line_start(self) -> bool:
+        """Whether what it has written so far ends with a whole line (a line held back to
+        be parsed is not written yet)."""
+        return self._line_ended
 
     @property
     def format(self) -> str:
@@ -45,6 +52,8 @@ class LogOutput:
 
     def write(self, data: bytes, /) -> int:
         if self.plain:
+            if data:
+                self._line_ended = data.endswith(b"\n")
             return self.stdout.write(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()

@@ -9,6 +9,7 @@ from typing import Any
 
 from jobctl.client import ApiError, Client, JobctlError, Query, Stream, segment
 from jobctl.log_output import LogOutput, Sink
+from jobctl.status_line import BelowOutput, StatusLine
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 FIRST_DELAY = 0.1
@@ -58,37 +59,46 @@ def wait_until_gone(client: Client, path: str) -> None:
 
 def copy_log(client: Client, run_id: str, query: Query, out: Sink) -> None:
     """Write a run's log to `out` as it arrives (a LogOutput: each line to stdout or stderr,
-    as its container wrote it); a followed one until the run has ended."""
+    as its container wrote it); a followed one until the run has ended, with the run's live
+    status line below its lines on a terminal."""
+    line = StatusLine()
     with client.stream(f"/v1/runs/{segment(run_id)}/logs", query) as stream:
         done = threading.Event()
         if query.get("follow"):
             watch = threading.Thread(
-                target=_end_after_run, args=(client, run_id, stream, done), daemon=True
+                target=_end_after_run, args=(client, run_id, stream, done, line), daemon=True
             )
             watch.start()
+        sink = BelowOutput(out, line) if line.live and query.get("follow") else out
         try:
             for chunk in stream.chunks():
-                out.write(chunk)
-                out.flush()  # a person or a pipe reads a followed log as it happens
+                sink.write(chunk)
+                sink.flush()  # a person or a pipe reads a followed log as it happens
         finally:
             done.set()
+            line.close()
             if isinstance(out, LogOutput):
                 out.end()
 
 
-def _end_after_run(client: Client, run_id: str, stream: Stream, done: threading.Event) -> None:
+def _end_after_run(
+    client: Client, run_id: str, stream: Stream, done: threading.Event, line: StatusLine
+) -> None:
     """Abort a followed log that outlives its run by LOG_GRACE. jobd ends a followed log
     itself once the run has ended; this keeps `run --follow` from hanging on a stream that
-    does not (an early jobd did not when following began before the run started)."""
+    does not (an early jobd did not when following began before the run started). Each
+    poll until then redraws the status line."""
     path = f"/v1/runs/{segment(run_id)}"
     for delay in poll_delays():
         if done.wait(delay):
             return
         try:
-            if client.get(path)["status"] in TERMINAL:
-                break
+            run = client.get(path)
         except JobctlError:
             return  # the reader meets the same trouble and reports it
+        if run["status"] in TERMINAL:
+            break
+        line.show(run)
     if not done.wait(LOG_GRACE):
         stream.abort()
 

@@ -37,6 +37,7 @@ from jobd import __version__
 from jobd.api.app import create_app
 from jobd.api.context import Services
 from jobd.config import Config, load
+from jobd.domain.progress import MarkerCounts
 from jobd.errors import JobdError
 from jobd.listening import bind_tcp
 from jobd.logs.pump import LogPump
@@ -46,6 +47,7 @@ from jobd.node.gpus import gpu_source
 from jobd.node.inventory import Inventory
 from jobd.runtime.podman.client import PodmanRuntime
 from jobd.runtime.podman.service import PodmanService
+from jobd.scheduler.progress import ProgressBook
 from jobd.scheduler.supervisor import Supervisor
 from jobd.services import ssh
 from jobd.services.audit import Audit
@@ -149,6 +151,7 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
+        self._book: ProgressBook | None = None  # runs' progress, as their markers say
 
     async def run(self) -> None:
         async with AsyncExitStack() as stack:
@@ -171,6 +174,8 @@ class Daemon:
             await self._stop_tasks()
             log.debug("background tasks stopped")
             await supervisor.shutdown()  # before the runtime and the store close
+            if self._book is not None:
+                await self._book.write()  # the last second's markers
             log.debug("launches and stops settled")
         if self.failure is not None:
             raise SystemExit(f"jobd: a background task failed: {self.failure!r}")
@@ -210,7 +215,8 @@ class Daemon:
         stream = LogStream(config.log_stream) if config.log_stream.target else None
         if stream is not None:
             stack.callback(stream.close)  # after the pump has let go
-        pump = LogPump(config.log_dir, config.logs, stream=stream)
+        self._book = ProgressBook(store)
+        pump = LogPump(config.log_dir, config.logs, stream=stream, markers=self._book)
         stack.callback(pump.close)
         supervisor = Supervisor(
             store=store,
@@ -270,6 +276,8 @@ class Daemon:
             ("log-pump", pump.run()),
         ):
             self._tasks.append(self._supervised(name, work))
+        if self._book is not None:
+            self._tasks.append(self._supervised("progress-book", self._book.run()))
         supervisor.wake()
 
     def _supervised(self, name: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -362,6 +370,7 @@ def _telemetry(config: Config, store: Store, supervisor: Supervisor) -> Telemetr
         log_bytes=lambda: supervisor.pump.bytes_taken,
         latest=lambda: supervisor.sampler.latest,
         log_stream=lambda: stream.totals() if (stream := supervisor.pump.stream) else None,
+        markers=lambda: sink.counts() if (sink := supervisor.pump.markers) else MarkerCounts(),
     )
 
 

@@ -1,6 +1,8 @@
 """Scenario 5: logs. One job writes SIZE bytes of output (default 1 GB: `yes | head` in ten
-blocks, each followed by one rare marker line); the daemon keeps all of it ([logs] max_bytes set
-well above the size, checked: nothing omitted). Measured:
+blocks, each followed by one rare marker line and a `::jobd progress i/10` line, after a
+`::jobd phase` line: progress markers are looked for in all of it, and the run's progress is
+checked to be 10/10); the daemon keeps all of it ([logs] max_bytes set well above the size,
+checked: nothing omitted). Measured:
 
 - the daemon's CPU while the job runs: the jobd process alone (not its podman service, not
   conmon), psutil user+system time over the job's wall time, submit to end, as % of one core;
@@ -13,7 +15,9 @@ well above the size, checked: nothing omitted). Measured:
   scans too (k8s-file lines, about twice SIZE), with the same numerator;
 - follow latency: a job prints a line every 50 ms while a client follows (follow=true,
   format=ndjson); each line's time (conmon stamps it as it reads it) against the client's
-  receive time.
+  receive time;
+- a flood of progress markers (progress_flood.py): the run's record written at most once a
+  second while its job prints 10,000 of them a second.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ import psutil
 
 from bench.daemon import IMAGE, BenchDaemon, get_json, post_json
 from bench.report import Report
+from bench.scenarios import progress_flood
 from bench.scenarios.common import add_figure, percentile
+from bench.scenarios.progress_flood import Flood
 
 SCENARIO = "5 logs"
 _add = functools.partial(add_figure, scenario=SCENARIO)
 LINE = "a line of log output with some words 0123456789"
 MARKER = "jobd-bench-needle"
+PHASE = "::jobd phase writing"
 BLOCKS = 10  # each block of `yes` output ends with one marker line
 TICK = 0.05  # seconds between the followed job's lines
 POLL = 0.5
@@ -60,6 +67,7 @@ class Sample:
     search_json_seconds: float
     grep_seconds: float
     follow: list[float]  # seconds, one per line
+    flood: Flood
 
 
 def run(report: Report, *, size: int, follow_lines: int, repeats: int) -> None:
@@ -93,6 +101,7 @@ async def _measure(
     write_seconds = time.perf_counter() - began
     cpu_percent = (_cpu_seconds(jobd) - cpu_before) / write_seconds * 100
     await _check_nothing_omitted(http, run_id)
+    await _check_progress(http, run_id)
     expected = _expected_output(lines_per_block)
     serve_seconds, served, peak = await _serve_full(http, daemon, run_id)
     if served != expected:
@@ -107,19 +116,32 @@ async def _measure(
         search_json_seconds=await _search_json(http, run_id),
         grep_seconds=_grep(daemon.data_dir / "logs" / run_id),
         follow=await _follow(http, follow_lines),
+        flood=await progress_flood.measure(http, jobd),
     )
 
 
 def _writer_script(lines_per_block: int) -> str:
     return (
-        f"for i in $(seq 1 {BLOCKS}); do yes '{LINE}' | head -n {lines_per_block};"
-        f" echo '{MARKER}' $i; done"
+        f"echo '{PHASE}'; for i in $(seq 1 {BLOCKS}); do yes '{LINE}' | head -n {lines_per_block};"
+        f" echo '{MARKER}' $i; echo \"::jobd progress $i/{BLOCKS}\"; done"
     )
 
 
 def _expected_output(lines_per_block: int) -> int:
     markers = sum(len(f"{MARKER} {i}\n") for i in range(1, BLOCKS + 1))
-    return BLOCKS * lines_per_block * (len(LINE) + 1) + markers
+    progress = sum(len(f"::jobd progress {i}/{BLOCKS}\n") for i in range(1, BLOCKS + 1))
+    return BLOCKS * lines_per_block * (len(LINE) + 1) + markers + progress + len(PHASE) + 1
+
+
+async def _check_progress(http: aiohttp.ClientSession, run_id: str) -> None:
+    """The markers in the bulk output were all seen (the last is written within a second)."""
+    for _ in range(30):
+        run = await get_json(http, f"/v1/runs/{run_id}")
+        progress = run["progress"] or {}
+        if progress.get("done") == BLOCKS and progress.get("phase") == "writing":
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the 1 GB job's progress markers were not all seen: {run['progress']}")
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -279,3 +301,15 @@ def _figures(report: Report, samples: list[Sample], size: int) -> None:
     for pct in (50, 99):
         values = tuple(percentile(s.follow, pct) * 1000 for s in samples)
         _add(report, f"follow latency p{pct}", "ms", values)
+    writes = tuple(s.flood.writes_per_second for s in samples)
+    lines = tuple(s.flood.lines_per_second for s in samples)
+    _add(report, "progress markers printed by the flood job", "lines/s", lines, higher=True)
+    _add(
+        report,
+        "progress records written while it floods",
+        "writes/s",
+        writes,
+        ("<= 1 a second", max(writes) <= 1.0),
+    )
+    flood_cpu = tuple(s.flood.cpu_percent for s in samples)
+    _add(report, "daemon CPU while it floods", "% of a core", flood_cpu)

@@ -315,7 +315,8 @@ def runs(
 @pass_connection
 def wait_for(connection: Connection, *, any_ids: tuple[str, ...]) -> None:
     """Wait until these runs have ended (a job id: its latest run), with their retries, one
-    after another; exit as the last one did. On a terminal, a live status line."""
+    after another; exit as the last one did. On a terminal, a live status line: a progress
+    bar once the job reports progress, an array job's indices done of total."""
     client = connection.client()
     found = [find(client, any_id) for any_id in any_ids]
     status = 0

@@ -26,8 +26,9 @@ def show(doc: object, as_json: bool, text: Callable[[], str], *, err: bool = Fal
 
 def finish(client: Client, run_id: str, *, follow: bool = False) -> None:
     """Wait for the run, and for its retries, and exit as the last attempt did, saying why
-    it failed. With `follow`, stream each attempt's log meanwhile; without, a live status
-    line on a terminal. Ctrl-C stops waiting, never the run (exit 130)."""
+    it failed. With `follow`, stream each attempt's log meanwhile. On a terminal, a live
+    status line (below the log's lines when following; a bar once the job reports
+    progress). Ctrl-C stops waiting, never the run (exit 130)."""
     click.get_current_context().exit(exit_status(outcome(client, run_id, follow=follow)))
 
 

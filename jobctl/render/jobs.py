@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobctl.render.layout import Row, details
+from jobctl.render.progress import array_counts, array_text, progress_details, progress_summary
 from jobctl.render.values import (
     NONE,
     cost,
@@ -19,6 +20,7 @@ from jobctl.render.values import (
     or_none,
     pairs,
     size,
+    utc_now,
 )
 
 RUN_HEADERS = ("RUN", "STATUS", "TRIGGER", "EXIT", "REASON", "STARTED", "FINISHED", "COST")
@@ -83,6 +85,7 @@ def status_details(doc: Mapping[str, Any]) -> str:
             ("job", doc["jobId"]),
             ("status", doc.get("status")),
             ("latest run", f"{latest['id']} ({latest['trigger']})" if latest else None),
+            *_given(("progress", progress_summary(latest, utc_now()))),
             (
                 "runs",
                 f"{doc.get('totalRuns', 0)}: " + pairs({k: str(v) for k, v in counts.items() if v}),
@@ -159,9 +162,19 @@ def job_details(job: Mapping[str, Any]) -> str:
             ("project", job.get("project")),
             ("created", local_time(job.get("createdAt"))),
             ("status", job.get("status")),
+            *_given(
+                ("array", array_text(job.get("array"))),
+                ("array runs", array_counts(job["arrayRuns"])[2] if job.get("arrayRuns") else None),
+            ),
             ("latest run", job.get("latestRunId")),
+            *_given(("progress", progress_summary(job.get("latestRun"), utc_now()))),
         ]
     )
+
+
+def _given(*pairs: tuple[str, object]) -> list[tuple[str, object]]:
+    """The lines that say something: the others are left out, not shown as `-`."""
+    return [(key, value) for key, value in pairs if value is not None]
 
 
 def run_details(run: Mapping[str, Any]) -> str:
@@ -172,6 +185,7 @@ def run_details(run: Mapping[str, Any]) -> str:
             ("id", run["id"]),
             ("job", run.get("jobId")),
             ("status", run["status"]),
+            *progress_details(run, utc_now()),
             ("trigger", _trigger(run)),
             ("scheduled for", local_time(run["scheduledFor"]) if run.get("scheduledFor") else None),
             ("not before", local_time(run["notBefore"]) if run.get("notBefore") else None),

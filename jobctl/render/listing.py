@@ -1,7 +1,8 @@
 """`jobctl ls`'s table: by default the columns a person scans (fitting a 100-column
-terminal: long names and images are cut with `…`), times relative to now; `-o wide` adds the
-plan, the latest run, its exit code or reason, its duration, the next tick and the command,
-times as they are. Statuses are coloured on a terminal unless NO_COLOR is set."""
+terminal: long names and images are cut with `…`), times relative to now, a running job's
+progress after its status (`running 42% rendering`); `-o wide` adds the plan, the latest
+run, its exit code or reason, its duration, the next tick and the command, times as they
+are. Statuses are coloured on a terminal unless NO_COLOR is set."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import click
 
 from jobctl.render.jobs import next_tick
 from jobctl.render.layout import Row, owned_table
+from jobctl.render.progress import listed
 from jobctl.render.values import NONE, duration, local_time, or_none
 
 WIDTH = 100  # what the default columns fit
@@ -72,6 +74,10 @@ def array_summary(counts: Mapping[str, int]) -> str:
 
 def job_row(job: Mapping[str, Any], now: datetime, *, wide: bool, colour: bool) -> Row:
     status = coloured(job.get("status"), colour)
+    run = job.get("latestRun")
+    so_far = listed(run)
+    if so_far:  # `running 42% rendering`
+        status = f"{status} {so_far}"
     if job.get("arrayRuns"):
         status = array_summary(job["arrayRuns"])
     if not wide:
@@ -82,7 +88,6 @@ def job_row(job: Mapping[str, Any], now: datetime, *, wide: bool, colour: bool) 
             status,
             ago(job["createdAt"], now),
         )
-    run = job.get("latestRun")
     seconds = run.get("runningSeconds") if run else None
     command = shlex.join(job.get("command") or []) or NONE
     return (

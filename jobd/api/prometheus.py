@@ -125,6 +125,7 @@ def families(s: Snapshot) -> Iterator[Metric]:
         "jobd_log_bytes", "Log bytes taken in from runs since jobd started", value=s.log_bytes
     )
     yield from _log_stream(s)
+    yield from _markers(s)
     yield GaugeMetricFamily(
         "jobd_store_bytes",
         "The SQLite store's size on disk (database and WAL)",
@@ -155,6 +156,19 @@ def _log_stream(s: Snapshot) -> Iterator[Metric]:
     dropped.add_metric([totals.target, "queue_full"], totals.dropped_full)
     dropped.add_metric([totals.target, "unsent"], totals.dropped_unsent)
     yield dropped
+
+
+def _markers(s: Snapshot) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        "jobd_progress_markers_ignored",
+        "Marker lines (::jobd ...) runs printed that said nothing jobd understands",
+        value=s.markers.ignored,
+    )
+    yield CounterMetricFamily(
+        "jobd_progress_writes",
+        "Runs' progress records written (at most one a second per run)",
+        value=s.markers.writes,
+    )
 
 
 def _runs(s: Snapshot) -> Iterator[Metric]:
@@ -190,6 +204,11 @@ def _runs(s: Snapshot) -> Iterator[Metric]:
         "Each running run's memory at its last sample (without reclaimable page cache)",
         labels=["run_id", "job_id", "user"],
     )
+    progress = GaugeMetricFamily(
+        "jobd_run_progress_ratio",
+        "Each running run's progress, 0..1, as its last `::jobd progress` line said",
+        labels=["run_id", "job_id", "user"],
+    )
     for run in s.active:
         latest = s.latest.get(run.id, {})
         labels = [run.id, run.job_id, name_or(run.owner_uid, UNKNOWN)]
@@ -197,8 +216,11 @@ def _runs(s: Snapshot) -> Iterator[Metric]:
             cpu.add_metric(labels, latest["cpu_usage"])
         if "memory_usage" in latest:
             memory.add_metric(labels, latest["memory_usage"])
+        if run.progress is not None and run.progress.fraction is not None:
+            progress.add_metric(labels, run.progress.fraction)
     yield cpu
     yield memory
+    yield progress
 
 
 def _node(s: Snapshot) -> Iterator[Metric]:

@@ -17,6 +17,7 @@ import orjson
 from jobd.domain.jobs import JobSpec, Kind
 from jobd.domain.metrics import RunUsage
 from jobd.domain.outputs import OutputSummary, size_text
+from jobd.domain.progress import Progress
 from jobd.domain.records import Row, from_epoch, maybe_epoch, new_id, rfc3339
 from jobd.domain.resources import MIB, SECONDS_PER_MONTH, Allocation, Limits, Plan
 from jobd.domain.ssh import SshEndpoint
@@ -77,6 +78,7 @@ class Run:
     array_index: int | None = None  # its index there (JOBD_ARRAY_INDEX)
     # where the SSH gateway reaches it: set as it starts, when its job has keys
     ssh: SshEndpoint | None = None
+    progress: Progress | None = None  # what its marker lines said (None: no marker yet)
 
     @classmethod
     def from_row(cls, row: Row) -> Run:
@@ -125,6 +127,9 @@ class Run:
             array_id=row["array_id"],
             array_index=row["array_index"],
             ssh=SshEndpoint.from_record(orjson.loads(row["ssh"])) if row["ssh"] else None,
+            progress=Progress.from_record(orjson.loads(row["progress"]))
+            if row["progress"]
+            else None,
         )
 
     @property
@@ -194,8 +199,23 @@ class Run:
             "arrayId": self.array_id,
             "arrayIndex": self.array_index,
             "ssh": self.ssh.for_run(self.id) if self.ssh else None,
+            "progress": self.progress.to_api() if self.progress else None,
+            "phases": self._phases(),
             "finalConfig": self._final_config(),
         }
+
+    def _phases(self) -> list[dict[str, Any]]:
+        """The phase timeline, each phase with how long it lasted: until the next began, the
+        last until the run ended (or until now, while it runs)."""
+        phases = self.progress.phases if self.progress else ()
+        if not phases:
+            return []
+        end = (self.finished_at or datetime.now(UTC)).timestamp()
+        ends = [p.started_at for p in phases[1:]] + [end]
+        return [
+            {**p.to_api(), "seconds": round(max(0.0, until - p.started_at), 3)}
+            for p, until in zip(phases, ends, strict=True)
+        ]
 
     def _final_config(self) -> dict[str, Any] | None:
         """What the run executes and exactly what it was given: its resources, its devices

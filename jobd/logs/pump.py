@@ -1,5 +1,6 @@
-"""The log pump: follows how far conmon has written each running run's log, and wakes the
-readers following it. A full disk does not stop it: a log whose state.json has no room stays
+"""The log pump: follows how far conmon has written each running run's log, wakes the readers
+following it, and hands the marker lines it took in (`::jobd progress ...`, markers.py) to the
+progress book. A full disk does not stop it: a log whose state.json has no room stays
 in memory (readers are handed that one) and is written once there is room (run_log.py says
 what a full disk does to conmon's lines)."""
 
@@ -10,15 +11,31 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from jobd.config.tables import LogLimits
+from jobd.domain.progress import MarkerCounts, Progress
 from jobd.errors import JobdError, writing
+from jobd.logs.markers import MarkerLine, MarkerScanner
 from jobd.logs.run_log import SOURCE_NAME, RunLog
 from jobd.logs.stream import LogStream, RunFields
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class MarkerSink(Protocol):
+    """Who is told the marker lines of each followed run (the progress book)."""
+
+    def track(self, run_id: str, progress: Progress | None) -> None: ...
+
+    def take(self, run_id: str, lines: list[MarkerLine]) -> None: ...
+
+    def finish(self, run_id: str) -> None: ...
+
+    def forget(self, run_id: str) -> None: ...
+
+    def counts(self) -> MarkerCounts: ...
 
 
 class LogPump:
@@ -30,14 +47,17 @@ class LogPump:
         limits: LogLimits,
         interval: float = 0.1,
         stream: LogStream | None = None,
+        markers: MarkerSink | None = None,
     ) -> None:
         self.root = root
         self.limits = limits
         self.interval = interval
         self.stream = stream  # [log_stream]: each line taken in is offered to it
+        self.markers = markers  # told each marker line taken in
         self._active: dict[str, RunLog] = {}
         self._unsaved: dict[str, RunLog] = {}  # finished, their state.json not written yet
         self._changed: dict[str, asyncio.Event] = {}
+        self._scanners: dict[str, MarkerScanner] = {}  # each followed run's marker lines
         self.bytes_taken = 0  # log bytes taken in since jobd started, all runs together
 
     def directory(self, run_id: str) -> Path:
@@ -58,13 +78,21 @@ class LogPump:
             or RunLog(self.directory(run_id), self.limits)
         )
 
-    def track(self, run_id: str, fields: RunFields | None = None) -> None:
-        """Follow a running run's log; `fields` name it in the log stream."""
+    def track(
+        self, run_id: str, fields: RunFields | None = None, progress: Progress | None = None
+    ) -> None:
+        """Follow a running run's log; `fields` name it in the log stream, `progress` is what
+        its markers said before (a restart goes on from it)."""
         if self.stream is not None:
             self.stream.track(fields or RunFields(run_id=run_id))
+        if self.markers is not None:
+            self.markers.track(run_id, progress)
         if run_id not in self._active:
             self.prepare(run_id)
             self._active[run_id] = RunLog(self.directory(run_id), self.limits)
+
+    def following(self, run_id: str) -> bool:
+        return run_id in self._active
 
     async def finish(self, run_id: str) -> None:
         """The run's container has exited: the rest of its log taken in. Without room for
@@ -77,11 +105,15 @@ class LogPump:
         try:
             if run_log.directory.exists():
                 before = run_log.taken
-                await asyncio.to_thread(self._take, run_id, run_log, run_log.finish)
+                _, found = await asyncio.to_thread(self._take, run_id, run_log, run_log.finish)
                 self.bytes_taken += run_log.taken - before
+                self._hand_over(run_id, found)
         finally:
             if self.stream is not None:
                 self.stream.forget(run_id)
+            if self.markers is not None:
+                self.markers.finish(run_id)
+            self._scanners.pop(run_id, None)
             if run_log.unsaved:
                 self._unsaved[run_id] = run_log
             self._notify(run_id)
@@ -92,6 +124,9 @@ class LogPump:
         self._unsaved.pop(run_id, None)
         if self.stream is not None:
             self.stream.forget(run_id)
+        if self.markers is not None:
+            self.markers.forget(run_id)
+        self._scanners.pop(run_id, None)
         if run_log is not None:
             run_log.close()
         self._notify(run_id)
@@ -119,23 +154,36 @@ class LogPump:
             for run_id, run_log in list(self._active.items()):
                 before = run_log.taken
                 try:
-                    got = await asyncio.to_thread(self._take, run_id, run_log, run_log.pump)
+                    got, found = await asyncio.to_thread(self._take, run_id, run_log, run_log.pump)
                 except (OSError, JobdError) as e:
                     log.warning("log pump for %s: %s", run_id, e)
                     continue
                 self.bytes_taken += run_log.taken - before
+                self._hand_over(run_id, found)
                 if got:
                     self._notify(run_id)
             await self._save_unsaved()
 
-    def _take(self, run_id: str, run_log: RunLog, take: Callable[[], T]) -> T:
+    def _take(
+        self, run_id: str, run_log: RunLog, take: Callable[[], T]
+    ) -> tuple[T, list[MarkerLine]]:
         """`take` (the log's pump or finish), then the lines it took in offered to the log
-        stream, in the same thread."""
+        stream and searched for marker lines, in the same thread: (what `take` gave, the
+        marker lines), the lines for the event loop to hand to the sink."""
         before = run_log.taken
         result = take()
-        if self.stream is not None and run_log.taken > before:
-            self.stream.take(run_id, run_log, before)
-        return result
+        found: list[MarkerLine] = []
+        if run_log.taken > before:
+            if self.stream is not None:
+                self.stream.take(run_id, run_log, before)
+            if self.markers is not None:
+                scanner = self._scanners.setdefault(run_id, MarkerScanner())
+                found = scanner.scan(run_log.source_path, before, run_log.taken)
+        return result, found
+
+    def _hand_over(self, run_id: str, found: list[MarkerLine]) -> None:
+        if found and self.markers is not None:
+            self.markers.take(run_id, found)
 
     async def _save_unsaved(self) -> None:
         """Write the state.json that a full disk kept in memory, now that there may be room."""

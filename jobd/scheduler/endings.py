@@ -84,6 +84,12 @@ class Endings:
         asyncio.get_running_loop().call_later(REAP_AGAIN_SECONDS, again)
 
     async def _finish_log(self, run_id: str) -> None:
+        markers = self.pump.markers
+        if markers is not None and not self.pump.following(run_id):
+            # it ended while jobd was down: the markers it printed since go on its record
+            found = (await self.store.get_runs([run_id])).get(run_id)
+            if found is not None:
+                markers.track(run_id, found.progress)
         try:
             await self.pump.finish(run_id)
         except (JobdError, OSError) as e:  # the run's end is recorded all the same

@@ -125,7 +125,7 @@ class Launcher:
             return
         if not await self._verify_devices(run, container_id, devices):
             return
-        self.pump.track(run.id, stream_fields(run))
+        self.pump.track(run.id, stream_fields(run), run.progress)
         await self._start(run, container_id)
 
     async def _passthrough(self, run: Run) -> Passthrough | None:

@@ -151,7 +151,7 @@ class Recovery:
             )
 
     async def _adopt(self, run: Run, state: ContainerState) -> None:
-        self.pump.track(run.id, stream_fields(run))
+        self.pump.track(run.id, stream_fields(run), run.progress)
         self.runtime.adopt(state)
         if run.status is RunStatus.ASSIGNED:
             started = state.started_at or now()

@@ -59,9 +59,9 @@ class Runs:
             reason = f"queued behind {ahead} runs" if ahead else "next to be placed"
         return {"position": ahead + 1, "ahead": ahead, "reason": reason}
 
-    async def latest_change(self) -> int:
-        """A number that grows whenever any run changes or is created (its newest event)."""
-        return await self.store.latest_event()
+    async def latest_change(self) -> tuple[int, float]:
+        """What moves whenever any run changes, is created or writes its progress."""
+        return await self.store.latest_change()
 
     async def queue(self, reach: Reach, limit: int) -> list[tuple[Run, str]]:
         """The queue's first runs within reach (an admin's: everyone's), each with why it

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from jobd.config import Config
 from jobd.domain.capacity import Free, free_on
 from jobd.domain.node import NodeInventory
+from jobd.domain.progress import MarkerCounts
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES
 from jobd.logs.stream import StreamTotals
@@ -41,6 +42,7 @@ class Snapshot:
     store_bytes: int
     latest: Mapping[str, Mapping[str, float]]  # running run -> metric -> its last sample
     log_stream: StreamTotals | None  # None: no [log_stream]
+    markers: MarkerCounts
 
 
 class Telemetry:
@@ -54,6 +56,7 @@ class Telemetry:
         log_bytes: Callable[[], int],
         latest: Callable[[], Mapping[str, Mapping[str, float]]],
         log_stream: Callable[[], StreamTotals | None] = lambda: None,
+        markers: Callable[[], MarkerCounts] = MarkerCounts,
     ) -> None:
         self.store = store
         self.config = config
@@ -62,6 +65,7 @@ class Telemetry:
         self._log_bytes = log_bytes
         self._latest = latest
         self._log_stream = log_stream
+        self._markers = markers
         self.started = time.time()
 
     async def snapshot(self) -> Snapshot:
@@ -80,6 +84,7 @@ class Telemetry:
             store_bytes=self._store_bytes(),
             latest=self._latest(),
             log_stream=self._log_stream(),
+            markers=self._markers(),
         )
 
     def _store_bytes(self) -> int:

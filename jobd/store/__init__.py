@@ -7,11 +7,9 @@ Writes go to one connection, each a function of it that runs whole, committed in
 event loop (jobd/store/writer.py says why); reads use a second connection on a thread
 (aiosqlite; WAL lets them run beside a write).
 
-`Store` is the one handle the rest of jobd holds. The queries live beside it, grouped by what
-they read and write: jobs.py, runs.py (runs and their events), recipes.py, schedules.py,
-queue.py (placement passes and pending limits), lookup.py (ids by a prefix, jobs by name),
-run_listing.py (runs across jobs), volumes.py, uploads.py, tokens.py, audit.py;
-schema.py has the migrations.
+`Store` is the one handle the rest of jobd holds. The queries live beside it, by what they
+read and write: jobs.py, runs.py (runs, their events), queue.py (placement), lookup.py (ids
+by prefix, jobs by name), run_listing.py (runs across jobs) and the rest; schema.py migrates.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from jobd.domain.jobs import Job, JobFilter
 from jobd.domain.metrics import MetricsQuery, RunUsage, Sample, Series, known
 from jobd.domain.outputs import OutputSummary
 from jobd.domain.owners import Reach
+from jobd.domain.progress import Progress
 from jobd.domain.recipes import Recipe
 from jobd.domain.records import now
 from jobd.domain.references import Kind
@@ -44,6 +43,7 @@ from jobd.domain.volumes import Volume
 from jobd.domain.workflows import Dependency
 from jobd.store import (
     audit,
+    changes,
     jobs,
     lookup,
     metrics,
@@ -130,8 +130,7 @@ class Store:
         return await self._writer.write(lambda db: jobs.cancel_job(db, job_id, grace))
 
     async def purge_job(self, job_id: str) -> bool:
-        """Remove a deleted job's rows (its runs, events and labels go with it), if none of
-        its runs is active. Whether it was removed."""
+        """Remove a deleted job's rows (runs, events, labels) if no run is active: if it did."""
         return await self._writer.write(lambda db: jobs.purge_job(db, job_id))
 
     async def get_job(self, job_id: str, *, reach: Reach) -> Job:
@@ -170,9 +169,8 @@ class Store:
     # -- schedules --------------------------------------------------------------------------
 
     async def fire_schedules(self, moment: datetime, plans: PlanLookup) -> Firings:
-        """Fire every schedule due at `moment`: at most one run per job, whatever was missed;
-        each run and its job's next fire time are written together. `plans` gives the plan
-        a job's runs get now (None: it is gone from the configuration)."""
+        """Fire every schedule due: one run per job however many were missed, written with its
+        job's next fire time. `plans`: a job's plan now (None: gone from the configuration)."""
         return await self._writer.write(lambda db: schedules.fire_schedules(db, moment, plans))
 
     async def next_timer(self, moment: datetime) -> datetime | None:
@@ -357,6 +355,10 @@ class Store:
         """What the ended run's outputs hold, counted once they are sealed: not an event."""
         await self._writer.write(lambda db: runs.record_outputs(db, run_id, summary))
 
+    async def record_progress(self, progress: dict[str, Progress]) -> None:
+        """What runs' marker lines said, each run's latest: one write, not an event."""
+        await self._writer.write(lambda db: runs.record_progress(db, progress))
+
     async def record_gpu_peak(self, run_id: str, peak: int) -> None:
         """The most GPU memory the run was seen using: a sample, not an event."""
         await self._writer.write(lambda db: runs.record_gpu_peak(db, run_id, peak))
@@ -487,8 +489,8 @@ class Store:
     async def oldest_pending(self) -> float | None:
         return await queue.oldest_pending(self._reader)
 
-    async def latest_event(self) -> int:
-        return await runs.latest_event(self._reader)
+    async def latest_change(self) -> tuple[int, float]:
+        return await changes.latest_change(self._reader)
 
     async def count_by_status(self) -> dict[str, int]:
         return await runs.count_by_status(self._reader)

@@ -15,6 +15,7 @@ import aiosqlite
 from jobd.domain.jobs import Job, Kind
 from jobd.domain.outputs import OutputSummary
 from jobd.domain.owners import Reach
+from jobd.domain.progress import Progress
 from jobd.domain.records import now
 from jobd.domain.resources import Allocation, Limits
 from jobd.domain.runs import Run, next_attempt
@@ -244,6 +245,13 @@ def record_outputs(db: sqlite3.Connection, run_id: str, summary: OutputSummary) 
     db.execute("UPDATE runs SET outputs = ? WHERE id = ?", (to_json(summary.to_record()), run_id))
 
 
+def record_progress(db: sqlite3.Connection, progress: Mapping[str, Progress]) -> None:
+    db.executemany(
+        "UPDATE runs SET progress = ? WHERE id = ?",
+        [(to_json(p.to_record()), run_id) for run_id, p in progress.items()],
+    )
+
+
 def record_gpu_peak(db: sqlite3.Connection, run_id: str, peak: int) -> None:
     db.execute(
         "UPDATE runs SET gpu_peak_bytes = MAX(COALESCE(gpu_peak_bytes, 0), ?) WHERE id = ?",
@@ -317,12 +325,6 @@ async def runs_in_window(
         params.append(since.timestamp())
     rows = await fetch_all(db, sql + " ORDER BY created_at, id", params)
     return [Run.from_row(row) for row in rows]
-
-
-async def latest_event(db: aiosqlite.Connection) -> int:
-    """The newest run event's id: it moves whenever any run changes (or is created)."""
-    row = await fetch_one(db, "SELECT MAX(id) AS id FROM run_events", ())
-    return int(row["id"] or 0) if row else 0
 
 
 async def count_by_status(db: aiosqlite.Connection) -> dict[str, int]:

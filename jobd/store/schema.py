@@ -354,6 +354,10 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE jobs ADD COLUMN allowed_ips TEXT;
     ALTER TABLE runs ADD COLUMN ssh TEXT;
     """,
+    # what a run's marker lines said: its progress and its phases
+    """
+    ALTER TABLE runs ADD COLUMN progress TEXT;
+    """,
 )
 
 PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL")

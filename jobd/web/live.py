@@ -1,11 +1,14 @@
 """The pages' live updates, over Server-Sent Events (htmx's SSE extension swaps them in).
 
 - The jobs page and the node page get a fresh snapshot of their rows when something changed:
-  the newest run event's id (read at most twice a second for all open pages) says whether any
-  run changed. A slow client gets the latest snapshot, never a backlog.
-- A run page gets its new log lines as they are written (escaped HTML), its status and state
-  changes when they change, and its new metric samples (JSON, for the charts). A client that
-  falls more than SKIP_BYTES behind the log skips to its end, with a line saying so.
+  the newest run event's id and the runs' progress times (read at most twice a second for all
+  open pages, store/changes.py) say whether any run changed or moved on. A slow client gets
+  the latest snapshot, never a backlog.
+- A run page gets its new log lines as they are written (escaped HTML), its status, state
+  changes and progress when they change (progress is written at most once a second, and a
+  moment after the run ends its last), and its new metric samples (JSON, for the charts). A
+  client that falls more than SKIP_BYTES behind the log skips to its end, with a line saying
+  so.
 
 Each stream is one of its user's streaming connections (max_streams_per_user), ends when the
 client goes or jobd shuts down, and writes nothing it has not been asked for but a keep-alive
@@ -27,7 +30,7 @@ from jobd.api.context import SERVICES, STREAMS
 from jobd.api.middleware import caller, reach
 from jobd.domain.jobs import JobFilter
 from jobd.domain.metrics import MINUTE
-from jobd.errors import InvalidRequest
+from jobd.errors import InvalidRequest, NotFound
 from jobd.logs.follower import LogFollower
 from jobd.logs.lines import LogLine, LogQuery
 from jobd.web.pages import (
@@ -44,19 +47,24 @@ TICK = 0.5  # how often a stream looks for news
 KEEP_ALIVE = 15.0
 SKIP_BYTES = 1024 * 1024  # a run page further behind its log than this skips to the end
 PIECE = 256 * 1024
+LAST_PROGRESS = 5.0  # seconds an ended run's page still looks for its last progress
 CLOSING = web.AppKey("live_closing", asyncio.Event)
 
 
-class Changes:
-    """The newest run event's id, read at most every TICK for every stream together."""
+Version = tuple[int, float]
 
-    def __init__(self, latest: Callable[[], Awaitable[int]]) -> None:
+
+class Changes:
+    """What says that runs changed (Runs.latest_change), read at most every TICK for every
+    stream together."""
+
+    def __init__(self, latest: Callable[[], Awaitable[Version]]) -> None:
         self.latest = latest
-        self._version = 0
+        self._version: Version = (0, 0.0)
         self._read_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def version(self) -> int:
+    async def version(self) -> Version:
         async with self._lock:
             if time.monotonic() - self._read_at >= TICK:
                 self._version = await self.latest()
@@ -118,7 +126,9 @@ async def jobs_stream(request: web.Request) -> web.StreamResponse:
         where = JobFilter(reach=listing_reach_of(request))
     changes = request.app[CHANGES]
     async with stream(request) as response:
-        seen, quiet = -1, Quiet(response)  # the rows at once: the page may be a moment old
+        # the rows at once: the page may be a moment old
+        seen: Version | None = None
+        quiet = Quiet(response)
         while open_(request):
             await asyncio.sleep(TICK)
             version = await changes.version()
@@ -163,7 +173,7 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
                     html = "".join(fragment("_log_line.html", line=line) for line in last)
                     await response.write(event("log", html))
                 await response.write(b": the run has ended\n\n")
-                await _idle(request, response)
+                await _idle(request, response, state)
                 break
             await _wait(changed)
     return response
@@ -176,11 +186,15 @@ async def _wait(changed: asyncio.Event) -> None:
             await changed.wait()
 
 
-async def _idle(request: web.Request, response: web.StreamResponse) -> None:
-    """Keep an ended run's stream open (an EventSource would otherwise reconnect)."""
+async def _idle(request: web.Request, response: web.StreamResponse, state: RunState) -> None:
+    """Keep an ended run's stream open (an EventSource would otherwise reconnect), sending
+    its last progress if it is written after the run ended."""
     quiet = Quiet(response)
+    ended = time.monotonic()
     while open_(request):
         await asyncio.sleep(TICK * 2)
+        if time.monotonic() - ended < LAST_PROGRESS:
+            await state.last_progress(quiet)
         await quiet.keep_alive()
 
 
@@ -209,6 +223,7 @@ class RunState:
         self.run_id = run_id
         # None: the state is sent at once (it may have moved since the page was rendered)
         self.key: tuple[Any, ...] | None = None
+        self.progress_key: tuple[Any, ...] | None = None
         self.metrics_at = time.time()
         self.ended_and_read = False
 
@@ -219,8 +234,26 @@ class RunState:
             self.key = key
             await response.write(event("status", fragment("_run_status.html", **values)))
             await response.write(event("events", fragment("_run_events.html", **values)))
+        await self._progress(response.write, values["run"])
         await self._metrics(response)
         self.ended_and_read = values["run"]["finishedAt"] is not None
+
+    async def last_progress(self, quiet: Quiet) -> None:
+        """The ended run's progress, if it moved since it was last sent."""
+        try:
+            run = await self.request.app[SERVICES].runs.get(self.run_id, reach(self.request))
+        except NotFound:  # its job was deleted meanwhile: nothing more to show
+            return
+        await self._progress(quiet.write, run.to_api())
+
+    async def _progress(
+        self, write: Callable[[bytes], Awaitable[None]], run: dict[str, Any]
+    ) -> None:
+        phases = [(p["name"], p["startedAt"]) for p in run["phases"]]
+        key = (run["progress"], phases, run["finishedAt"])
+        if key != self.progress_key:
+            self.progress_key = key
+            await write(event("progress", fragment("_run_progress.html", run=run)))
 
     async def _metrics(self, response: web.StreamResponse) -> None:
         services = self.request.app[SERVICES]

@@ -1,7 +1,8 @@
-"""The dashboard's pages: the login form, the jobs (with schedules and recipes), a run
-(state, live log, charts, actions, outputs) and the node (capacity, GPUs and who holds them,
-what runs, the queue with why each run waits). Handlers read through the services with the
-caller's reach, as the API's do; actions are forms that carry the session's CSRF token."""
+"""The dashboard's pages: the login form, the jobs (their progress too, with schedules and
+recipes), a run (state, progress and phases, live log, charts, actions, outputs) and the node
+(capacity, GPUs and who holds them, what runs, the queue with why each run waits). Handlers
+read through the services with the caller's reach, as the API's do; actions are forms that
+carry the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from aiohttp import web
 
 from jobd.api.context import SERVICES
@@ -135,7 +137,11 @@ async def job_rows(request: web.Request, where: JobFilter) -> tuple[list[dict[st
     jobs = request.app[SERVICES].jobs
     found = await jobs.list_jobs(where, limit=PAGE_JOBS, cursor=None)
     latest = await jobs.latest_runs(found.items)
-    docs = [j.to_api(latest_run=latest.get(j.latest_run_id or "")) for j in found.items]
+    arrays = await jobs.array_runs(found.items)
+    docs = [
+        j.to_api(latest_run=latest.get(j.latest_run_id or ""), array_runs=arrays.get(j.id))
+        for j in found.items
+    ]
     return docs, found.next_cursor is not None
 
 
@@ -203,7 +209,7 @@ async def run_page(request: web.Request) -> web.Response:
     run_log = services.logs.open(run_id)
     lines = await asyncio.to_thread(lambda: list(run_log.lines(LogQuery()))[-LOG_LINES:])
     try:
-        outputs = await services.outputs.listing(run_id, reach(request))
+        outputs = shown_outputs(await services.outputs.listing(run_id, reach(request)))
     except JobdError:
         outputs = None
     began = values["run"]["startedAt"] or values["run"]["createdAt"]
@@ -217,6 +223,15 @@ async def run_page(request: web.Request) -> web.Response:
         outputs=outputs,
         metrics=metrics,
     )
+
+
+def shown_outputs(listing: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's outputs as its page lists them: the files (a sealed manifest comes as JSON to
+    pass through, decoded here) and the preview image's URL."""
+    files = listing["files"]
+    if isinstance(files, orjson.Fragment):
+        files = orjson.loads(orjson.dumps(files))
+    return {"files": files, "previewUrl": (listing.get("output") or {}).get("previewUrl")}
 
 
 def run_metrics_query(request: web.Request, since: float) -> MetricsQuery:

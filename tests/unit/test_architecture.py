@@ -25,7 +25,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "domain": (),
     "config": ("domain",),
     "store": ("domain",),
-    "logs": ("config",),
+    "logs": ("config", "domain"),
     "runtime": ("domain",),
     "node": ("domain", "config"),
     "scheduler": ("domain", "store", "logs", "node", "runtime.contract", "config", "users"),

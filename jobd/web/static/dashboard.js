@@ -1,4 +1,5 @@
-// jobd's dashboard: charts (uPlot) fed by the run page's live stream, and the log's scroll.
+// jobd's dashboard: charts (uPlot) fed by the run page's live stream, the log's scroll, and
+// progress's time left counting down.
 (function () {
   "use strict";
   const charts = {};
@@ -48,9 +49,36 @@
     }
   }
 
+  // as render.py's duration filter writes it
+  function duration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const pad = (n) => String(n).padStart(2, "0");
+    if (s >= 86400) return Math.floor(s / 86400) + "d " + pad(Math.floor((s % 86400) / 3600)) + "h";
+    if (s >= 3600) return Math.floor(s / 3600) + "h " + pad(Math.floor((s % 3600) / 60)) + "m";
+    if (s >= 60) return Math.floor(s / 60) + "m " + pad(s % 60) + "s";
+    return s + "s";
+  }
+
+  // A run's time left counts down, and its current phase's time up, between the server's
+  // pushes: each counts from when its element arrived (the server's figure was as of then).
+  function tick() {
+    const now = Date.now();
+    for (const el of document.querySelectorAll(".eta[data-left], .grows[data-seconds]")) {
+      if (!el.dataset.seen) el.dataset.seen = String(now);
+      const elapsed = (now - Number(el.dataset.seen)) / 1000;
+      if (el.dataset.left !== undefined) {
+        el.textContent = duration(Number(el.dataset.left) - elapsed) + " left";
+      } else {
+        el.textContent = duration(Number(el.dataset.seconds) + elapsed) + " so far";
+      }
+    }
+  }
+
   function atBottom(log) { return log.scrollHeight - log.scrollTop - log.clientHeight < 40; }
 
   document.addEventListener("DOMContentLoaded", () => {
+    tick();
+    setInterval(tick, 1000);
     const initial = document.getElementById("metrics-initial");
     if (initial) add(JSON.parse(initial.textContent));
     const log = document.getElementById("log");
