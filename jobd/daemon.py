@@ -216,7 +216,8 @@ class Daemon:
         if stream is not None:
             stack.callback(stream.close)  # after the pump has let go
         self._book = ProgressBook(store)
-        pump = LogPump(config.log_dir, config.logs, stream=stream, markers=self._book)
+        markers = self._book if config.logs.progress_markers else None
+        pump = LogPump(config.log_dir, config.logs, stream=stream, markers=markers)
         stack.callback(pump.close)
         supervisor = Supervisor(
             store=store,

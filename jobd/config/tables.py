@@ -26,6 +26,8 @@ class LogLimits:
     max_bytes: int = 100 * MIB  # kept per run: the head, a marker, then the newest output
     head_bytes: int = 10 * MIB
     segment_bytes: int = 8 * MIB  # the tail is trimmed, oldest first, this much at a time
+    # look for `::jobd progress` lines in what runs print (reads every byte of output once)
+    progress_markers: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,7 @@ FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 LOW_SPACE_BYTES = 1024 * 1024  # less free than this, and a line stalls unfinished: a cut
 RECENT_SECONDS = 60.0  # or a write failed for lack of space this lately
+SAVE_SECONDS = 1.0  # state.json, when only the end moved
 CUT_SCAN = 64 * 1024  # a line that ends after a cut: how much of it is searched for its start
 # where a k8s-file line begins: conmon's RFC 3339 time, the stream, the F|P tag
 LINE_START = re.compile(
@@ -140,6 +141,7 @@ class RunLog:
         self._can_punch = True
         self._unfinished: tuple[int, int] | None = None  # (end, size) at the last pump
         self.unsaved = False  # state.json lacks what is in memory: no space to write it
+        self._saved_at = 0.0  # monotonic; state.json is written at most every SAVE_SECONDS
 
     @property
     def source_path(self) -> Path:
@@ -173,6 +175,7 @@ class RunLog:
             return
         tmp.replace(self.directory / "state.json")
         self.unsaved = False
+        self._saved_at = time.monotonic()
 
     def save(self) -> bool:
         """Write what state.json lacks, if it lacks anything. Whether it is written now."""
@@ -219,8 +222,10 @@ class RunLog:
 
     def close(self) -> None:
         """Let go of conmon's file without finishing (the daemon is stopping; the next start
-        resumes from state.json)."""
+        resumes from state.json, written now)."""
         with self._lock:
+            if self._fd is not None and not self._state.finished:
+                self._save()
             self._close_source()
 
     def _open_source(self) -> bool:
@@ -323,10 +328,19 @@ class RunLog:
         if end == state.end:
             return False
         state.end = end
+        bounds = (state.head_end, state.tail_start)
         self._fill_head()
         self._trim_tail()
-        self._save()
+        # the head fixed or the tail trimmed (holes punched): written now; only the end moved:
+        # at most every SAVE_SECONDS: a start after a crash takes in again what came since
+        # (readers see nothing twice: they read the kept ranges; the log stream may forward
+        # those lines again, and their markers are read again)
+        if (state.head_end, state.tail_start) != bounds or self._save_due():
+            self._save()
         return True
+
+    def _save_due(self) -> bool:
+        return time.monotonic() - self._saved_at >= SAVE_SECONDS
 
     def _fill_head(self) -> None:
         state = self._state

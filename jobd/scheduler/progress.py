@@ -48,20 +48,20 @@ class ProgressBook:
         progress = self._progress.get(run_id)
         if progress is None:  # not followed (or forgotten): its record stays as it is
             return
-        last: tuple[ProgressMark, float] | None = None
+        last: tuple[ProgressMark, MarkerLine] | None = None
         for line in lines:
             mark = parse_marker(line.text)
             if mark is None:
                 self._ignore(run_id, line)
                 continue
             if isinstance(mark, ProgressMark):
-                last = (mark, line.at)
+                last = (mark, line)  # its time is read only if it stays the last
                 continue
             if last is not None:
-                progress, last = progress.apply(*last), None
+                progress, last = progress.apply(last[0], last[1].at), None
             progress = progress.apply(mark, line.at)
         if last is not None:
-            progress = progress.apply(*last)
+            progress = progress.apply(last[0], last[1].at)
         if progress is not self._progress[run_id]:
             self._progress[run_id] = progress
             self._changed.add(run_id)

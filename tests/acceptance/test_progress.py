@@ -5,10 +5,12 @@ markers as fast as it can is written at most once a second; /metrics has the fra
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from tests.conftest import DaemonFactory
 from tests.support import Daemon, container_state, wait_until
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance]
@@ -161,3 +163,12 @@ def test_markers_survive_a_kill_of_the_daemon_and_those_printed_while_it_was_dow
     )
     assert [p["name"] for p in run["phases"]] == ["one", "two", "three"]
     assert run["progress"]["fraction"] == 1.0
+
+
+def test_markers_can_be_turned_off(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory(config="[logs]\nprogress_markers = false\n")
+    run_id = daemon.submit(command=["sh", "-c", "echo '::jobd progress 0.5 half'"])["latestRunId"]
+    daemon.wait_status(run_id, "succeeded", timeout=60)
+    time.sleep(1.5)  # past the progress book's next write
+    assert daemon.run(run_id)["progress"] is None
+    assert daemon.logs_text(run_id) == "::jobd progress 0.5 half\n", "the line is output as ever"

@@ -39,7 +39,7 @@ def test_layers_override_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         'port = 9000\nhost = "127.0.0.2"\ndefault_plan = "starter"\n'
         "[plans.starter]\nprice_per_month = 9\n"
         "[plans.big]\nmemory_mb = 1024\ncpus = 1\n"
-        "[logs]\nmax_bytes = 2097152\nhead_bytes = 1048576\n"
+        "[logs]\nmax_bytes = 2097152\nhead_bytes = 1048576\nprogress_markers = false\n"
     )
     monkeypatch.setenv("JOBD_PORT", "9100")
     config = load(config_file=toml, overrides={"port": 9200, "data_dir": tmp_path})
@@ -49,6 +49,7 @@ def test_layers_override_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert config.plans["starter"].memory_bytes == 512 * MIB
     assert config.plans["big"].memory_bytes == 1024 * MIB
     assert config.logs.max_bytes == 2 * MIB
+    assert config.logs.progress_markers is False
     monkeypatch.delenv("JOBD_PORT")
     assert load(config_file=toml, overrides={}).port == 9000
 

@@ -6,6 +6,7 @@ a full parse of the log finds."""
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -75,16 +76,22 @@ def test_a_marker_written_in_pieces_is_joined_even_across_scans(tmp_path: Path) 
     assert scan_all(log, every_cut) == expected
 
 
-def test_windows_end_at_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(markers, "WINDOW", 4096)
+def test_reads_end_at_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(markers, "READ", 4096)
+    monkeypatch.setattr(markers, "_thread", threading.local())  # a buffer of that size
     log = tmp_path / "container.log"
     lines = [entry(f"::jobd progress {i}/500" if i % 7 == 0 else f"line {i}") for i in range(500)]
     log.write_bytes(b"".join(lines))
     assert scan_all(log) == [("stdout", f"::jobd progress {i}/500") for i in range(0, 500, 7)]
 
 
+@pytest.mark.parametrize("read", [markers.READ, 256])
 @pytest.mark.parametrize("seed", range(20))
-def test_random_logs_give_what_a_full_parse_finds(tmp_path: Path, seed: int) -> None:
+def test_random_logs_give_what_a_full_parse_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, read: int
+) -> None:
+    monkeypatch.setattr(markers, "READ", read)
+    monkeypatch.setattr(markers, "_thread", threading.local())
     rng = random.Random(seed)
     raw, boundaries, missed = random_log(rng)
     log = tmp_path / "container.log"

@@ -6,6 +6,7 @@ time, an ended run written once more then forgotten, ignored markers counted."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from jobd.domain.progress import Progress
@@ -30,7 +31,7 @@ def book() -> tuple[ProgressBook, Recorder]:
 
 
 def line(text: str, at: float) -> MarkerLine:
-    return MarkerLine(at=at, stream="stdout", text=text)
+    return MarkerLine(stamp=datetime.fromtimestamp(at, UTC).isoformat(), stream="stdout", text=text)
 
 
 def test_marks_are_taken_in_order_and_written_once_per_turn() -> None:
