@@ -12,11 +12,14 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support import TEST_IMAGE, Daemon, Response
+from tests.support import CHROMIUM, TEST_IMAGE, Daemon, Response
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 ALICE, BOB, CAROL = "jobd-alice", "jobd-bob", "jobd-carol"  # carol is an admin
 DAVE = "jobd-dave"  # in no project
@@ -95,3 +98,16 @@ def system_daemon(shared_dir: Path, podman_socket: Path, config: str) -> Iterato
         yield d
     finally:
         d.stop(kill_containers=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, driven by playwright, for a module's dashboard tests."""
+    from playwright.sync_api import sync_playwright  # only the browser tests need it
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield launched
+        launched.close()

@@ -9,30 +9,19 @@ from __future__ import annotations
 import http.client
 import re
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.support import CHROMIUM, Daemon
+from tests.support import Daemon
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance, pytest.mark.browser]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # a run that prints, then keeps a CPU busy, then prints again well after its page opened
 WORK = "echo started; yes > /dev/null & sleep 6; echo printed-after-the-page-opened; sleep 300"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import http.client
 import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.acceptance.test_dashboard import ARTIFACTS, logged_in, token
-from tests.support import CHROMIUM, Daemon, wait_until
+from tests.support import Daemon, wait_until
 
 pytestmark = [pytest.mark.podman, pytest.mark.acceptance, pytest.mark.browser]
 
@@ -31,16 +30,6 @@ while [ $i -lt {STEPS} ]; do
 done
 echo '::jobd phase finalizing'; sleep 1
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        yield launched
-        launched.close()
 
 
 def shot(part: Locator, name: str) -> None:
