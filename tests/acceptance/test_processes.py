@@ -38,6 +38,18 @@ def test_a_cancel_of_a_program_without_signal_handlers_ends_it_at_once(daemon: D
     )
 
 
+def test_a_forced_cancel_is_sigkill_at_once_even_for_a_program_without_handlers(
+    daemon: Daemon,
+) -> None:
+    run_id = started(daemon, command=["sleep", "300"])
+    assert daemon.jobctl("cancel", run_id, "--force").returncode == 0
+    run = daemon.wait_status(run_id, timeout=10)
+    assert run["status"] == "cancelled" and run["exitCode"] == 137, "SIGKILL, not SIGTERM"
+    assert run["failureReason"]["message"] == (
+        "cancelled by request; SIGKILL ended it (exit code 137)"
+    )
+
+
 def test_a_stop_takes_its_own_grace_and_force_ends_it_now(daemon: Daemon) -> None:
     run_id = started(daemon, command=STUBBORN)
     stopping = daemon.jobctl("stop", run_id, "--grace", "60s", "--json")

@@ -311,10 +311,14 @@ class PodmanRuntime:
         return dataclasses.replace(state, command_failure=failure) if failure else state
 
     async def stop(self, handle: Handle, grace_seconds: int) -> None:
-        """SIGTERM, then SIGKILL once the grace period is over. Stopping a gone container
-        succeeds. The grace period is waited here, not in a pool thread: a hundred stops
-        must not park a hundred threads."""
+        """SIGTERM, then SIGKILL once the grace period is over; no grace: SIGKILL at once
+        (a SIGTERM first would end a program without handlers before the SIGKILL came).
+        Stopping a gone container succeeds. The grace period is waited here, not in a pool
+        thread: a hundred stops must not park a hundred threads."""
         with contextlib.suppress(ContainerGone):
+            if grace_seconds <= 0:
+                await self._call("kill", self._signal, handle, "SIGKILL")
+                return
             await self._call("stop", self._signal, handle, "SIGTERM")
             deadline = time.monotonic() + grace_seconds
             while (left := deadline - time.monotonic()) > 0:
