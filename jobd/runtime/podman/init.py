@@ -6,6 +6,7 @@ exits 1: that line tells a missing command from one that is not executable."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ INIT_PATH = Path("/usr/libexec/podman/catatonit")  # podman's default init_path
 EXEC_FAILED = re.compile(r"ERROR \(catatonit:\d+\): failed to exec pid1: (?P<why>.+)")
 NOT_FOUND = ("No such file or directory", "Not a directory")
 FIRST_LINE_BYTES = 4096
+# the container can be seen exited before conmon has written its first line: looked for again
+# this often, this many times (only for a container that exited 1 with no whole line yet)
+FIRST_LINE_TRIES = 10
+FIRST_LINE_PAUSE = 0.05
 
 
 def command_failure(attrs: Mapping[str, Any]) -> Failure | None:
@@ -26,7 +31,14 @@ def command_failure(attrs: Mapping[str, Any]) -> Failure | None:
     if state.get("Status") not in {"exited", "stopped"} or state.get("ExitCode") != 1:
         return None
     path = (attrs.get("HostConfig", {}).get("LogConfig") or {}).get("Path")
-    line = _first_stderr_line(Path(path)) if path else None
+    if not path:
+        return None
+    line = _first_stderr_line(Path(path))
+    for _ in range(FIRST_LINE_TRIES if line == "" else 0):
+        time.sleep(FIRST_LINE_PAUSE)
+        line = _first_stderr_line(Path(path))
+        if line != "":
+            break
     found = EXEC_FAILED.fullmatch(line) if line else None
     if found is None:
         return None
@@ -38,12 +50,16 @@ def command_failure(attrs: Mapping[str, Any]) -> Failure | None:
 
 
 def _first_stderr_line(log: Path) -> str | None:
-    """The text of the log's first line (k8s-file: time, stream, F or P, text), if stderr."""
+    """The text of the log's first line (k8s-file: time, stream, F or P, text), if stderr;
+    "" while no whole first line is written yet."""
     try:
         with log.open("rb") as f:
-            first = f.read(FIRST_LINE_BYTES).split(b"\n", 1)[0]
+            head = f.read(FIRST_LINE_BYTES)
     except OSError:
         return None
+    if b"\n" not in head and len(head) < FIRST_LINE_BYTES:
+        return ""
+    first = head.split(b"\n", 1)[0]
     parts = first.split(b" ", 3)
     if len(parts) < 4 or parts[1] != b"stderr":
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,14 @@ def test_anything_else_ran(tmp_path: Path, content: str, exit_code: int) -> None
 def test_a_missing_log_or_a_running_container_says_nothing(tmp_path: Path) -> None:
     assert command_failure(exited(tmp_path / "gone.log")) is None
     assert command_failure({"State": {"Status": "running", "ExitCode": 0}}) is None
+
+
+def test_a_line_written_after_the_exit_was_seen_is_waited_for(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    log.write_text("")
+    line = f"{TIME} stderr F ERROR (catatonit:6): failed to exec pid1: Permission denied\n"
+    writer = threading.Timer(0.15, lambda: log.write_text(line))
+    writer.start()
+    failure = command_failure(exited(log))
+    writer.join()
+    assert failure is not None and failure.type is FailureType.COMMAND_NOT_EXECUTABLE
