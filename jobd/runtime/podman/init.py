@@ -50,17 +50,20 @@ def command_failure(attrs: Mapping[str, Any]) -> Failure | None:
 
 
 def _first_stderr_line(log: Path) -> str | None:
-    """The text of the log's first line (k8s-file: time, stream, F or P, text), if stderr;
-    "" while no whole first line is written yet."""
+    """The text of the log's first line (k8s-file: time, stream, F or P, text), if stderr,
+    joined from its pieces (catatonit writes its message in two writes, and conmon may log
+    the first as a partial P entry); "" while no whole first line is written yet."""
     try:
         with log.open("rb") as f:
             head = f.read(FIRST_LINE_BYTES)
     except OSError:
         return None
-    if b"\n" not in head and len(head) < FIRST_LINE_BYTES:
-        return ""
-    first = head.split(b"\n", 1)[0]
-    parts = first.split(b" ", 3)
-    if len(parts) < 4 or parts[1] != b"stderr":
-        return None
-    return parts[3].decode(errors="replace")
+    pieces: list[bytes] = []
+    for raw in head.split(b"\n")[:-1]:  # whole entries only
+        parts = raw.split(b" ", 3)
+        if len(parts) < 3 or parts[1] != b"stderr":
+            return None
+        pieces.append(parts[3] if len(parts) == 4 else b"")
+        if parts[2] != b"P":
+            return b"".join(pieces).decode(errors="replace")
+    return "" if len(head) < FIRST_LINE_BYTES else None

@@ -69,3 +69,13 @@ def test_a_line_written_after_the_exit_was_seen_is_waited_for(tmp_path: Path) ->
     failure = command_failure(exited(log))
     writer.join()
     assert failure is not None and failure.type is FailureType.COMMAND_NOT_EXECUTABLE
+
+
+def test_catatonits_line_in_pieces_is_joined(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    log.write_text(
+        f"{TIME} stderr P ERROR (catatonit:5): \n"
+        f"{TIME} stderr F failed to exec pid1: Permission denied\n"
+    )
+    failure = command_failure(exited(log))
+    assert failure is not None and failure.type is FailureType.COMMAND_NOT_EXECUTABLE
