@@ -3,8 +3,9 @@ has just taken in, without reading the log into Python.
 
 conmon writes each line as `<time> <stream> F <text>`, so a marker line holds ` ::jobd ` right
 after its `F` tag. The new bytes are read a megabyte at a time into a buffer (which stays in
-the CPU's cache) and searched there for that needle with glibc's strstr, which is SIMD (a NUL
-over the buffer's last newline ends it; past a NUL byte a job printed, memmem takes over).
+the CPU's cache) and searched there for that needle with glibc's strstr, which is SIMD (the
+needle itself, put after the read's last newline, ends its search in one pass; past a NUL
+byte a job printed, which stops it short, memmem takes over).
 From a hit's line on, CHUNK bytes are copied and read in Python, so a bunch of markers costs
 one call into libc, not several per line. A hit counts when its line starts there: the tag,
 the stream and the time right before it.
@@ -38,6 +39,7 @@ from jobd.logs.lines import parse_time
 
 _PREFIX = PREFIX.encode()
 NEEDLE = b" " + _PREFIX
+_SENTINEL = NEEDLE + b"\0"  # after a window's last newline: strstr's search always ends in a hit
 READ = 1024 * 1024  # read at a time, into a buffer of the pump thread's
 MAX_PREFIX = 64  # `<time> <stream>`: longer, and the hit is inside some line's text
 MAX_MARKER_BYTES = 4096  # of a marker line's text; a longer one is read this far
@@ -139,7 +141,7 @@ class MarkerScanner:
         if start + size < end:  # a read short of the end stops after its last newline
             last = _libc.memrchr(address, _NEWLINE, size)
             stop = last + 1 if last else stop
-        ctypes.memset(stop - 1, 0, 1)  # its last newline, now the NUL that ends it for strstr
+        ctypes.memmove(stop, _SENTINEL, len(_SENTINEL))  # where strstr's search ends
         found.extend(self._lines(address, stop - 1))
         return int(start + (stop - address))
 
@@ -219,17 +221,19 @@ class MarkerScanner:
 def _buffer() -> ctypes.Array[ctypes.c_char]:
     buffer: ctypes.Array[ctypes.c_char] | None = getattr(_thread, "buffer", None)
     if buffer is None:
-        buffer = _thread.buffer = ctypes.create_string_buffer(READ + 1)
+        buffer = _thread.buffer = ctypes.create_string_buffer(READ + len(_SENTINEL))
     return buffer
 
 
 def _find(position: int, stop: int) -> int | None:
-    """The first needle in [position, stop) (a NUL at `stop`): strstr, SIMD in glibc (about
-    0.04 s of CPU per GB, where memmem takes 0.1 to 0.16), then memmem past a NUL byte that
-    stopped it early (a job printed one)."""
+    """The first needle in [position, stop), where `stop` is the window's last newline and
+    the sentinel follows it: strstr, SIMD in glibc (about 0.04 s of CPU per GB, where memmem
+    takes 0.1 to 0.16), which finds the sentinel when the window holds no needle, so no second
+    pass looks for NUL bytes; only when one stops it (a job printed one, strstr gives NULL)
+    does memmem search past it."""
     hit = _libc.strstr(position, NEEDLE)
     if hit:
-        return int(hit)
+        return int(hit) if hit < stop else None
     zero = _libc.memchr(position, 0, stop - position)
     if not zero:
         return None

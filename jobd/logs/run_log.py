@@ -191,6 +191,16 @@ class RunLog:
         """How far into conmon's file this log has taken whole lines (bytes)."""
         return self._state.end
 
+    def caught_up(self) -> bool:
+        """Whether a pump would find nothing to do: conmon's file ends where the whole lines
+        taken in end (or is not there yet), and state.json lacks nothing. One stat: a quiet
+        run costs a pump turn nothing more."""
+        try:
+            size = os.stat(self.source_path).st_size
+        except FileNotFoundError:
+            return not self.unsaved
+        return size == self._state.end and not self.unsaved
+
     def pump(self) -> bool:
         """Take in the whole lines conmon wrote since the last call. Whether any came."""
         with self._lock:

@@ -86,6 +86,25 @@ def test_reads_end_at_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.parametrize("read", [markers.READ, 256])
+def test_a_nul_a_job_printed_hides_no_marker_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: int
+) -> None:
+    """strstr stops at a NUL byte: past one, the window is searched again with memmem; a
+    window with neither ends at the sentinel after its last newline, never in the next read."""
+    monkeypatch.setattr(markers, "READ", read)
+    monkeypatch.setattr(markers, "_thread", threading.local())
+    log = tmp_path / "container.log"
+    lines = [entry("binary \0 output"), entry("::jobd phase a"), entry("x" * 40)]
+    lines += [entry("::jobd progress 1/2"), entry("\0"), entry("::jobd progress 2/2")]
+    log.write_bytes(b"".join(lines))
+    assert scan_all(log) == [
+        ("stdout", "::jobd phase a"),
+        ("stdout", "::jobd progress 1/2"),
+        ("stdout", "::jobd progress 2/2"),
+    ]
+
+
+@pytest.mark.parametrize("read", [markers.READ, 256])
 @pytest.mark.parametrize("seed", range(20))
 def test_random_logs_give_what_a_full_parse_finds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, read: int
