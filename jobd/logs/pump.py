@@ -126,13 +126,14 @@ class LogPump:
         with self._lock:
             run_log = self._active.pop(run_id, None)
             self._unsaved.pop(run_id, None)
-            self._scanners.pop(run_id, None)
         if self.stream is not None:
             self.stream.forget(run_id)
         if self.markers is not None:
             self.markers.forget(run_id)
         if run_log is not None:
             await asyncio.to_thread(self._close, run_log)
+        with self._lock:  # after any take of it: one under way may have made it a scanner
+            self._scanners.pop(run_id, None)
         self._notify(run_id)
         directory = self.directory(run_id)
         if directory.exists():
@@ -195,7 +196,7 @@ class LogPump:
                 continue
             try:
                 with self._taking:
-                    if run_id not in self._active:  # finished or removed meanwhile
+                    if self._active.get(run_id) is not run_log:  # finished or removed meanwhile
                         continue
                     got, found = self._take(run_id, run_log, run_log.pump)
                     # told from within the take, so before what a finish takes next
@@ -247,9 +248,10 @@ class LogPump:
             except OSError as e:
                 log.warning("log state of %s: %s", run_log.directory.name, e)
                 continue
-            if saved:
-                with self._lock:
-                    self._unsaved.pop(run_log.directory.name, None)
+            name = run_log.directory.name
+            with self._lock:  # unless a finish kept it again meanwhile
+                if saved and self._unsaved.get(name) is run_log and not run_log.unsaved:
+                    del self._unsaved[name]
 
 
 def _fail(ended: asyncio.Future[None], error: Exception) -> None:

@@ -193,13 +193,21 @@ class RunLog:
 
     def caught_up(self) -> bool:
         """Whether a pump would find nothing to do: conmon's file ends where the whole lines
-        taken in end (or is not there yet), and state.json lacks nothing. One stat: a quiet
-        run costs a pump turn nothing more."""
-        try:
-            size = os.stat(self.source_path).st_size
-        except FileNotFoundError:
-            return not self.unsaved
-        return size == self._state.end and not self.unsaved
+        taken in end (or is not there yet), and state.json lacks nothing. One stat of the
+        file the pump follows (its open one: conmon goes on writing a file unlinked or
+        renamed under it), so a quiet run costs a pump turn nothing more. An error is left
+        for the pump to meet and tell."""
+        if self.unsaved:
+            return False
+        with self._lock:
+            try:
+                if self._fd is not None:
+                    return os.fstat(self._fd).st_size == self._state.end
+                return os.stat(self.source_path).st_size == self._state.end
+            except FileNotFoundError:
+                return True
+            except OSError:
+                return False
 
     def pump(self) -> bool:
         """Take in the whole lines conmon wrote since the last call. Whether any came."""

@@ -1,6 +1,7 @@
 """The log pump's thread on real files: marker lines handed to the sink in order and once, even
 when a run's end is taken while the thread is taking its lines; followers woken; a quiet run
-left alone (no take); a bug in a turn ends the pump's task, as the daemon's supervision expects."""
+left alone (no take); a log it cannot read told and tried again; a bug in a turn ends the pump's
+task, as the daemon's supervision expects."""
 
 from __future__ import annotations
 
@@ -142,3 +143,28 @@ async def test_a_bug_in_a_turn_ends_the_task(
     with pytest.raises(ValueError, match="a bug"):
         async with asyncio.timeout(5):
             await pump.run()
+
+
+async def test_a_log_the_pump_cannot_read_is_told_and_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pump, _ = pump_at(tmp_path)
+    pump.track("run-a")
+    (pump.directory("run-a") / "container.log").write_bytes(k8s("a line"))
+    tries = 0
+
+    def failing(run_log: RunLog) -> bool:
+        nonlocal tries
+        tries += 1
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(RunLog, "pump", failing)
+    task = asyncio.create_task(pump.run())
+    try:
+        await until(lambda: tries >= 3)
+        assert not task.done()
+        assert "log pump for run-a" in caplog.text
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
