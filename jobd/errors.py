@@ -29,6 +29,9 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 SQLITE_FULL = 13  # the primary result code of "database or disk is full"
+# "disk I/O error" from growing the WAL index (the -shm file): SQLite writes a byte into each
+# new page of it, and on a full disk that write fails
+SQLITE_IOERR_SHMSIZE = 10 | (19 << 8)
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -150,14 +153,15 @@ class NoSpace(JobdError):
 
 def lacks_space(error: BaseException) -> bool:
     """Whether `error` is a write that failed for lack of space: ENOSPC or EDQUOT from the
-    filesystem, SQLITE_FULL from SQLite (its message: "database or disk is full")."""
+    filesystem, SQLITE_FULL from SQLite (its message: "database or disk is full"), or
+    SQLite's failure to grow its -shm file (a "disk I/O error")."""
     if isinstance(error, NoSpace):
         return True
     if isinstance(error, OSError):
         return error.errno in NO_SPACE_ERRNOS
     if isinstance(error, sqlite3.Error):
         code = getattr(error, "sqlite_errorcode", None)
-        return code is not None and code & 0xFF == SQLITE_FULL
+        return code is not None and (code & 0xFF == SQLITE_FULL or code == SQLITE_IOERR_SHMSIZE)
     return False
 
 

@@ -48,6 +48,8 @@ class Endings:
         self.pump = pump
         self.inflight = inflight
         self.config = config
+        self._unrecorded: set[str] = set()  # runs whose end a full disk kept out, so far
+        self._again: set[str] = set()  # runs to be reaped again in a moment
 
     async def finish(self, run_id: str, state: ContainerState) -> None:
         """The container exited: record the outcome, keep the logs, remove the container.
@@ -65,19 +67,30 @@ class Endings:
             try:
                 ended = run.status.is_terminal or await self._record_exit(run, state)
             except NoSpace as e:
-                log.error("run %s exited (%s) but %s", run_id, state.exit_code, e)
+                if run_id not in self._unrecorded:  # said once, not at every try
+                    self._unrecorded.add(run_id)
+                    log.error("run %s exited (%s) but %s", run_id, state.exit_code, e)
                 self._reap_again(run_id, state.container_id)
                 return
             if ended:
+                if run_id in self._unrecorded:
+                    self._unrecorded.discard(run_id)
+                    log.info("run %s: its end is recorded, now that there is room", run_id)
                 self.remove_later(state.container_id)
                 self._in_background(seal(run_id, self.store, self.config), f"seal-{run_id}")
                 return
         log.error("run %s kept changing while it finished; reconcile will retry", run_id)
 
     def _reap_again(self, run_id: str, container_id: Handle) -> None:
-        """The end could not be written: reaped again in a moment (the container stays)."""
+        """The end could not be written: reaped again in a moment (the container stays). One
+        moment for each run, however many times it was reaped meanwhile (its exit event and
+        a reconcile both)."""
+        if run_id in self._again:
+            return
+        self._again.add(run_id)
 
         def again() -> None:
+            self._again.discard(run_id)
             self.inflight.reap_later(run_id, container_id)
             self.inflight.wake()
 

@@ -34,6 +34,7 @@ from jobd.domain.records import now
 from jobd.domain.resources import Plan
 from jobd.domain.runs import Run
 from jobd.domain.states import ACTIVE_STATUSES, RunStatus
+from jobd.errors import lacks_space
 from jobd.logs.pump import LogPump
 from jobd.node.inventory import Inventory
 from jobd.node.outputs import remove_outputs
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 30.0
 GPU_SAMPLE_SECONDS = 2.0  # while GPU runs are active: how often their GPU memory is sampled
 STEP_GAP = 0.02  # seconds; see _pace
+FULL_DISK_TELL_SECONDS = 60.0  # a step failing for a full disk is said at most this often
 
 
 class Supervisor:
@@ -115,6 +117,7 @@ class Supervisor:
         self._sampling = False  # GPU runs are active: step often enough to sample their use
         self._measuring = False  # runs are running: step often enough to measure their outputs
         self._purge_due = True  # deleted jobs may wait (since before a restart, too)
+        self._told_full_at: float | None = None  # when a step that met a full disk was logged
         self.started_at = time.time()
 
     def reason(self, run: Run) -> str | None:
@@ -162,9 +165,21 @@ class Supervisor:
                 self._wake.clear()
                 if not self._closing:
                     await self.step()
-            except Exception:  # podman, the disk or the store hiccuped: the daemon goes on
-                log.exception("supervisor step failed; trying again")
+            except Exception as e:  # podman, the disk or the store hiccuped: the daemon goes on
+                self._tell_failure(e)
                 await asyncio.sleep(0.5)
+
+    def _tell_failure(self, error: Exception) -> None:
+        """A failed step in jobd's log, with its traceback; one that met a full disk (the
+        same failure twice a second until there is room; health says so meanwhile) in a line,
+        once a minute."""
+        if not lacks_space(error):
+            log.error("supervisor step failed; trying again", exc_info=error)
+            return
+        moment = time.monotonic()
+        if self._told_full_at is None or moment - self._told_full_at >= FULL_DISK_TELL_SECONDS:
+            self._told_full_at = moment
+            log.warning("supervisor step: %s; trying again twice a second", error)
 
     async def _pace(self) -> None:
         """At most one step per STEP_GAP: a burst of wakes (a script submitting thousands

@@ -6,7 +6,6 @@ jobd/scheduler/uploads.py.)"""
 from __future__ import annotations
 
 import asyncio
-import errno
 import shutil
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
@@ -102,11 +101,7 @@ class Uploads:
                 writing = asyncio.ensure_future(asyncio.to_thread(incoming.write, piece))
             if writing is not None:
                 await writing
-            await asyncio.to_thread(incoming.finish)
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise TooLarge("the disk jobd keeps uploads on is full") from None
-            raise
+            await asyncio.to_thread(incoming.finish)  # a full disk: NoSpace (507), from Incoming
         finally:
             if writing is not None and not writing.done():
                 await asyncio.gather(writing, return_exceptions=True)

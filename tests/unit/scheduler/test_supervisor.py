@@ -1,14 +1,16 @@
 """The supervisor's races against a fake runtime (pure scheduling logic; real podman is
 exercised by the integration and acceptance tests): cancel while launching, an exit that
-arrives while the launch is still in flight, create failures, deadlines, recovery."""
+arrives while the launch is still in flight, create failures, deadlines, recovery, a full disk."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,9 +21,10 @@ from jobd.domain.owners import EVERYONE, Caller, Owner
 from jobd.domain.records import now
 from jobd.domain.resources import GIB
 from jobd.domain.states import FailureType, RunStatus
-from jobd.errors import Forbidden, ImageNotFound, InvalidRequest, NotFound, RuntimeFailure
+from jobd.errors import Forbidden, ImageNotFound, InvalidRequest, NoSpace, NotFound, RuntimeFailure
 from jobd.logs.pump import LogPump
 from jobd.node.inventory import Inventory
+from jobd.scheduler import endings
 from jobd.scheduler.supervisor import Supervisor
 from jobd.services.jobs import Jobs
 from jobd.services.runs import Runs
@@ -467,3 +470,53 @@ async def test_gpu_sharing_without_memory_to_promise_is_refused(harness: Harness
             {"image": "img", "resources": {"gpuCount": 1, "minVramGb": 0, "gpuShare": True}},
             ROOT,
         )
+
+
+async def test_a_step_that_meets_a_full_disk_is_said_once_a_minute_not_twice_a_second(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    full = NoSpace("no space left on the data directory's disk: could not write a run")
+    for _ in range(5):
+        harness.supervisor._tell_failure(full)
+    harness.supervisor._tell_failure(OSError(5, "Input/output error"))
+    told = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert told == [
+        ("WARNING", f"supervisor step: {full}; trying again twice a second", False),
+        ("ERROR", "supervisor step failed; trying again", True),  # others keep their traceback
+    ]
+
+
+async def test_an_end_the_disk_has_no_room_for_is_tried_again_on_one_timer_and_told_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(endings, "REAP_AGAIN_SECONDS", 0.05)
+    caplog.set_level(logging.INFO, logger=endings.__name__)
+    run_id = await harness.submit()
+    await harness.until(run_id, RunStatus.RUNNING)
+    container_id = (await harness.store.get_run(run_id, reach=EVERYONE)).container_id
+    assert container_id is not None
+    full = True
+    tries = 0
+    transition = harness.store.transition
+
+    async def no_room(*args: Any, **kwargs: Any) -> Any:
+        nonlocal tries
+        if full:
+            tries += 1
+            raise NoSpace("no space left on the data directory's disk: could not write a run")
+        return await transition(*args, **kwargs)
+
+    monkeypatch.setattr(harness.store, "transition", no_room)
+    harness.runtime.exit(container_id, 0)
+    for _ in range(4):  # reaped again meanwhile, as a reconcile would
+        harness.supervisor.inflight.reap_later(run_id, container_id)
+        harness.supervisor.wake()
+    await asyncio.sleep(0.3)
+    before = tries
+    await asyncio.sleep(0.5)
+    assert tries - before <= 0.5 / 0.05 + 2, "one timer for the run, not one per reap"
+    full = False
+    await harness.until(run_id, RunStatus.SUCCEEDED)
+    told = [r.getMessage() for r in caplog.records if run_id in r.getMessage()]
+    assert len([m for m in told if "exited (0) but no space" in m]) == 1, told
+    assert f"run {run_id}: its end is recorded, now that there is room" in told

@@ -58,6 +58,12 @@ def test_what_counts_as_lack_of_space() -> None:
     assert lacks_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
     assert not lacks_space(OSError(errno.EACCES, "Permission denied"))
     assert not lacks_space(sqlite3.OperationalError("no such table: t"))
+    shm = sqlite3.OperationalError("disk I/O error")  # growing the -shm file on a full disk
+    shm.sqlite_errorcode = 4874  # type: ignore[attr-defined]  # SQLITE_IOERR_SHMSIZE
+    assert lacks_space(shm)
+    other = sqlite3.OperationalError("disk I/O error")
+    other.sqlite_errorcode = 10  # type: ignore[attr-defined]  # SQLITE_IOERR, anything else
+    assert not lacks_space(other)
     assert not lacks_space(ValueError("no"))
     assert lacks_space(NoSpace())
 
