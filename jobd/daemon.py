@@ -323,6 +323,7 @@ def _services(
         runtime.image_digest,
         rootless=supervisor.info.rootless,
     )
+    audit = Audit(store)
     return Services(
         config=config,
         jobs=jobs,
@@ -353,10 +354,10 @@ def _services(
             lambda target, command, tty: runtime.exec(target, command, tty=tty)
         ),
         tokens=tokens,
-        audit=Audit(store),
+        audit=audit,
         sessions=Sessions(tokens),
         pruning=Pruning(supervisor.retention.prune, config.retention),
-        ssh=ssh.SshAccess(store, ssh.Runtime(runtime.exec, runtime.files, runtime.connect)),
+        ssh=ssh.SshAccess(store, ssh.Runtime(runtime.exec, runtime.files, runtime.connect), audit),
     )
 
 

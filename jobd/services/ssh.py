@@ -9,6 +9,10 @@ container's user, groups and capabilities: its owner's powers): a command or a s
 the runtime's exec, files and TCP connections through a helper the runtime puts in the
 container's namespaces (jobd/runtime/podman/helper.py). Each session checks the key again,
 so a key taken off the job stops working at the next session.
+
+The audit log has each session and forward that was asked for (opened, or refused and why),
+as its job's owner's, and each connection that offered keys and was let in with none. What a
+session runs is not recorded, as a request's body is not.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from typing import Protocol
 
 import asyncssh
 
+from jobd.domain.audit import AuditEntry
 from jobd.domain.engine import ExecSession
 from jobd.domain.jobs import Job, JobFilter, JobSpec, Kind
-from jobd.domain.owners import EVERYONE
+from jobd.domain.owners import EVERYONE, Owner
+from jobd.domain.records import now
 from jobd.domain.runs import Run
 from jobd.domain.ssh import MAX_ALLOWED_IPS, MAX_SSH_KEYS, allows, published_alone
 from jobd.errors import InvalidRequest, NotFound
+from jobd.services.audit import Audit
 from jobd.services.exec import ExecSessions
 from jobd.store import Store
 
@@ -45,6 +52,7 @@ OpenFiles = Callable[[str, str], Awaitable[ExecSession]]
 # (container, host, port) -> a TCP connection made inside the container's network
 Connect = Callable[[str, str, int], Awaitable[socket.socket]]
 MAX_CANDIDATES = 50  # jobs of one name tried for a key (other users' included)
+MAX_NAMED = 64  # of what a refused client named as its user, in the audit log
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +61,7 @@ class Admission:
 
     user: str
     job_id: str
+    owner: Owner  # the job's: a session has its powers, and the audit log says so
     run_id: str | None  # the run it named; None: its job's latest run, at each session
     key: bytes  # the key's public data, checked again at each session
     peer: str
@@ -68,9 +77,10 @@ class Runtime:
 
 
 class SshAccess:
-    def __init__(self, store: Store, runtime: Runtime) -> None:
+    def __init__(self, store: Store, runtime: Runtime, audit: Audit | None = None) -> None:
         self.store = store
         self.runtime = runtime
+        self.audit = audit
 
     async def admit(self, user: str, key: bytes, peer: str) -> Admission | None:
         """The admission of a client that names `user` and offers `key` from `peer`, or None:
@@ -81,7 +91,9 @@ class SshAccess:
             return None
         for job, run_id in candidates:
             if _lets_in(job, key, peer):
-                return Admission(user=user, job_id=job.id, run_id=run_id, key=key, peer=peer)
+                return Admission(
+                    user=user, job_id=job.id, owner=job.owner, run_id=run_id, key=key, peer=peer
+                )
         return None
 
     async def _candidates(self, user: str) -> list[tuple[Job, str | None]]:
@@ -106,6 +118,44 @@ class SshAccess:
         if run_id is None:
             raise NotFound(f"job {job.id} has no run")
         return await self.store.get_run(run_id, reach=EVERYONE)
+
+    def audited(self, admission: Admission, what: str, status: int, run_id: str | None) -> None:
+        """A session or forward asked for (`what`: "shell", "forward HOST:PORT"...),
+        opened (200) or refused with `status`, into the admission's job (and `run_id`)."""
+        owner = admission.owner
+        ids = (admission.job_id, *([run_id] if run_id else []))
+        self._record(owner.user, owner.uid, admission.peer, what, status, ids)
+
+    def refused(self, named: str, peer: str) -> None:
+        """A connection that offered keys and was let in with none: what it named as its user
+        (a run, a job or a name) is all there is to say."""
+        self._record(None, None, peer, f"login {named[:MAX_NAMED]}", 401, ())
+
+    def _record(
+        self,
+        user: str | None,
+        uid: int | None,
+        peer: str,
+        what: str,
+        status: int,
+        ids: tuple[str, ...],
+    ) -> None:
+        if self.audit is None:
+            return
+        self.audit.record(
+            AuditEntry(
+                at=now(),
+                user=user,
+                uid=uid,
+                via="ssh",
+                token_id=None,
+                peer=peer,
+                method="SSH",
+                path=what,
+                status=status,
+                ids=ids,
+            )
+        )
 
     async def command(
         self, run: Run, command: list[str], *, tty: bool, env: Mapping[str, str]

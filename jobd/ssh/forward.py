@@ -13,6 +13,7 @@ from typing import cast
 
 import asyncssh
 
+from jobd.domain.runs import Run
 from jobd.errors import JobdError
 from jobd.services.ssh import Admission, SshAccess
 
@@ -24,11 +25,15 @@ async def open_forward(
 ) -> ForwardSession:
     """The session for a new direct-tcpip channel, connected first: a connection that fails
     is the client's "open failed" with the reason."""
+    what = f"forward {host[:255]}:{port}"
+    run: Run | None = None
     try:
         run = await access.run(admission)
         connection = await access.connect(run, host, port)
     except JobdError as e:
+        access.audited(admission, what, e.status, run.id if run else None)
         raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None
+    access.audited(admission, what, 200, run.id)
     session = ForwardSession()
     await session.attach(connection)
     return session

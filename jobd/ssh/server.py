@@ -29,6 +29,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self._peer = ""
         self._admission: Admission | None = None
+        self._named: str | None = None  # the user a key was offered for, until one lets it in
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -39,6 +40,8 @@ class GatewayServer(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
             self._open_now.discard(self._conn)
+        if self._admission is None and self._named is not None:
+            self._access.refused(self._named, self._peer)
 
     def begin_auth(self, username: str) -> bool:
         return True  # always asked for a key: nobody gets in on "none"
@@ -57,6 +60,8 @@ class GatewayServer(asyncssh.SSHServer):
         await asyncio.sleep(max(0.0, REFUSAL_FLOOR - (loop.time() - started)))
         if admission is not None:
             self._admission = admission
+        else:
+            self._named = username
         return admission is not None
 
     def auth_completed(self) -> None:

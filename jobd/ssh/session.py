@@ -104,13 +104,16 @@ class RunSession(asyncssh.SSHServerSession[bytes]):
     async def _serve(self) -> None:
         assert self._chan is not None
         chan = self._chan
+        run: Run | None = None
         try:
             run = await self._access.run(self._admission)
             self._exec = await self._open(run)
         except JobdError as e:
+            self._access.audited(self._admission, self._what(), e.status, run.id if run else None)
             chan.write_stderr(f"jobd: {e}\r\n".encode())
             chan.exit(255)
             return
+        self._access.audited(self._admission, self._what(), 200, run.id)
         try:
             if self._exec.tty and self._size and all(self._size):
                 await self._exec.resize(*self._size)
@@ -128,6 +131,10 @@ class RunSession(asyncssh.SSHServerSession[bytes]):
             return await self._access.files(run, version)
         command = ["/bin/sh", "-c", self._command if self._command is not None else LOGIN_SHELL]
         return await self._access.command(run, command, tty=self._term is not None, env=self._env())
+
+    def _what(self) -> str:
+        """The session as the audit log names it."""
+        return "sftp" if self._sftp else "shell" if self._command is None else "exec"
 
     def _env(self) -> dict[str, str]:
         assert self._chan is not None

@@ -272,6 +272,30 @@ def test_every_refusal_is_the_same(
         seconds.append(time.monotonic() - started)
     assert abs(seconds[0] - seconds[1]) < 0.5, seconds
     assert ssh(port, "box", key, "true").returncode == 0
+    named = [run["id"], "run-0123456789abcdef0123456789abcdef", "nothing-named-so", "keyless"]
+    named += [nobodys["id"], "box", "nothing-named-so"]
+    assert_audited(daemon, run, named)
+
+
+def assert_audited(daemon: Daemon, run: dict[str, Any], refused: list[str]) -> None:
+    """The audit log has the session, as the job's owner's, and each refusal, naming only
+    what the client named."""
+
+    def ssh_entries() -> list[dict[str, Any]] | None:
+        found = daemon.get("/v1/audit?limit=100").body["entries"]
+        entries = [e for e in found if e["via"] == "ssh"]
+        return entries if len(entries) >= len(refused) + 1 else None
+
+    entries = wait_until(ssh_entries, 10, "the SSH entries in the audit log")
+    opened = [e for e in entries if e["status"] == 200]
+    assert [(e["method"], e["path"], e["outcome"]) for e in opened] == [("SSH", "exec", "ok")]
+    owner = daemon.get(f"/v1/jobs/{run['jobId']}").body["owner"]
+    assert (opened[0]["user"], opened[0]["uid"]) == (owner["user"], owner["uid"])
+    assert opened[0]["peer"] == "127.0.0.1"
+    assert opened[0]["ids"] == [run["jobId"], run["id"]]
+    logins = [e for e in entries if e["status"] == 401]
+    assert sorted(e["path"] for e in logins) == sorted(f"login {n}" for n in refused)
+    assert all(e["user"] is None and e["outcome"] == "refused" for e in logins), logins
 
 
 def test_a_key_taken_off_the_job_stops_working(
