@@ -226,11 +226,12 @@ def _buffer() -> ctypes.Array[ctypes.c_char]:
 
 
 def _find(position: int, stop: int) -> int | None:
-    """The first needle in [position, stop), where `stop` is the window's last newline and
-    the sentinel follows it: strstr, SIMD in glibc (about 0.04 s of CPU per GB, where memmem
-    takes 0.1 to 0.16), which finds the sentinel when the window holds no needle, so no second
-    pass looks for NUL bytes; only when one stops it (a job printed one, strstr gives NULL)
-    does memmem search past it."""
+    """The first needle in [position, stop), where `stop` is the window's last byte (its
+    last newline, unless one line outgrew the read) and the sentinel follows it: strstr,
+    SIMD in glibc (about 0.04 s of CPU per GB, where memmem takes 0.1 to 0.16), which finds
+    the sentinel when the window holds no needle, so no second pass looks for NUL bytes;
+    only when one stops it (a job printed one, strstr gives NULL) does memmem search past
+    it."""
     hit = _libc.strstr(position, NEEDLE)
     if hit:
         return int(hit) if hit < stop else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,9 @@ def pump_at(tmp_path: Path) -> tuple[LogPump, Sink]:
     return LogPump(tmp_path, LogLimits(), interval=0.005, markers=sink), sink
 
 
-async def until(condition: object, seconds: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     async with asyncio.timeout(seconds):
-        while not callable(condition) or not condition():
+        while not condition():
             await asyncio.sleep(0.005)
 
 

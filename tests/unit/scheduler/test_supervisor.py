@@ -508,10 +508,11 @@ async def test_an_end_the_disk_has_no_room_for_is_tried_again_on_one_timer_and_t
 
     monkeypatch.setattr(harness.store, "transition", no_room)
     harness.runtime.exit(container_id, 0)
-    for _ in range(4):  # reaped again meanwhile, as a reconcile would
+    for _ in range(4):  # reaped again between the timer's turns, as a reconcile would
+        await asyncio.sleep(0.03)
         harness.supervisor.inflight.reap_later(run_id, container_id)
         harness.supervisor.wake()
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.2)
     before = tries
     await asyncio.sleep(0.5)
     assert tries - before <= 0.5 / 0.05 + 2, "one timer for the run, not one per reap"
